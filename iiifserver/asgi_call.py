@@ -1,0 +1,55 @@
+"""One HTTP request to an ASGI app, in-process (``iiifserver get``). No network, no framework.
+
+Owns: building the ASGI scope for a raw path (kept raw, so ``%2F`` survives exactly as it
+would over HTTP) and collecting the response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.types import ASGIApp, Message
+
+
+async def call(
+    app: ASGIApp, path: str, *, method: str = "GET", headers: list[tuple[str, str]] | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    raw_path, _, query = path.partition("?")
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": unquote(raw_path),
+        "raw_path": raw_path.encode("latin-1"),
+        "root_path": "",
+        "query_string": query.encode("latin-1"),
+        "headers": [(b"host", b"localhost")] + [(k.lower().encode(), v.encode()) for k, v in headers or []],
+        "client": ("127.0.0.1", 0),
+        "server": ("localhost", 80),
+        "state": {},
+    }
+    status = 500
+    response_headers: list[tuple[str, str]] = []
+    body = bytearray()
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            response_headers.extend((k.decode("latin-1"), v.decode("latin-1")) for k, v in message["headers"])
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, response_headers, bytes(body)

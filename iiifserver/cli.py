@@ -1,0 +1,158 @@
+"""The ``iiifserver`` command line.
+
+Owns: the commands and their flags. ``serve`` flags map one to one onto ``Settings`` fields
+(generated from them, so a new setting is a new flag with no extra code). Commands do their
+work through the same modules the server uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from iiifserver import config
+from iiifserver.config import DEFAULT_IMAGES, Settings, SettingsError, load_settings
+
+DEMO_ASSETS = Path(__file__).parent / "demo" / "assets"
+
+
+def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One CLI flag per setting; unset flags leave the lower layers (TOML, env) in force."""
+    for f in reversed(config.fields()):
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        help_text = f"{config.field_help(f)} [default: {f.default}; env {config.env_name(f.name)}]"
+        if kind == "bool":
+            fn = click.option(
+                f"{flag}/--no-{f.name.replace('_', '-')}", f.name, default=None, help=help_text
+            )(fn)
+        else:
+            click_type = {"int": int, "float": float, "Path": click.Path(path_type=Path)}.get(kind, str)
+            fn = click.option(flag, f.name, type=click_type, default=None, help=help_text)(fn)
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="TOML file of settings (or env IIIFSERVER_CONFIG).",
+    )(fn)
+
+
+def _load(config_file: Path | None, overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(config_file, overrides=overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="iiifserver")
+def main() -> None:
+    """iiifserver: IIIF Image API 3.0/2.1 and Presentation API 3.0 server for pyramidal TIFFs."""
+
+
+@main.command()
+@_settings_options
+def serve(config_file: Path | None, **overrides: Any) -> None:
+    """Run the server (uvicorn). With the default image folder, prepares the demo collection first."""
+    settings = _load(config_file, overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.images == DEFAULT_IMAGES:
+        _build_demo(settings.images, large=True)
+    if not settings.images.is_dir():
+        raise click.UsageError(f"image folder {settings.images} does not exist")
+    settings.cache.mkdir(parents=True, exist_ok=True)
+    import uvicorn
+
+    os.environ[config.WORKER_ENV] = settings.to_json()  # read back by each worker process
+    click.echo(
+        f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True
+    )
+    uvicorn.run(
+        "iiifserver.app:worker_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        proxy_headers=False,  # X-Forwarded-* are handled by web/urls.py, from trusted proxies only
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@main.command()
+@_settings_options
+def settings(config_file: Path | None, **overrides: Any) -> None:
+    """Print the settings in force (after TOML file, environment and flags), as TOML."""
+    resolved = _load(config_file, overrides)
+    for f in config.fields():
+        value = getattr(resolved, f.name)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            text = str(value)
+        else:
+            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        click.echo(f"{f.name} = {text}")
+
+
+@main.group()
+def demo() -> None:
+    """The bundled demo collection."""
+
+
+@demo.command("build")
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_IMAGES, show_default=True
+)
+@click.option("--large/--no-large", default=True, show_default=True, help="Include the >100-megapixel image.")
+def demo_build(out: Path, large: bool) -> None:
+    """Build (or complete) the demo images in OUT."""
+    paths = _build_demo(out, large=large)
+    click.echo(f"{len(paths)} demo images in {out}")
+
+
+def _build_demo(out: Path, *, large: bool) -> list[Path]:
+    from iiifserver.demo import build_demo
+
+    return build_demo(out, DEMO_ASSETS, large=large, progress=lambda line: click.echo(line, err=True))
+
+
+@main.command()
+@click.argument("path")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the body here.")
+@click.option("--header", "-H", "show_headers", is_flag=True, help="Print status and headers to stderr.")
+@_settings_options
+def get(
+    path: str, output: Path | None, show_headers: bool, config_file: Path | None, **overrides: Any
+) -> None:
+    """Answer one request in-process, without a network server: PATH like /iiif/3/ID/info.json."""
+    settings = _load(config_file, overrides)
+    from iiifserver.app import create_app
+    from iiifserver.asgi_call import call
+
+    status, headers, body = asyncio.run(call(create_app(settings), path))
+    if show_headers:
+        click.echo(f"HTTP {status}", err=True)
+        for name, value in headers:
+            click.echo(f"{name}: {value}", err=True)
+    if output is not None:
+        output.write_bytes(body)
+    elif body:
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+    if status >= 400:
+        sys.exit(1)

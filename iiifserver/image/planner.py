@@ -1,0 +1,307 @@
+"""All geometry of an image request, before any pixel is touched.
+
+Owns: resolving an ``ImageRequest`` against the image's dimensions and the server limits
+(region box, output size, upscaling, rotation bounding box) into a ``Resolved`` request, and
+turning that into a ``Plan`` for the renderer (which pyramid level, which crop box there).
+Every image-dependent error is raised here; the renderer never validates.
+Must not know: pyvips, files, HTTP.
+
+Rounding (the spec leaves it to the implementation): derived dimensions round half up;
+``!w,h`` never exceeds its box; percent regions round both edges so adjacent regions tile.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from iiifserver.errors import BadRequest, NotImplementedFeature
+from iiifserver.image.request import (
+    ApiVersion,
+    Format,
+    ImageRequest,
+    Quality,
+    RegionKind,
+    SizeKind,
+    format_size,
+)
+from iiifserver.image.source_info import Colour, Level, SourceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Server-imposed output limits, advertised in info.json and enforced on every request."""
+
+    max_width: int
+    max_height: int
+    max_area: int
+    allow_upscaling: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A request with every image-dependent value computed: the canonical request's content."""
+
+    region: Box  # in full-resolution pixels, inside the image
+    width: int  # output size before rotation
+    height: int
+    upscaled: bool  # the output is larger than the region in some dimension
+    is_max: bool  # the size is what ``max`` (or ``^max`` when upscaled) gives for this region
+    mirror: bool
+    degrees: Decimal  # 0 <= degrees < 360
+    quality: Quality  # as requested (``default`` stays ``default``: it is part of the URL)
+    render_quality: Quality  # what the pixels are: COLOR, GRAY or BITONAL
+    format: Format
+    image_width: int
+    image_height: int
+
+    @property
+    def is_full_region(self) -> bool:
+        return self.region == Box(0, 0, self.image_width, self.image_height)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """Size of the returned image, after rotation."""
+        return rotated_size(self.width, self.height, self.degrees)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the renderer does: crop ``crop`` from ``level``, scale to ``width`` x ``height``, ..."""
+
+    level: Level
+    crop: Box  # in the level's pixels
+    width: int
+    height: int
+    mirror: bool
+    degrees: Decimal
+    quality: Quality  # COLOR, GRAY or BITONAL
+    format: Format
+    source_colour: Colour
+    source_has_icc: bool
+    source_has_alpha: bool
+
+
+def round_half_up(value: Decimal | float) -> int:
+    return int(Decimal(value).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def resolve(request: ImageRequest, info: SourceInfo, limits: Limits) -> Resolved:
+    """Check ``request`` against the image and the limits; compute region and output size."""
+    region = resolve_region(request, info.width, info.height)
+    width, height, upscaled, is_max = resolve_size(request, region, limits)
+    degrees = request.rotation.degrees % 360
+    out_w, out_h = rotated_size(width, height, degrees)
+    # The rotated bounding box of an arbitrary angle is at most sqrt(2) larger on each side.
+    if out_w * out_h > 2 * limits.max_area:
+        raise BadRequest(
+            f"rotated output {out_w}x{out_h} is larger than this server allows", parameter="rotation"
+        )
+    if request.quality is Quality.DEFAULT:
+        render_quality = Quality.GRAY if info.colour is Colour.GRAY else Quality.COLOR
+    else:
+        render_quality = request.quality
+    return Resolved(
+        region=region,
+        width=width,
+        height=height,
+        upscaled=upscaled,
+        is_max=is_max,
+        mirror=request.rotation.mirror,
+        degrees=degrees,
+        quality=request.quality,
+        render_quality=render_quality,
+        format=request.format,
+        image_width=info.width,
+        image_height=info.height,
+    )
+
+
+def resolve_region(request: ImageRequest, width: int, height: int) -> Box:
+    region = request.region
+    if region.kind is RegionKind.FULL:
+        return Box(0, 0, width, height)
+    if region.kind is RegionKind.SQUARE:
+        side = min(width, height)
+        return Box((width - side) // 2, (height - side) // 2, side, side)
+    if region.kind is RegionKind.PIXELS:
+        assert region.pixels is not None
+        x, y, w, h = region.pixels
+        x1, y1 = x + w, y + h
+    else:
+        assert region.percent is not None
+        px, py, pw, ph = region.percent
+        # Round both edges, so that regions sharing an edge in percent share it in pixels.
+        x = round_half_up(px * width / 100)
+        y = round_half_up(py * height / 100)
+        x1 = round_half_up((px + pw) * width / 100)
+        y1 = round_half_up((py + ph) * height / 100)
+    if x >= width or y >= height:
+        raise BadRequest("region lies outside the image", parameter="region")
+    # Partly outside: cropped at the image edge (section 4.1).
+    box = Box(x, y, min(x1, width) - x, min(y1, height) - y)
+    if box.w < 1 or box.h < 1:
+        raise BadRequest("region is smaller than one pixel", parameter="region")
+    return box
+
+
+def max_size(width: int, height: int, limits: Limits) -> tuple[int, int]:
+    """The largest size within the limits, keeping the aspect ratio (implementation note 4)."""
+    w, h = width, height
+    if limits.max_area < w * h:
+        scale = math.sqrt(limits.max_area / (w * h))
+        w, h = max(1, int(w * scale)), max(1, int(h * scale))
+    if limits.max_width < w:
+        w, h = limits.max_width, max(1, round_half_up(Decimal(height * limits.max_width) / width))
+    if limits.max_height < h:
+        h, w = limits.max_height, max(1, round_half_up(Decimal(width * limits.max_height) / height))
+    return w, h
+
+
+def upscaled_max_size(width: int, height: int, limits: Limits) -> tuple[int, int]:
+    """``^max``: the region scaled (up or down) to the largest size within the limits."""
+    scale = min(
+        Decimal(limits.max_width) / width,
+        Decimal(limits.max_height) / height,
+        Decimal(limits.max_area / (width * height)).sqrt(),
+    )
+    w = max(1, int(width * scale))
+    h = max(1, int(height * scale))
+    return max_size(w, h, limits)  # guard against rounding past a limit
+
+
+def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[int, int, bool, bool]:
+    """Output (width, height, upscaled, is_max) before rotation. Raises 400 / 501."""
+    size = request.size
+    rw, rh = region.w, region.h
+    v2 = request.version is ApiVersion.V2
+    plain_max = max_size(rw, rh, limits)
+    clamp = False  # max and !w,h are clamped to the limits; explicit sizes are refused
+    match size.kind:
+        case SizeKind.MAX | SizeKind.FULL:
+            if size.upscale:
+                w, h = upscaled_max_size(rw, rh, limits)
+            else:
+                w, h = plain_max
+            clamp = True
+        case SizeKind.WIDTH:
+            assert size.width is not None
+            w = size.width
+            h = round_half_up(Decimal(rh * w) / rw)
+        case SizeKind.HEIGHT:
+            assert size.height is not None
+            h = size.height
+            w = round_half_up(Decimal(rw * h) / rh)
+        case SizeKind.EXACT:
+            assert size.width is not None
+            assert size.height is not None
+            w, h = size.width, size.height
+        case SizeKind.CONFINED:
+            assert size.width is not None
+            assert size.height is not None
+            w, h = _confined(rw, rh, size.width, size.height, may_upscale=size.upscale or v2)
+            clamp = True
+        case SizeKind.PERCENT:
+            assert size.percent is not None
+            w = round_half_up(rw * size.percent / 100)
+            h = round_half_up(rh * size.percent / 100)
+    if clamp and (w > plain_max[0] or h > plain_max[1]) and not (size.upscale or v2):
+        w, h = plain_max
+    if clamp:
+        w, h = max_size(w, h, limits)
+    if w < 1 or h < 1:
+        raise BadRequest(f"size {_fmt(request)} gives an image smaller than one pixel", parameter="size")
+    upscaled = w > rw or h > rh
+    if upscaled:
+        if not size.upscale and not v2:
+            raise BadRequest(
+                f"size {_fmt(request)} is larger than the region ({rw}x{rh}); "
+                "Image API 3.0 requires the '^' prefix to upscale",
+                parameter="size",
+            )
+        if not limits.allow_upscaling:
+            raise NotImplementedFeature("upscaling is not enabled on this server", parameter="size")
+    if w > limits.max_width or h > limits.max_height or w * h > limits.max_area:
+        raise BadRequest(
+            f"size {w}x{h} is larger than this server allows (maxWidth {limits.max_width}, "
+            f"maxHeight {limits.max_height}, maxArea {limits.max_area})",
+            parameter="size",
+        )
+    # ``max`` and ``^max`` are the canonical names of these two sizes (section 4.8).
+    is_max = (w, h) == (upscaled_max_size(rw, rh, limits) if upscaled else plain_max)
+    return w, h, upscaled, is_max
+
+
+def _confined(rw: int, rh: int, bw: int, bh: int, *, may_upscale: bool) -> tuple[int, int]:
+    """The largest rw:rh-shaped size inside bw x bh (and inside rw x rh unless upscaling)."""
+    if not may_upscale:
+        bw, bh = min(bw, rw), min(bh, rh)
+    if bw * rh <= bh * rw:  # width is the binding side
+        return bw, max(1, min(bh, round_half_up(Decimal(rh * bw) / rw)))
+    return max(1, min(bw, round_half_up(Decimal(rw * bh) / rh))), bh
+
+
+def rotated_size(width: int, height: int, degrees: Decimal) -> tuple[int, int]:
+    """Bounding box of a rotated ``width`` x ``height`` image (implementation note 5)."""
+    d = degrees % 360
+    if d % 180 == 0:
+        return width, height
+    if d % 90 == 0:
+        return height, width
+    rad = math.radians(float(d))
+    c, s = abs(math.cos(rad)), abs(math.sin(rad))
+    return max(1, round(width * c + height * s)), max(1, round(height * c + width * s))
+
+
+def plan(resolved: Resolved, info: SourceInfo) -> Plan:
+    """Pick the smallest pyramid level that still has the requested resolution, and crop there."""
+    region = resolved.region
+    level = choose_level(info, region, resolved.width, resolved.height)
+    sx = info.width / level.width
+    sy = info.height / level.height
+    x0 = min(level.width - 1, round(region.x / sx))
+    y0 = min(level.height - 1, round(region.y / sy))
+    x1 = max(x0 + 1, min(level.width, round((region.x + region.w) / sx)))
+    y1 = max(y0 + 1, min(level.height, round((region.y + region.h) / sy)))
+    return Plan(
+        level=level,
+        crop=Box(x0, y0, x1 - x0, y1 - y0),
+        width=resolved.width,
+        height=resolved.height,
+        mirror=resolved.mirror,
+        degrees=resolved.degrees,
+        quality=resolved.render_quality,
+        format=resolved.format,
+        source_colour=info.colour,
+        source_has_icc=info.has_icc,
+        source_has_alpha=info.has_alpha,
+    )
+
+
+def choose_level(info: SourceInfo, region: Box, width: int, height: int) -> Level:
+    """The smallest level at which the region is at least ``width`` x ``height`` pixels.
+
+    Levels are often floor-rounded halves (12001 -> 6000), so a level that falls short of the
+    output by less than one pixel still counts: the sub-pixel stretch is invisible, and
+    decoding the level above would cost four times as much.
+    """
+    best = info.levels[0]
+    for level in info.levels[1:]:
+        level_w = region.w * level.width / info.width
+        level_h = region.h * level.height / info.height
+        if level_w + 1 > width and level_h + 1 > height and level.width < best.width:
+            best = level
+    return best
+
+
+def _fmt(request: ImageRequest) -> str:
+    return repr(format_size(request.size))

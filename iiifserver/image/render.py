@@ -1,0 +1,137 @@
+"""Plan + source file -> encoded image bytes. The only pyvips pipeline code.
+
+Owns: crop at the planned pyramid level, one resize to the exact output size, colour
+management to sRGB, mirror and rotation, quality (colour / gray / bitonal) and encoding.
+Runs in a worker thread (``concurrency.Lane``), never on the event loop. Never validates:
+every check happened in the planner; a failure here is a server or source fault.
+Must not know: HTTP, URLs, the request grammar beyond the ``Plan``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyvips
+
+from iiifserver.image.planner import Plan, rotated_size
+from iiifserver.image.probe import open_level
+from iiifserver.image.request import Format, Quality
+from iiifserver.image.source_info import Colour, SourceFormat
+
+_WHITE = 255.0
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeOptions:
+    jpeg_quality: int = 80
+    webp_quality: int = 80
+
+
+def render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions) -> bytes:
+    image = open_level(path, fmt, plan.level)
+    image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
+    image = _to_8bit_srgb_or_gray(image, plan)
+    image = _resize_exact(image, plan.width, plan.height)
+    if plan.mirror:
+        image = image.fliphor()
+    image = _rotate(image, plan.degrees, plan.format)
+    image = _apply_quality(image, plan.quality)
+    return _encode(image, plan, options)
+
+
+def _to_8bit_srgb_or_gray(image: Any, plan: Plan) -> Any:
+    """Colour-manage to sRGB (or 8-bit gray) before scaling, so the resize works on display values."""
+    if plan.source_has_icc and plan.source_colour is Colour.RGB:
+        try:
+            # The embedded profile wins; intent relative keeps in-gamut colours exact.
+            return image.icc_transform("srgb", embedded=True, intent="relative", depth=8)
+        except pyvips.Error:
+            pass  # a broken profile is ignored (attack case D11): fall through to plain conversion
+    interpretation = str(image.interpretation)
+    if plan.source_colour is Colour.GRAY:
+        if interpretation != "b-w" or image.format != "uchar":
+            image = image.colourspace("b-w")
+    elif interpretation != "srgb" or image.format != "uchar":
+        image = image.colourspace("srgb")
+    if image.format != "uchar":
+        image = image.cast("uchar")
+    return image
+
+
+def _resize_exact(image: Any, width: int, height: int) -> Any:
+    if image.width == width and image.height == height:
+        return image
+    hscale = width / image.width
+    vscale = height / image.height
+    if image.hasalpha():
+        image = image.premultiply().resize(hscale, vscale=vscale, kernel="lanczos3").unpremultiply()
+        image = image.cast("uchar")
+    else:
+        image = image.resize(hscale, vscale=vscale, kernel="lanczos3")
+    return _fit(image, width, height)
+
+
+def _fit(image: Any, width: int, height: int) -> Any:
+    """Trim or pad (repeating the edge) by the odd pixel that floating-point scaling can leave."""
+    if image.width > width or image.height > height:
+        image = image.crop(0, 0, min(width, image.width), min(height, image.height))
+    if image.width < width or image.height < height:
+        image = image.embed(0, 0, width, height, extend="copy")
+    return image
+
+
+def _rotate(image: Any, degrees: Decimal, fmt: Format) -> Any:
+    if degrees == 0:
+        return image
+    if degrees % 90 == 0:
+        return image.rot({90: "d90", 180: "d180", 270: "d270"}[int(degrees)])
+    transparent = fmt in (Format.PNG, Format.WEBP, Format.GIF, Format.TIF)
+    if transparent and not image.hasalpha():
+        image = image.bandjoin_const([255])
+    background = [0.0] * image.bands if transparent else [_WHITE] * image.bands
+    width, height = rotated_size(image.width, image.height, degrees)
+    rotated = image.rotate(
+        float(degrees), background=background, interpolate=pyvips.Interpolate.new("bicubic")
+    )
+    # Centre the result on the exact bounding box size of implementation note 5.
+    dx = (width - rotated.width) // 2
+    dy = (height - rotated.height) // 2
+    return rotated.embed(dx, dy, width, height, extend="background", background=background)
+
+
+def _apply_quality(image: Any, quality: Quality) -> Any:
+    alpha = image.extract_band(image.bands - 1) if image.hasalpha() else None
+    colour = image.extract_band(0, n=image.bands - 1) if alpha is not None else image
+    if quality is Quality.GRAY or quality is Quality.BITONAL:
+        if colour.bands >= 3:
+            colour = colour.colourspace("b-w")
+        if quality is Quality.BITONAL:
+            colour = (colour >= 128).ifthenelse(255, 0).cast("uchar").copy(interpretation="b-w")
+    elif quality is Quality.COLOR and colour.bands == 1:
+        colour = colour.colourspace("srgb")
+    if alpha is None:
+        return colour
+    return colour.bandjoin(alpha)
+
+
+def _encode(image: Any, plan: Plan, options: EncodeOptions) -> bytes:
+    fmt = plan.format
+    if fmt is Format.JPG:
+        if image.hasalpha():
+            image = image.flatten(background=[_WHITE] * (image.bands - 1))
+        data = image.jpegsave_buffer(Q=options.jpeg_quality, keep="none", optimize_coding=True)
+    elif fmt is Format.PNG:
+        if plan.quality is Quality.BITONAL and not image.hasalpha():
+            data = image.pngsave_buffer(bitdepth=1, compression=6, keep="none")
+        else:
+            data = image.pngsave_buffer(compression=6, keep="none")
+    elif fmt is Format.WEBP:
+        data = image.webpsave_buffer(Q=options.webp_quality, keep="none")
+    elif fmt is Format.TIF:
+        data = image.tiffsave_buffer(compression="deflate", keep="none")
+    else:
+        data = image.gifsave_buffer(keep="none")
+    return bytes(data)

@@ -1,0 +1,89 @@
+"""Identifier -> source file, with the containment checks.
+
+Owns: mapping a decoded identifier to a regular file under the image root and its
+``SourceVersion``. ``Source`` is a protocol so that other stores (S3) can come later.
+Must not know: image formats, HTTP.
+
+Rules (documented in the README):
+- ``/`` in an identifier (``%2F`` in the URL) addresses a sub-folder; empty, ``.`` and ``..``
+  segments are refused, as is anything whose real path leaves the image root (symlinks included).
+- The identifier may name the file with or without its extension; without one, the known
+  extensions are tried in a fixed order.
+- Only regular files are served (not folders, FIFOs, devices).
+- Names are compared as NFC; a file stored with a decomposed (NFD) name is found too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from iiifserver.errors import NotFound
+from iiifserver.image.source_info import SourceVersion
+
+PYRAMID_EXTENSIONS = (".tif", ".tiff", ".ptif")
+PLAIN_EXTENSIONS = (".jpg", ".jpeg", ".png")
+EXTENSIONS = PYRAMID_EXTENSIONS + PLAIN_EXTENSIONS
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    identifier: str
+    path: Path  # the real path, inside the root
+    version: SourceVersion
+
+
+class Source(Protocol):
+    def resolve(self, identifier: str) -> SourceFile: ...
+
+
+class FilesystemSource:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+
+    def resolve(self, identifier: str) -> SourceFile:
+        segments = identifier.split("/")
+        if any(seg in ("", ".", "..") for seg in segments) or "\x00" in identifier:
+            raise NotFound(f"no image {identifier!r}", parameter="identifier")
+        for candidate in self._candidates(identifier):
+            found = self._stat_inside_root(candidate)
+            if found is not None:
+                real, st = found
+                version = SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
+                return SourceFile(identifier, real, version)
+        raise NotFound(f"no image {identifier!r}", parameter="identifier")
+
+    def _candidates(self, identifier: str) -> list[str]:
+        names = [identifier]
+        nfd = unicodedata.normalize("NFD", identifier)
+        if nfd != identifier:
+            names.append(nfd)
+        out: list[str] = []
+        for name in names:
+            if name.lower().endswith(EXTENSIONS):
+                out.append(name)
+            out.extend(name + ext for ext in EXTENSIONS)
+        return out
+
+    def _stat_inside_root(self, relative: str) -> tuple[Path, os.stat_result] | None:
+        candidate = os.path.join(self.root, relative)
+        try:
+            real = os.path.realpath(candidate, strict=True)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES):
+                return None
+            raise
+        if os.path.commonpath((self.root, real)) != str(self.root):
+            return None  # a symlink (or anything else) that leaves the image root
+        try:
+            st = os.stat(real)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None  # folders, FIFOs (opening one blocks), devices, sockets
+        return Path(real), st

@@ -1,0 +1,44 @@
+"""Typed errors -> HTTP responses, in one place.
+
+Owns: the status, body and headers of every error response. Bodies are short plain text that
+name the parameter or identifier; never a path or a stack trace. Errors are never cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from iiifserver.errors import IIIFError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+NO_STORE = {"cache-control": "no-store"}
+
+
+def error_response(exc: IIIFError) -> Response:
+    headers = dict(NO_STORE)
+    if isinstance(exc, ServiceUnavailable):
+        headers["retry-after"] = str(exc.retry_after)
+    return _plain(exc.status, str(exc), headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = "not an IIIF URL" if exc.status_code == 404 else str(exc.detail)
+    return _plain(exc.status_code, detail, dict(NO_STORE))
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    # Full detail goes to the log only; the client learns nothing about the internals.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _plain(500, "unexpected server error", dict(NO_STORE))
+
+
+def _plain(status: int, detail: str, headers: dict[str, str]) -> Response:
+    phrase = HTTPStatus(status).phrase
+    return PlainTextResponse(f"{status} {phrase}: {detail}\n", status_code=status, headers=headers)

@@ -1,0 +1,100 @@
+"""HTTP headers of IIIF responses.
+
+Owns: CORS (a pure ASGI middleware, so errors and 404s get it too, and OPTIONS preflights are
+answered for every path), content negotiation of JSON-LD documents, Link, ETag,
+Last-Modified and conditional-request checks.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ALLOW_METHODS = "GET, HEAD, OPTIONS"
+EXPOSE_HEADERS = "Link, ETag, Last-Modified, Content-Length, Content-Type, Retry-After"
+
+
+class CORSMiddleware:
+    """``Access-Control-Allow-Origin: *`` on every response; OPTIONS answered directly.
+
+    The IIIF validators send a plain OPTIONS (no preflight headers) and expect the CORS header,
+    so OPTIONS is answered whatever its headers say.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            request_headers = Headers(scope=scope).get("access-control-request-headers", "")
+            headers = [
+                (b"access-control-allow-origin", b"*"),
+                (b"access-control-allow-methods", ALLOW_METHODS.encode()),
+                (b"access-control-max-age", b"86400"),
+                (b"allow", ALLOW_METHODS.encode()),
+                (b"content-length", b"0"),
+            ]
+            if request_headers:
+                headers.append((b"access-control-allow-headers", request_headers.encode("latin-1")))
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"access-control-allow-origin", b"*"))
+                headers.append((b"access-control-expose-headers", EXPOSE_HEADERS.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+def negotiate_json_ld(accept: str | None, profile_context: str, *, default_ld: bool) -> str:
+    """Content-Type for an info.json / manifest.
+
+    3.0 documents default to JSON-LD with the profile; 2.1 info.json defaults to plain JSON and
+    gives JSON-LD only when asked. A client that accepts only application/json gets that.
+    """
+    ld = f'application/ld+json;profile="{profile_context}"'
+    if not accept:
+        return ld if default_ld else "application/json"
+    types = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if "application/ld+json" in types:
+        return ld
+    if "application/json" in types:
+        return "application/json"
+    return ld if default_ld else "application/json"
+
+
+def etag(key: str) -> str:
+    return f'"{key}"'
+
+
+def http_date(mtime_ns: int) -> str:
+    return format_datetime(datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).replace(microsecond=0), usegmt=True)
+
+
+def not_modified(headers: Headers, tag: str, mtime_ns: int) -> bool:
+    """RFC 9110 section 13.2.2: If-None-Match wins; If-Modified-Since only without it."""
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        candidates = [c.strip().removeprefix("W/") for c in if_none_match.split(",")]
+        return "*" in candidates or tag in candidates
+    if_modified_since = headers.get("if-modified-since")
+    if if_modified_since:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False
+        if since.tzinfo is None:
+            return False
+        return int(mtime_ns // 1_000_000_000) <= int(since.timestamp())
+    return False

@@ -1,0 +1,142 @@
+"""Image API endpoints: ``/iiif/3/...`` and ``/iiif/2/...``.
+
+Owns: routing on the *raw* request path (``scope["path"]`` has ``%2F`` already decoded, so it
+cannot tell a sub-folder identifier from an extra segment), and turning service results into
+responses with their headers. The grammar lives in ``image/request.py``, the flow in
+``image/service.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import unquote_to_bytes
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from iiifserver.config import Settings
+from iiifserver.errors import BadRequest, IIIFError, NotFound
+from iiifserver.image import info as info_doc
+from iiifserver.image.request import (
+    ApiVersion,
+    ImageRequest,
+    decode_identifier,
+    encode_identifier,
+    parse_image_request,
+)
+from iiifserver.image.service import ImageService
+from iiifserver.web import headers as h
+from iiifserver.web.errors import error_response
+from iiifserver.web.urls import public_base
+
+PREFIXES = {ApiVersion.V3: "/iiif/3", ApiVersion.V2: "/iiif/2"}
+_PROFILE_LINK = {
+    ApiVersion.V3: f'<{info_doc.PROFILE_3}>;rel="profile"',
+    ApiVersion.V2: f'<{info_doc.PROFILE_2}>;rel="profile"',
+}
+_CONTEXT = {ApiVersion.V3: info_doc.CONTEXT_3, ApiVersion.V2: info_doc.CONTEXT_2}
+
+
+def routes(service: ImageService, settings: Settings) -> list[Route]:
+    def endpoint(version: ApiVersion):  # type: ignore[no-untyped-def]
+        async def handle(request: Request) -> Response:
+            try:
+                return await _dispatch(request, version, service, settings)
+            except IIIFError as exc:
+                return error_response(exc)
+
+        return handle
+
+    out = []
+    for version, prefix in PREFIXES.items():
+        out.append(Route(prefix + "/{rest:path}", endpoint(version), methods=["GET", "HEAD"]))
+    return out
+
+
+async def _dispatch(
+    request: Request, version: ApiVersion, service: ImageService, settings: Settings
+) -> Response:
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    prefix = PREFIXES[version].encode() + b"/"
+    if not raw.startswith(prefix):
+        raise NotFound("not an IIIF URL")
+    segments = raw[len(prefix) :].split(b"/")
+    base = f"{public_base(request, settings)}{PREFIXES[version]}"
+    if len(segments) == 1 and segments[0]:
+        identifier = decode_identifier(segments[0])
+        location = f"{base}/{encode_identifier(identifier)}/info.json"
+        return Response(status_code=303, headers={"location": location, "cache-control": "no-store"})
+    if len(segments) == 2 and segments[1] == b"info.json":
+        return await _info(request, version, decode_identifier(segments[0]), base, service, settings)
+    if len(segments) == 5:
+        identifier = decode_identifier(segments[0])
+        params = [_param(seg) for seg in segments[1:]]
+        image_request = parse_image_request(*params, version=version)
+        return await _image(request, version, identifier, image_request, base, service, settings)
+    raise NotFound("not an IIIF URL (an identifier with '/' must encode it as %2F)")
+
+
+async def _info(
+    request: Request,
+    version: ApiVersion,
+    identifier: str,
+    base: str,
+    service: ImageService,
+    settings: Settings,
+) -> Response:
+    found = await service.find(identifier)
+    service_id = f"{base}/{encode_identifier(identifier)}"
+    tag = h.etag(f"i{version.value}-{found.file.version.token}-{_digest(service_id)}")
+    headers = {
+        "link": _PROFILE_LINK[version],
+        "etag": tag,
+        "last-modified": h.http_date(found.file.version.mtime_ns),
+        "cache-control": settings.cache_control,
+        "vary": "Accept",
+    }
+    if h.not_modified(request.headers, tag, found.file.version.mtime_ns):
+        return Response(status_code=304, headers=headers)
+    builder = info_doc.info_v3 if version is ApiVersion.V3 else info_doc.info_v2
+    body = orjson.dumps(builder(service_id, found.info, service.limits))
+    media_type = h.negotiate_json_ld(
+        request.headers.get("accept"), _CONTEXT[version], default_ld=version is ApiVersion.V3
+    )
+    return Response(body, media_type=media_type, headers=headers)
+
+
+async def _image(
+    request: Request,
+    version: ApiVersion,
+    identifier: str,
+    image_request: ImageRequest,
+    base: str,
+    service: ImageService,
+    settings: Settings,
+) -> Response:
+    prepared = await service.prepare(identifier, image_request)
+    canonical_url = f"{base}/{encode_identifier(identifier)}/{prepared.canonical}"
+    tag = h.etag(prepared.key)
+    headers = {
+        "link": f'<{canonical_url}>;rel="canonical", {_PROFILE_LINK[version]}',
+        "etag": tag,
+        "last-modified": h.http_date(prepared.version.mtime_ns),
+        "cache-control": settings.cache_control,
+    }
+    if h.not_modified(request.headers, tag, prepared.version.mtime_ns):
+        return Response(status_code=304, headers=headers)
+    data = await service.render(prepared)
+    return Response(data, media_type=prepared.media_type, headers=headers)
+
+
+def _param(segment: bytes) -> str:
+    """Percent-decode one parameter segment (clients may send ``%5E`` for ``^``, ``%21`` for ``!``)."""
+    try:
+        return unquote_to_bytes(segment).decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("request parameters must be ASCII") from None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,45 @@
+"""Public URLs of this server.
+
+Owns: the base URL that ids in info.json (and Location headers) are built from: the configured
+public URL, else the request's own scheme and Host, with X-Forwarded-Proto/Host/Prefix believed
+only from trusted proxies (attack case E10: never from arbitrary clients).
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from iiifserver.config import Settings
+
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?", re.ASCII)
+_PREFIX = re.compile(r"(?:/[A-Za-z0-9._~\-]+)*", re.ASCII)
+
+
+def public_base(request: Request, settings: Settings) -> str:
+    """``scheme://host[/prefix]`` with no trailing slash."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    scheme = request.url.scheme
+    host = request.headers.get("host", "")
+    prefix = ""
+    client = request.client.host if request.client else ""
+    if client in settings.trusted_proxy_set:
+        proto = _first(request.headers.get("x-forwarded-proto"))
+        if proto in ("http", "https"):
+            scheme = proto
+        fwd_host = _first(request.headers.get("x-forwarded-host"))
+        if fwd_host:
+            host = fwd_host
+        fwd_prefix = _first(request.headers.get("x-forwarded-prefix")).rstrip("/")
+        if fwd_prefix and _PREFIX.fullmatch(fwd_prefix):
+            prefix = fwd_prefix
+    if not _HOST.fullmatch(host):
+        server = request.scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scheme}://{host}{prefix}"
+
+
+def _first(value: str | None) -> str:
+    return value.split(",")[0].strip() if value else ""
