@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install iiifserver into .venv at the repository root (idempotent; fast when nothing changed).
+#   scripts/install.sh          runtime only
+#   scripts/install.sh --test   runtime + test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PYTHON=$candidate
+      break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "install: Python >= 3.11 is required" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "install: creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+# Reinstall only when the declared dependencies change.
+stamp=".venv/.iiifserver-install-$(sha256sum pyproject.toml | cut -c1-16)${extras:+-test}"
+if [ ! -f "$stamp" ]; then
+  echo "install: installing iiifserver${extras} into .venv"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".${extras}"
+  rm -f .venv/.iiifserver-install-*
+  touch "$stamp"
+  # A test install also satisfies a plain one.
+  [ -n "$extras" ] && touch "${stamp%-test}"
+fi
+echo "install: .venv ready ($(.venv/bin/python -c 'import pyvips; print("libvips", pyvips.version(0), pyvips.version(1), pyvips.version(2), sep=".").replace("libvips.", "libvips ")'))"
