@@ -53,6 +53,9 @@ class Settings:
     max_height: int = _setting(10000, "Largest output height (info.json maxHeight).")
     max_area: int = _setting(25_000_000, "Largest output area in pixels (info.json maxArea).")
     allow_upscaling: bool = _setting(True, "Serve '^' (upscaled) sizes up to the limits.")
+    upscale_max_to_limits: bool = _setting(
+        False, "Make '^max' scale the region up to the limits; off: '^max' is the same as 'max'."
+    )
     jpeg_quality: int = _setting(80, "JPEG output quality (1-100).")
     webp_quality: int = _setting(80, "WebP output quality (1-100).")
     plain_max_pixels: int = _setting(
@@ -74,7 +77,9 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_width, self.max_height, self.max_area, self.allow_upscaling)
+        return Limits(
+            self.max_width, self.max_height, self.max_area, self.allow_upscaling, self.upscale_max_to_limits
+        )
 
     @property
     def trusted_proxy_set(self) -> frozenset[str]:

@@ -37,6 +37,8 @@ class Limits:
     max_height: int
     max_area: int
     allow_upscaling: bool = True
+    # ``^max`` blows the region up to the limits (the spec's letter) instead of meaning ``max``.
+    upscale_max_to_limits: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,7 @@ def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[in
     clamp = False  # max and !w,h are clamped to the limits; explicit sizes are refused
     match size.kind:
         case SizeKind.MAX | SizeKind.FULL:
-            if size.upscale:
+            if size.upscale and limits.upscale_max_to_limits:
                 w, h = upscaled_max_size(rw, rh, limits)
             else:
                 w, h = plain_max
@@ -208,14 +210,14 @@ def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[in
         case SizeKind.CONFINED:
             assert size.width is not None
             assert size.height is not None
-            w, h = _confined(rw, rh, size.width, size.height, may_upscale=size.upscale or v2)
+            # Fit the box even if that upscales: without '^' that is then refused below, as
+            # both official validators expect for '!2000,3000' on a 1000x1000 image.
+            w, h = _confined(rw, rh, size.width, size.height, may_upscale=True)
             clamp = True
         case SizeKind.PERCENT:
             assert size.percent is not None
             w = round_half_up(rw * size.percent / 100)
             h = round_half_up(rh * size.percent / 100)
-    if clamp and (w > plain_max[0] or h > plain_max[1]) and not (size.upscale or v2):
-        w, h = plain_max
     if clamp:
         w, h = max_size(w, h, limits)
     if w < 1 or h < 1:

@@ -1,0 +1,113 @@
+"""The real server over real sockets: what only a live uvicorn shows (raw request lines,
+worker processes, concurrency, every demo image)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.e2e.conftest import VALIDATOR_ID, LiveServer
+
+pytestmark = pytest.mark.e2e
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def raw_request(port: int, request_line: str) -> tuple[int, bytes]:
+    """Send a request line byte for byte (like curl --path-as-is): no client normalisation."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"{request_line}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def demo_identifiers(images: Path) -> list[str]:
+    return sorted(p.stem for p in images.glob("*.tif"))
+
+
+def test_every_demo_image_serves_info_and_a_tile(live_server: LiveServer) -> None:
+    ids = demo_identifiers(live_server.images)
+    assert VALIDATOR_ID in ids
+    assert len(ids) >= 5
+    for identifier in ids:
+        status, headers, body = fetch(f"{live_server.base}/iiif/3/{identifier}/info.json")
+        assert status == 200, identifier
+        info = json.loads(body)
+        assert info["id"] == f"{live_server.base}/iiif/3/{identifier}"
+        tile = info["tiles"][0]
+        status, headers, body = fetch(
+            f"{live_server.base}/iiif/3/{identifier}/0,0,{tile['width']},{tile['height']}/max/0/default.jpg"
+        )
+        assert status == 200, identifier
+        assert headers["content-type"] == "image/jpeg"
+        with Image.open(io.BytesIO(body)) as img:
+            assert img.size == (min(tile["width"], info["width"]), min(tile["height"], info["height"]))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/iiif/3/../../etc/passwd/full/max/0/default.jpg",  # A02: dot segments sent verbatim
+        "/iiif/3/..%2F..%2Fetc%2Fpasswd/info.json",  # A01
+        "/iiif/3/%2Fetc%2Fpasswd/info.json",  # A04
+        "/iiif/3/a%00b/info.json",  # A10
+    ],
+)
+def test_traversal_over_a_real_socket(live_server: LiveServer, path: str) -> None:
+    status, body = raw_request(live_server.port, f"GET {path} HTTP/1.1")
+    assert status in (400, 404)
+    assert b"root:" not in body  # the file's content never leaks
+    assert str(live_server.images).encode() not in body
+
+
+def test_concurrent_tiles_from_two_workers(live_server: LiveServer) -> None:
+    urls = [
+        f"{live_server.base}/iiif/3/painting/{x * 512},{y * 512},512,512/256,/0/default.jpg"
+        for x in range(4)
+        for y in range(4)
+    ]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(fetch, urls))
+    assert [status for status, _, _ in results] == [200] * len(urls)
+    for _, _, body in results:
+        with Image.open(io.BytesIO(body)) as img:
+            assert img.size == (256, 256)
+
+
+def test_cors_on_options_and_errors(live_server: LiveServer) -> None:
+    request = urllib.request.Request(f"{live_server.base}/iiif/3/painting/info.json", method="OPTIONS")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+        assert response.headers["access-control-allow-origin"] == "*"
+    status, headers, _ = fetch(f"{live_server.base}/iiif/3/painting/full/max/0/default.xyz")
+    assert status == 400
+    assert headers["access-control-allow-origin"] == "*"
+
+
+def test_base_uri_redirect_is_absolute(live_server: LiveServer) -> None:
+    status, _ = raw_request(live_server.port, "GET /iiif/3/painting HTTP/1.1")
+    assert status == 303
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /iiif/3/painting HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % live_server.port
+        )
+        head = sock.recv(65536).decode("latin-1")
+    assert f"location: {live_server.base}/iiif/3/painting/info.json" in head.lower()
