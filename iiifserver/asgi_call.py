@@ -51,5 +51,11 @@ async def call(
         elif message["type"] == "http.response.body":
             body.extend(message.get("body", b""))
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        # Starlette re-raises after it has sent the 500 (so servers can log it); the response
+        # is what the caller asked for.
+        if not response_headers and status == 500 and not body:
+            raise
     return status, response_headers, bytes(body)

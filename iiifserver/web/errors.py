@@ -17,7 +17,8 @@ from iiifserver.errors import IIIFError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-NO_STORE = {"cache-control": "no-store"}
+# Bodies echo client text (identifiers): never let a browser sniff them into HTML.
+NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
 
 def error_response(exc: IIIFError) -> Response:
@@ -30,13 +31,17 @@ def error_response(exc: IIIFError) -> Response:
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = "not an IIIF URL" if exc.status_code == 404 else str(exc.detail)
-    return _plain(exc.status_code, detail, dict(NO_STORE))
+    # Keep the exception's own headers: a 405 must say which methods are allowed (``Allow``).
+    return _plain(exc.status_code, detail, {**(exc.headers or {}), **NO_STORE})
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     # Full detail goes to the log only; the client learns nothing about the internals.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return _plain(500, "unexpected server error", dict(NO_STORE))
+    # Starlette runs this handler in ServerErrorMiddleware, outside every user middleware, so
+    # the CORS middleware never sees a 500: without this a browser viewer cannot read it.
+    headers = {**NO_STORE, "access-control-allow-origin": "*"}
+    return _plain(500, "unexpected server error", headers)
 
 
 def _plain(status: int, detail: str, headers: dict[str, str]) -> Response:

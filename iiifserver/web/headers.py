@@ -7,6 +7,7 @@ Last-Modified and conditional-request checks.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
@@ -58,20 +59,48 @@ class CORSMiddleware:
 
 
 def negotiate_json_ld(accept: str | None, profile_context: str, *, default_ld: bool) -> str:
-    """Content-Type for an info.json / manifest.
+    """Content-Type for an info.json / manifest (RFC 9110 section 12.5.1, q-values honoured).
 
     3.0 documents default to JSON-LD with the profile; 2.1 info.json defaults to plain JSON and
-    gives JSON-LD only when asked. A client that accepts only application/json gets that.
+    gives JSON-LD only when asked. A client that prefers application/json (or refuses JSON-LD
+    with ``q=0``) gets that. Nothing acceptable: the default, rather than a 406 viewers choke on.
     """
     ld = f'application/ld+json;profile="{profile_context}"'
+    default = ld if default_ld else "application/json"
     if not accept:
-        return ld if default_ld else "application/json"
-    types = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if "application/ld+json" in types:
+        return default
+    q_ld, ld_named = _accept_quality(accept, "application/ld+json")
+    q_json, _ = _accept_quality(accept, "application/json")
+    if q_ld == 0 and q_json == 0:
+        return default
+    if q_ld > q_json:
         return ld
-    if "application/json" in types:
+    if q_json > q_ld:
         return "application/json"
-    return ld if default_ld else "application/json"
+    # Equal preference: JSON-LD if it is our default or the client named it (2.1: "explicitly asks").
+    return ld if default_ld or ld_named else "application/json"
+
+
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)", re.ASCII)
+
+
+def _accept_quality(accept: str, media_type: str) -> tuple[float, bool]:
+    """q of the most specific range in ``accept`` matching ``media_type``; and whether it was named."""
+    main = media_type.split("/")[0]
+    best_rank, best_q = 0, 0.0
+    for part in accept.split(","):
+        range_, *params = (p.strip() for p in part.split(";"))
+        range_ = range_.lower()
+        rank = {media_type: 3, f"{main}/*": 2, "*/*": 1}.get(range_, 0)
+        if rank <= best_rank:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q" and _QVALUE.fullmatch(value.strip()):
+                q = float(value.strip())
+        best_rank, best_q = rank, q
+    return best_q, best_rank == 3
 
 
 def etag(key: str) -> str:

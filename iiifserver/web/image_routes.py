@@ -9,6 +9,7 @@ responses with their headers. The grammar lives in ``image/request.py``, the flo
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -37,6 +38,8 @@ _PROFILE_LINK = {
     ApiVersion.V2: f'<{info_doc.PROFILE_2}>;rel="profile"',
 }
 _CONTEXT = {ApiVersion.V3: info_doc.CONTEXT_3, ApiVersion.V2: info_doc.CONTEXT_2}
+# Longest raw (still %-encoded) region/size/rotation/quality.format segment accepted.
+MAX_PARAMETER_BYTES = 256
 
 
 def routes(service: ImageService, settings: Settings) -> list[Route]:
@@ -51,13 +54,15 @@ def routes(service: ImageService, settings: Settings) -> list[Route]:
 
     out = []
     for version, prefix in PREFIXES.items():
-        out.append(Route(prefix + "/{rest:path}", endpoint(version), methods=["GET", "HEAD"]))
+        route = Route(prefix + "/{rest:path}", endpoint(version), methods=["GET", "HEAD"])
+        # Starlette's ``path`` convertor is ``.*``, which stops at a decoded newline (%0A): such a
+        # request fell through to a bare 404 before the identifier check could refuse it (A13).
+        route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+        out.append(route)
     return out
 
 
-async def _dispatch(
-    request: Request, version: ApiVersion, service: ImageService, settings: Settings
-) -> Response:
+async def _dispatch(request: Request, version: ApiVersion, service: ImageService, settings: Settings) -> Response:
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     prefix = PREFIXES[version].encode() + b"/"
     if not raw.startswith(prefix):
@@ -72,8 +77,8 @@ async def _dispatch(
         return await _info(request, version, decode_identifier(segments[0]), base, service, settings)
     if len(segments) == 5:
         identifier = decode_identifier(segments[0])
-        params = [_param(seg) for seg in segments[1:]]
-        image_request = parse_image_request(*params, version=version)
+        region, size, rotation, quality_format = (_param(seg) for seg in segments[1:])
+        image_request = parse_image_request(region, size, rotation, quality_format, version=version)
         return await _image(request, version, identifier, image_request, base, service, settings)
     raise NotFound("not an IIIF URL (an identifier with '/' must encode it as %2F)")
 
@@ -132,6 +137,10 @@ async def _image(
 
 def _param(segment: bytes) -> str:
     """Percent-decode one parameter segment (clients may send ``%5E`` for ``^``, ``%21`` for ``!``)."""
+    # Real parameters are short. Bounding them keeps huge digit strings from the parser: int()
+    # refuses more than 4300 digits with a ValueError, a 500 (attack case B07).
+    if len(segment) > MAX_PARAMETER_BYTES:
+        raise BadRequest(f"request parameter longer than {MAX_PARAMETER_BYTES} bytes")
     try:
         return unquote_to_bytes(segment).decode("utf-8", errors="strict")
     except UnicodeDecodeError:

@@ -21,7 +21,8 @@ def public_base(request: Request, settings: Settings) -> str:
     """``scheme://host[/prefix]`` with no trailing slash."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    scheme = request.url.scheme
+    # From the scope, not request.url: that has no scheme when neither Host nor server is known.
+    scheme = request.scope.get("scheme") or "http"
     host = request.headers.get("host", "")
     prefix = ""
     client = request.client.host if request.client else ""
@@ -36,9 +37,22 @@ def public_base(request: Request, settings: Settings) -> str:
         if fwd_prefix and _PREFIX.fullmatch(fwd_prefix):
             prefix = fwd_prefix
     if not _HOST.fullmatch(host):
-        server = request.scope.get("server") or ("127.0.0.1", 80)
-        host = f"{server[0]}:{server[1]}"
+        host = _server_host(request)
     return f"{scheme}://{host}{prefix}"
+
+
+def _server_host(request: Request) -> str:
+    """The listening address, for a request without a usable Host header (HTTP/1.0, garbage).
+
+    ASGI allows a ``None`` port (uvicorn sends ``(socket_path, None)`` on a Unix socket), and an
+    IPv6 address needs brackets; anything that still is not a host name becomes ``localhost``.
+    """
+    server = request.scope.get("server") or ("localhost", None)
+    name, port = str(server[0]), server[1]
+    if ":" in name:
+        name = f"[{name}]"
+    host = name if port is None else f"{name}:{port}"
+    return host if _HOST.fullmatch(host) else "localhost"
 
 
 def _first(value: str | None) -> str:
