@@ -1,0 +1,406 @@
+"""Tests for iiifserver.demo.build: every demo image is a complete tiled pyramid with real
+detail, the colour-managed and validator images carry the right colours, and building is
+idempotent (a second call rewrites nothing; damaged or stale files are rebuilt)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+import tifffile
+
+from iiifserver.demo import build as demo
+from iiifserver.demo import build_demo
+
+REPO = Path(__file__).resolve().parents[2]
+VALIDATOR_PNG = f"{demo.VALIDATOR_ID}.png"
+VALIDATOR_TIF = f"{demo.VALIDATOR_ID}.tif"
+
+
+def _conformance_dir() -> Path | None:
+    """Where the IIIF validator test image is: bundled assets, else the shared conformance set."""
+    for candidate in (REPO / "iiifserver" / "demo" / "assets", REPO.parent / "shared" / "conformance"):
+        if (candidate / VALIDATOR_PNG).is_file():
+            return candidate
+    return None
+
+
+CONFORMANCE = _conformance_dir()
+needs_validator_png = pytest.mark.skipif(
+    CONFORMANCE is None, reason=f"{VALIDATOR_PNG} not found (../shared/conformance or iiifserver/demo/assets)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    width: int
+    height: int
+    bands: int
+    interpretation: str
+    tile: int
+    compression: str  # tifffile's name for the TIFF Compression tag
+
+
+EXPECTED = {
+    "painting.tif": Expected(6000, 4500, 3, "srgb", 256, "JPEG"),
+    "manuscript-gray.tif": Expected(3000, 4200, 1, "b-w", 256, "JPEG"),
+    "photo-p3.tif": Expected(3000, 2000, 3, "srgb", 256, "ADOBE_DEFLATE"),
+    "map-lzw.tif": Expected(4000, 3000, 3, "srgb", 512, "LZW"),
+    VALIDATOR_TIF: Expected(1000, 1000, 3, "srgb", 256, "ADOBE_DEFLATE"),
+}
+SMALL_SET = list(EXPECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    root: Path
+    paths: list[Path]
+    lines: list[str]
+    python_threads: tuple[int, int]  # threading.active_count() before and after
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The demo set without the large panorama, built once for the module."""
+    root = tmp_path_factory.mktemp("demo-images")
+    lines: list[str] = []
+    before = threading.active_count()
+    paths = build_demo(root, CONFORMANCE, large=False, progress=lines.append)
+    return Built(root, paths, lines, (before, threading.active_count()))
+
+
+def _image_path(built: Built, name: str) -> Path:
+    if name == VALIDATOR_TIF and CONFORMANCE is None:
+        pytest.skip(f"{VALIDATOR_PNG} not found, so the validator image was not built")
+    return built.root / name
+
+
+def _levels(path: Path) -> list[pyvips.Image]:
+    """Every pyramid level, full resolution first, whether stored as pages or SubIFDs."""
+    first = pyvips.Image.new_from_file(str(path))
+    if first.get_typeof("n-subifds") and first.get("n-subifds") > 0:
+        subifds = first.get("n-subifds")
+        return [first, *(pyvips.Image.new_from_file(str(path), subifd=i) for i in range(subifds))]
+    pages = first.get("n-pages")
+    return [pyvips.Image.new_from_file(str(path), page=i) for i in range(pages)]
+
+
+def _crops(image: pyvips.Image, size: int = 256) -> list[pyvips.Image]:
+    """A 3x3 grid of size x size crops spread over the image."""
+    return [
+        image.crop(int(fx * (image.width - size)), int(fy * (image.height - size)), size, size)
+        for fy in (0.1, 0.5, 0.85)
+        for fx in (0.1, 0.5, 0.85)
+    ]
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_mtime_ns for path in root.iterdir()}
+
+
+def _icc_description(profile: bytes) -> str:
+    """The 'desc' tag of an ICC profile (v4 mluc or v2 desc type)."""
+    (count,) = struct.unpack(">I", profile[128:132])
+    for i in range(count):
+        signature, offset, size = struct.unpack(">4sII", profile[132 + 12 * i : 144 + 12 * i])
+        if signature == b"desc":
+            tag = profile[offset : offset + size]
+            if tag[:4] == b"mluc":
+                length, start = struct.unpack(">II", tag[20:28])
+                return tag[start : start + length].decode("utf-16-be")
+            (length,) = struct.unpack(">I", tag[8:12])
+            return tag[12 : 12 + length].rstrip(b"\0").decode("latin-1")
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class TiffLayout:
+    """What the first IFD of a TIFF says about its storage."""
+
+    bigtiff: bool
+    compression: str  # tifffile's names: JPEG, LZW, ADOBE_DEFLATE, ...
+    photometric: str  # RGB, YCBCR, MINISBLACK, ...
+    first_tile: bytes  # the stored bytes of tile 0
+
+
+def _layout(path: Path) -> TiffLayout:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        with path.open("rb") as fh:
+            fh.seek(page.dataoffsets[0])
+            first_tile = fh.read(page.databytecounts[0])
+        return TiffLayout(
+            bigtiff=tif.is_bigtiff,
+            compression=tifffile.COMPRESSION(page.compression).name,
+            photometric=tifffile.PHOTOMETRIC(page.photometric).name,
+            first_tile=first_tile,
+        )
+
+
+def _jpeg_sampling(tile: bytes) -> list[tuple[int, int]]:
+    """(h, v) sampling factors of each component, from a JPEG stream's SOF marker."""
+    at = 2  # after SOI
+    while at < len(tile):
+        marker, length = struct.unpack(">HH", tile[at : at + 4])
+        if marker in (0xFFC0, 0xFFC1, 0xFFC2):
+            components = tile[at + 9]
+            factors = [tile[at + 11 + 3 * c] for c in range(components)]
+            return [(f >> 4, f & 15) for f in factors]
+        at += 2 + length
+    raise AssertionError("no SOF marker in the tile")
+
+
+def _only(names: list[str]) -> Callable[..., list[demo.DemoImage]]:
+    """A demo_plan replacement that keeps only the named images (to test cheaply)."""
+    plan = demo.demo_plan(CONFORMANCE, large=True)
+
+    def only(conformance_dir: Path | None, *, large: bool = True) -> list[demo.DemoImage]:
+        return [image for image in plan if image.name in names]
+
+    return only
+
+
+# --- the set ---------------------------------------------------------------------------------
+
+
+def test_builds_the_small_set_and_returns_its_paths(built: Built) -> None:
+    expected = [name for name in SMALL_SET if CONFORMANCE is not None or name != VALIDATOR_TIF]
+    assert [path.name for path in built.paths] == expected
+    assert all(path.parent == built.root and path.is_file() for path in built.paths)
+    assert not (built.root / "large-panorama.tif").exists()
+
+
+def test_reports_one_line_per_file(built: Built) -> None:
+    assert len(built.lines) == len(SMALL_SET)
+    assert built.lines[0] == "building demo image 1/5: painting.tif, 6000x4500 (27 MP)"
+    for number, (line, name) in enumerate(zip(built.lines, SMALL_SET, strict=True), start=1):
+        assert f" {number}/5" in line
+        assert name in line
+
+
+def test_leaves_no_temporary_files_and_records_a_marker(built: Built) -> None:
+    leftovers = [path.name for path in built.root.iterdir() if path.name.endswith(".part")]
+    assert leftovers == []
+    marker = json.loads((built.root / demo.MARKER_NAME).read_text(encoding="utf-8"))
+    assert marker["demo_version"] == demo.DEMO_VERSION
+    assert set(marker["files"]) == {path.name for path in built.paths}
+    for path in built.paths:
+        assert marker["files"][path.name]["bytes"] == path.stat().st_size
+
+
+def test_starts_no_python_threads(built: Built) -> None:
+    before, after = built.python_threads
+    assert after == before
+
+
+# --- each image ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SMALL_SET)
+def test_is_a_complete_tiled_pyramid(built: Built, name: str) -> None:
+    path = _image_path(built, name)
+    expected = EXPECTED[name]
+    image = pyvips.Image.new_from_file(str(path))
+    assert (image.width, image.height) == (expected.width, expected.height)
+    assert image.bands == expected.bands
+    assert image.format == "uchar"
+    assert image.interpretation == expected.interpretation
+    assert image.get("tile-width") == image.get("tile-height") == expected.tile
+    # A pyramid in pages: every level halves the previous one, down to one that fits a tile.
+    assert image.get("n-pages") > 1
+    levels = _levels(path)
+    for previous, level in itertools.pairwise(levels):
+        assert (level.width, level.height) == (previous.width // 2, previous.height // 2)
+    assert max(levels[-1].width, levels[-1].height) <= expected.tile
+    assert max(levels[-2].width, levels[-2].height) > expected.tile
+    layout = _layout(path)
+    assert layout.compression == expected.compression
+    assert not layout.bigtiff
+
+
+@pytest.mark.parametrize("name", SMALL_SET)
+def test_has_real_detail_at_full_resolution(built: Built, name: str) -> None:
+    image = pyvips.Image.new_from_file(str(_image_path(built, name)))
+    assert image.deviate() > 25.0  # nothing like a flat colour
+    for crop in _crops(image):  # every deep-zoom tile shows structure
+        assert crop.deviate() > 2.0
+
+
+def test_painting_has_colour(built: Built) -> None:
+    image = pyvips.Image.new_from_file(str(built.root / "painting.tif")).thumbnail_image(600)
+    saturation = image.colourspace("lch")[1]
+    assert saturation.avg() > 15.0
+
+
+def test_photo_embeds_display_p3_not_srgb(built: Built) -> None:
+    image = pyvips.Image.new_from_file(str(built.root / "photo-p3.tif"))
+    assert image.get_typeof("icc-profile-data")
+    profile = image.get("icc-profile-data")
+    srgb = pyvips.Image.black(1, 1, bands=3).copy(interpretation="srgb")
+    srgb_profile = srgb.icc_transform("srgb", input_profile="srgb").get("icc-profile-data")
+    assert profile != srgb_profile
+    assert profile[36:40] == b"acsp"
+    assert profile[16:20] == b"RGB "
+    assert "P3" in _icc_description(profile)
+
+
+def test_photo_colours_convert_back_to_the_intended_srgb(built: Built) -> None:
+    stored = pyvips.Image.new_from_file(str(built.root / "photo-p3.tif"))
+    intended = demo.photo_srgb(*demo.PHOTO_SIZE)
+    back = stored.icc_transform("srgb", embedded=True, intent="relative")
+    error = back.colourspace("lab").dE76(intended.colourspace("lab"))
+    assert error.avg() < 0.5
+    assert error.max() < 3.0
+    # The pixels were converted, not merely tagged: as raw numbers they differ from sRGB.
+    assert (stored - intended).abs().avg() > 2.0
+
+
+@needs_validator_png
+def test_validator_image_is_pixel_identical_to_the_png(built: Built) -> None:
+    assert CONFORMANCE is not None
+    png = pyvips.Image.new_from_file(str(CONFORMANCE / VALIDATOR_PNG))
+    tif = pyvips.Image.new_from_file(str(built.root / VALIDATOR_TIF))
+    assert (tif.width, tif.height, tif.bands) == (png.width, png.height, png.bands)
+    assert np.array_equal(tif.numpy(), png.numpy())
+
+
+# --- idempotence -----------------------------------------------------------------------------
+
+
+def test_second_call_rewrites_nothing(built: Built) -> None:
+    before = _mtimes(built.root)
+    lines: list[str] = []
+    paths = build_demo(built.root, CONFORMANCE, large=False, progress=lines.append)
+    assert paths == built.paths
+    assert _mtimes(built.root) == before
+    assert all(" up to date: " in line for line in lines)
+
+
+def test_rebuilds_a_damaged_file_identically(built: Built, tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    shutil.copytree(built.root, root)
+    damaged = root / "photo-p3.tif"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    before = _mtimes(root)
+    lines: list[str] = []
+    paths = build_demo(root, CONFORMANCE, large=False, progress=lines.append)
+    assert [path.name for path in paths] == [path.name for path in built.paths]
+    changed = {name for name, mtime in _mtimes(root).items() if before.get(name) != mtime}
+    assert changed == {"photo-p3.tif", demo.MARKER_NAME}
+    assert [line for line in lines if "building" in line] == ["building demo image 3/5: photo-p3.tif, 3000x2000 (6 MP)"]
+    # Deterministic: the rebuilt file decodes to exactly the same pixels.
+    original = pyvips.Image.new_from_file(str(built.root / "photo-p3.tif")).numpy()
+    assert np.array_equal(pyvips.Image.new_from_file(str(damaged)).numpy(), original)
+
+
+def test_rebuilds_files_of_an_older_demo_version(built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "demo_plan", _only(["photo-p3.tif"]))
+    root = tmp_path / "images"
+    root.mkdir()
+    shutil.copy2(built.root / "photo-p3.tif", root)
+    marker = json.loads((built.root / demo.MARKER_NAME).read_text(encoding="utf-8"))
+    marker["demo_version"] = demo.DEMO_VERSION - 1
+    (root / demo.MARKER_NAME).write_text(json.dumps(marker), encoding="utf-8")
+    lines: list[str] = []
+    build_demo(root, CONFORMANCE, progress=lines.append)
+    assert lines == ["building demo image 1/1: photo-p3.tif, 3000x2000 (6 MP)"]
+    rewritten = json.loads((root / demo.MARKER_NAME).read_text(encoding="utf-8"))
+    assert rewritten["demo_version"] == demo.DEMO_VERSION
+
+
+def test_skips_the_validator_image_without_its_png(built: Built, tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    shutil.copytree(built.root, root, ignore=shutil.ignore_patterns(VALIDATOR_TIF))
+    lines: list[str] = []
+    paths = build_demo(root, None, large=False, progress=lines.append)
+    assert VALIDATOR_TIF not in [path.name for path in paths]
+    assert not (root / VALIDATOR_TIF).exists()
+    assert lines[-1] == f"skipping demo image 5/5: {VALIDATOR_TIF} (no conformance directory given)"
+    missing = build_demo(root, tmp_path, large=False, progress=lines.append)
+    assert missing == paths
+    assert lines[-1].startswith(f"skipping demo image 5/5: {VALIDATOR_TIF} ({VALIDATOR_PNG} not found")
+
+
+@needs_validator_png
+def test_keeps_a_finished_validator_image_without_its_png(built: Built) -> None:
+    before = _mtimes(built.root)
+    paths = build_demo(built.root, None, large=False)
+    assert paths == built.paths
+    assert _mtimes(built.root) == before
+
+
+def test_a_failed_render_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A truncated JPEG: its header opens, its pixels fail while tiffsave is already writing.
+    source = tmp_path / "source.jpg"
+    (pyvips.Image.gaussnoise(800, 600, seed=1) + 100).cast("uchar").jpegsave(str(source))
+    source.write_bytes(source.read_bytes()[:5000])
+    plan = [
+        demo.DemoImage("broken.tif", 800, 600, lambda: pyvips.Image.new_from_file(str(source), fail_on="truncated"))
+    ]
+    monkeypatch.setattr(demo, "demo_plan", lambda conformance_dir, *, large=True: plan)
+    images = tmp_path / "images"
+    with pytest.raises(pyvips.Error):
+        build_demo(images, None)
+    assert list(images.iterdir()) == []  # no partial file, no marker
+
+
+def test_a_failed_move_into_place_removes_the_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[Path] = []
+
+    def failing_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        written.append(Path(src))
+        assert Path(src).stat().st_size > 0  # the temporary file was complete
+        raise OSError("disk full")
+
+    plan = [demo.DemoImage("flat.tif", 300, 200, lambda: pyvips.Image.black(300, 200))]
+    monkeypatch.setattr(demo, "demo_plan", lambda conformance_dir, *, large=True: plan)
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        build_demo(tmp_path, None)
+    assert [path.parent for path in written] == [tmp_path]  # written beside its final name
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the large panorama ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_large_panorama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "demo_plan", _only(["large-panorama.tif"]))
+    [path] = build_demo(tmp_path, None, large=True)
+    assert path.name == "large-panorama.tif"
+    image = pyvips.Image.new_from_file(str(path))
+    assert image.width * image.height > 100_000_000
+    assert (image.bands, image.format, image.interpretation) == (3, "uchar", "srgb")
+    assert image.get("tile-width") == image.get("tile-height") == 256
+    # The pyramid is in SubIFDs of the one page, every level present.
+    assert image.get("n-pages") == 1
+    assert image.get("n-subifds") > 0
+    levels = _levels(path)
+    for previous, level in itertools.pairwise(levels):
+        assert (level.width, level.height) == (previous.width // 2, previous.height // 2)
+    assert max(levels[-1].width, levels[-1].height) <= 256
+    layout = _layout(path)
+    assert layout.bigtiff
+    assert (layout.compression, layout.photometric) == ("JPEG", "YCBCR")
+    assert _jpeg_sampling(layout.first_tile) == [(2, 2), (1, 1), (1, 1)]  # 4:2:0
+    for crop in _crops(image):
+        assert crop.deviate() > 2.0
+    # Built from a repeated texture block, but no two tiles are alike.
+    rng = np.random.default_rng(0)
+    across, down = image.width // 256, image.height // 256
+    picks = {(int(rng.integers(across)), int(rng.integers(down))) for _ in range(60)}
+    digests = {hashlib.sha256(image.crop(x * 256, y * 256, 256, 256).write_to_memory()).digest() for x, y in picks}
+    assert len(digests) == len(picks)
+    assert os.path.getsize(path) > 4_000_000  # really holds 105 MP of detail
