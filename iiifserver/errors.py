@@ -58,6 +58,12 @@ class UnsupportedSource(IIIFError):
     status = 501
 
 
+class SourceDamaged(IIIFError):
+    """The source opened but its pixels could not be decoded (damaged tiles, I/O error)."""
+
+    status = 500
+
+
 class ServiceUnavailable(IIIFError):
     """Deliberate load shedding; clients should retry after ``retry_after`` seconds."""
 

@@ -97,7 +97,9 @@ def open_level(path: Path, fmt: SourceFormat, level: Level, *, access: str = "ra
     """A lazily decoded pyvips image of one level; pixels are read only when used."""
     try:
         if fmt is SourceFormat.TIFF:
-            options: dict[str, Any] = {"page": level.page, "access": access, "fail_on": "truncated"}
+            # libvips reports an undecodable TIFF tile or strip as a warning and, below
+            # fail_on="warning", renders it black: that output would be served and cached.
+            options: dict[str, Any] = {"page": level.page, "access": access, "fail_on": "warning"}
             if level.subifd >= 0:
                 options["subifd"] = level.subifd
             return pyvips.Image.tiffload(str(path), **options)
@@ -138,9 +140,7 @@ def _only_reductions(levels: list[Level]) -> tuple[Level, ...]:
     for level in levels[1:]:
         prev = kept[-1]
         # floor/ceil rounding of each side moves the cross product by up to W + H
-        same_shape = abs(level.width * full.height - level.height * full.width) <= 2 * (
-            full.width + full.height
-        )
+        same_shape = abs(level.width * full.height - level.height * full.width) <= 2 * (full.width + full.height)
         if not (level.width < prev.width and level.height <= prev.height and same_shape):
             break
         kept.append(level)

@@ -9,6 +9,8 @@ Must not know: HTTP, URLs, the request grammar beyond the ``Plan``.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -16,12 +18,14 @@ from typing import Any
 
 import pyvips
 
+from iiifserver.errors import SourceDamaged
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import open_level
 from iiifserver.image.request import Format, Quality
 from iiifserver.image.source_info import Colour, SourceFormat
 
 _WHITE = 255.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,16 @@ class EncodeOptions:
 
 
 def render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions) -> bytes:
+    """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``."""
+    try:
+        return _render(path, fmt, plan, options)
+    except pyvips.Error as exc:
+        # The path and libvips' words go to the log only; the client learns the image is damaged.
+        log.warning("render failed for %s: %s", path, str(exc).strip().splitlines()[:2])
+        raise SourceDamaged("the source image is damaged or unreadable", parameter="identifier") from None
+
+
+def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions) -> bytes:
     image = open_level(path, fmt, plan.level)
     image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
     image = _to_8bit_srgb_or_gray(image, plan)
@@ -64,14 +78,36 @@ def _to_8bit_srgb_or_gray(image: Any, plan: Plan) -> Any:
 def _resize_exact(image: Any, width: int, height: int) -> Any:
     if image.width == width and image.height == height:
         return image
+    alpha = bool(image.hasalpha())
+    if alpha:
+        image = image.premultiply()
     hscale = width / image.width
     vscale = height / image.height
-    if image.hasalpha():
-        image = image.premultiply().resize(hscale, vscale=vscale, kernel="lanczos3").unpremultiply()
-        image = image.cast("uchar")
-    else:
-        image = image.resize(hscale, vscale=vscale, kernel="lanczos3")
+    if hscale < 1 or vscale < 1:
+        image = image.resize(min(hscale, 1.0), vscale=min(vscale, 1.0), kernel="lanczos3")
+    if width > image.width or height > image.height:
+        image = _upsize(image, width, height)
+    if alpha:
+        image = image.unpremultiply().cast("uchar")
     return _fit(image, width, height)
+
+
+def _upsize(image: Any, width: int, height: int) -> Any:
+    """Enlarge to exactly ``width`` x ``height`` on the pixel-centre grid.
+
+    libvips' ``resize`` places an enlarged image half an output pixel right of and below the
+    pixel-centre grid (libvips 8.18); an affine with explicit centre offsets does not.
+    """
+    return image.affine(
+        [width / image.width, 0, 0, height / image.height],
+        interpolate=pyvips.Interpolate.new("bicubic"),
+        idx=0.5,
+        idy=0.5,
+        odx=-0.5,
+        ody=-0.5,
+        oarea=[0, 0, width, height],
+        extend="copy",
+    )
 
 
 def _fit(image: Any, width: int, height: int) -> Any:
@@ -91,15 +127,24 @@ def _rotate(image: Any, degrees: Decimal, fmt: Format) -> Any:
     transparent = fmt in (Format.PNG, Format.WEBP, Format.GIF, Format.TIF)
     if transparent and not image.hasalpha():
         image = image.bandjoin_const([255])
-    background = [0.0] * image.bands if transparent else [_WHITE] * image.bands
+    # Transparent where the format allows, else black (what libvips and the ng validator use).
+    background = [0.0] * image.bands
     width, height = rotated_size(image.width, image.height, degrees)
-    rotated = image.rotate(
-        float(degrees), background=background, interpolate=pyvips.Interpolate.new("bicubic")
+    # One affine about the exact centres of the source and of the bounding box of implementation
+    # note 5: rotate() followed by an integer embed left the picture up to half a pixel off centre.
+    rad = math.radians(float(degrees))
+    cos, sin = math.cos(rad), math.sin(rad)
+    return image.affine(
+        [cos, -sin, sin, cos],  # clockwise, y pointing down
+        interpolate=pyvips.Interpolate.new("bicubic"),
+        idx=0.5 - image.width / 2,  # libvips puts pixel centres on integer coordinates
+        idy=0.5 - image.height / 2,
+        odx=width / 2 - 0.5,
+        ody=height / 2 - 0.5,
+        oarea=[0, 0, width, height],
+        extend="background",
+        background=background,
     )
-    # Centre the result on the exact bounding box size of implementation note 5.
-    dx = (width - rotated.width) // 2
-    dy = (height - rotated.height) // 2
-    return rotated.embed(dx, dy, width, height, extend="background", background=background)
 
 
 def _apply_quality(image: Any, quality: Quality) -> Any:

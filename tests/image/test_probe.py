@@ -1,0 +1,209 @@
+"""probe(): SourceInfo from headers, and the sources it refuses (fixtures: conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pyvips
+import tifffile
+
+from iiifserver.errors import UnsupportedSource
+from iiifserver.image import probe as probe_module
+from iiifserver.image.probe import probe
+from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo
+from tests.image.conftest import Sample
+
+PLAIN_MAX = 40_000_000  # the Settings defaults
+SOURCE_MAX = 4_000_000_000
+
+
+def _probe(sample: Sample, *, plain_max_pixels: int = PLAIN_MAX, max_source_pixels: int = SOURCE_MAX) -> SourceInfo:
+    return probe(sample.path, plain_max_pixels=plain_max_pixels, max_source_pixels=max_source_pixels)
+
+
+def _refusal(sample: Sample, **limits: int) -> UnsupportedSource:
+    with pytest.raises(UnsupportedSource) as caught:
+        _probe(sample, **limits)
+    exc = caught.value
+    # Error bodies name the identifier, never the filesystem (DESIGN: security invariants).
+    for text in (str(exc), exc.detail):
+        assert str(sample.path.parent) not in text
+        assert sample.path.name not in text
+    assert exc.parameter == "identifier"
+    assert exc.status == 501
+    return exc
+
+
+# -- pyramids --------------------------------------------------------------------------------
+
+PAGES_3000 = (
+    Level(3000, 2000, page=0),
+    Level(1500, 1000, page=1),
+    Level(750, 500, page=2),
+    Level(375, 250, page=3),
+    Level(187, 125, page=4),
+)
+SUBIFDS_3000 = (
+    Level(3000, 2000),
+    Level(1500, 1000, page=0, subifd=0),
+    Level(750, 500, page=0, subifd=1),
+    Level(375, 250, page=0, subifd=2),
+    Level(187, 125, page=0, subifd=3),
+)
+PAGES_3001 = (Level(3001, 2001), *PAGES_3000[1:])  # 3001 -> 1500: libvips floors each half
+PAGES_1600 = (Level(1600, 1200, page=0), Level(800, 600, page=1), Level(400, 300, page=2), Level(200, 150, page=3))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "levels", "colour", "bands", "has_alpha", "has_icc"),
+    [
+        ("rgb_pages", PAGES_3000, Colour.RGB, 3, False, False),
+        ("rgb_subifd_jpeg", SUBIFDS_3000, Colour.RGB, 3, False, False),
+        ("rgb_odd", PAGES_3001, Colour.RGB, 3, False, False),
+        ("gray_pyramid", PAGES_1600, Colour.GRAY, 1, False, False),
+        ("icc_p3_pyramid", PAGES_1600, Colour.RGB, 3, False, True),
+        ("rgb16_pyramid", PAGES_1600, Colour.RGB, 3, False, False),
+        ("rgba_pyramid", PAGES_1600, Colour.RGB, 4, True, False),
+        ("corrupt_level0", PAGES_3000, Colour.RGB, 3, False, False),  # headers intact, tiles not
+    ],
+)
+def test_pyramid(
+    request: pytest.FixtureRequest,
+    fixture: str,
+    levels: tuple[Level, ...],
+    colour: Colour,
+    bands: int,
+    has_alpha: bool,
+    has_icc: bool,
+) -> None:
+    info = _probe(request.getfixturevalue(fixture))
+    assert (info.width, info.height) == (levels[0].width, levels[0].height)
+    assert info.levels == levels
+    assert (info.tile_width, info.tile_height) == (256, 256)
+    assert info.is_tiled
+    assert info.colour is colour
+    assert info.bands == bands
+    assert info.has_alpha is has_alpha
+    assert info.has_icc is has_icc
+    assert info.format is SourceFormat.TIFF
+
+
+@pytest.mark.parametrize("fixture", ["rgb_pages", "rgb_subifd_jpeg", "rgb_odd", "gray_pyramid", "rgb16_pyramid"])
+def test_levels_agree_with_tifffile(request: pytest.FixtureRequest, fixture: str) -> None:
+    """An independent TIFF reader sees the same level sizes, largest first."""
+    sample: Sample = request.getfixturevalue(fixture)
+    with tifffile.TiffFile(sample.path) as tif:
+        expected = [(level.shape[1], level.shape[0]) for level in tif.series[0].levels]
+    assert [(level.width, level.height) for level in _probe(sample).levels] == expected
+
+
+def test_scale_factors_of_a_pyramid(rgb_pages: Sample) -> None:
+    # 3000/187 = 16.04 rounds to 16: the floor-rounded smallest level still counts.
+    assert _probe(rgb_pages).scale_factors() == (1, 2, 4, 8, 16)
+
+
+def test_pyramid_above_plain_limit_is_served(rgb_pages: Sample) -> None:
+    """plain_max_pixels is for untiled sources only: a tiled pyramid is cheap at any size."""
+    assert _probe(rgb_pages, plain_max_pixels=1_000_000).width == 3000
+
+
+# -- single-level sources --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "size", "tile", "fmt"),
+    [
+        ("strip_tiff", (1600, 1200), (0, 0), SourceFormat.TIFF),
+        ("tiled_single", (1024, 768), (256, 256), SourceFormat.TIFF),
+        ("plain_jpeg", (800, 600), (0, 0), SourceFormat.JPEG),
+        ("plain_png", (800, 600), (0, 0), SourceFormat.PNG),
+        ("jpeg_named_tif", (800, 600), (0, 0), SourceFormat.JPEG),  # sniffed by content, not name
+    ],
+)
+def test_single_level(
+    request: pytest.FixtureRequest, fixture: str, size: tuple[int, int], tile: tuple[int, int], fmt: SourceFormat
+) -> None:
+    info = _probe(request.getfixturevalue(fixture))
+    assert (info.width, info.height) == size
+    assert info.levels == (Level(*size),)
+    assert (info.tile_width, info.tile_height) == tile
+    assert info.is_tiled is (tile != (0, 0))
+    assert info.format is fmt
+    assert (info.colour, info.bands, info.has_alpha, info.has_icc) == (Colour.RGB, 3, False, False)
+    assert info.scale_factors() == (1,)
+
+
+def test_multipage_document_keeps_only_page_0(multipage_document: Sample) -> None:
+    """Pages of other shapes are a document, not a pyramid: only the first page is served."""
+    with tifffile.TiffFile(multipage_document.path) as tif:
+        assert len(tif.pages) == 3  # the fixture really has three pages
+    info = _probe(multipage_document)
+    assert (info.width, info.height) == (1000, 700)
+    assert info.levels == (Level(1000, 700, page=0),)
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["svg_named_tif", "gif_named_tif", "empty_file"])
+def test_not_an_image_we_decode(request: pytest.FixtureRequest, fixture: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused from the magic bytes alone: no libvips loader is even asked."""
+
+    def must_not_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("probe opened a source it should have refused by its magic bytes")
+
+    monkeypatch.setattr(probe_module, "open_level", must_not_decode)
+    exc = _refusal(request.getfixturevalue(fixture))
+    assert "not a TIFF, JPEG or PNG" in exc.detail
+
+
+@pytest.mark.parametrize("fixture", ["svg_named_tif", "gif_named_tif"])
+def test_libvips_refuses_other_loaders(request: pytest.FixtureRequest, fixture: str) -> None:
+    """configure_libvips blocks every loader but TIFF/JPEG/PNG, whatever a file claims to be."""
+    path = request.getfixturevalue(fixture).path
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.new_from_file(str(path))
+    with pytest.raises(pyvips.Error, match="blocked"):
+        pyvips.Image.gifload(str(path))
+
+
+def test_libvips_operation_cache_is_off() -> None:
+    assert pyvips.cache_get_max() == 0
+
+
+def test_truncated_tiff(truncated_tiff: Sample) -> None:
+    exc = _refusal(truncated_tiff)
+    assert "damaged or unreadable" in exc.detail
+
+
+@pytest.mark.parametrize("fixture", ["strip_tiff", "plain_jpeg", "plain_png", "tiled_single", "multipage_document"])
+def test_untiled_above_plain_limit_says_convert(request: pytest.FixtureRequest, fixture: str) -> None:
+    """Sources without reduced levels must be decoded whole: above the limit, convert them."""
+    sample: Sample = request.getfixturevalue(fixture)
+    info = _probe(sample)
+    # Exactly at the limit is still served; one pixel over is not.
+    assert _probe(sample, plain_max_pixels=info.width * info.height) == info
+    exc = _refusal(sample, plain_max_pixels=info.width * info.height - 1)
+    assert "convert" in exc.detail
+    assert "iiifserver convert" in exc.detail
+    assert f"{info.width}x{info.height}" in exc.detail
+
+
+@pytest.mark.parametrize("fixture", ["rgb_pages", "strip_tiff", "plain_jpeg"])
+def test_above_max_source_pixels(request: pytest.FixtureRequest, fixture: str) -> None:
+    sample: Sample = request.getfixturevalue(fixture)
+    info = _probe(sample)
+    assert _probe(sample, max_source_pixels=info.width * info.height) == info
+    exc = _refusal(sample, max_source_pixels=info.width * info.height - 1)
+    assert "more than this server accepts" in exc.detail
+
+
+def test_refusal_of_a_file_in_a_revealing_folder(tmp_path: Path, truncated_tiff: Sample) -> None:
+    """Even a path that reads like a message must not leak into it."""
+    folder = tmp_path / "secret-folder"
+    folder.mkdir()
+    path = folder / "damaged.tif"
+    path.write_bytes(truncated_tiff.path.read_bytes())
+    exc = _refusal(Sample(path))
+    assert "secret" not in str(exc)
