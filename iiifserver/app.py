@@ -81,7 +81,5 @@ def create_app(settings: Settings) -> Starlette:
 def worker_app() -> Starlette:
     """Factory for uvicorn's worker processes: the settings the ``serve`` command resolved."""
     settings = config.worker_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app(settings)

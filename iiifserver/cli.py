@@ -30,9 +30,7 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         help_text = f"{config.field_help(f)} [default: {f.default}; env {config.env_name(f.name)}]"
         if kind == "bool":
-            fn = click.option(
-                f"{flag}/--no-{f.name.replace('_', '-')}", f.name, default=None, help=help_text
-            )(fn)
+            fn = click.option(f"{flag}/--no-{f.name.replace('_', '-')}", f.name, default=None, help=help_text)(fn)
         else:
             click_type = {"int": int, "float": float, "Path": click.Path(path_type=Path)}.get(kind, str)
             fn = click.option(flag, f.name, type=click_type, default=None, help=help_text)(fn)
@@ -63,9 +61,7 @@ def main() -> None:
 def serve(config_file: Path | None, **overrides: Any) -> None:
     """Run the server (uvicorn). With the default image folder, prepares the demo collection first."""
     settings = _load(config_file, overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.images == DEFAULT_IMAGES:
         _build_demo(settings.images, large=True)
     if not settings.images.is_dir():
@@ -74,9 +70,7 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
     import uvicorn
 
     os.environ[config.WORKER_ENV] = settings.to_json()  # read back by each worker process
-    click.echo(
-        f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True
-    )
+    click.echo(f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True)
     uvicorn.run(
         "iiifserver.app:worker_app",
         factory=True,
@@ -115,9 +109,7 @@ def demo() -> None:
 
 
 @demo.command("build")
-@click.option(
-    "--out", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_IMAGES, show_default=True
-)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_IMAGES, show_default=True)
 @click.option("--large/--no-large", default=True, show_default=True, help="Include the >100-megapixel image.")
 def demo_build(out: Path, large: bool) -> None:
     """Build (or complete) the demo images in OUT."""
@@ -136,9 +128,7 @@ def _build_demo(out: Path, *, large: bool) -> list[Path]:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the body here.")
 @click.option("--header", "-H", "show_headers", is_flag=True, help="Print status and headers to stderr.")
 @_settings_options
-def get(
-    path: str, output: Path | None, show_headers: bool, config_file: Path | None, **overrides: Any
-) -> None:
+def get(path: str, output: Path | None, show_headers: bool, config_file: Path | None, **overrides: Any) -> None:
     """Answer one request in-process, without a network server: PATH like /iiif/3/ID/info.json."""
     settings = _load(config_file, overrides)
     from iiifserver.app import create_app

@@ -46,9 +46,7 @@ class Settings:
         "Public base URL (e.g. https://images.example.org). Empty: taken from each request's Host, "
         "and X-Forwarded-Proto/Host/Prefix from trusted proxies.",
     )
-    trusted_proxies: str = _setting(
-        "127.0.0.1", "Comma-separated addresses whose X-Forwarded-* headers are believed."
-    )
+    trusted_proxies: str = _setting("127.0.0.1", "Comma-separated addresses whose X-Forwarded-* headers are believed.")
     max_width: int = _setting(10000, "Largest output width (info.json maxWidth).")
     max_height: int = _setting(10000, "Largest output height (info.json maxHeight).")
     max_area: int = _setting(25_000_000, "Largest output area in pixels (info.json maxArea).")
@@ -69,17 +67,13 @@ class Settings:
     heavy_threads: int = _setting(1, "Threads rendering large requests, so they cannot starve tiles.")
     max_waiting: int = _setting(256, "Requests allowed to wait for a render thread before 503.")
     queue_timeout: float = _setting(15.0, "Seconds a request may wait for a render thread before 503.")
-    cache_control: str = _setting(
-        "public, max-age=2592000", "Cache-Control header of image and info.json responses."
-    )
+    cache_control: str = _setting("public, max-age=2592000", "Cache-Control header of image and info.json responses.")
     log_level: str = _setting("info", "Log level: critical, error, warning, info, debug.")
     access_log: bool = _setting(False, "Log every request (costs throughput).")
 
     @property
     def limits(self) -> Limits:
-        return Limits(
-            self.max_width, self.max_height, self.max_area, self.allow_upscaling, self.upscale_max_to_limits
-        )
+        return Limits(self.max_width, self.max_height, self.max_area, self.allow_upscaling, self.upscale_max_to_limits)
 
     @property
     def trusted_proxy_set(self) -> frozenset[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 from iiifserver.errors import BadRequest, NotImplementedFeature
 from iiifserver.image.request import (
@@ -93,6 +94,9 @@ class Plan:
     source_has_alpha: bool
 
 
+ROTATED_AREA_FACTOR = 4
+
+
 def round_half_up(value: Decimal | float) -> int:
     return int(Decimal(value).to_integral_value(rounding=ROUND_HALF_UP))
 
@@ -101,13 +105,15 @@ def resolve(request: ImageRequest, info: SourceInfo, limits: Limits) -> Resolved
     """Check ``request`` against the image and the limits; compute region and output size."""
     region = resolve_region(request, info.width, info.height)
     width, height, upscaled, is_max = resolve_size(request, region, limits)
-    degrees = request.rotation.degrees % 360
+    # The parser bounds degrees to 0..360; Decimal's % would round a long 359.99... up to 360.
+    degrees = request.rotation.degrees
+    if degrees >= 360:
+        degrees -= 360
     out_w, out_h = rotated_size(width, height, degrees)
-    # The rotated bounding box of an arbitrary angle is at most sqrt(2) larger on each side.
-    if out_w * out_h > 2 * limits.max_area:
-        raise BadRequest(
-            f"rotated output {out_w}x{out_h} is larger than this server allows", parameter="rotation"
-        )
+    # A rotated box covers (w + h)^2 / 2 at 45 degrees: twice the area for a square, more for
+    # long shapes. Allow that for every output within the limits up to 4:1, refuse beyond.
+    if out_w * out_h > ROTATED_AREA_FACTOR * limits.max_area:
+        raise BadRequest(f"rotated output {out_w}x{out_h} is larger than this server allows", parameter="rotation")
     if request.quality is Quality.DEFAULT:
         render_quality = Quality.GRAY if info.colour is Colour.GRAY else Quality.COLOR
     else:
@@ -160,25 +166,40 @@ def max_size(width: int, height: int, limits: Limits) -> tuple[int, int]:
     """The largest size within the limits, keeping the aspect ratio (implementation note 4)."""
     w, h = width, height
     if limits.max_area < w * h:
-        scale = math.sqrt(limits.max_area / (w * h))
-        w, h = max(1, int(w * scale)), max(1, int(h * scale))
+        # floor(w * sqrt(maxArea / (w * h))) in exact integers (floats can land just below a whole
+        # number): floor(sqrt(q)) == isqrt(floor(q)).
+        w, h = max(1, math.isqrt(limits.max_area * w // h)), max(1, math.isqrt(limits.max_area * h // w))
     if limits.max_width < w:
         w, h = limits.max_width, max(1, round_half_up(Decimal(height * limits.max_width) / width))
     if limits.max_height < h:
         h, w = limits.max_height, max(1, round_half_up(Decimal(width * limits.max_height) / height))
+    if w * h > limits.max_area:
+        # Re-deriving the short side from the aspect ratio (rounded half up, at least 1 px) can
+        # overshoot maxArea, and ``max`` must never be refused: floor the short side instead.
+        if w >= h:
+            h = max(1, limits.max_area // w)
+            w = min(w, limits.max_area // h)
+        else:
+            w = max(1, limits.max_area // h)
+            h = min(h, limits.max_area // w)
     return w, h
 
 
 def upscaled_max_size(width: int, height: int, limits: Limits) -> tuple[int, int]:
     """``^max``: the region scaled (up or down) to the largest size within the limits."""
-    scale = min(
-        Decimal(limits.max_width) / width,
-        Decimal(limits.max_height) / height,
-        Decimal(limits.max_area / (width * height)).sqrt(),
-    )
-    w = max(1, int(width * scale))
-    h = max(1, int(height * scale))
-    return max_size(w, h, limits)  # guard against rounding past a limit
+    if width > limits.max_width or height > limits.max_height or width * height > limits.max_area:
+        return max_size(width, height, limits)  # no upscaling possible: exactly ``max``
+    # Find the binding limit with exact fractions and meet it exactly: truncating
+    # width * (maxWidth / width) could miss it by one (3 px * 333.33... -> 999, not 1000).
+    by_width = Fraction(limits.max_width, width)
+    by_height = Fraction(limits.max_height, height)
+    if Fraction(limits.max_area, width * height) < min(by_width, by_height) ** 2:
+        w, h = math.isqrt(limits.max_area * width // height), math.isqrt(limits.max_area * height // width)
+    elif by_width <= by_height:
+        w, h = limits.max_width, round_half_up(Decimal(height * limits.max_width) / width)
+    else:
+        w, h = round_half_up(Decimal(width * limits.max_height) / height), limits.max_height
+    return max_size(max(1, w), max(1, h), limits)  # guard against rounding past a limit
 
 
 def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[int, int, bool, bool]:
@@ -239,7 +260,10 @@ def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[in
             parameter="size",
         )
     # ``max`` and ``^max`` are the canonical names of these two sizes (section 4.8).
-    is_max = (w, h) == (upscaled_max_size(rw, rh, limits) if upscaled else plain_max)
+    # ``^max`` names the upscaled size only where ``^max`` requests it (upscale_max_to_limits).
+    is_max = (w, h) == plain_max or (
+        upscaled and limits.upscale_max_to_limits and (w, h) == upscaled_max_size(rw, rh, limits)
+    )
     return w, h, upscaled, is_max
 
 
@@ -270,10 +294,8 @@ def plan(resolved: Resolved, info: SourceInfo) -> Plan:
     level = choose_level(info, region, resolved.width, resolved.height)
     sx = info.width / level.width
     sy = info.height / level.height
-    x0 = min(level.width - 1, round(region.x / sx))
-    y0 = min(level.height - 1, round(region.y / sy))
-    x1 = max(x0 + 1, min(level.width, round((region.x + region.w) / sx)))
-    y1 = max(y0 + 1, min(level.height, round((region.y + region.h) / sy)))
+    x0, x1 = _crop_span(region.x, region.w, sx, level.width)
+    y0, y1 = _crop_span(region.y, region.h, sy, level.height)
     return Plan(
         level=level,
         crop=Box(x0, y0, x1 - x0, y1 - y0),
@@ -289,18 +311,30 @@ def plan(resolved: Resolved, info: SourceInfo) -> Plan:
     )
 
 
+def _crop_span(start: int, length: int, scale: float, size: int) -> tuple[int, int]:
+    """Level pixels [a, b) for full-resolution pixels [start, start + length); ``scale`` = full / level."""
+    a = min(size - 1, round(start / scale))
+    b = min(size, round((start + length) / scale))
+    if b <= a:
+        # Narrower than one level pixel: take the pixel that holds its centre, not the next one.
+        a = min(size - 1, int((start + length / 2) / scale))
+        b = a + 1
+    return a, b
+
+
 def choose_level(info: SourceInfo, region: Box, width: int, height: int) -> Level:
     """The smallest level at which the region is at least ``width`` x ``height`` pixels.
 
-    Levels are often floor-rounded halves (12001 -> 6000), so a level that falls short of the
-    output by less than one pixel still counts: the sub-pixel stretch is invisible, and
-    decoding the level above would cost four times as much.
+    Levels are often floor-rounded halves (12001 -> 6000) and viewers ask for ceil-rounded tile
+    sizes (12000 / 64 = 187.5 -> 188 from the 187 px level), so a level that falls short of the
+    output by up to one pixel still counts: the stretch is invisible, and decoding the level
+    above would cost four times as much.
     """
     best = info.levels[0]
     for level in info.levels[1:]:
         level_w = region.w * level.width / info.width
         level_h = region.h * level.height / info.height
-        if level_w + 1 > width and level_h + 1 > height and level.width < best.width:
+        if level_w + 1 >= width and level_h + 1 >= height and level.width < best.width:
             best = level
     return best
 

@@ -112,9 +112,12 @@ class ImageRequest:
 # Identifiers longer than this (in UTF-8 bytes) are refused before any filesystem call.
 MAX_IDENTIFIER_BYTES = 1024
 
-_INT = r"[0-9]+"
+# Bounded digit runs: int() raises ValueError beyond 4300 digits (a 500, not a 400), and no
+# image needs more than a few; 64 still lets absurd sizes reach the planner's clamp or 400.
+_DIGITS = r"[0-9]{1,64}"
+_INT = _DIGITS
 # Section 4.7: decimal digits and "." only. ".5" is tolerated (it canonicalises to 0.5).
-_FLOAT = r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
+_FLOAT = rf"(?:{_DIGITS}(?:\.{_DIGITS})?|\.{_DIGITS})"
 _REGION_PX = re.compile(rf"({_INT}),({_INT}),({_INT}),({_INT})", re.ASCII)
 _REGION_PCT = re.compile(rf"pct:({_FLOAT}),({_FLOAT}),({_FLOAT}),({_FLOAT})", re.ASCII)
 _SIZE_W = re.compile(rf"({_INT}),", re.ASCII)
@@ -249,7 +252,10 @@ def parse_quality_format(text: str) -> tuple[Quality, Format]:
 
 def format_decimal(value: Decimal) -> str:
     """Section 4.7 form: no exponent, no trailing zeros, a leading 0 below 1."""
-    text = format(value.normalize(), "f")
+    # Not normalize(): it rounds to the context's 28 digits, so the value would not round-trip.
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return text
 
 

@@ -78,9 +78,7 @@ class ImageService:
         self._tiles = tile_lane
         self._heavy = heavy_lane
         self._infos: cachetools.LRUCache[tuple[Path, SourceVersion], SourceInfo] = cachetools.LRUCache(4096)
-        self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(
-            1024, ttl=30
-        )
+        self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
         self._lock = threading.Lock()
 
     async def find(self, identifier: str) -> Found:
