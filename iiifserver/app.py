@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -21,6 +20,7 @@ from iiifserver.image.planner import Plan
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_info import SourceFormat, SourceInfo
 from iiifserver.image.sources import FilesystemSource
+from iiifserver.logs import configure_logging
 from iiifserver.web import image_routes
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.headers import CORSMiddleware
@@ -81,5 +81,5 @@ def create_app(settings: Settings) -> Starlette:
 def worker_app() -> Starlette:
     """Factory for uvicorn's worker processes: the settings the ``serve`` command resolved."""
     settings = config.worker_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     return create_app(settings)

@@ -8,7 +8,6 @@ work through the same modules the server uses.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import click
 
 from iiifserver import config
 from iiifserver.config import DEFAULT_IMAGES, Settings, SettingsError, load_settings
+from iiifserver.logs import configure_logging
 
 DEMO_ASSETS = Path(__file__).parent / "demo" / "assets"
 
@@ -61,7 +61,7 @@ def main() -> None:
 def serve(config_file: Path | None, **overrides: Any) -> None:
     """Run the server (uvicorn). With the default image folder, prepares the demo collection first."""
     settings = _load(config_file, overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     if settings.images == DEFAULT_IMAGES:
         _build_demo(settings.images, large=True)
     if not settings.images.is_dir():
