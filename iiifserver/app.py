@@ -35,8 +35,8 @@ def create_app(settings: Settings) -> Starlette:
             path, plain_max_pixels=settings.plain_max_pixels, max_source_pixels=settings.max_source_pixels
         )
 
-    def render(path: Path, fmt: SourceFormat, plan: Plan) -> bytes:
-        return render_module.render(path, fmt, plan, encode)
+    def render(path: Path, fmt: SourceFormat, plan: Plan, version_token: str) -> bytes:
+        return render_module.render(path, fmt, plan, encode, version_token)
 
     threads = settings.render_threads
     service = ImageService(

@@ -67,6 +67,11 @@ class Settings:
     heavy_threads: int = _setting(1, "Threads rendering large requests, so they cannot starve tiles.")
     max_waiting: int = _setting(256, "Requests allowed to wait for a render thread before 503.")
     queue_timeout: float = _setting(15.0, "Seconds a request may wait for a render thread before 503.")
+    source_check_interval: float = _setting(
+        1.0,
+        "Seconds an identifier's file and version are trusted before they are checked again "
+        "(a replaced image is served at most this late); 0 checks on every request.",
+    )
     cache_control: str = _setting("public, max-age=2592000", "Cache-Control header of image and info.json responses.")
     log_level: str = _setting("info", "Log level: critical, error, warning, info, debug.")
     access_log: bool = _setting(False, "Log every request (costs throughput).")
@@ -193,6 +198,8 @@ def _validated(settings: Settings) -> Settings:
     for name in ("jpeg_quality", "webp_quality"):
         if not 1 <= getattr(settings, name) <= 100:
             problems.append(f"{name} must be 1-100")
+    if settings.source_check_interval < 0:
+        problems.append("source_check_interval must be >= 0")
     if settings.tile_threads < 0 or settings.heavy_threads < 1:
         problems.append("tile_threads must be >= 0 and heavy_threads >= 1")
     if settings.public_url and not settings.public_url.startswith(("http://", "https://")):

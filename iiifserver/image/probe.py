@@ -11,9 +11,11 @@ Must not know: requests, HTTP. One of the three modules allowed to import pyvips
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
+import cachetools
 import pyvips
 
 from iiifserver.errors import Forbidden, UnsupportedSource
@@ -91,6 +93,25 @@ def probe(path: Path, *, plain_max_pixels: int, max_source_pixels: int) -> Sourc
         has_icc="icc-profile-data" in fields,
         format=fmt,
     )
+
+
+# Opened levels per render thread: reopening a TIFF (open, IFD parse) costs about a third of a
+# small tile's render; one image shared by threads would serialise them on libtiff's lock.
+OPENED_PER_THREAD = 64
+_opened = threading.local()
+
+
+def open_level_cached(path: Path, fmt: SourceFormat, level: Level, version_token: str) -> Any:
+    """``open_level`` remembered per thread, keyed by source version (a replaced file is reopened)."""
+    cache: cachetools.LRUCache[tuple[str, str, int, int], Any] | None = getattr(_opened, "cache", None)
+    if cache is None:
+        cache = _opened.cache = cachetools.LRUCache(OPENED_PER_THREAD)
+    key = (str(path), version_token, level.page, level.subifd)
+    image = cache.get(key)
+    if image is None:
+        image = open_level(path, fmt, level)
+        cache[key] = image
+    return image
 
 
 def open_level(path: Path, fmt: SourceFormat, level: Level, *, access: str = "random") -> Any:

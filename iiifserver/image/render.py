@@ -20,7 +20,7 @@ import pyvips
 
 from iiifserver.errors import SourceDamaged
 from iiifserver.image.planner import Plan, rotated_size
-from iiifserver.image.probe import open_level
+from iiifserver.image.probe import open_level, open_level_cached
 from iiifserver.image.request import Format, Quality
 from iiifserver.image.source_info import Colour, SourceFormat
 
@@ -34,18 +34,21 @@ class EncodeOptions:
     webp_quality: int = 80
 
 
-def render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions) -> bytes:
+def render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version_token: str = "") -> bytes:
     """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``."""
     try:
-        return _render(path, fmt, plan, options)
+        return _render(path, fmt, plan, options, version_token)
     except pyvips.Error as exc:
         # The path and libvips' words go to the log only; the client learns the image is damaged.
         log.warning("render failed for %s: %s", path, str(exc).strip().splitlines()[:2])
         raise SourceDamaged("the source image is damaged or unreadable", parameter="identifier") from None
 
 
-def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions) -> bytes:
-    image = open_level(path, fmt, plan.level)
+def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version_token: str) -> bytes:
+    if version_token:
+        image = open_level_cached(path, fmt, plan.level, version_token)
+    else:
+        image = open_level(path, fmt, plan.level)
     image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
     image = _to_8bit_srgb_or_gray(image, plan)
     image = _resize_exact(image, plan.width, plan.height)

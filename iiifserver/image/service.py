@@ -23,7 +23,7 @@ from iiifserver.errors import IIIFError, UnsupportedSource
 from iiifserver.image import canonical, planner
 from iiifserver.image.request import ApiVersion, ImageRequest
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
-from iiifserver.image.sources import Source, SourceFile
+from iiifserver.image.sources import Source, SourceFile, VersionCache
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ TILE_LANE_OUTPUT_PIXELS = 1024 * 1024
 TILE_LANE_CROP_PIXELS = 4 * 1024 * 1024
 
 ProbeFn = Callable[[Path], SourceInfo]
-RenderFn = Callable[[Path, SourceFormat, planner.Plan], bytes]
+RenderFn = Callable[[Path, SourceFormat, planner.Plan, str], bytes]  # ..., source version token
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +80,19 @@ class ImageService:
         self._infos: cachetools.LRUCache[tuple[Path, SourceVersion], SourceInfo] = cachetools.LRUCache(4096)
         self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
         self._lock = threading.Lock()
+        self._versions = VersionCache(settings.source_check_interval)
 
     async def find(self, identifier: str) -> Found:
-        """Resolve and probe ``identifier`` (blocking I/O, so in a worker thread)."""
-        return await self._io.run(self._find_blocking, identifier)
+        """Resolve and probe ``identifier``: from memory when recently seen, else in a worker thread."""
+        file = self._versions.get(identifier)
+        if file is not None:
+            with self._lock:
+                info = self._infos.get((file.path, file.version))
+            if info is not None:
+                return Found(file, info)
+        found = await self._io.run(self._find_blocking, identifier)
+        self._versions.put(found.file)
+        return found
 
     def _find_blocking(self, identifier: str) -> Found:
         file = self._source.resolve(identifier)
@@ -122,7 +131,7 @@ class ImageService:
     async def render(self, prepared: Prepared) -> bytes:
         lane = self._tiles if is_tile_sized(prepared.plan) else self._heavy
         found = prepared.found
-        return await lane.run(self._render, found.file.path, found.info.format, prepared.plan)
+        return await lane.run(self._render, found.file.path, found.info.format, prepared.plan, found.file.version.token)
 
 
 def is_tile_sized(plan: planner.Plan) -> bool:

@@ -18,10 +18,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import cachetools
 
 from iiifserver.errors import NotFound
 from iiifserver.image.source_info import SourceVersion
@@ -87,3 +91,39 @@ class FilesystemSource:
         if not stat.S_ISREG(st.st_mode):
             return None  # folders, FIFOs (opening one blocks), devices, sockets
         return Path(real), st
+
+
+class VersionCache:
+    """identifier -> SourceFile, trusted for ``interval`` seconds after its last stat.
+
+    Lets hot requests skip the stat (and the thread hop it needs) entirely. A source replaced on
+    disk is noticed at most ``interval`` seconds later; the cache key includes the version, so
+    from then on only the new file's tiles are served. ``interval`` 0 stats on every request.
+    Used from the event loop only.
+    """
+
+    def __init__(self, interval: float, maxsize: int = 65536, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._files: cachetools.LRUCache[str, tuple[float, SourceFile]] = cachetools.LRUCache(maxsize)
+
+    def get(self, identifier: str) -> SourceFile | None:
+        if self.interval <= 0:
+            return None
+        hit = self._files.get(identifier)
+        if hit is None:
+            return None
+        checked_at, file = hit
+        if self._clock() - checked_at > self.interval:
+            return None
+        return file
+
+    def put(self, file: SourceFile) -> None:
+        if self.interval > 0:
+            self._files[file.identifier] = (self._clock(), file)
+
+    def forget(self, identifier: str | None = None) -> None:
+        if identifier is None:
+            self._files.clear()
+        else:
+            self._files.pop(identifier, None)

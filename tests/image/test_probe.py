@@ -207,3 +207,23 @@ def test_refusal_of_a_file_in_a_revealing_folder(tmp_path: Path, truncated_tiff:
     path.write_bytes(truncated_tiff.path.read_bytes())
     exc = _refusal(Sample(path))
     assert "secret" not in str(exc)
+
+
+def test_opened_levels_are_reused_per_thread_and_per_version(rgb_pages: Sample) -> None:
+    import threading
+
+    from iiifserver.image.probe import open_level_cached
+    from iiifserver.image.source_info import Level, SourceFormat
+
+    level = Level(375, 250, page=3)
+    first = open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v1")
+    assert open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v1") is first
+    assert open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v2") is not first  # replaced file
+    other: list[object] = []
+    thread = threading.Thread(
+        target=lambda: other.append(open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v1"))
+    )
+    thread.start()
+    thread.join()
+    assert other[0] is not first  # each render thread has its own (no libtiff lock contention)
+    assert (first.width, first.height) == (375, 250)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from datetime import timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -479,8 +480,9 @@ def test_etags_are_stable_and_follow_the_representation(http: Http) -> None:
     assert http.get(IMAGE_3).content == http.get(IMAGE_2).content
 
 
-def test_replaced_source_gets_a_new_etag_and_new_pixels(http: Http, image_root: ImageRoot) -> None:
+def test_replaced_source_gets_a_new_etag_and_new_pixels(make_http: Any, image_root: ImageRoot) -> None:
     """D07 / G04: os.replace of the source file -> new ETag, 200 for the old one, new pixels."""
+    http = make_http(source_check_interval=0)  # check the file on every request
     image_url = "/iiif/3/mutable/full/60,/0/default.png"
     info_url = "/iiif/3/mutable/info.json"
     before = http.get(image_url)
@@ -550,3 +552,24 @@ def test_error_body_names_the_identifier(http: Http) -> None:
     r = http.get("/iiif/3/nothere/info.json")
     assert r.status_code == 404
     assert "nothere" in r.text
+
+
+def test_replaced_source_is_noticed_after_the_check_interval(make_http: Any, image_root: ImageRoot) -> None:
+    """With source_check_interval, a replaced file is served at most that late, then the new one."""
+    http = make_http(source_check_interval=0.3)
+    target = image_root.root / "interval.tif"
+    save_pyramid(solid(300, 200, (220, 30, 30)), target)
+    url = "/iiif/3/interval/full/30,/0/default.png"
+    first = http.get(url)
+    assert ImageStat.Stat(decode(first.content).convert("RGB")).mean[0] > 150  # red
+
+    new_file = image_root.root / ".interval-next.tif"
+    save_pyramid(solid(300, 200, (30, 30, 220)), new_file)
+    os.replace(new_file, target)
+    within = http.get(url)
+    assert within.headers["etag"] == first.headers["etag"]  # still trusted: no stat yet
+
+    time.sleep(0.35)
+    after = http.get(url)
+    assert after.headers["etag"] != first.headers["etag"]
+    assert ImageStat.Stat(decode(after.content).convert("RGB")).mean[2] > 150  # blue
