@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -12,18 +16,25 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from iiifserver import config
+from iiifserver.cache.disk import DiskCache
+from iiifserver.cache.memory import MemoryCache
+from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
 from iiifserver.image import probe as probe_module
 from iiifserver.image import render as render_module
+from iiifserver.image import tiles
 from iiifserver.image.planner import Plan
-from iiifserver.image.service import ImageService
-from iiifserver.image.source_info import SourceFormat, SourceInfo
+from iiifserver.image.service import ImageService, Lanes, Workers
+from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import FilesystemSource
 from iiifserver.logs import configure_logging
-from iiifserver.web import image_routes
+from iiifserver.web import admin, image_routes
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.headers import CORSMiddleware
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -35,47 +46,94 @@ def create_app(settings: Settings) -> Starlette:
             path, plain_max_pixels=settings.plain_max_pixels, max_source_pixels=settings.max_source_pixels
         )
 
-    def render(path: Path, fmt: SourceFormat, plan: Plan, version_token: str) -> bytes:
-        return render_module.render(path, fmt, plan, encode, version_token)
+    def render(path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
+        return render_module.render(path, fmt, plan, encode, version)
+
+    def tile_index(path: Path, info: SourceInfo) -> tiles.StoredTiles | None:
+        if not settings.tile_passthrough or info.format is not SourceFormat.TIFF or not info.is_tiled:
+            return None
+        try:
+            return tiles.read_tile_index(path, info.levels)
+        except (OSError, ValueError) as exc:  # no passthrough for this file; rendering still works
+            log.warning("no stored-tile index for %s: %s", path, exc)
+            return None
 
     threads = settings.render_threads
+    lanes = Lanes(
+        io=Lane("io", max(4, threads), settings.max_waiting, settings.queue_timeout),
+        tile=Lane("tile", threads, settings.max_waiting, settings.queue_timeout),
+        heavy=Lane("heavy", settings.heavy_threads, settings.max_waiting, settings.queue_timeout),
+    )
+    cache = _tile_cache(settings, lanes.io)
     service = ImageService(
         settings,
         FilesystemSource(settings.images),
-        probe,
-        render,
-        io_lane=Lane("io", max(4, threads), settings.max_waiting, settings.queue_timeout),
-        tile_lane=Lane("tile", threads, settings.max_waiting, settings.queue_timeout),
-        heavy_lane=Lane("heavy", settings.heavy_threads, settings.max_waiting, settings.queue_timeout),
+        Workers(probe=probe, render=render, tile_index=tile_index, read_tile=tiles.read_source_tile),
+        lanes,
+        cache,
     )
 
     async def home(request: Request) -> Response:
         return JSONResponse(
             {
                 "service": "iiifserver",
-                "image_api": {
-                    "3.0": "/iiif/3/{identifier}/info.json",
-                    "2.1": "/iiif/2/{identifier}/info.json",
-                },
+                "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
             }
         )
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok\n", headers={"cache-control": "no-store"})
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        watcher = None
+        if cache is not None and cache.disk is not None:
+            # Debris of crashed writers goes, the size is recounted; then purges made by other
+            # worker processes reach this one's memory tier within a second.
+            disk = cache.disk
+            await lanes.io.run(disk.scan)
+            watcher = asyncio.create_task(_watch_purges(cache))
+        try:
+            yield
+        finally:
+            await service.drain()
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
     routes = [
         Route("/", home, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
+        *admin.routes(service, settings.admin_token),
         *image_routes.routes(service, settings),
     ]
     app = Starlette(
         routes=routes,
         middleware=[Middleware(CORSMiddleware)],
         exception_handlers={HTTPException: http_exception_handler, Exception: unexpected_error_handler},
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.image_service = service
     return app
+
+
+def _tile_cache(settings: Settings, io: Lane) -> TileCache | None:
+    if settings.memory_cache_mb == 0 and settings.disk_cache_mb == 0:
+        return None
+    disk = DiskCache(settings.cache, settings.disk_cache_mb * MIB) if settings.disk_cache_mb else None
+    # A zero-byte memory tier stores nothing: the disk tier then answers every hit.
+    return TileCache(MemoryCache(settings.memory_cache_mb * MIB), disk, io.run)
+
+
+async def _watch_purges(cache: TileCache) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await cache.check_generation()
+        except Exception:  # a watcher that dies silently would leave stale tiles after a purge
+            log.exception("purge watcher")
 
 
 def worker_app() -> Starlette:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,15 @@ def get(path: str, output: Path | None, show_headers: bool, config_file: Path | 
     from iiifserver.app import create_app
     from iiifserver.asgi_call import call
 
-    status, headers, body = asyncio.run(call(create_app(settings), path))
+    app = create_app(settings)
+
+    async def one_request() -> tuple[int, list[tuple[str, str]], bytes]:
+        try:
+            return await call(app, path)
+        finally:
+            await app.state.image_service.drain()  # let the disk cache write finish
+
+    status, headers, body = asyncio.run(one_request())
     if show_headers:
         click.echo(f"HTTP {status}", err=True)
         for name, value in headers:
@@ -146,3 +155,34 @@ def get(path: str, output: Path | None, show_headers: bool, config_file: Path | 
         sys.stdout.buffer.flush()
     if status >= 400:
         sys.exit(1)
+
+
+@main.group()
+def cache() -> None:
+    """The disk tile cache."""
+
+
+@cache.command("purge")
+@click.argument("identifier", required=False)
+@_settings_options
+def cache_purge(identifier: str | None, config_file: Path | None, **overrides: Any) -> None:
+    """Remove IDENTIFIER's cached tiles (all tiles without one) from the disk cache.
+
+    Running servers sharing the cache folder drop their memory tiers within a second.
+    """
+    settings = _load(config_file, overrides)
+    from iiifserver.cache.disk import DiskCache
+    from iiifserver.image.sources import cache_names
+
+    if not settings.cache.is_dir():
+        click.echo(f"no cache folder {settings.cache}: nothing to purge", err=True)
+        return
+    disk = DiskCache(settings.cache, max(1, settings.disk_cache_mb) * 1024 * 1024)
+    if identifier is None:
+        removed = disk.purge(None)
+    else:
+        # Entries are filed by file name; an identifier may name its file with or without extension.
+        name = unicodedata.normalize("NFC", identifier)
+        removed = sum(disk.purge(candidate) for candidate in cache_names(name))
+    what = f"for {identifier!r}" if identifier is not None else "in all"
+    click.echo(f"purged {removed} cached tiles {what} ({settings.cache})")

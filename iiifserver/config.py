@@ -72,6 +72,18 @@ class Settings:
         "Seconds an identifier's file and version are trusted before they are checked again "
         "(a replaced image is served at most this late); 0 checks on every request.",
     )
+    tile_passthrough: bool = _setting(
+        True,
+        "Send a stored JPEG tile as it is when a request is exactly that tile (no decode, no encode; "
+        "the tile keeps its stored quality).",
+    )
+    memory_cache_mb: int = _setting(256, "Tile cache in memory, per worker process, in MiB (0: off).")
+    disk_cache_mb: int = _setting(
+        4096, "Tile cache on disk under the cache folder, shared by the workers, in MiB (0: off)."
+    )
+    admin_token: str = _setting(
+        "", "Bearer token for the /admin endpoints (cache purge, stats); empty: the endpoints are off."
+    )
     cache_control: str = _setting("public, max-age=2592000", "Cache-Control header of image and info.json responses.")
     log_level: str = _setting("info", "Log level: critical, error, warning, info, debug.")
     access_log: bool = _setting(False, "Log every request (costs throughput).")
@@ -198,6 +210,10 @@ def _validated(settings: Settings) -> Settings:
     for name in ("jpeg_quality", "webp_quality"):
         if not 1 <= getattr(settings, name) <= 100:
             problems.append(f"{name} must be 1-100")
+    if settings.memory_cache_mb < 0 or settings.disk_cache_mb < 0:
+        problems.append("memory_cache_mb and disk_cache_mb must be >= 0")
+    if settings.admin_token and len(settings.admin_token) < 16:
+        problems.append("admin_token must be at least 16 characters")
     if settings.source_check_interval < 0:
         problems.append("source_check_interval must be >= 0")
     if settings.tile_threads < 0 or settings.heavy_threads < 1:

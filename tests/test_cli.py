@@ -70,3 +70,20 @@ def test_get_error_exits_non_zero(image_root: Path) -> None:
     result = CliRunner().invoke(main, ["get", "/iiif/3/missing/info.json", "-H", "--images", str(image_root)])
     assert result.exit_code == 1
     assert "HTTP 404" in result.output
+
+
+def test_cache_purge_command(image_root: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    runner = CliRunner()
+    args = ["--images", str(image_root), "--cache", str(cache_dir)]
+    for path in ("/iiif/3/pic/full/100,/0/default.png", "/iiif/3/pic.tif/full/90,/0/default.png"):
+        assert runner.invoke(main, ["get", path, "-o", str(tmp_path / "x"), *args]).exit_code == 0
+    entries = [p for p in cache_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert len(entries) == 2
+    result = runner.invoke(main, ["cache", "purge", "pic", *args])
+    assert result.exit_code == 0, result.output
+    assert "purged 2 cached tiles for 'pic'" in result.output
+    assert not [p for p in cache_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    result = runner.invoke(main, ["cache", "purge", "--cache", str(tmp_path / "none")])
+    assert result.exit_code == 0
+    assert "nothing to purge" in result.output

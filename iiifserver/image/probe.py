@@ -11,6 +11,7 @@ Must not know: requests, HTTP. One of the three modules allowed to import pyvips
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from typing import Any
 import cachetools
 import pyvips
 
-from iiifserver.errors import Forbidden, UnsupportedSource
-from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo
+from iiifserver.errors import Forbidden, SourceChanged, UnsupportedSource
+from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo, SourceVersion
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +102,22 @@ OPENED_PER_THREAD = 64
 _opened = threading.local()
 
 
-def open_level_cached(path: Path, fmt: SourceFormat, level: Level, version_token: str) -> Any:
-    """``open_level`` remembered per thread, keyed by source version (a replaced file is reopened)."""
+def open_level_cached(path: Path, fmt: SourceFormat, level: Level, version: SourceVersion) -> Any:
+    """``open_level`` remembered per thread, keyed by source version (a replaced file is reopened).
+
+    The file is checked after opening: if the path no longer holds ``version`` (replaced since
+    it was stat-ed), ``SourceChanged`` is raised, so pixels are never filed under the wrong version.
+    """
     cache: cachetools.LRUCache[tuple[str, str, int, int], Any] | None = getattr(_opened, "cache", None)
     if cache is None:
         cache = _opened.cache = cachetools.LRUCache(OPENED_PER_THREAD)
-    key = (str(path), version_token, level.page, level.subifd)
+    key = (str(path), version.token, level.page, level.subifd)
     image = cache.get(key)
     if image is None:
         image = open_level(path, fmt, level)
+        st = os.stat(path)
+        if SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns) != version:
+            raise SourceChanged(str(path))
         cache[key] = image
     return image
 

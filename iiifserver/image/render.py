@@ -22,7 +22,7 @@ from iiifserver.errors import SourceDamaged
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import open_level, open_level_cached
 from iiifserver.image.request import Format, Quality
-from iiifserver.image.source_info import Colour, SourceFormat
+from iiifserver.image.source_info import Colour, SourceFormat, SourceVersion
 
 _WHITE = 255.0
 log = logging.getLogger(__name__)
@@ -34,19 +34,22 @@ class EncodeOptions:
     webp_quality: int = 80
 
 
-def render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version_token: str = "") -> bytes:
+def render(
+    path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version: SourceVersion | None = None
+) -> bytes:
     """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``."""
     try:
-        return _render(path, fmt, plan, options, version_token)
+        return _render(path, fmt, plan, options, version)
     except pyvips.Error as exc:
         # The path and libvips' words go to the log only; the client learns the image is damaged.
         log.warning("render failed for %s: %s", path, str(exc).strip().splitlines()[:2])
         raise SourceDamaged("the source image is damaged or unreadable", parameter="identifier") from None
 
 
-def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version_token: str) -> bytes:
-    if version_token:
-        image = open_level_cached(path, fmt, plan.level, version_token)
+def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version: SourceVersion | None) -> bytes:
+    # With a version (the server): reuse this thread's opened level, checked against the version.
+    if version is not None:
+        image = open_level_cached(path, fmt, plan.level, version)
     else:
         image = open_level(path, fmt, plan.level)
     image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)

@@ -1,14 +1,20 @@
 """Async orchestration of an image or info request.
 
-Owns: the flow identifier -> source file -> SourceInfo (cached by source version) ->
-resolved request -> canonical form and key -> plan -> render in a bounded lane.
-Must not know: the web framework, pyvips (it calls ``probe``/``render`` through functions it
-is given, which run in worker threads).
+Owns: the flow identifier -> source file (version cache, else a stat in a worker thread) ->
+SourceInfo and stored-tile index (cached by source version) -> resolved request -> canonical
+form and cache key -> memory tier (no thread hop) -> single-flight: disk tier, stored-tile
+passthrough or render in a bounded lane -> cache put.
+Must not know: the web framework, pyvips (probe/render/tile reading are functions it is given,
+and run in worker threads).
+
+A cache entry is only ever stored under the version of the bytes that produced it: renders and
+tile reads check the file they opened against the version the key was built from, and a file
+replaced in between is a 503 (retry), never a wrong entry.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -17,121 +23,237 @@ from pathlib import Path
 
 import cachetools
 
+from iiifserver.cache.entry import Entry
+from iiifserver.cache.keys import cache_key
+from iiifserver.cache.singleflight import SingleFlight
+from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
-from iiifserver.errors import IIIFError, UnsupportedSource
+from iiifserver.errors import IIIFError, ServiceUnavailable, SourceChanged, UnsupportedSource
 from iiifserver.image import canonical, planner
 from iiifserver.image.request import ApiVersion, ImageRequest
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
-from iiifserver.image.sources import Source, SourceFile, VersionCache
+from iiifserver.image.sources import Source, SourceFile, VersionCache, cache_names
+from iiifserver.image.tiles import StoredTiles, TileGrid, passthrough_tile
 
 log = logging.getLogger(__name__)
 
-# Bump when rendering changes output bytes for the same request, so old cache entries die.
-RENDER_VERSION = "1"
+# Bump when the bytes served for a canonical request change, so old cache entries die.
+RENDER_VERSION = "2"
 # Requests at most this large (output and decoded crop) use the tile lane.
 TILE_LANE_OUTPUT_PIXELS = 1024 * 1024
 TILE_LANE_CROP_PIXELS = 4 * 1024 * 1024
 
 ProbeFn = Callable[[Path], SourceInfo]
-RenderFn = Callable[[Path, SourceFormat, planner.Plan, str], bytes]  # ..., source version token
+TileIndexFn = Callable[[Path, SourceInfo], StoredTiles | None]
+RenderFn = Callable[[Path, SourceFormat, planner.Plan, SourceVersion], bytes]
+TileReadFn = Callable[[Path, SourceVersion, TileGrid, int], bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
     file: SourceFile
     info: SourceInfo
+    stored: StoredTiles | None = None  # JPEG tile index for passthrough, when the source has one
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
+    identifier: str  # as requested
     found: Found
     plan: planner.Plan
     media_type: str
     canonical_v3: str  # region/size/rotation/quality.format in 3.0 canonical form
     canonical: str  # the same in the form of the request's API version
     key: str  # cache key and strong ETag value
+    passthrough: tuple[TileGrid, int] | None  # the stored tile that is exactly this response
 
     @property
     def version(self) -> SourceVersion:
         return self.found.file.version
 
 
+@dataclass(slots=True)
+class Counters:
+    renders: int = 0
+    passthrough: int = 0
+    passthrough_fallbacks: int = 0
+    source_changed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    io: Lane
+    tile: Lane
+    heavy: Lane
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """The blocking functions the service calls in worker threads."""
+
+    probe: ProbeFn
+    render: RenderFn
+    tile_index: TileIndexFn
+    read_tile: TileReadFn
+
+
 class ImageService:
     def __init__(
-        self,
-        settings: Settings,
-        source: Source,
-        probe: ProbeFn,
-        render: RenderFn,
-        *,
-        io_lane: Lane,
-        tile_lane: Lane,
-        heavy_lane: Lane,
+        self, settings: Settings, source: Source, workers: Workers, lanes: Lanes, cache: TileCache | None = None
     ) -> None:
         self.settings = settings
         self.limits = settings.limits
+        self.cache = cache
+        self.lanes = lanes
+        self.counters = Counters()
         self._source = source
-        self._probe = probe
-        self._render = render
-        self._io = io_lane
-        self._tiles = tile_lane
-        self._heavy = heavy_lane
-        self._infos: cachetools.LRUCache[tuple[Path, SourceVersion], SourceInfo] = cachetools.LRUCache(4096)
+        self._workers = workers
+        self._render_tag = f"r{RENDER_VERSION}/q{settings.jpeg_quality}/w{settings.webp_quality}"
+        self._facts: cachetools.LRUCache[tuple[Path, SourceVersion], tuple[SourceInfo, StoredTiles | None]] = (
+            cachetools.LRUCache(4096)
+        )
         self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # _facts and _errors are filled from worker threads
         self._versions = VersionCache(settings.source_check_interval)
+        self._flights: SingleFlight[Entry] = SingleFlight()
+        self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
+
+    # -- identifier -> facts ---------------------------------------------------------------------
 
     async def find(self, identifier: str) -> Found:
         """Resolve and probe ``identifier``: from memory when recently seen, else in a worker thread."""
         file = self._versions.get(identifier)
         if file is not None:
             with self._lock:
-                info = self._infos.get((file.path, file.version))
-            if info is not None:
-                return Found(file, info)
-        found = await self._io.run(self._find_blocking, identifier)
+                facts = self._facts.get((file.path, file.version))
+            if facts is not None:
+                return Found(file, *facts)
+        found = await self.lanes.io.run(self._find_blocking, identifier)
         self._versions.put(found.file)
         return found
 
     def _find_blocking(self, identifier: str) -> Found:
         file = self._source.resolve(identifier)
-        cache_key = (file.path, file.version)
+        key = (file.path, file.version)
         with self._lock:
-            info = self._infos.get(cache_key)
-            error = self._errors.get(cache_key)
+            facts = self._facts.get(key)
+            error = self._errors.get(key)
         if error is not None:
             raise error
-        if info is None:
+        if facts is None:
             try:
-                info = self._probe(file.path)
+                info = self._workers.probe(file.path)
             except UnsupportedSource as exc:
                 # Bad sources are remembered briefly, so a flood of requests does not re-probe.
                 with self._lock:
-                    self._errors[cache_key] = exc
+                    self._errors[key] = exc
                 raise
+            facts = (info, self._workers.tile_index(file.path, info))
             with self._lock:
-                self._infos[cache_key] = info
-        return Found(file, info)
+                self._facts[key] = facts
+        return Found(file, *facts)
+
+    async def purge(self, identifier: str | None) -> int:
+        """Drop ``identifier``'s cached responses, whichever file name it was reached by (all for None)."""
+        self.forget(identifier)
+        if self.cache is None:
+            return 0
+        if identifier is None:
+            return await self.cache.purge(None)
+        return sum([await self.cache.purge(name) for name in cache_names(identifier)])
+
+    def forget(self, identifier: str | None = None) -> None:
+        """Drop what is remembered of ``identifier``'s file (all for None): it is stat-ed again."""
+        self._versions.forget(identifier)
+
+    # -- image requests --------------------------------------------------------------------------
 
     async def prepare(self, identifier: str, request: ImageRequest) -> Prepared:
         """Everything but the pixels: enough for the canonical URL, the key and a 304."""
         found = await self.find(identifier)
         resolved = planner.resolve(request, found.info, self.limits)
         canonical_v3 = canonical.canonical_path(resolved, ApiVersion.V3)
+        plan = planner.plan(resolved, found.info)
         return Prepared(
+            identifier=identifier,
             found=found,
-            plan=planner.plan(resolved, found.info),
+            plan=plan,
             media_type=request.format.media_type,
             canonical_v3=canonical_v3,
             canonical=canonical.canonical_path(resolved, request.version),
-            key=cache_key(identifier, found.file.version, canonical_v3, self.settings),
+            key=cache_key(found.file.cache_name, found.file.version.token, canonical_v3, self._render_tag),
+            passthrough=(passthrough_tile(found.stored, found.info.levels, plan) if found.stored is not None else None),
         )
 
-    async def render(self, prepared: Prepared) -> bytes:
-        lane = self._tiles if is_tile_sized(prepared.plan) else self._heavy
-        found = prepared.found
-        return await lane.run(self._render, found.file.path, found.info.format, prepared.plan, found.file.version.token)
+    def cached(self, prepared: Prepared) -> Entry | None:
+        """The memory tier only: no await, no thread hop (hot tiles)."""
+        return self.cache.get_memory(prepared.key) if self.cache is not None else None
+
+    async def fetch(self, prepared: Prepared) -> Entry:
+        """The response body: disk tier, else stored tile, else render; concurrent twins share one."""
+        return await self._flights.run(prepared.key, lambda: self._produce(prepared))
+
+    async def _produce(self, prepared: Prepared) -> Entry:
+        name = prepared.found.file.cache_name
+        if self.cache is not None:
+            entry = await self.cache.get(name, prepared.key)
+            if entry is not None:
+                return entry
+        try:
+            body, from_source = await self._bytes(prepared)
+        except SourceChanged:
+            self.counters.source_changed += 1
+            self.forget(prepared.identifier)
+            raise ServiceUnavailable("the image changed while it was read; retry", retry_after=1) from None
+        entry = Entry(body, prepared.media_type, name)
+        if self.cache is not None:
+            # Memory now, so the next request hits; the disk copy (an fsync) is written in the
+            # background rather than making every waiter of this flight wait for it. A stored
+            # tile is already on disk in the source: memory only.
+            self.cache.memory.put(prepared.key, entry)
+            if not from_source and self.cache.disk is not None:
+                task = asyncio.create_task(self.cache.put(name, prepared.key, entry))
+                self._disk_writes.add(task)
+                task.add_done_callback(self._disk_writes.discard)
+        return entry
+
+    async def _bytes(self, prepared: Prepared) -> tuple[bytes, bool]:
+        file = prepared.found.file
+        if prepared.passthrough is not None:
+            grid, index = prepared.passthrough
+            try:
+                body = await self.lanes.tile.run(self._workers.read_tile, file.path, file.version, grid, index)
+            except ValueError as exc:
+                self.counters.passthrough_fallbacks += 1
+                log.warning("stored tile %d of %r unusable (%s); rendering instead", index, prepared.identifier, exc)
+            else:
+                self.counters.passthrough += 1
+                return body, True
+        lane = self.lanes.tile if is_tile_sized(prepared.plan) else self.lanes.heavy
+        body = await lane.run(self._workers.render, file.path, prepared.found.info.format, prepared.plan, file.version)
+        self.counters.renders += 1
+        return body, False
+
+    async def drain(self) -> None:
+        """Wait for background disk writes (shutdown, tests)."""
+        while self._disk_writes:
+            await asyncio.gather(*list(self._disk_writes), return_exceptions=True)
+
+    def stats(self) -> dict[str, object]:
+        lanes = {
+            lane.name: {"threads": lane.threads, "busy": lane.busy, "waiting": lane.waiting}
+            for lane in (self.lanes.io, self.lanes.tile, self.lanes.heavy)
+        }
+        return {
+            "cache": self.cache.stats() if self.cache is not None else {},
+            "service": {**_asdict(self.counters), "in_flight": self._flights.in_flight},
+            "lanes": lanes,
+        }
+
+
+def _asdict(counters: Counters) -> dict[str, int]:
+    return {name: getattr(counters, name) for name in counters.__dataclass_fields__}
 
 
 def is_tile_sized(plan: planner.Plan) -> bool:
@@ -140,18 +262,3 @@ def is_tile_sized(plan: planner.Plan) -> bool:
         and plan.crop.w * plan.crop.h <= TILE_LANE_CROP_PIXELS
         and plan.degrees % 90 == 0
     )
-
-
-def cache_key(identifier: str, version: SourceVersion, canonical_v3: str, settings: Settings) -> str:
-    """Injective over its parts: each is length-prefixed before hashing."""
-    parts = (
-        identifier.encode("utf-8"),
-        version.token.encode(),
-        canonical_v3.encode(),
-        f"r{RENDER_VERSION}/q{settings.jpeg_quality}/w{settings.webp_quality}".encode(),
-    )
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(len(part).to_bytes(4, "big"))
-        digest.update(part)
-    return digest.hexdigest()[:40]

@@ -40,6 +40,17 @@ class SourceFile:
     identifier: str
     path: Path  # the real path, inside the root
     version: SourceVersion
+    name: str = ""  # the file as addressed, relative to the root, with its extension: the cache identity
+
+    @property
+    def cache_name(self) -> str:
+        return self.name or self.identifier
+
+
+def cache_names(identifier: str) -> list[str]:
+    """Every file name ``identifier`` may address: what a purge by identifier must cover."""
+    names = [identifier] if identifier.lower().endswith(EXTENSIONS) else []
+    return names + [identifier + ext for ext in EXTENSIONS]
 
 
 class Source(Protocol):
@@ -59,7 +70,8 @@ class FilesystemSource:
             if found is not None:
                 real, st = found
                 version = SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
-                return SourceFile(identifier, real, version)
+                # Named as addressed (not the symlink target): aliases keep caches of their own.
+                return SourceFile(identifier, real, version, unicodedata.normalize("NFC", candidate))
         raise NotFound(f"no image {identifier!r}", parameter="identifier")
 
     def _candidates(self, identifier: str) -> list[str]:

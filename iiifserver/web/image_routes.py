@@ -131,8 +131,8 @@ async def _image(
     }
     if h.not_modified(request.headers, tag, prepared.version.mtime_ns):
         return Response(status_code=304, headers=headers)
-    data = await service.render(prepared)
-    return Response(data, media_type=prepared.media_type, headers=headers)
+    entry = service.cached(prepared) or await service.fetch(prepared)
+    return Response(entry.body, media_type=entry.media_type, headers=headers)
 
 
 def _param(segment: bytes) -> str:

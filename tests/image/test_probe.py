@@ -209,21 +209,38 @@ def test_refusal_of_a_file_in_a_revealing_folder(tmp_path: Path, truncated_tiff:
     assert "secret" not in str(exc)
 
 
-def test_opened_levels_are_reused_per_thread_and_per_version(rgb_pages: Sample) -> None:
+def test_opened_levels_are_reused_per_thread_and_per_version(rgb_pages: Sample, tmp_path: Path) -> None:
+    import os
+    import shutil
     import threading
 
+    from iiifserver.errors import SourceChanged
     from iiifserver.image.probe import open_level_cached
-    from iiifserver.image.source_info import Level, SourceFormat
+    from iiifserver.image.source_info import Level, SourceFormat, SourceVersion
 
+    def version_of(path: Path) -> SourceVersion:
+        st = os.stat(path)
+        return SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
+
+    path = tmp_path / "copy.tif"
+    shutil.copyfile(rgb_pages.path, path)
     level = Level(375, 250, page=3)
-    first = open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v1")
-    assert open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v1") is first
-    assert open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v2") is not first  # replaced file
+    v1 = version_of(path)
+    first = open_level_cached(path, SourceFormat.TIFF, level, v1)
+    assert open_level_cached(path, SourceFormat.TIFF, level, v1) is first
     other: list[object] = []
-    thread = threading.Thread(
-        target=lambda: other.append(open_level_cached(rgb_pages.path, SourceFormat.TIFF, level, "v1"))
-    )
+    thread = threading.Thread(target=lambda: other.append(open_level_cached(path, SourceFormat.TIFF, level, v1)))
     thread.start()
     thread.join()
     assert other[0] is not first  # each render thread has its own (no libtiff lock contention)
     assert (first.width, first.height) == (375, 250)
+
+    # Replaced since it was stat-ed: the stale version is refused, the new one opens afresh.
+    replacement = tmp_path / "next.tif"
+    shutil.copyfile(rgb_pages.path, replacement)
+    os.replace(replacement, path)
+    stale = SourceVersion(v1.inode, v1.size, v1.mtime_ns + 1)  # never opened under this key
+    with pytest.raises(SourceChanged):
+        open_level_cached(path, SourceFormat.TIFF, level, stale)
+    fresh = open_level_cached(path, SourceFormat.TIFF, level, version_of(path))
+    assert fresh is not first

@@ -1,0 +1,129 @@
+"""Tiered tile cache: memory first, then disk, behind one small async facade.
+
+Owns: the order of the tiers, promotion of disk hits into memory, keeping blocking disk calls off the
+event loop, and noticing purges made by other worker processes.
+Must not know: how keys are built, how entries are rendered, HTTP, which thread pool runs the
+blocking calls (it is handed ``run_blocking``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from iiifserver.cache.disk import DiskCache
+from iiifserver.cache.entry import Entry
+from iiifserver.cache.memory import MemoryCache
+
+log = logging.getLogger(__name__)
+
+RunBlocking = Callable[..., Awaitable[Any]]
+
+
+class TileCache:
+    """Memory tier (this process) over an optional disk tier (shared by the worker processes).
+
+    Event-loop only. ``run_blocking(fn, *args)`` must run ``fn`` in a worker thread and return its
+    result, e.g. ``Lane.run`` of an I/O lane.
+    """
+
+    def __init__(
+        self,
+        memory: MemoryCache,
+        disk: DiskCache | None,
+        run_blocking: RunBlocking,
+        *,
+        generation_interval: float = 1.0,
+    ) -> None:
+        self.memory = memory
+        self.disk = disk
+        self._run_blocking = run_blocking
+        self._generation_interval = generation_interval
+        self._generation: int | None = None  # the disk purge generation the memory tier reflects
+        self._next_generation_check = 0.0
+        self._checking = False
+
+    def get_memory(self, key: str) -> Entry | None:
+        """Memory tier only: no thread hop, no await; the hot path of every tile request."""
+        return self.memory.get(key)
+
+    async def get(self, identifier: str, key: str) -> Entry | None:
+        """Memory, then disk (in a worker thread); a disk hit is promoted into memory.
+
+        The disk tier never raises; an exception of ``run_blocking`` itself (a saturated lane
+        answering 503) propagates, because turning it into a miss would trade a cheap read for a
+        render.
+        """
+        entry = self.memory.get(key)
+        if entry is not None or self.disk is None:
+            return entry
+        found: Entry | None = await self._run_blocking(self.disk.get, identifier, key)
+        if found is not None:
+            self.memory.put(key, found)
+        return found
+
+    async def put(self, identifier: str, key: str, entry: Entry, *, to_disk: bool = True) -> None:
+        """Store in memory now, then on disk (in a worker thread). Disk failures never propagate:
+        the response is ready and the disk tier is only a second chance."""
+        if entry.identifier != identifier:
+            raise ValueError("entry.identifier differs from identifier")
+        self.memory.put(key, entry)
+        if not to_disk or self.disk is None:
+            return
+        try:
+            await self._run_blocking(self.disk.put, identifier, key, entry)
+        except Exception as exc:  # the lane's 503 or anything else: losing a disk write is harmless
+            log.debug("disk cache write skipped: %r", exc)
+
+    async def purge(self, identifier: str | None) -> int:
+        """Remove ``identifier``'s entries (all for None) from both tiers. Returns the larger of the
+        two tiers' counts: the disk tier normally holds everything the memory tier does."""
+        disk_removed = 0
+        if self.disk is not None:
+            # Disk first: a concurrent disk hit cannot then re-promote a purged entry into memory.
+            result = await self._run_blocking(self.disk.purge_result, identifier)
+            disk_removed = result.removed
+            if self._generation is None or result.generation == self._generation + 1:
+                # Our own bump: our memory tier is purged right below, no need to drop it all.
+                self._generation = result.generation
+        memory_removed = self.memory.purge(identifier)
+        return max(memory_removed, disk_removed)
+
+    async def check_generation(self) -> bool:
+        """Drop the memory tier when another process purged the disk tier; True if dropped.
+
+        Call it freely (say once per request): it reads the generation file at most once per
+        ``generation_interval`` and otherwise returns at once, without a thread hop. Other
+        processes' purges thus reach this memory tier within about that interval.
+        """
+        if self.disk is None or self._checking:
+            return False
+        now = time.monotonic()
+        if now < self._next_generation_check:
+            return False
+        self._next_generation_check = now + self._generation_interval
+        self._checking = True
+        try:
+            current: int = await self._run_blocking(self.disk.generation)
+        except Exception as exc:
+            log.debug("purge generation check skipped: %r", exc)
+            return False
+        finally:
+            self._checking = False
+        previous, self._generation = self._generation, current
+        if previous is None or previous == current:
+            return False
+        dropped = self.memory.clear()
+        log.info("disk cache purged by another process: %d memory entries dropped", dropped)
+        return True
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Counters per tier (no I/O: the disk figures are this process's view)."""
+        stats = {"memory": asdict(self.memory.stats)}
+        if self.disk is not None:
+            stats["disk"] = asdict(self.disk.stats)
+            stats["disk"]["generation"] = self._generation
+        return stats

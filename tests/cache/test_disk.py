@@ -1,0 +1,375 @@
+"""Disk tier: atomic, validated, bounded, purgeable, and safe for several processes at once."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from iiifserver.cache import disk as disk_module
+from iiifserver.cache.disk import HEADER, DiskCache
+from iiifserver.cache.entry import Entry
+from iiifserver.cache.keys import identifier_digest
+from tests.cache import disk_worker
+
+HOUR = 3600
+
+
+def key(n: int) -> str:
+    return f"{n:040x}"
+
+
+def entry(size: int = 1_000, identifier: str = "img", fill: bytes = b"x") -> Entry:
+    return Entry((fill * size)[:size], "image/jpeg", identifier)
+
+
+def file_size(e: Entry) -> int:
+    return HEADER.size + len(e.media_type) + len(e.body)
+
+
+def entry_path(root: Path, identifier: str, k: str) -> Path:
+    digest = identifier_digest(identifier)
+    return root / "v1" / digest[:2] / digest / k
+
+
+def temp_files(root: Path) -> list[Path]:
+    return list(root.rglob("*.tmp"))
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> DiskCache:
+    return DiskCache(tmp_path, 1_000_000)
+
+
+def test_round_trip(cache: DiskCache, tmp_path: Path) -> None:
+    stored = Entry(bytes(range(256)) * 40, "image/webp", "book/page 1")
+    assert cache.put("book/page 1", key(1), stored)
+    assert cache.get("book/page 1", key(1)) == stored
+    assert entry_path(tmp_path, "book/page 1", key(1)).stat().st_size == file_size(stored)
+    assert temp_files(tmp_path) == []
+    stats = cache.stats
+    assert (stats.writes, stats.hits, stats.misses) == (1, 1, 0)
+    assert stats.bytes == file_size(stored)
+
+
+def test_temp_file_is_unique_and_beside_the_entry(
+    cache: DiskCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renames: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def recording_replace(src: str, dst: str) -> None:
+        renames.append((src, dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    cache.put("img", key(1), entry())
+    cache.put("img", key(1), entry())
+    (first, final), (second, _) = renames
+    assert final == str(entry_path(tmp_path, "img", key(1)))
+    assert os.path.dirname(first) == os.path.dirname(final)  # same folder: never EXDEV
+    assert first.endswith(".tmp")
+    assert f".{os.getpid()}." in first
+    assert first != second
+
+
+def test_miss_never_raises(cache: DiskCache) -> None:
+    assert cache.get("never-seen", key(1)) is None  # no folder at all
+    cache.put("img", key(1), entry())
+    assert cache.get("img", key(2)) is None  # folder, no file
+    assert cache.stats.misses == 2
+
+
+def test_entry_path_is_a_folder_is_a_miss(cache: DiskCache, tmp_path: Path) -> None:
+    entry_path(tmp_path, "img", key(1)).mkdir(parents=True)
+    assert cache.get("img", key(1)) is None
+
+
+def test_keys_must_be_hex(cache: DiskCache) -> None:
+    with pytest.raises(ValueError, match="hex"):
+        cache.get("img", "../../etc/passwd")
+    with pytest.raises(ValueError, match="hex"):
+        cache.put("img", key(0xAB).upper(), entry())
+
+
+def test_survives_a_restart(tmp_path: Path) -> None:
+    DiskCache(tmp_path, 1_000_000).put("img", key(1), entry(500))
+    restarted = DiskCache(tmp_path, 1_000_000)
+    assert restarted.get("img", key(1)) == entry(500)
+    result = restarted.scan()
+    assert (result.entries, result.bytes, result.skipped) == (1, file_size(entry(500)), False)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:-1], id="truncated-body"),
+        pytest.param(lambda data: data[:10], id="truncated-header"),
+        pytest.param(lambda data: b"", id="empty"),
+        pytest.param(lambda data: data + b"\0", id="trailing-bytes"),
+        pytest.param(lambda data: data[:-1] + bytes([data[-1] ^ 1]), id="flipped-bit"),
+        pytest.param(lambda data: b"JUNKJUNK" + data[8:], id="bad-magic"),
+    ],
+)
+def test_damaged_entry_is_a_miss_and_removed(cache: DiskCache, tmp_path: Path, damage: object) -> None:
+    cache.put("img", key(1), entry(2_000))
+    path = entry_path(tmp_path, "img", key(1))
+    path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+    assert cache.get("img", key(1)) is None
+    assert not path.exists()
+    assert cache.stats.corrupt == 1
+    assert cache.put("img", key(1), entry(2_000))  # regenerated
+    assert cache.get("img", key(1)) == entry(2_000)
+
+
+def test_scan_removes_stale_temp_files_but_keeps_live_ones(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("img", key(1), entry(700))
+    folder = entry_path(tmp_path, "img", key(1)).parent
+    stale = folder / f"{key(2)}.123.abcdef.tmp"
+    live = folder / f"{key(3)}.456.abcdef.tmp"
+    stale.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    old = time.time() - 120
+    os.utime(stale, (old, old))
+    result = cache.scan()
+    assert not stale.exists()
+    assert live.exists()
+    assert (result.entries, result.bytes, result.removed_temp) == (1, file_size(entry(700)), 1)
+
+
+def test_scan_resets_a_drifted_estimate(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("img", key(1), entry(700))
+    cache.put("img", key(2), entry(700))
+    entry_path(tmp_path, "img", key(2)).unlink()  # removed behind the cache's back
+    assert cache.stats.bytes == 2 * file_size(entry(700))
+    cache.scan()
+    assert cache.stats.bytes == file_size(entry(700))
+    assert DiskCache(tmp_path, 1_000_000).scan().bytes == file_size(entry(700))
+
+
+def test_scan_yields_to_another_process_holding_the_lock(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("img", key(1), entry())
+    with open(tmp_path / "v1" / ".evict.lock", "w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert cache.scan().skipped
+        assert cache.evict() == 0
+    assert not cache.scan().skipped
+
+
+def test_eviction_removes_the_oldest_down_to_the_low_water_mark(tmp_path: Path) -> None:
+    size = file_size(entry())
+    cache = DiskCache(tmp_path, 10 * size, low_water=0.7, background_eviction=False)
+    now = time.time()
+    for n in range(10):
+        assert cache.put("img", key(n), entry())
+        # Entry n was last used (10 - n) * 2 hours ago: 0 is the oldest.
+        then = now - (10 - n) * 2 * HOUR
+        os.utime(entry_path(tmp_path, "img", key(n)), (then, then))
+    assert cache.stats.evicted == 0
+    assert cache.get("img", key(1)) is not None  # a hit makes 1 the most recently used
+    assert cache.put("img", key(10), entry())  # 11 entries > 10: evict down to 7
+    remaining = {n for n in range(11) if entry_path(tmp_path, "img", key(n)).exists()}
+    assert remaining == {1, 5, 6, 7, 8, 9, 10}
+    assert cache.stats.evicted == 4
+    assert cache.stats.bytes == 7 * size
+    assert cache.scan().bytes == 7 * size
+
+
+def test_eviction_within_one_bucket_frees_just_enough(tmp_path: Path) -> None:
+    size = file_size(entry())
+    cache = DiskCache(tmp_path, 10 * size, low_water=0.5, background_eviction=False)
+    for n in range(11):
+        cache.put(f"id{n}", key(n), entry(identifier=f"id{n}"))
+    assert cache.stats.evicted == 6
+    assert cache.scan().entries == 5
+    # Emptied identifier folders are removed, and a later put recreates its folder.
+    assert sum(1 for _ in (tmp_path / "v1").glob("??/*")) == 5
+    assert cache.put("id0", key(0), entry(identifier="id0"))
+
+
+def test_eviction_runs_in_a_background_thread_by_default(tmp_path: Path) -> None:
+    size = file_size(entry())
+    cache = DiskCache(tmp_path, 10 * size, low_water=0.5)
+    callers: set[str] = set()
+    evict = cache.evict
+
+    def recording_evict() -> int:
+        callers.add(threading.current_thread().name)
+        return evict()
+
+    cache.evict = recording_evict  # type: ignore[method-assign]
+    for n in range(30):
+        cache.put("img", key(n), entry())
+    cache.wait_for_eviction(10)
+    assert callers == {"disk-cache-eviction"}
+    assert cache.stats.evicted >= 20
+    assert cache.scan().bytes <= 10 * size
+
+
+def test_evicting_twice_at_once_is_harmless(tmp_path: Path) -> None:
+    size = file_size(entry())
+    for n in range(20):
+        DiskCache(tmp_path, 1_000_000).put("img", key(n), entry())
+    caches = [DiskCache(tmp_path, 10 * size, low_water=0.5) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        evicted = sum(pool.map(lambda c: c.evict(), caches))
+    assert evicted == 15
+    assert caches[0].scan().entries == 5
+
+
+def test_hit_refreshes_mtime_at_most_once_per_interval(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("img", key(1), entry())
+    path = entry_path(tmp_path, "img", key(1))
+    two_hours_ago = time.time() - 2 * HOUR
+    os.utime(path, (two_hours_ago, two_hours_ago))
+    cache.get("img", key(1))
+    assert path.stat().st_mtime > time.time() - 60
+    ten_minutes_ago = time.time() - 600
+    os.utime(path, (ten_minutes_ago, ten_minutes_ago))
+    cache.get("img", key(1))
+    assert path.stat().st_mtime == pytest.approx(ten_minutes_ago)
+
+
+def test_oversized_entry_is_not_written(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, 80_000)
+    assert not cache.put("img", key(1), entry(10_000))
+    assert cache.get("img", key(1)) is None
+
+
+def test_cache_folder_deleted_while_running(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("img", key(1), entry())
+    shutil.rmtree(tmp_path)
+    assert cache.get("img", key(1)) is None
+    assert cache.put("img", key(2), entry())
+    assert cache.get("img", key(2)) == entry()
+    assert cache.scan().entries == 1
+    assert cache.stats.write_errors == 0
+
+
+def failing(code: int) -> object:
+    calls: list[object] = []
+
+    def fail(*args: object) -> None:
+        calls.append(args)
+        raise OSError(code, os.strerror(code))
+
+    fail.calls = calls  # type: ignore[attr-defined]
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("target", "code"),
+    [("write", errno.ENOSPC), ("fsync", errno.EIO), ("replace", errno.EROFS), ("open", errno.EACCES)],
+)
+def test_write_errors_never_raise_leave_no_temp_and_pause_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, target: str, code: int
+) -> None:
+    cache = DiskCache(tmp_path, 1_000_000, backoff_seconds=60)
+    cache.put("img", key(1), entry())  # the folder exists: the failure is the write itself
+    fail = failing(code)
+    if target == "write":
+        monkeypatch.setattr(disk_module, "_write_all", fail)
+    else:
+        real = getattr(os, target)
+
+        def only_temp(path: object, *args: object, **kwargs: object) -> object:
+            if target == "fsync" or str(path).endswith(".tmp"):
+                return fail(path)  # type: ignore[operator]
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, target, only_temp)
+    with caplog.at_level(logging.WARNING, logger="iiifserver.cache.disk"):
+        assert not cache.put("img", key(2), entry())
+        assert not cache.put("img", key(3), entry())  # paused: not even attempted
+        assert not cache.put("img", key(4), entry())
+    assert len(fail.calls) == 1  # type: ignore[attr-defined]
+    assert temp_files(tmp_path) == []
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert errno.errorcode[code] in caplog.records[0].getMessage()
+    stats = cache.stats
+    assert (stats.write_errors, stats.skipped, stats.paused) == (1, 2, True)
+    assert cache.get("img", key(1)) == entry()  # reads carry on
+
+
+def test_writes_resume_after_the_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = DiskCache(tmp_path, 1_000_000, backoff_seconds=0.05)
+    with monkeypatch.context() as patch:
+        patch.setattr(disk_module, "_write_all", failing(errno.ENOSPC))
+        assert not cache.put("img", key(1), entry())
+    time.sleep(0.06)
+    with caplog.at_level(logging.WARNING, logger="iiifserver.cache.disk"):
+        assert cache.put("img", key(1), entry())
+    assert "resumed" in caplog.text
+    assert not cache.stats.paused
+
+
+def test_purge_one_identifier(cache: DiskCache, tmp_path: Path) -> None:
+    for n in range(3):
+        cache.put("drop", key(n), entry(identifier="drop"))
+    cache.put("keep", key(9), entry(identifier="keep"))
+    assert cache.generation() == 0
+    assert cache.purge("drop") == 3
+    assert all(cache.get("drop", key(n)) is None for n in range(3))
+    assert cache.get("keep", key(9)) == entry(identifier="keep")
+    assert cache.generation() == 1
+    assert cache.stats.bytes == file_size(entry(identifier="keep"))
+    assert list((tmp_path / "v1" / ".trash").iterdir()) == []
+    assert cache.purge("drop") == 0
+    assert cache.generation() == 2
+
+
+def test_purge_everything(cache: DiskCache, tmp_path: Path) -> None:
+    for n in range(20):
+        cache.put(f"id{n}", key(n), entry(identifier=f"id{n}"))
+    other_process = DiskCache(tmp_path, 1_000_000)
+    result = cache.purge_result(None)
+    assert (result.removed, result.generation) == (20, 1)
+    assert other_process.generation() == 1
+    assert cache.scan().entries == 0
+    assert cache.stats.bytes == 0
+    assert cache.put("id0", key(0), entry(identifier="id0"))
+
+
+def test_interrupted_purge_is_finished_by_scan(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("img", key(1), entry())
+    trash = tmp_path / "v1" / ".trash"
+    trash.mkdir()
+    entry_path(tmp_path, "img", key(1)).parent.rename(trash / "leftover")
+    assert cache.scan().entries == 0
+    assert list(trash.iterdir()) == []
+
+
+def test_two_processes_share_one_tree(tmp_path: Path) -> None:
+    # spawn: a fresh interpreter per worker, as uvicorn's workers are; fork would share state.
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results = context.Queue()
+    workers = [
+        context.Process(target=disk_worker.main, args=(str(tmp_path), seed, 400, barrier, results)) for seed in (1, 2)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+        assert worker.exitcode == 0
+    hits = sum(o[0] for o in outcomes)
+    bad = sum(o[2] for o in outcomes)
+    assert bad == 0
+    assert hits > 50  # the test did exercise reads of the other process's writes
+    assert temp_files(tmp_path) == []
+    # Evictions ran concurrently in both processes, and the tree ended within its bound.
+    cache = DiskCache(tmp_path, disk_worker.MAX_BYTES)
+    assert cache.scan().bytes <= disk_worker.MAX_BYTES
+    assert sum(o[3] for o in outcomes) > 0

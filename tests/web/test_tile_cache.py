@@ -1,0 +1,194 @@
+"""The tile cache and stored-tile passthrough through the whole app (issue 3's "must be shown")."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pyvips
+from PIL import Image
+
+from iiifserver.app import create_app
+from iiifserver.asgi_call import call
+from iiifserver.config import Settings
+from iiifserver.image.service import ImageService
+
+TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Q90 RGB (4:4:4, stored RGB) and Q85 YCbCr 4:2:0 JPEG pyramids, 1024x768, 256 tiles."""
+    root = tmp_path_factory.mktemp("tile-images")
+    base = pyvips.Image.perlin(1024, 768, cell_size=48, seed=3, uchar=True)
+    rgb = base.bandjoin([base.rot180(), base.fliphor()]).copy(interpretation="srgb")
+    for name, q in (("q90", 90), ("q85", 85)):
+        rgb.tiffsave(
+            str(root / f"{name}.tif"), tile=True, tile_width=256, tile_height=256, pyramid=True, compression="jpeg", Q=q
+        )
+    return root
+
+
+def make_app(images: Path, cache: Path, **overrides: Any) -> Any:
+    values: dict[str, Any] = {"images": images, "cache": cache, "source_check_interval": 0.0, "admin_token": TOKEN}
+    return create_app(Settings(**{**values, **overrides}))
+
+
+def service_of(app: Any) -> ImageService:
+    result: ImageService = app.state.image_service
+    return result
+
+
+def get(app: Any, path: str, headers: list[tuple[str, str]] | None = None) -> tuple[int, dict[str, str], bytes]:
+    async def one() -> tuple[int, list[tuple[str, str]], bytes]:
+        try:
+            return await call(app, path, headers=headers)
+        finally:
+            await service_of(app).drain()  # background disk writes land before the loop closes
+
+    status, response_headers, body = asyncio.run(one())
+    return status, dict(response_headers), body
+
+
+def pixels(body: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(body)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+@pytest.mark.parametrize("name", ["q90", "q85"])
+def test_passthrough_bytes_decode_to_the_transcoded_pixels(images: Path, tmp_path: Path, name: str) -> None:
+    app = make_app(images, tmp_path)
+    tile = f"/iiif/3/{name}/256,256,256,256/256,256/0/default"
+    status, headers, stored = get(app, tile + ".jpg")
+    assert status == 200
+    assert headers["content-type"] == "image/jpeg"
+    assert service_of(app).counters.passthrough == 1
+    assert service_of(app).counters.renders == 0
+    # The same region through the decoding path, lossless: exactly the pixels the stored tile holds.
+    status, _, decoded = get(app, tile + ".png")
+    assert status == 200
+    assert service_of(app).counters.renders == 1
+    assert np.array_equal(pixels(stored), pixels(decoded))
+
+
+def test_passthrough_off_transcodes(images: Path, tmp_path: Path) -> None:
+    app = make_app(images, tmp_path, tile_passthrough=False)
+    status, _, body = get(app, "/iiif/3/q90/0,0,256,256/256,/0/default.jpg")
+    assert status == 200
+    assert service_of(app).counters.passthrough == 0
+    assert service_of(app).counters.renders == 1
+    assert pixels(body).shape == (256, 256, 3)
+
+
+def test_concurrent_identical_requests_render_once(images: Path, tmp_path: Path) -> None:
+    app = make_app(images, tmp_path)
+    path = "/iiif/3/q90/100,100,300,200/150,/0/default.png"  # not a stored tile: a real render
+
+    async def many() -> list[tuple[int, list[tuple[str, str]], bytes]]:
+        return await asyncio.gather(*(call(app, path) for _ in range(50)))
+
+    results = asyncio.run(many())
+    assert {status for status, _, _ in results} == {200}
+    assert len({body for _, _, body in results}) == 1
+    assert service_of(app).counters.renders == 1
+
+
+def test_disk_tier_survives_a_restart(images: Path, tmp_path: Path) -> None:
+    path = "/iiif/3/q85/10,20,500,400/250,/90/gray.png"
+    first = make_app(images, tmp_path)
+    status, headers, body = get(first, path)
+    assert status == 200
+    assert service_of(first).counters.renders == 1
+    # A new process (new app, empty memory tier) on the same cache folder: served from disk.
+    second = make_app(images, tmp_path)
+    status, again_headers, again = get(second, path)
+    assert status == 200
+    assert again == body
+    assert again_headers["etag"] == headers["etag"]
+    assert service_of(second).counters.renders == 0
+    assert service_of(second).stats()["cache"]["disk"]["hits"] == 1  # type: ignore[index]
+
+
+def test_memory_tier_answers_repeats(images: Path, tmp_path: Path) -> None:
+    app = make_app(images, tmp_path, source_check_interval=5.0)
+    path = "/iiif/3/q90/0,0,512,512/256,/0/default.webp"
+    for _ in range(5):
+        assert get(app, path)[0] == 200
+    stats = service_of(app).stats()
+    assert service_of(app).counters.renders == 1
+    assert stats["cache"]["memory"]["hits"] == 4  # type: ignore[index]
+
+
+def test_replaced_source_changes_the_key_and_is_never_served_stale(images: Path, tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    shutil.copyfile(images / "q90.tif", root / "pic.tif")
+    app = make_app(root, tmp_path / "cache")
+    path = "/iiif/3/pic/0,0,512,512/128,/0/default.png"
+    _, headers, body = get(app, path)
+    flipped = root / ".next.tif"
+    pyvips.Image.tiffload(str(images / "q90.tif")).flipver().tiffsave(
+        str(flipped), tile=True, pyramid=True, compression="jpeg", Q=90
+    )
+    os.replace(flipped, root / "pic.tif")
+    _, new_headers, new_body = get(app, path)
+    assert new_headers["etag"] != headers["etag"]
+    assert not np.array_equal(pixels(new_body), pixels(body))
+    assert service_of(app).counters.renders == 2
+
+
+def test_errors_are_not_cached(images: Path, tmp_path: Path) -> None:
+    app = make_app(images, tmp_path)
+    for _ in range(2):
+        assert get(app, "/iiif/3/q90/full/5000,/0/default.jpg")[0] == 400
+    assert service_of(app).stats()["cache"]["memory"]["entries"] == 0  # type: ignore[index]
+    assert not any(p.is_file() and not p.name.startswith(".") for p in (tmp_path / "v1").rglob("*"))
+
+
+def _post(app: Any, path: str, token: str | None = TOKEN) -> tuple[int, bytes]:
+    headers = [("authorization", f"Bearer {token}")] if token else []
+    status, _, body = asyncio.run(call(app, path, method="POST", headers=headers))
+    return status, body
+
+
+def test_admin_purge_by_identifier_any_spelling(images: Path, tmp_path: Path) -> None:
+    app = make_app(images, tmp_path, memory_cache_mb=0)  # every hit comes from disk
+    for path in ("/iiif/3/q85/full/100,/0/default.png", "/iiif/3/q85.tif/full/120,/0/default.png"):
+        assert get(app, path)[0] == 200
+    assert get(app, "/iiif/3/q90/full/100,/0/default.png")[0] == 200
+    assert service_of(app).counters.renders == 3
+
+    status, body = _post(app, "/admin/cache/purge?identifier=q85")
+    assert status == 200
+    assert b'"purged":2' in body  # both spellings: one file, one cache folder
+    get(app, "/iiif/3/q85.tif/full/120,/0/default.png")
+    get(app, "/iiif/3/q90/full/100,/0/default.png")
+    assert service_of(app).counters.renders == 4  # q85 rendered again; q90 still on disk
+
+    status, body = _post(app, "/admin/cache/purge")
+    assert status == 200
+    get(app, "/iiif/3/q90/full/100,/0/default.png")
+    assert service_of(app).counters.renders == 5
+
+
+def test_admin_needs_the_token(images: Path, tmp_path: Path) -> None:
+    app = make_app(images, tmp_path)
+    assert _post(app, "/admin/cache/purge", token=None)[0] == 401
+    assert _post(app, "/admin/cache/purge", token="wrong-token-wrong-token")[0] == 401
+    status, headers, _ = get(app, "/admin/stats")
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Bearer")
+    status, _, body = get(app, "/admin/stats", headers=[("authorization", f"Bearer {TOKEN}")])
+    assert status == 200
+    assert b'"memory"' in body
+    assert b'"lanes"' in body
+    # Off by default: no token, no admin endpoints at all.
+    plain = make_app(images, tmp_path, admin_token="")
+    assert get(plain, "/admin/stats", headers=[("authorization", "Bearer x")])[0] == 404
+    assert _post(plain, "/admin/cache/purge")[0] in (404, 405)
