@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> Starlette:
     service = ImageService(
         settings,
         FilesystemSource(settings.images),
-        Workers(probe=probe, render=render, tile_index=tile_index, read_tile=tiles.read_source_tile),
+        Workers(probe=probe, render=render, tile_index=tile_index, read_tile=tiles.open_and_read),
         lanes,
         cache,
     )
@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await service.drain()
+            service.close()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

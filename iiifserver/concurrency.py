@@ -6,15 +6,18 @@ sheds load with ``ServiceUnavailable`` (503 + Retry-After) instead of queueing w
 Tiles and large renders have separate lanes so that a flood of big requests cannot starve the
 deep-zoom viewers.
 Must not know: IIIF, HTTP.
+
+Built on asyncio's own executor hand-off (a thread pool per lane and a semaphore): on the
+cold-tile path the hop into a thread and back is a large share of a request's cost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
-
-import anyio
-import anyio.to_thread
 
 from iiifserver.errors import ServiceUnavailable
 
@@ -28,9 +31,10 @@ class Lane:
         self.threads = threads
         self.max_waiting = max_waiting
         self.queue_timeout = queue_timeout
-        self._slots = anyio.CapacityLimiter(threads)
-        # Threads of anyio's own pool are capped by our slots; give the pool room for all of them.
-        self._pool = anyio.CapacityLimiter(threads)
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"iiif-{name}")
+        self._slots: asyncio.Semaphore | None = None  # made in the running loop, on first use
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy = 0
         self._waiting = 0
 
     @property
@@ -39,30 +43,51 @@ class Lane:
 
     @property
     def busy(self) -> int:
-        return int(self._slots.borrowed_tokens)
+        return self._busy
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` in a thread of this lane; 503 when the lane is saturated.
 
-        A slot stays taken until the thread really ends, even if the client went away: a
-        Python timeout cannot stop a C call, so the count must reflect the work being done.
+        A slot stays taken until the thread really ends, even if the caller is cancelled (the
+        client went away): a Python timeout cannot stop a C call, so the count must reflect the
+        work being done.
         """
-        if self._slots.available_tokens == 0:
+        loop = asyncio.get_running_loop()
+        slots = self._slots
+        if slots is None or self._loop is not loop:
+            # One semaphore per event loop (a semaphore is bound to the loop it first waits in).
+            slots = self._slots = asyncio.Semaphore(self.threads)
+            self._loop = loop
+        if slots.locked():
             if self._waiting >= self.max_waiting:
                 raise ServiceUnavailable(f"server busy ({self.name} queue full)", retry_after=2)
             self._waiting += 1
             try:
-                with anyio.fail_after(self.queue_timeout):
-                    await self._slots.acquire()
+                async with asyncio.timeout(self.queue_timeout):
+                    await slots.acquire()
             except TimeoutError:
                 raise ServiceUnavailable(f"server busy ({self.name} queue timeout)", retry_after=5) from None
             finally:
                 self._waiting -= 1
         else:
-            await self._slots.acquire()
+            await slots.acquire()
+        self._busy += 1
+        future = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
         try:
-            return await anyio.to_thread.run_sync(
-                lambda: fn(*args, **kwargs), limiter=self._pool, abandon_on_cancel=False
-            )
-        finally:
-            self._slots.release()
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The thread goes on: give the slot back only when it has finished.
+            future.add_done_callback(lambda _: self._release(slots))
+            raise
+        except BaseException:
+            self._release(slots)
+            raise
+        self._release(slots)
+        return result
+
+    def _release(self, slots: asyncio.Semaphore) -> None:
+        self._busy -= 1
+        slots.release()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -34,7 +34,7 @@ from iiifserver.image import canonical, planner
 from iiifserver.image.request import ApiVersion, ImageRequest
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import Source, SourceFile, VersionCache, cache_names
-from iiifserver.image.tiles import StoredTiles, TileGrid, passthrough_tile
+from iiifserver.image.tiles import StoredTiles, TileFiles, TileGrid, passthrough_tile
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ TILE_LANE_CROP_PIXELS = 4 * 1024 * 1024
 ProbeFn = Callable[[Path], SourceInfo]
 TileIndexFn = Callable[[Path, SourceInfo], StoredTiles | None]
 RenderFn = Callable[[Path, SourceFormat, planner.Plan, SourceVersion], bytes]
-TileReadFn = Callable[[Path, SourceVersion, TileGrid, int], bytes]
+TileReadFn = Callable[[Path, SourceVersion, TileGrid, int], tuple[bytes, int]]  # tile, open descriptor
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,7 @@ class ImageService:
         self._versions = VersionCache(settings.source_check_interval)
         self._flights: SingleFlight[Entry] = SingleFlight()
         self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
+        self._tile_files = TileFiles()
 
     # -- identifier -> facts ---------------------------------------------------------------------
 
@@ -196,7 +197,8 @@ class ImageService:
 
     async def _produce(self, prepared: Prepared) -> Entry:
         name = prepared.found.file.cache_name
-        if self.cache is not None:
+        # Stored tiles are never written to disk (the source is their copy): no disk lookup for them.
+        if self.cache is not None and prepared.passthrough is None:
             entry = await self.cache.get(name, prepared.key)
             if entry is not None:
                 return entry
@@ -223,22 +225,35 @@ class ImageService:
         if prepared.passthrough is not None:
             grid, index = prepared.passthrough
             try:
-                body = await self.lanes.tile.run(self._workers.read_tile, file.path, file.version, grid, index)
+                tile = await self._stored_tile(file, grid, index)
             except ValueError as exc:
                 self.counters.passthrough_fallbacks += 1
                 log.warning("stored tile %d of %r unusable (%s); rendering instead", index, prepared.identifier, exc)
             else:
                 self.counters.passthrough += 1
-                return body, True
+                return tile, True
         lane = self.lanes.tile if is_tile_sized(prepared.plan) else self.lanes.heavy
         body = await lane.run(self._workers.render, file.path, prepared.found.info.format, prepared.plan, file.version)
         self.counters.renders += 1
         return body, False
 
+    async def _stored_tile(self, file: SourceFile, grid: TileGrid, index: int) -> bytes:
+        """From the page cache on the loop (never blocks), else opened and read in a worker thread
+        of the I/O lane (not behind 2-millisecond renders), keeping the descriptor for next time."""
+        cached = self._tile_files.read_nowait(file.path, file.version, grid, index)
+        if cached is not None:
+            return cached
+        tile, fd = await self.lanes.io.run(self._workers.read_tile, file.path, file.version, grid, index)
+        self._tile_files.adopt(file.path, file.version, fd)
+        return tile
+
     async def drain(self) -> None:
         """Wait for background disk writes (shutdown, tests)."""
         while self._disk_writes:
             await asyncio.gather(*list(self._disk_writes), return_exceptions=True)
+
+    def close(self) -> None:
+        self._tile_files.close()
 
     def stats(self) -> dict[str, object]:
         lanes = {

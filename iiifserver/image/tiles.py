@@ -17,10 +17,12 @@ JPEGTables tag (itself SOI, DQT..., DHT..., EOI). A complete JPEG is
 from __future__ import annotations
 
 import array
+import errno
 import os
 import re
 import struct
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,10 @@ def _scaled_sum(quality: int) -> int:
 
 
 _LUMINANCE_SUMS = tuple(_scaled_sum(quality) for quality in range(1, 101))
+
+
+# Linux >= 4.14; elsewhere 0 makes preadv an ordinary (possibly blocking) read, so it is not used.
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,12 +374,46 @@ def read_stored_tile(fd: int, grid: TileGrid, index: int) -> bytes:
     decodes instead. Corruption that keeps the stream's syntax intact (changed entropy-coded
     bits without a stray marker) cannot be seen without decoding and is not detected.
     """
+    offset, count = tile_range(grid, index)
+    return splice_tile(os.pread(fd, count, offset), grid, index)
+
+
+def read_stored_tile_nowait(fd: int, grid: TileGrid, index: int) -> bytes | None:
+    """``read_stored_tile`` from the page cache only: None when the read would wait for the disk.
+
+    ``preadv`` with ``RWF_NOWAIT`` never blocks, so this may run on the event loop; a tile whose
+    bytes are not (all) cached is left to a worker thread.
+    """
+    if not _RWF_NOWAIT:
+        return None
+    offset, count = tile_range(grid, index)
+    buffer = bytearray(count)
+    try:
+        got = os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # no RWF_NOWAIT here
+            return None
+        raise
+    if got != count:  # partly cached, or the file is shorter: the blocking path decides
+        return None
+    return splice_tile(bytes(buffer), grid, index)
+
+
+def tile_range(grid: TileGrid, index: int) -> tuple[int, int]:
+    """(offset, byte count) of stored tile ``index``; ``ValueError`` when implausible."""
     if not 0 <= index < len(grid.offsets):
         raise ValueError(f"tile {index} is not in the grid ({len(grid.offsets)} tiles)")
     offset, count = grid.offsets[index], grid.bytecounts[index]
     if not 4 <= count <= grid.max_tile_bytes:
         raise ValueError(f"tile {index}: implausible byte count {count}")
-    data = os.pread(fd, count, offset)
+    return offset, count
+
+
+def splice_tile(data: bytes, grid: TileGrid, index: int) -> bytes:
+    """The stored bytes of tile ``index`` as a complete JPEG file, after checking them."""
+    count = grid.bytecounts[index]
     if len(data) != count:
         raise ValueError(f"tile {index}: short read ({len(data)} of {count} bytes): file truncated")
     if not data.startswith(SOI):
@@ -468,17 +508,54 @@ def passthrough_tile(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -
     return None if index is None else (grid, index)
 
 
-def read_source_tile(path: Path, version: SourceVersion, grid: TileGrid, index: int) -> bytes:
-    """``read_stored_tile`` from the file at ``path``, which must still be ``version``.
+def open_and_read(path: Path, version: SourceVersion, grid: TileGrid, index: int) -> tuple[bytes, int]:
+    """Open ``path`` (which must still be ``version``) and read stored tile ``index``. Blocking.
 
-    The check is on the descriptor actually read (fstat), so a file replaced since the index was
-    built raises ``SourceChanged`` instead of serving new bytes under the old version's key.
+    Returns the tile and the open descriptor, for ``TileFiles.adopt`` (the caller owns it). The
+    check is on the descriptor (fstat): a file replaced since the index was built raises
+    ``SourceChanged`` instead of serving new bytes under the old version's key.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns) != version:
             raise SourceChanged(str(path))
-        return read_stored_tile(fd, grid, index)
-    finally:
+        return read_stored_tile(fd, grid, index), fd
+    except BaseException:
         os.close(fd)
+        raise
+
+
+class TileFiles:
+    """Open descriptors of tile sources, keyed by source version, read without blocking.
+
+    Event loop only: descriptors are opened (and checked) by worker threads in
+    ``open_and_read`` and handed over with ``adopt``; only the loop reads through them or closes
+    them, so a descriptor is never closed under a reader. A descriptor keeps the inode it was
+    opened on, so a replaced file's old version stays consistent until its entry is evicted.
+    """
+
+    def __init__(self, max_open: int = 256) -> None:
+        self.max_open = max_open
+        self._fds: OrderedDict[tuple[str, SourceVersion], int] = OrderedDict()
+
+    def read_nowait(self, path: Path, version: SourceVersion, grid: TileGrid, index: int) -> bytes | None:
+        fd = self._fds.get((str(path), version))
+        if fd is None:
+            return None
+        self._fds.move_to_end((str(path), version))
+        return read_stored_tile_nowait(fd, grid, index)
+
+    def adopt(self, path: Path, version: SourceVersion, fd: int) -> None:
+        key = (str(path), version)
+        if key in self._fds:  # a concurrent first read got there before us
+            os.close(fd)
+            return
+        self._fds[key] = fd
+        while len(self._fds) > self.max_open:
+            _, old = self._fds.popitem(last=False)
+            os.close(old)
+
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.popitem()[1])

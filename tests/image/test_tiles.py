@@ -32,18 +32,22 @@ import pyvips
 import tifffile
 from PIL import Image
 
+from iiifserver.errors import SourceChanged
 from iiifserver.image.planner import Box, Limits, Plan, plan, resolve
 from iiifserver.image.probe import probe
 from iiifserver.image.request import Format, Quality, parse_image_request
-from iiifserver.image.source_info import Colour, Level, SourceInfo
+from iiifserver.image.source_info import Colour, Level, SourceInfo, SourceVersion
 from iiifserver.image.tiles import (
     ADOBE_RGB,
     EOI,
     SOI,
     StoredTiles,
+    TileFiles,
     TileGrid,
+    open_and_read,
     passthrough_tile,
     read_stored_tile,
+    read_stored_tile_nowait,
     read_tile_index,
     tile_for,
 )
@@ -678,3 +682,68 @@ def test_timing_note(q90_pages: Pyramid, record_property: Callable[[str, object]
     )
     record_property("timing", note)
     print(note)
+
+
+# -- reading without blocking, and the descriptors the server keeps --------------------------------
+
+
+def _version(path: Path) -> SourceVersion:
+    st = os.stat(path)
+    return SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _first_whole_tile(pyramid: Pyramid) -> tuple[TileGrid, int]:
+    grid = pyramid.stored.levels[0]
+    assert grid is not None
+    return grid, 0
+
+
+def test_nowait_read_equals_the_blocking_read(q90_pages: Pyramid) -> None:
+    grid, index = _first_whole_tile(q90_pages)
+    with _fd(q90_pages.path) as fd:
+        blocking = read_stored_tile(fd, grid, index)  # also brings the bytes into the page cache
+        assert read_stored_tile_nowait(fd, grid, index) == blocking
+
+
+def test_open_and_read_checks_the_version_on_the_descriptor(q85_pages: Pyramid, tmp_path: Path) -> None:
+    grid, index = _first_whole_tile(q85_pages)
+    copy = tmp_path / "copy.tif"
+    shutil.copyfile(q85_pages.path, copy)
+    tile, fd = open_and_read(copy, _version(copy), grid, index)
+    try:
+        assert tile.startswith(SOI)
+        assert tile.endswith(EOI)
+    finally:
+        os.close(fd)
+    stale = SourceVersion(_version(copy).inode, _version(copy).size, _version(copy).mtime_ns - 1)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(SourceChanged):
+        open_and_read(copy, stale, grid, index)
+    assert len(os.listdir("/proc/self/fd")) == open_before  # the refused descriptor was closed
+
+
+def test_tile_files_adopt_read_and_evict(q90_pages: Pyramid, q85_pages: Pyramid) -> None:
+    files = TileFiles(max_open=1)
+    grid, index = _first_whole_tile(q90_pages)
+    version = _version(q90_pages.path)
+    assert files.read_nowait(q90_pages.path, version, grid, index) is None  # no descriptor yet
+    tile, fd = open_and_read(q90_pages.path, version, grid, index)
+    files.adopt(q90_pages.path, version, fd)
+    assert files.read_nowait(q90_pages.path, version, grid, index) == tile
+    # A second descriptor for the same version (a concurrent first read) is closed, not kept.
+    _, twin = open_and_read(q90_pages.path, version, grid, index)
+    files.adopt(q90_pages.path, version, twin)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(twin)
+    # Over max_open, the least recently used descriptor is closed.
+    grid85, index85 = _first_whole_tile(q85_pages)
+    version85 = _version(q85_pages.path)
+    _, fd85 = open_and_read(q85_pages.path, version85, grid85, index85)
+    files.adopt(q85_pages.path, version85, fd85)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+    assert files.read_nowait(q90_pages.path, version, grid, index) is None
+    assert files.read_nowait(q85_pages.path, version85, grid85, index85) is not None
+    files.close()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd85)
