@@ -31,6 +31,7 @@ from iiifserver.image.sources import FilesystemSource
 from iiifserver.logs import configure_logging
 from iiifserver.web import admin, image_routes
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
+from iiifserver.web.fast_path import FastPath, ResponseMemo
 from iiifserver.web.headers import CORSMiddleware
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ def create_app(settings: Settings) -> Starlette:
         cache,
     )
 
+    memo = ResponseMemo(settings.trusted_proxy_set)
+
     async def home(request: Request) -> Response:
         return JSONResponse(
             {
@@ -106,17 +109,19 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/", home, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
-        *admin.routes(service, settings.admin_token),
-        *image_routes.routes(service, settings),
+        *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": memo.stats()}),
+        *image_routes.routes(service, settings, memo),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(CORSMiddleware)],
+        # The fast path first: a repeated request is answered before anything else runs.
+        middleware=[Middleware(FastPath, service=service, memo=memo), Middleware(CORSMiddleware)],
         exception_handlers={HTTPException: http_exception_handler, Exception: unexpected_error_handler},
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.image_service = service
+    app.state.memo = memo
     return app
 
 

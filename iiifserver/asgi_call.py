@@ -26,7 +26,7 @@ async def call(
         "raw_path": raw_path.encode("latin-1"),
         "root_path": "",
         "query_string": query.encode("latin-1"),
-        "headers": [(b"host", b"localhost")] + [(k.lower().encode(), v.encode()) for k, v in headers or []],
+        "headers": _with_host([(k.lower().encode(), v.encode()) for k, v in headers or []]),
         "client": ("127.0.0.1", 0),
         "server": ("localhost", 80),
         "state": {},
@@ -59,3 +59,7 @@ async def call(
         if not response_headers and status == 500 and not body:
             raise
     return status, response_headers, bytes(body)
+
+
+def _with_host(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return headers if any(name == b"host" for name, _ in headers) else [(b"host", b"localhost"), *headers]

@@ -187,6 +187,14 @@ class ImageService:
             passthrough=(passthrough_tile(found.stored, found.info.levels, plan) if found.stored is not None else None),
         )
 
+    def current_version(self, identifier: str) -> SourceVersion | None:
+        """The version ``identifier`` is trusted to have now, without any I/O; None: check it."""
+        file = self._versions.get(identifier)
+        return None if file is None else file.version
+
+    def cached_key(self, key: str) -> Entry | None:
+        return self.cache.get_memory(key) if self.cache is not None else None
+
     def cached(self, prepared: Prepared) -> Entry | None:
         """The memory tier only: no await, no thread hop (hot tiles)."""
         return self.cache.get_memory(prepared.key) if self.cache is not None else None

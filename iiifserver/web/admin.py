@@ -8,6 +8,7 @@ rules as well; a purge reaches the other worker processes' memory tiers within a
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,7 +20,9 @@ from iiifserver.image.service import ImageService
 from iiifserver.web.errors import NO_STORE, error_response
 
 
-def routes(service: ImageService, token: str) -> list[Route]:
+def routes(
+    service: ImageService, token: str, extra_stats: Callable[[], dict[str, object]] | None = None
+) -> list[Route]:
     if not token:
         return []
 
@@ -49,7 +52,7 @@ def routes(service: ImageService, token: str) -> list[Route]:
     async def stats(request: Request) -> Response:
         if not authorised(request):
             return denied()
-        return JSONResponse(service.stats(), headers=NO_STORE)
+        return JSONResponse({**service.stats(), **(extra_stats() if extra_stats else {})}, headers=NO_STORE)
 
     return [
         Route("/admin/cache/purge", purge, methods=["POST"]),

@@ -16,6 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ALLOW_METHODS = "GET, HEAD, OPTIONS"
 EXPOSE_HEADERS = "Link, ETag, Last-Modified, Content-Length, Content-Type, Retry-After"
+CORS_RESPONSE_HEADERS = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
+)
 
 
 class CORSMiddleware:
@@ -49,10 +53,7 @@ class CORSMiddleware:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"access-control-allow-origin", b"*"))
-                headers.append((b"access-control-expose-headers", EXPOSE_HEADERS.encode()))
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), *CORS_RESPONSE_HEADERS]
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

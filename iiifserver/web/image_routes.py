@@ -28,8 +28,10 @@ from iiifserver.image.request import (
     parse_image_request,
 )
 from iiifserver.image.service import ImageService
+from iiifserver.image.source_info import SourceVersion
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response
+from iiifserver.web.fast_path import Memo, ResponseMemo
 from iiifserver.web.urls import public_base
 
 PREFIXES = {ApiVersion.V3: "/iiif/3", ApiVersion.V2: "/iiif/2"}
@@ -42,11 +44,11 @@ _CONTEXT = {ApiVersion.V3: info_doc.CONTEXT_3, ApiVersion.V2: info_doc.CONTEXT_2
 MAX_PARAMETER_BYTES = 256
 
 
-def routes(service: ImageService, settings: Settings) -> list[Route]:
+def routes(service: ImageService, settings: Settings, memo: ResponseMemo | None = None) -> list[Route]:
     def endpoint(version: ApiVersion):  # type: ignore[no-untyped-def]
         async def handle(request: Request) -> Response:
             try:
-                return await _dispatch(request, version, service, settings)
+                return await _dispatch(request, version, service, settings, memo)
             except IIIFError as exc:
                 return error_response(exc)
 
@@ -62,7 +64,9 @@ def routes(service: ImageService, settings: Settings) -> list[Route]:
     return out
 
 
-async def _dispatch(request: Request, version: ApiVersion, service: ImageService, settings: Settings) -> Response:
+async def _dispatch(
+    request: Request, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None
+) -> Response:
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     prefix = PREFIXES[version].encode() + b"/"
     if not raw.startswith(prefix):
@@ -74,12 +78,12 @@ async def _dispatch(request: Request, version: ApiVersion, service: ImageService
         location = f"{base}/{encode_identifier(identifier)}/info.json"
         return Response(status_code=303, headers={"location": location, "cache-control": "no-store"})
     if len(segments) == 2 and segments[1] == b"info.json":
-        return await _info(request, version, decode_identifier(segments[0]), base, service, settings)
+        return await _info(request, version, decode_identifier(segments[0]), base, service, settings, memo)
     if len(segments) == 5:
         identifier = decode_identifier(segments[0])
         region, size, rotation, quality_format = (_param(seg) for seg in segments[1:])
         image_request = parse_image_request(region, size, rotation, quality_format, version=version)
-        return await _image(request, version, identifier, image_request, base, service, settings)
+        return await _image(request, version, identifier, image_request, base, service, settings, memo)
     raise NotFound("not an IIIF URL (an identifier with '/' must encode it as %2F)")
 
 
@@ -90,6 +94,7 @@ async def _info(
     base: str,
     service: ImageService,
     settings: Settings,
+    memo: ResponseMemo | None,
 ) -> Response:
     found = await service.find(identifier)
     service_id = f"{base}/{encode_identifier(identifier)}"
@@ -108,6 +113,8 @@ async def _info(
     media_type = h.negotiate_json_ld(
         request.headers.get("accept"), _CONTEXT[version], default_ld=version is ApiVersion.V3
     )
+    if memo is not None:
+        _remember(memo, request, found.file.identifier, found.file.version, tag, headers, media_type, body=body)
     return Response(body, media_type=media_type, headers=headers)
 
 
@@ -119,6 +126,7 @@ async def _image(
     base: str,
     service: ImageService,
     settings: Settings,
+    memo: ResponseMemo | None,
 ) -> Response:
     prepared = await service.prepare(identifier, image_request)
     canonical_url = f"{base}/{encode_identifier(identifier)}/{prepared.canonical}"
@@ -132,7 +140,27 @@ async def _image(
     if h.not_modified(request.headers, tag, prepared.version.mtime_ns):
         return Response(status_code=304, headers=headers)
     entry = service.cached(prepared) or await service.fetch(prepared)
+    if memo is not None:
+        _remember(memo, request, identifier, prepared.version, tag, headers, entry.media_type, key=prepared.key)
     return Response(entry.body, media_type=entry.media_type, headers=headers)
+
+
+def _remember(
+    memo: ResponseMemo,
+    request: Request,
+    identifier: str,
+    version: SourceVersion,
+    tag: str,
+    headers: dict[str, str],
+    media_type: str,
+    *,
+    key: str | None = None,
+    body: bytes | None = None,
+) -> None:
+    """Record this answer for the fast path, with the headers the middleware would have added."""
+    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    raw += [(b"content-type", media_type.encode("latin-1")), *h.CORS_RESPONSE_HEADERS]
+    memo.put(memo.key(request.scope), Memo(identifier, version, tag.encode(), tuple(raw), key=key, body=body))
 
 
 def _param(segment: bytes) -> str:

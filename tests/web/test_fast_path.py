@@ -1,0 +1,130 @@
+"""The fast path replays exactly what the full path answered, and only while that is still true."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pyvips
+
+from iiifserver.app import create_app
+from iiifserver.asgi_call import call
+from iiifserver.config import Settings
+from iiifserver.web.fast_path import ResponseMemo
+
+TILE = "/iiif/3/pic/0,0,256,256/256,/0/default.jpg"
+RENDER = "/iiif/3/pic/10,10,300,200/150,/0/default.png"
+INFO = "/iiif/3/pic/info.json"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("fast")
+    image = pyvips.Image.perlin(1024, 768, cell_size=32, seed=5, uchar=True).colourspace("srgb")
+    image.tiffsave(str(path / "pic.tif"), tile=True, tile_width=256, tile_height=256, pyramid=True, compression="jpeg")
+    return path
+
+
+def make(root: Path, tmp_path: Path, **overrides: Any) -> Any:
+    values: dict[str, Any] = {"images": root, "cache": tmp_path, "source_check_interval": 60.0}
+    return create_app(Settings(**{**values, **overrides}))
+
+
+def memo(app: Any) -> ResponseMemo:
+    result: ResponseMemo = app.state.memo
+    return result
+
+
+def get(app: Any, path: str, headers: list[tuple[str, str]] | None = None, method: str = "GET") -> Any:
+    async def one() -> Any:
+        try:
+            return await call(app, path, method=method, headers=headers)
+        finally:
+            await app.state.image_service.drain()
+
+    status, response_headers, body = asyncio.run(one())
+    return status, dict(response_headers), body
+
+
+@pytest.mark.parametrize("path", [TILE, RENDER, INFO])
+def test_repeat_is_replayed_identically(root: Path, tmp_path: Path, path: str) -> None:
+    app = make(root, tmp_path)
+    first = get(app, path)
+    assert first[0] == 200
+    assert memo(app).hits == 0
+    second = get(app, path)
+    assert memo(app).hits == 1
+    assert second[0] == 200
+    assert second[2] == first[2]
+    assert second[1] == first[1]  # every header, CORS included, the same
+
+
+def test_conditional_and_head_from_the_memo(root: Path, tmp_path: Path) -> None:
+    app = make(root, tmp_path)
+    status, headers, body = get(app, TILE)
+    status, not_modified, empty = get(app, TILE, headers=[("if-none-match", headers["etag"])])
+    assert (status, empty) == (304, b"")
+    assert not_modified["etag"] == headers["etag"]
+    assert not_modified["access-control-allow-origin"] == "*"
+    assert "content-type" not in not_modified
+    status, head_headers, head_body = get(app, TILE, method="HEAD")
+    assert (status, head_body) == (200, b"")
+    assert head_headers["content-length"] == str(len(body))
+    assert memo(app).hits == 2
+    # If-Modified-Since alone is compared by the full path, which still answers 304.
+    status, _, _ = get(app, TILE, headers=[("if-modified-since", headers["last-modified"])])
+    assert status == 304
+    assert memo(app).hits == 2
+
+
+def test_host_and_accept_are_part_of_the_memo(root: Path, tmp_path: Path) -> None:
+    app = make(root, tmp_path)
+    get(app, INFO, headers=[("host", "a.example")])
+    _, _, body = get(app, INFO, headers=[("host", "b.example")])
+    assert b'"id":"http://b.example/iiif/3/pic"' in body  # never another host's id (E10)
+    _, headers, body = get(app, INFO, headers=[("host", "b.example"), ("accept", "application/json")])
+    assert headers["content-type"] == "application/json"
+    assert memo(app).hits == 0
+
+
+def test_a_replaced_source_is_not_replayed(root: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    source = pyvips.Image.perlin(600, 400, cell_size=32, seed=9, uchar=True).colourspace("srgb")
+    source.tiffsave(str(images / "pic.tif"), tile=True, pyramid=True, compression="deflate")
+    app = make(images, tmp_path / "cache", source_check_interval=0.2)
+    path = "/iiif/3/pic/full/100,/0/default.png"
+    _, first_headers, first = get(app, path)
+    assert get(app, path)[2] == first
+    assert memo(app).hits == 1
+    replacement = images / ".next.tif"
+    source.flipver().tiffsave(str(replacement), tile=True, pyramid=True, compression="deflate")
+    os.replace(replacement, images / "pic.tif")
+    time.sleep(0.25)
+    _, headers, body = get(app, path)
+    assert headers["etag"] != first_headers["etag"]
+    assert body != first
+    assert memo(app).hits == 1
+
+
+def test_no_replay_without_the_body_in_memory_or_with_a_query(root: Path, tmp_path: Path) -> None:
+    app = make(root, tmp_path, memory_cache_mb=0)
+    get(app, RENDER)
+    assert get(app, RENDER)[0] == 200
+    assert memo(app).hits == 0  # the body lives on disk only: the full path reads it
+    app = make(root, tmp_path)
+    get(app, TILE)
+    get(app, TILE + "?x=1")
+    assert memo(app).hits == 0
+
+
+def test_errors_are_never_replayed(root: Path, tmp_path: Path) -> None:
+    app = make(root, tmp_path)
+    for _ in range(2):
+        assert get(app, "/iiif/3/pic/full/5000,/0/default.jpg")[0] == 400
+    assert memo(app).hits == 0
+    assert memo(app).stats()["entries"] == 0
