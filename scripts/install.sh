@@ -18,6 +18,18 @@ if [ -z "$PYTHON" ]; then
 fi
 [ -n "$PYTHON" ] || { echo "install: Python >= 3.11 is required" >&2; exit 1; }
 
+# libturbojpeg lets padded edge tiles pass through, cut losslessly; without it they are rendered.
+if ! ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: apt-get install libturbojpeg0 (lossless edge tiles)"
+    { apt-get install -y -q libturbojpeg0 >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libturbojpeg0 >/dev/null 2>&1; }; } \
+      || echo "install: libturbojpeg0 could not be installed: edge tiles will be rendered"
+  else
+    echo "install: note: libturbojpeg0 is missing (apt-get install libturbojpeg0); edge tiles will be rendered"
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "install: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv

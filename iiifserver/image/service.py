@@ -34,7 +34,15 @@ from iiifserver.image import canonical, planner
 from iiifserver.image.request import ApiVersion, ImageRequest
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import Source, SourceFile, VersionCache, cache_names
-from iiifserver.image.tiles import StoredTiles, TileFiles, TileGrid, passthrough_tile
+from iiifserver.image.tiles import (
+    StoredTiles,
+    TileFiles,
+    TileGrid,
+    TileRef,
+    lossless_crop,
+    lossless_crop_available,
+    stored_tile_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +74,7 @@ class Prepared:
     canonical_v3: str  # region/size/rotation/quality.format in 3.0 canonical form
     canonical: str  # the same in the form of the request's API version
     key: str  # cache key and strong ETag value
-    passthrough: tuple[TileGrid, int] | None  # the stored tile that is exactly this response
+    passthrough: TileRef | None  # the stored tile that is exactly this response (or its valid part)
 
     @property
     def version(self) -> SourceVersion:
@@ -119,6 +127,8 @@ class ImageService:
         self._flights: SingleFlight[Entry] = SingleFlight()
         self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
         self._tile_files = TileFiles()
+        # Edge tiles pass through too, cut losslessly, when libturbojpeg is installed.
+        self._edge_crops = settings.tile_passthrough and lossless_crop_available()
 
     # -- identifier -> facts ---------------------------------------------------------------------
 
@@ -184,7 +194,11 @@ class ImageService:
             canonical_v3=canonical_v3,
             canonical=canonical.canonical_path(resolved, request.version),
             key=cache_key(found.file.cache_name, found.file.version.token, canonical_v3, self._render_tag),
-            passthrough=(passthrough_tile(found.stored, found.info.levels, plan) if found.stored is not None else None),
+            passthrough=(
+                stored_tile_for(found.stored, found.info.levels, plan, edges=self._edge_crops)
+                if found.stored is not None
+                else None
+            ),
         )
 
     def current_version(self, identifier: str) -> SourceVersion | None:
@@ -231,12 +245,16 @@ class ImageService:
     async def _bytes(self, prepared: Prepared) -> tuple[bytes, bool]:
         file = prepared.found.file
         if prepared.passthrough is not None:
-            grid, index = prepared.passthrough
+            ref = prepared.passthrough
             try:
-                tile = await self._stored_tile(file, grid, index)
+                tile = await self._stored_tile(file, ref.grid, ref.index)
+                if ref.is_edge:
+                    tile = lossless_crop(tile, ref.width, ref.height) or b""
+                    if not tile:
+                        raise ValueError("lossless crop unavailable")
             except ValueError as exc:
                 self.counters.passthrough_fallbacks += 1
-                log.warning("stored tile %d of %r unusable (%s); rendering instead", index, prepared.identifier, exc)
+                log.warning("stored tile %d of %r unusable (%s); rendering", ref.index, prepared.identifier, exc)
             else:
                 self.counters.passthrough += 1
                 return tile, True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import errno
+import functools
 import os
 import re
 import struct
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iiifserver.errors import SourceChanged
 from iiifserver.image.planner import Box, Plan
@@ -483,6 +485,56 @@ def passthrough_tile(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -
     grey, colour from RGB: other qualities change the pixels), with no ICC profile to convert
     and no alpha to flatten.
     """
+    grid = _eligible_grid(stored, levels, plan)
+    if grid is None:
+        return None
+    index = tile_for(grid, plan.crop)
+    return None if index is None else (grid, index)
+
+
+@dataclass(frozen=True, slots=True)
+class TileRef:
+    """A stored tile that answers a request: whole, or an edge tile cut losslessly to its valid area."""
+
+    grid: TileGrid
+    index: int
+    width: int
+    height: int
+
+    @property
+    def is_edge(self) -> bool:
+        return (self.width, self.height) != (self.grid.tile_width, self.grid.tile_height)
+
+
+def stored_tile_for(stored: StoredTiles, levels: Sequence[Level], plan: Plan, *, edges: bool) -> TileRef | None:
+    """``passthrough_tile``, plus (with ``edges``) the padded edge tiles whose valid area is the crop."""
+    grid = _eligible_grid(stored, levels, plan)
+    if grid is None:
+        return None
+    index = tile_for(grid, plan.crop)
+    if index is not None:
+        return TileRef(grid, index, grid.tile_width, grid.tile_height)
+    if not edges:
+        return None
+    index = edge_tile_for(grid, plan.crop)
+    return None if index is None else TileRef(grid, index, plan.crop.w, plan.crop.h)
+
+
+def edge_tile_for(grid: TileGrid, crop: Box) -> int | None:
+    """The tile index when ``crop`` is exactly the valid (unpadded) part of an edge tile."""
+    tw, th = grid.tile_width, grid.tile_height
+    if crop.x < 0 or crop.y < 0 or crop.x % tw or crop.y % th:
+        return None
+    col, row = crop.x // tw, crop.y // th
+    if col >= grid.across or row * grid.across + col >= len(grid.offsets):
+        return None
+    valid = (min(tw, grid.width - crop.x), min(th, grid.height - crop.y))
+    if valid == (tw, th) or (crop.w, crop.h) != valid:
+        return None
+    return row * grid.across + col
+
+
+def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -> TileGrid | None:
     if (
         plan.format is not Format.JPG
         or plan.degrees != 0
@@ -502,10 +554,36 @@ def passthrough_tile(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -
         wanted = plan.source_colour is Colour.RGB and plan.quality is Quality.COLOR
     else:
         wanted = plan.source_colour is Colour.GRAY and plan.quality is Quality.GRAY
-    if not wanted:
+    return grid if wanted else None
+
+
+def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
+    """The top-left ``width`` x ``height`` of a JPEG, cut in the DCT domain (as ``jpegtran -crop``):
+    no decode, no re-encode. None when libturbojpeg is not installed.
+
+    The crop starts at the origin, which is on a block boundary, so the stored coefficients are
+    kept as they are; decoders reproduce the stored pixels (with 4:2:0 chroma, the new right and
+    bottom edge pixels may differ slightly: chroma upsampling no longer sees the cut-off pixels).
+    """
+    turbo = _turbojpeg()
+    if turbo is None:
         return None
-    index = tile_for(grid, plan.crop)
-    return None if index is None else (grid, index)
+    result: bytes = turbo.crop(jpeg, 0, 0, width, height)
+    return result
+
+
+def lossless_crop_available() -> bool:
+    return _turbojpeg() is not None
+
+
+@functools.cache
+def _turbojpeg() -> Any:
+    try:
+        from turbojpeg import TurboJPEG  # PyTurboJPEG 1.x over Debian's libturbojpeg0 (2.x)
+
+        return TurboJPEG()
+    except (ImportError, OSError, RuntimeError):  # not installed: edge tiles are rendered instead
+        return None
 
 
 def open_and_read(path: Path, version: SourceVersion, grid: TileGrid, index: int) -> tuple[bytes, int]:

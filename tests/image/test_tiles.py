@@ -44,6 +44,9 @@ from iiifserver.image.tiles import (
     StoredTiles,
     TileFiles,
     TileGrid,
+    edge_tile_for,
+    lossless_crop,
+    lossless_crop_available,
     open_and_read,
     passthrough_tile,
     read_stored_tile,
@@ -747,3 +750,57 @@ def test_tile_files_adopt_read_and_evict(q90_pages: Pyramid, q85_pages: Pyramid)
     files.close()
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fd85)
+
+
+# -- edge tiles: the valid part of a padded tile, cut losslessly -----------------------------------
+
+
+def _edge_crop(pyramid: Pyramid, level_index: int, index: int) -> tuple[Box, TileGrid]:
+    grid = pyramid.stored.levels[level_index]
+    assert grid is not None
+    col, row = index % grid.across, index // grid.across
+    x, y = col * grid.tile_width, row * grid.tile_height
+    return Box(x, y, min(grid.tile_width, grid.width - x), min(grid.tile_height, grid.height - y)), grid
+
+
+def test_edge_tile_for_only_matches_the_valid_area(q85_pages: Pyramid) -> None:
+    grid = q85_pages.stored.levels[0]
+    assert grid is not None
+    last = len(grid.offsets) - 1
+    crop, _ = _edge_crop(q85_pages, 0, last)
+    assert (crop.w, crop.h) != (grid.tile_width, grid.tile_height)  # the fixture has padded edges
+    assert edge_tile_for(grid, crop) == last
+    assert edge_tile_for(grid, Box(crop.x, crop.y, crop.w - 1, crop.h)) is None  # not the whole valid part
+    assert edge_tile_for(grid, Box(0, 0, 256, 256)) is None  # a whole tile is passthrough proper
+    assert edge_tile_for(grid, Box(crop.x + 8, crop.y, crop.w - 8, crop.h)) is None  # off the grid
+
+
+@pytest.mark.skipif(not lossless_crop_available(), reason="libturbojpeg0 is not installed")
+@pytest.mark.parametrize(("name", "exact"), [("q90_pages", True), ("q85_pages", False), ("grey_pages", True)])
+def test_lossless_edge_crop_gives_the_stored_pixels(name: str, exact: bool, request: pytest.FixtureRequest) -> None:
+    pyramid: Pyramid = request.getfixturevalue(name)
+    for level_index, grid in enumerate(pyramid.stored.levels):
+        if grid is None:
+            continue
+        edges = [i for i in range(len(grid.offsets)) if edge_tile_for(grid, _edge_crop(pyramid, level_index, i)[0])]
+        for index in edges:
+            crop, _ = _edge_crop(pyramid, level_index, index)
+            with _fd(pyramid.path) as fd:
+                cut = lossless_crop(read_stored_tile(fd, grid, index), crop.w, crop.h)
+            assert cut is not None
+            got = _vips(cut)
+            want = _vips_region(pyramid, level_index, crop)
+            assert got.shape == want.shape
+            diff = np.abs(got.astype(int) - want.astype(int))
+            if exact:
+                assert diff.max() == 0, (level_index, index)
+            else:
+                # 4:2:0: the decoder upsamples chroma of the smaller image slightly differently.
+                assert diff.mean() < 1.0, (level_index, index)
+                assert diff.max() <= 32, (level_index, index)
+
+
+def _vips_region(pyramid: Pyramid, level_index: int, crop: Box) -> np.ndarray:
+    level = pyramid.info.levels[level_index]
+    region = _tiffload(pyramid.path, level).crop(crop.x, crop.y, crop.w, crop.h)
+    return np.asarray(region.numpy())

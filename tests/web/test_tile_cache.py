@@ -18,6 +18,7 @@ from iiifserver.app import create_app
 from iiifserver.asgi_call import call
 from iiifserver.config import Settings
 from iiifserver.image.service import ImageService
+from iiifserver.image.tiles import lossless_crop_available
 
 TOKEN = "test-admin-token-0123456789"
 
@@ -192,3 +193,17 @@ def test_admin_needs_the_token(images: Path, tmp_path: Path) -> None:
     plain = make_app(images, tmp_path, admin_token="")
     assert get(plain, "/admin/stats", headers=[("authorization", "Bearer x")])[0] == 404
     assert _post(plain, "/admin/cache/purge")[0] in (404, 405)
+
+
+@pytest.mark.skipif(not lossless_crop_available(), reason="libturbojpeg0 is not installed")
+def test_edge_tiles_pass_through_cut_losslessly(images: Path, tmp_path: Path) -> None:
+    # Level 1 of the 1024x768 pyramid is 512x384: its second tile row holds 128 valid rows.
+    app = make_app(images, tmp_path)
+    edge = "/iiif/3/q90/0,512,512,256/256,128/0/default"
+    status, _, stored = get(app, edge + ".jpg")
+    assert status == 200
+    assert service_of(app).counters.passthrough == 1
+    assert service_of(app).counters.renders == 0
+    _, _, decoded = get(app, edge + ".png")
+    assert pixels(stored).shape == (128, 256, 3)
+    assert np.array_equal(pixels(stored), pixels(decoded))  # RGB-stored tiles: exactly the stored pixels
