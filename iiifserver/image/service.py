@@ -192,7 +192,11 @@ class ImageService:
             plan=plan,
             media_type=request.format.media_type,
             canonical_v3=canonical_v3,
-            canonical=canonical.canonical_path(resolved, request.version),
+            canonical=(
+                canonical_v3
+                if request.version is ApiVersion.V3
+                else canonical.canonical_path(resolved, request.version)
+            ),
             key=cache_key(found.file.cache_name, found.file.version.token, canonical_v3, self._render_tag),
             passthrough=(
                 stored_tile_for(found.stored, found.info.levels, plan, edges=self._edge_crops)

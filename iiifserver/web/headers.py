@@ -7,6 +7,7 @@ Last-Modified and conditional-request checks.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -108,6 +109,7 @@ def etag(key: str) -> str:
     return f'"{key}"'
 
 
+@functools.lru_cache(maxsize=4096)  # one per source version; formatting costs more than a lookup
 def http_date(mtime_ns: int) -> str:
     return format_datetime(datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).replace(microsecond=0), usegmt=True)
 
