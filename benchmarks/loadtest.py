@@ -115,16 +115,50 @@ def locust_command(args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", args.loglevel]
     if args.worker:
         return [*cmd, "--worker", "--master-host", args.master_host, "--master-port", str(args.master_port)]
-    cmd += ["--headless", "--only-summary", "-H", args.base_url.rstrip("/"), "-u", str(args.users),
-            "-r", str(args.spawn_rate), "-t", args.run_time, "--stop-timeout", "0",
-            "--ids", *args.ids, "--mode", args.mode, "--viewport", args.viewport, "--steps", str(args.steps),
-            "--seed", str(args.seed), "--size-style", args.size_style, "--think", str(args.think),
-            "--check-every", str(args.check_every), "--summary-json", str(Path(args.summary_json).resolve())]
+    cmd += [
+        "--headless",
+        "--only-summary",
+        "-H",
+        args.base_url.rstrip("/"),
+        "-u",
+        str(args.users),
+        "-r",
+        str(args.spawn_rate),
+        "-t",
+        args.run_time,
+        "--stop-timeout",
+        "0",
+        "--ids",
+        *args.ids,
+        "--mode",
+        args.mode,
+        "--viewport",
+        args.viewport,
+        "--steps",
+        str(args.steps),
+        "--seed",
+        str(args.seed),
+        "--size-style",
+        args.size_style,
+        "--think",
+        str(args.think),
+        "--check-every",
+        str(args.check_every),
+        "--summary-json",
+        str(Path(args.summary_json).resolve()),
+    ]
     if args.csv:
         cmd += ["--csv", args.csv]
     if args.master:
-        cmd += ["--master", "--master-bind-port", str(args.master_bind_port), "--expect-workers",
-                str(args.expect_workers), "--expect-workers-max-wait", "300"]
+        cmd += [
+            "--master",
+            "--master-bind-port",
+            str(args.master_bind_port),
+            "--expect-workers",
+            str(args.expect_workers),
+            "--expect-workers-max-wait",
+            "300",
+        ]
     elif args.processes:
         cmd += ["--processes", str(args.processes)]
     return cmd
@@ -160,16 +194,22 @@ def run(cmd: list[str], timeout: float | None) -> int:
 
 def report(summary: dict[str, Any]) -> str:
     """A few human lines from the JSON summary."""
-    lines = [f"{summary['host']}  mode {summary['mode']}  users {summary['users']}  {summary['duration_s']} s"
-             + (f"  workers {summary['workers']}" if summary.get("workers") else "")]
-    lines.append(f"{'':10} {'requests':>9} {'failures':>8} {'per s':>9} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}"
-                 f" {'max ms':>8} {'avg B':>7}")
+    lines = [
+        f"{summary['host']}  mode {summary['mode']}  users {summary['users']}  {summary['duration_s']} s"
+        + (f"  workers {summary['workers']}" if summary.get("workers") else "")
+    ]
+    lines.append(
+        f"{'':10} {'requests':>9} {'failures':>8} {'per s':>9} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}"
+        f" {'max ms':>8} {'avg B':>7}"
+    )
     for key in ("total", "tile", "info"):
         e = summary.get(key)
         if not e:
             continue
-        lines.append(f"{key:10} {e['requests']:>9} {e['failures']:>8} {e['per_s']:>9} {e['p50_ms']!s:>7} "
-                     f"{e['p90_ms']!s:>7} {e['p99_ms']!s:>7} {e['max_ms']!s:>8} {e['avg_bytes']:>7}")
+        lines.append(
+            f"{key:10} {e['requests']:>9} {e['failures']:>8} {e['per_s']:>9} {e['p50_ms']!s:>7} "
+            f"{e['p90_ms']!s:>7} {e['p99_ms']!s:>7} {e['max_ms']!s:>8} {e['avg_bytes']:>7}"
+        )
     for err in summary.get("errors", [])[:5]:
         lines.append(f"error: {err['occurrences']} x {err['name']}: {err['error']}")
     if summary.get("exhausted"):

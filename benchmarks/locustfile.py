@@ -60,18 +60,32 @@ log = logging.getLogger("iiif-viewer")
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
     group = parser  # (Locust's include_in_web_ui works on the parser, not on argument groups)
-    group.add_argument("--ids", nargs="+", default=[], include_in_web_ui=False,
-                       help="image identifiers (appended to the host, the IIIF base URL, percent-encoded)")
-    group.add_argument("--mode", choices=["cold", "repeat"], default="cold",
-                       help="cold: every tile URL at most once over all users; repeat: users re-walk their sessions")
+    group.add_argument(
+        "--ids",
+        nargs="+",
+        default=[],
+        include_in_web_ui=False,
+        help="image identifiers (appended to the host, the IIIF base URL, percent-encoded)",
+    )
+    group.add_argument(
+        "--mode",
+        choices=["cold", "repeat"],
+        default="cold",
+        help="cold: every tile URL at most once over all users; repeat: users re-walk their sessions",
+    )
     group.add_argument("--viewport", default="1600x1000", help="viewer size in pixels, WxH")
     group.add_argument("--steps", type=int, default=16, help="pans and zooms per session after opening")
     group.add_argument("--seed", type=int, default=1)
-    group.add_argument("--size-style", choices=["auto", "w,", "w,h"], default="auto",
-                       help="auto: w,h for Image API 3 (OpenSeadragon >= 4), w, for 2")
+    group.add_argument(
+        "--size-style",
+        choices=["auto", "w,", "w,h"],
+        default="auto",
+        help="auto: w,h for Image API 3 (OpenSeadragon >= 4), w, for 2",
+    )
     group.add_argument("--think", type=float, default=0.0, help="seconds between two steps of a session")
-    group.add_argument("--check-every", type=int, default=50,
-                       help="check the JPEG pixel width of every Nth tile (0: never)")
+    group.add_argument(
+        "--check-every", type=int, default=50, help="check the JPEG pixel width of every Nth tile (0: never)"
+    )
     group.add_argument("--summary-json", default="", help="write the end-of-run summary here (master or single run)")
 
 
@@ -98,12 +112,15 @@ class Shared:
         if isinstance(runner, WorkerRunner):
             self.part, self.parts = max(runner.worker_index, 0), max(int(opts.expect_workers or 1), 1)
             if self.mode == "cold" and self.part >= self.parts:
-                raise SystemExit(f"worker index {self.part} >= --expect-workers {self.parts}: cold mode needs "
-                                 "the master's --expect-workers to be the number of workers")
+                raise SystemExit(
+                    f"worker index {self.part} >= --expect-workers {self.parts}: cold mode needs "
+                    "the master's --expect-workers to be the number of workers"
+                )
         else:
             self.part, self.parts = 0, 1
-        self.plan = vs.ColdPlan(self.ids, self.viewport, self.seed, self.steps, self.size_style, "",
-                                self.part, self.parts)
+        self.plan = vs.ColdPlan(
+            self.ids, self.viewport, self.seed, self.steps, self.size_style, "", self.part, self.parts
+        )
         self.users = 0
         self.tiles = 0
         self.exhausted_reported = False
@@ -138,11 +155,11 @@ def jpeg_width(data: bytes) -> int | None:
             continue
         marker = data[i + 1]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int(struct.unpack(">H", data[i + 7:i + 9])[0])
+            return int(struct.unpack(">H", data[i + 7 : i + 9])[0])
         if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
             i += 2 if marker != 0xFF else 1
             continue
-        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
     return None
 
 
@@ -168,8 +185,7 @@ class Viewer(FastHttpUser):
         self.identifier = self.shared.ids[self.number % len(self.shared.ids)]
 
     def fetch_info(self, identifier: str) -> vs.ImageInfo | None:
-        with self.client.get(vs.image_path(identifier) + "/info.json", name="info.json",
-                             catch_response=True) as resp:
+        with self.client.get(vs.image_path(identifier) + "/info.json", name="info.json", catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"status {resp.status_code}")
                 return None
@@ -244,8 +260,9 @@ class Viewer(FastHttpUser):
             gevent.sleep(1.0)
             return
         if self.session is None:
-            self.session = vs.session(info, sh.viewport, f"{sh.seed}.{self.number}", sh.steps, sh.size_style,
-                                      vs.image_path(self.identifier))
+            self.session = vs.session(
+                info, sh.viewport, f"{sh.seed}.{self.number}", sh.steps, sh.size_style, vs.image_path(self.identifier)
+            )
         for step in self.session.steps:
             for url in step.urls:
                 self.fetch_tile(url)
@@ -323,6 +340,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     _times.setdefault("start", time.time())
+    if isinstance(environment.runner, MasterRunner):
+        _times["workers"] = max(_times.get("workers", 0), len(environment.runner.clients))
 
 
 @events.test_stop.add_listener
@@ -373,15 +392,16 @@ def summary(environment: Environment) -> dict[str, Any]:
         "seed": opts.seed,
         "size_style": opts.size_style,
         "think_s": opts.think,
-        "workers": len(runner.clients) if isinstance(runner, MasterRunner) else 0,
+        "workers": int(_times.get("workers", 0)) if isinstance(runner, MasterRunner) else 0,
         "duration_s": round(duration, 2),
         "total": _entry(stats.total, duration, "total"),
-        "tile": _entry(stats.entries[("tile", "GET")], duration, "tile")
-        if ("tile", "GET") in stats.entries else None,
+        "tile": _entry(stats.entries[("tile", "GET")], duration, "tile") if ("tile", "GET") in stats.entries else None,
         "info": _entry(stats.entries[("info.json", "GET")], duration, "info.json")
-        if ("info.json", "GET") in stats.entries else None,
-        "errors": [{"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
-                   for e in stats.errors.values()],
+        if ("info.json", "GET") in stats.entries
+        else None,
+        "errors": [
+            {"name": e.name, "error": str(e.error), "occurrences": e.occurrences} for e in stats.errors.values()
+        ],
         "exhausted": bool(_exhausted),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -395,10 +415,13 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     s = summary(environment)
     t = s["tile"] or s["total"]
-    print(f"\nIIIF viewer load ({s['mode']}, {s['users']} users, {s['duration_s']} s): "
-          f"{s['total']['per_s']} req/s, tiles {t['per_s']}/s, p50 {t['p50_ms']} ms, p90 {t['p90_ms']} ms, "
-          f"p99 {t['p99_ms']} ms, failures {s['total']['failures']}" + ("  [cold URLs exhausted]" if s["exhausted"]
-                                                                       else ""), flush=True)
+    print(
+        f"\nIIIF viewer load ({s['mode']}, {s['users']} users, {s['duration_s']} s): "
+        f"{s['total']['per_s']} req/s, tiles {t['per_s']}/s, p50 {t['p50_ms']} ms, p90 {t['p90_ms']} ms, "
+        f"p99 {t['p99_ms']} ms, failures {s['total']['failures']}"
+        + ("  [cold URLs exhausted]" if s["exhausted"] else ""),
+        flush=True,
+    )
     if opts.summary_json:
         path = Path(opts.summary_json)
         path.parent.mkdir(parents=True, exist_ok=True)

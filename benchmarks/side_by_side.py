@@ -40,6 +40,7 @@ Environment: ``BENCH_ROOT`` (default ``${TMPDIR:-/tmp}/iiifbench``), ``IIIFSERVE
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -132,16 +133,24 @@ class Runner:
         self.log = log
         self.current: subprocess.Popen[bytes] | None = None
 
-    def run(self, cmd: Sequence[str], env: dict[str, str] | None = None, check: bool = True,
-            capture: bool = False) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, cmd: Sequence[str], env: dict[str, str] | None = None, check: bool = True, capture: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         self.log("$ " + " ".join(str(c) for c in cmd))
-        proc = subprocess.Popen([str(c) for c in cmd], env=env or self.env, start_new_session=True,
-                                stdout=subprocess.PIPE if capture else None, stderr=None)
+        proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            env=env or self.env,
+            start_new_session=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=None,
+        )
         self.current = proc
         try:
             out, _ = proc.communicate()
-        finally:
-            self.current = None
+        except BaseException:  # Ctrl-C, SIGTERM: stop the child before anything else happens
+            self.stop_current()
+            raise
+        self.current = None
         text = out.decode(errors="replace") if out else ""
         if check and proc.returncode:
             raise RuntimeError(f"{cmd[0]} {cmd[1] if len(cmd) > 1 else ''} exited with {proc.returncode}")
@@ -151,7 +160,8 @@ class Runner:
         return subprocess.run(cmd, shell=True, env=env or self.env, capture_output=True, text=True)
 
     def stop_current(self) -> None:
-        proc = self.current
+        """SIGTERM, then SIGKILL, to the running child's process group (its PID), and wait for it."""
+        proc, self.current = self.current, None
         if proc is None or proc.poll() is not None:
             return
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
@@ -195,6 +205,39 @@ class LogCopier(threading.Thread):
         self.poll()
 
 
+class CodeWatcher(threading.Thread):
+    """Notes when the server code under test changes (others may edit and commit meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.changes: list[tuple[str, str]] = [(now_iso(), code_version())]
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(5):
+            v = code_version()
+            if v != self.changes[-1][1]:
+                self.changes.append((now_iso(), v))
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def version_at(changes: Sequence[Sequence[str]], run: dict[str, Any]) -> str:
+    """The server code a run measured: the version when its server started (about duration + 5 s
+    before the run's end time)."""
+    if not changes:
+        return "?"
+    end = datetime.strptime(run["time"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    start = end - float(run.get("duration_s") or 0) - 5
+    version = changes[0][1]
+    for when, v in changes:
+        if datetime.strptime(when, "%Y-%m-%dT%H:%M:%S%z").timestamp() <= start:
+            version = v
+    return version
+
+
 # ---------------------------------------------------------------- machine
 
 
@@ -228,14 +271,27 @@ def versions(venv_python: Path) -> dict[str, str]:
     for pkg in ("iipimage-server", "lighttpd", "spawn-fcgi", "memcached", "wrk"):
         r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
         out[pkg] = r.stdout.strip() if r.returncode == 0 else "?"
-    r = subprocess.run([str(venv_python), "-c", "import pyvips; print(pyvips.__version__, "
-                        "'/ libvips', '.'.join(str(pyvips.version(i)) for i in range(3)))"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(venv_python),
+            "-c",
+            "import pyvips; print(pyvips.__version__, '/ libvips', '.'.join(str(pyvips.version(i)) for i in range(3)))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     out["pyvips"] = r.stdout.strip() or "?"
+    out["iiifserver"] = code_version()
+    return out
+
+
+def code_version() -> str:
+    """The server code under test: HEAD, plus a digest of uncommitted changes to the package."""
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True)
-    out["iiifserver"] = (head.stdout.strip() or "?") + (" + uncommitted changes" if dirty.stdout.strip() else "")
+    diff = subprocess.run(["git", "-C", str(REPO), "diff", "HEAD", "--", "iiifserver"], capture_output=True)
+    out = head.stdout.strip() or "?"
+    if diff.stdout.strip():
+        out += "+changes:" + hashlib.sha1(diff.stdout).hexdigest()[:8]
     return out
 
 
@@ -287,25 +343,92 @@ def targets(quick: bool) -> list[Target]:
     out = []
     for _, p, pname in PYRAMIDS:
         out += [
-            Target(f"cold deep-zoom tiles/s, c=8, {pname}", ("iiifserver", p, "cold", 8), ("iipsrv", p, "cold", 8),
-                   "rps_ok", ">=", 3.0, "/s", "iipsrv"),
-            Target(f"hot tiles/s, c={hi}, {pname}", ("iiifserver", p, "hot", hi),
-                   ("iipsrv-memcached", p, "hot", hi), "rps_ok", ">=", 2.0, "/s", "iipsrv+memcached", sub),
-            Target(f"info.json/s, c=8, {pname}", ("iiifserver", p, "info", 8), ("iipsrv", p, "info", 8),
-                   "rps_ok", ">=", 2.0, "/s", "iipsrv"),
-            Target(f"non-passthrough req/s (unaligned regions, other sizes), c=8, {pname}",
-                   ("iiifserver", f"{p}-unaligned", "cold", 8), ("iipsrv", f"{p}-unaligned", "cold", 8),
-                   "rps_ok", ">=", 1.0, "/s", "iipsrv"),
-            Target(f"p99 latency, cold c={hi}, {pname}", ("iiifserver", p, "cold", hi), ("iipsrv", p, "cold", hi),
-                   "p99_ms", "<=", 1.0, " ms", "iipsrv", sub),
-            Target(f"server CPU per tile, cold c=8, {pname}", ("iiifserver", p, "cold", 8), ("iipsrv", p, "cold", 8),
-                   "server_cpu_ms_per_req", "<=", 0.5, " ms", "iipsrv"),
-            Target(f"peak RSS, all server processes, cold c={hi}, {pname}", ("iiifserver", p, "cold", hi),
-                   ("iipsrv", p, "cold", hi), "server_peak_rss_mb", "<abs", 1024.0, " MB", "iipsrv", sub),
+            Target(
+                f"cold deep-zoom tiles/s, c=8, {pname}",
+                ("iiifserver", p, "cold", 8),
+                ("iipsrv", p, "cold", 8),
+                "rps_ok",
+                ">=",
+                3.0,
+                "/s",
+                "iipsrv",
+            ),
+            Target(
+                f"hot tiles/s, c={hi}, {pname}",
+                ("iiifserver", p, "hot", hi),
+                ("iipsrv-memcached", p, "hot", hi),
+                "rps_ok",
+                ">=",
+                2.0,
+                "/s",
+                "iipsrv+memcached",
+                sub,
+            ),
+            Target(
+                f"info.json/s, c=8, {pname}",
+                ("iiifserver", p, "info", 8),
+                ("iipsrv", p, "info", 8),
+                "rps_ok",
+                ">=",
+                2.0,
+                "/s",
+                "iipsrv",
+            ),
+            Target(
+                f"non-passthrough req/s (unaligned regions, other sizes), c=8, {pname}",
+                ("iiifserver", f"{p}-unaligned", "cold", 8),
+                ("iipsrv", f"{p}-unaligned", "cold", 8),
+                "rps_ok",
+                ">=",
+                1.0,
+                "/s",
+                "iipsrv",
+            ),
+            Target(
+                f"p99 latency, cold c={hi}, {pname}",
+                ("iiifserver", p, "cold", hi),
+                ("iipsrv", p, "cold", hi),
+                "p99_ms",
+                "<=",
+                1.0,
+                " ms",
+                "iipsrv",
+                sub,
+            ),
+            Target(
+                f"server CPU per tile, cold c=8, {pname}",
+                ("iiifserver", p, "cold", 8),
+                ("iipsrv", p, "cold", 8),
+                "server_cpu_ms_per_req",
+                "<=",
+                0.5,
+                " ms",
+                "iipsrv",
+            ),
+            Target(
+                f"peak RSS, all server processes, cold c={hi}, {pname}",
+                ("iiifserver", p, "cold", hi),
+                ("iipsrv", p, "cold", hi),
+                "server_peak_rss_mb",
+                "<abs",
+                1024.0,
+                " MB",
+                "iipsrv",
+                sub,
+            ),
         ]
-    out.append(Target("server CPU per tile, 1-gigapixel vs 10-megapixel pyramid (Q85 4:2:0), cold c=8",
-                      ("iiifserver", "giga-q85", "cold", 8), ("iiifserver", "10mp-q85", "cold", 8),
-                      "server_cpu_ms_per_req", "<=", 1.2, " ms", "iiifserver 10 Mpx"))
+    out.append(
+        Target(
+            "server CPU per tile, 1-gigapixel vs 10-megapixel pyramid (Q85 4:2:0), cold c=8",
+            ("iiifserver", "giga-q85", "cold", 8),
+            ("iiifserver", "10mp-q85", "cold", 8),
+            "server_cpu_ms_per_req",
+            "<=",
+            1.2,
+            " ms",
+            "iiifserver 10 Mpx",
+        )
+    )
     return out
 
 
@@ -350,10 +473,16 @@ def notes(runs: list[dict[str, Any]], who: str) -> list[str]:
     return out
 
 
-def table(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]], quick: bool) -> tuple[str, int, int]:
+def table(
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]],
+    quick: bool,
+    code_changes: Sequence[Sequence[str]] = (),
+) -> tuple[str, int, int]:
     """The targets table; also the number of PASS and of rows."""
-    lines = ["| target | iiifserver | peer | peer's | ratio | goal | result | notes |",
-             "|---|---:|---|---:|---:|---|---|---|"]
+    lines = [
+        "| target | iiifserver | peer | peer's | ratio | goal | result | notes |",
+        "|---|---:|---|---:|---:|---|---|---|",
+    ]
     passed = 0
     rows = targets(quick)
     for t in rows:
@@ -372,16 +501,25 @@ def table(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]], quick: bo
         result = "MISSING" if ours is None or (theirs is None and t.goal != "<abs") else "PASS" if ok else "FAIL"
         passed += result == "PASS"
         n = notes(ours_runs, "iiifserver") + notes(theirs_runs, t.peer_name)
+        if len(code_changes) > 1:
+            ours_all = [r for r in ours_runs + theirs_runs if r["label"].startswith("iiifserver/")]
+            seen = sorted({version_at(code_changes, r) for r in ours_all})
+            if len(seen) > 1:
+                n.append(f"iiifserver runs measured different code: {', '.join(seen)}")
         if t.field in ("rps_ok", "server_cpu_ms_per_req") and ours_runs and theirs_runs and t.ours[2] != "info":
             kb = [statistics.median(r["avg_bytes"] for r in rs) / 1000 for rs in (ours_runs, theirs_runs)]
             n.append(f"avg response {kb[0]:.1f} / {kb[1]:.1f} kB")
         if t.note:
             n.append(t.note)
         if t.ours[1] == "giga-q85" and ours_runs and theirs_runs:
-            n.append(f"identifiers per run {ours_runs[0]['ids']} / {theirs_runs[0]['ids']}; "
-                     f"edge tiles {edge_share(40000, 25000):.0%} / {edge_share(4000, 2500):.0%} of all tiles")
-        lines.append(f"| {t.name} | {fmt(ours, t.unit)} | {t.peer_name} | {fmt(theirs, t.unit)} | "
-                     f"{'n/a' if ratio is None else f'{ratio:.2f}x'} | {goal} | {result} | {'; '.join(n)} |")
+            n.append(
+                f"identifiers per run {ours_runs[0]['ids']} / {theirs_runs[0]['ids']}; "
+                f"edge tiles {edge_share(40000, 25000):.0%} / {edge_share(4000, 2500):.0%} of all tiles"
+            )
+        lines.append(
+            f"| {t.name} | {fmt(ours, t.unit)} | {t.peer_name} | {fmt(theirs, t.unit)} | "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}x'} | {goal} | {result} | {'; '.join(n)} |"
+        )
     return "\n".join(lines), passed, len(rows)
 
 
@@ -396,26 +534,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where the .jsonl and .md go")
     ap.add_argument("--no-install", action="store_true", help="never apt-get; fail if something is missing")
     ap.add_argument("--seed", type=int, default=1, help="seed of the unaligned requests")
-    ap.add_argument("--report", type=Path, metavar="JSONL",
-                    help="run nothing: rebuild the table and the .md of an earlier run from its .jsonl")
+    ap.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSONL",
+        help="run nothing: rebuild the table and the .md of an earlier run from its .jsonl",
+    )
     args = ap.parse_args(argv)
 
     t_start = time.time()
     bench_root = Path(os.environ.get("BENCH_ROOT") or Path(os.environ.get("TMPDIR") or "/tmp") / "iiifbench")
     if args.report:
-        quick = args.quick or "-quick" in args.report.name
         runs = load_runs(args.report)
         if not runs:
             print(f"no runs in {args.report}", file=sys.stderr)
             return 2
-        tbl, passed, total = table(runs, quick)
+        meta_path = args.report.with_suffix(".meta.json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        quick = bool(meta.get("quick", args.quick or "-quick" in args.report.name))
+        tbl, passed, total = table(runs, quick, meta.get("code_changes") or ())
         print(tbl)
         print(f"\n{passed}/{total} targets met; {sum(len(v) for v in runs.values())} runs")
-        args.quick = quick
         md = args.report.with_suffix(".md")
-        write_report(md, args.report, args.report.with_suffix(".server.log"), tbl, passed, total, args,
-                     Plan.make(quick, args.duration, args.repeats), None, False, REPO / ".venv" / "bin" / "python",
-                     bench_root)
+        write_report(md, args.report, tbl, passed, total, meta)
         print(f"written: {md}")
         return 0
     images = bench_root / "images"
@@ -428,8 +569,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = Plan.make(args.quick, args.duration, args.repeats)
     base_args = os.environ.get("IIIFSERVER_ARGS", "").strip()
-    env = dict(os.environ, BENCH_ROOT=str(bench_root), IIIFSERVER_PROJECT=str(REPO), IIP_IMAGES=str(images),
-               IIIFSERVER_IMAGES=str(images), IMAGES=str(images), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(
+        os.environ,
+        BENCH_ROOT=str(bench_root),
+        IIIFSERVER_PROJECT=str(REPO),
+        IIP_IMAGES=str(images),
+        IIIFSERVER_IMAGES=str(images),
+        IMAGES=str(images),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
 
     day = datetime.now().strftime("%Y-%m-%d")
     stem = f"{day}-{slug(socket.gethostname())}-{slug(cpu_model())}" + ("-quick" if args.quick else "")
@@ -451,18 +599,25 @@ def main(argv: list[str] | None = None) -> int:
     # someone else's servers? then do not touch anything
     for cfg in ("iiifserver", "iipsrv"):
         if runner.shell(scripts[cfg]["pids"]).stdout.strip():
-            print(f"{cfg} of the shared scripts is already running ({scripts[cfg]['pids']}): another benchmark? "
-                  "Stop it first.", file=sys.stderr)
+            print(
+                f"{cfg} of the shared scripts is already running ({scripts[cfg]['pids']}): another benchmark? "
+                "Stop it first.",
+                file=sys.stderr,
+            )
             return 2
     for port in (8081, 8083, 11311):
         if port_in_use(port):
             print(f"127.0.0.1:{port} is in use: the shared scripts need it", file=sys.stderr)
             return 2
 
-    log(f"plan: {'quick' if args.quick else 'full'}, concurrency {plan.conc}, {plan.duration} s runs, "
-        f"{plan.repeats} repeat(s), about {plan.minutes():.0f} min of load; results -> {args.results / name}.*")
+    log(
+        f"plan: {'quick' if args.quick else 'full'}, concurrency {plan.conc}, {plan.duration} s runs, "
+        f"{plan.repeats} repeat(s), about {plan.minutes():.0f} min of load; results -> {args.results / name}.*"
+    )
     interrupted = False
     copier = LogCopier(bench_root / "run" / "iiifserver" / "iiifserver.log", server_log)
+    watcher = CodeWatcher()
+    watcher.start()
 
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -477,8 +632,14 @@ def main(argv: list[str] | None = None) -> int:
         for quality, label, pname in PYRAMIDS:
             q_env = dict(env, IIP_JPEG_Q=str(quality), IIIFSERVER_ARGS=f"{base_args} --jpeg-quality {quality}".strip())
             phases.append((f"matrix {pname}", lambda q=quality, e=q_env: matrix(runner, e, images, jsonl, plan, q)))
-            phases.append((f"unaligned {pname}", lambda q=quality, e=q_env, lb=label: unaligned(
-                runner, e, scripts, run_matrix, images, jsonl, plan, q, lb, args.seed, log)))
+            phases.append(
+                (
+                    f"unaligned {pname}",
+                    lambda q=quality, e=q_env, lb=label: unaligned(
+                        runner, e, scripts, run_matrix, images, jsonl, plan, q, lb, args.seed, log
+                    ),
+                )
+            )
         g_env = dict(env, IIP_JPEG_Q="85", IIIFSERVER_ARGS=f"{base_args} --jpeg-quality 85".strip())
         phases.append(("1 gigapixel vs 10 megapixel", lambda: giga(runner, g_env, images, jsonl, plan)))
         for title, phase in phases:
@@ -504,26 +665,48 @@ def main(argv: list[str] | None = None) -> int:
         copier.stop_event.set()
         if copier.is_alive():
             copier.join(timeout=5)
+        watcher.stop_event.set()
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGHUP, old_hup)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     elapsed = time.time() - t_start
     runs = load_runs(jsonl)
-    tbl, passed, total = table(runs, args.quick)
+    changes = [*watcher.changes]
+    if code_version() != changes[-1][1]:
+        changes.append((now_iso(), code_version()))
+    meta = {
+        "command": "python benchmarks/side_by_side.py" + (" --quick" if args.quick else ""),
+        "quick": args.quick,
+        "elapsed_s": round(elapsed),
+        "interrupted": interrupted,
+        "plan": vars(plan),
+        "bench_root": str(bench_root),
+        "server_log": server_log.name,
+        "versions": versions(venv_python),
+        "code_changes": changes,
+    }
+    jsonl.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    tbl, passed, total = table(runs, args.quick, changes)
     print()
     print(tbl)
     print()
-    print(f"{passed}/{total} targets met; {sum(len(v) for v in runs.values())} runs; "
-          f"{elapsed / 60:.1f} min{' (INTERRUPTED: partial)' if interrupted else ''}")
-    write_report(md, jsonl, server_log, tbl, passed, total, args, plan, elapsed, interrupted, venv_python, bench_root)
+    print(
+        f"{passed}/{total} targets met; {sum(len(v) for v in runs.values())} runs; "
+        f"{elapsed / 60:.1f} min{' (INTERRUPTED: partial)' if interrupted else ''}"
+    )
+    if len(changes) > 1:
+        print(f"warning: the server code changed during the run: {' -> '.join(v for _, v in changes)}")
+    write_report(md, jsonl, tbl, passed, total, meta)
     print(f"results: {jsonl}\n         {md}")
     return 1 if interrupted else 0
 
 
 def install(runner: Runner, no_install: bool, log: Callable[[str], None]) -> None:
-    have_peer = all(shutil.which(x) for x in ("lighttpd", "spawn-fcgi", "memcached")) and Path(
-        "/usr/lib/iipimage-server/iipsrv.fcgi").exists()
+    have_peer = (
+        all(shutil.which(x) for x in ("lighttpd", "spawn-fcgi", "memcached"))
+        and Path("/usr/lib/iipimage-server/iipsrv.fcgi").exists()
+    )
     updated = False
     if not have_peer:
         if no_install:
@@ -541,8 +724,10 @@ def install(runner: Runner, no_install: bool, log: Callable[[str], None]) -> Non
         log("installing wrk")
         if not updated:
             runner.run(["apt-get", "update", "-qq"])
-        runner.run(["apt-get", "install", "-y", "--no-install-recommends", "wrk"],
-                   env=dict(runner.env, DEBIAN_FRONTEND="noninteractive"))
+        runner.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "wrk"],
+            env=dict(runner.env, DEBIAN_FRONTEND="noninteractive"),
+        )
 
 
 def make_images(runner: Runner, venv_python: Path, images: Path, plan: Plan, log: Callable[[str], None]) -> None:
@@ -558,36 +743,100 @@ def make_images(runner: Runner, venv_python: Path, images: Path, plan: Plan, log
         if all(have(s, links) for s in stems):
             log(f"images: {', '.join(stems)} and {links} aliases exist")
             continue
-        runner.run([str(venv_python), str(SHARED / "make_images.py"), "--out", str(images), *flags,
-                    "--links", str(links)])
+        runner.run(
+            [str(venv_python), str(SHARED / "make_images.py"), "--out", str(images), *flags, "--links", str(links)]
+        )
 
 
 def matrix(runner: Runner, env: dict[str, str], images: Path, jsonl: Path, plan: Plan, quality: int) -> None:
-    runner.run([sys.executable, str(SHARED / "run_matrix.py"), "--configs", *CONFIGS, "--image", "big",
-                "--quality", str(quality), "--modes", "cold", "hot", "--conc", *map(str, plan.conc),
-                "--repeats", str(plan.repeats), "-d", str(plan.duration), "--info", "--project", str(REPO),
-                "--images", str(images), "--out", str(jsonl), "--min-cold-urls", str(plan.min_cold_urls)], env=env)
+    runner.run(
+        [
+            sys.executable,
+            str(SHARED / "run_matrix.py"),
+            "--configs",
+            *CONFIGS,
+            "--image",
+            "big",
+            "--quality",
+            str(quality),
+            "--modes",
+            "cold",
+            "hot",
+            "--conc",
+            *map(str, plan.conc),
+            "--repeats",
+            str(plan.repeats),
+            "-d",
+            str(plan.duration),
+            "--info",
+            "--project",
+            str(REPO),
+            "--images",
+            str(images),
+            "--out",
+            str(jsonl),
+            "--min-cold-urls",
+            str(plan.min_cold_urls),
+        ],
+        env=env,
+    )
 
 
 def giga(runner: Runner, env: dict[str, str], images: Path, jsonl: Path, plan: Plan) -> None:
     for image in ("giga", "10mp"):
-        runner.run([sys.executable, str(SHARED / "run_matrix.py"), "--configs", "iiifserver", "--image", image,
-                    "--quality", "85", "--modes", "cold", "--conc", "8", "--repeats", str(plan.repeats),
-                    "-d", str(plan.duration), "--project", str(REPO), "--images", str(images), "--out", str(jsonl),
-                    "--min-cold-urls", str(plan.min_cold_urls)], env=env)
+        runner.run(
+            [
+                sys.executable,
+                str(SHARED / "run_matrix.py"),
+                "--configs",
+                "iiifserver",
+                "--image",
+                image,
+                "--quality",
+                "85",
+                "--modes",
+                "cold",
+                "--conc",
+                "8",
+                "--repeats",
+                str(plan.repeats),
+                "-d",
+                str(plan.duration),
+                "--project",
+                str(REPO),
+                "--images",
+                str(images),
+                "--out",
+                str(jsonl),
+                "--min-cold-urls",
+                str(plan.min_cold_urls),
+            ],
+            env=env,
+        )
 
 
-def unaligned(runner: Runner, env: dict[str, str], scripts: dict[str, dict[str, str]], run_matrix: ModuleType,
-              images: Path, jsonl: Path, plan: Plan, quality: int, label: str, seed: int,
-              log: Callable[[str], None]) -> None:
+def unaligned(
+    runner: Runner,
+    env: dict[str, str],
+    scripts: dict[str, dict[str, str]],
+    run_matrix: ModuleType,
+    images: Path,
+    jsonl: Path,
+    plan: Plan,
+    quality: int,
+    label: str,
+    seed: int,
+    log: Callable[[str], None],
+) -> None:
     """Random unaligned regions at other sizes, the same list for iiifserver and iipsrv, server cold."""
     stem = run_matrix.image_stem("big", quality)
     width, height = run_matrix.IMAGES["big"]
     info = vs.ImageInfo(width, height, scale_factors=(1, 2, 4, 8, 16, 32, 64))
     ids = [f"{stem}_{i:02d}.tif" for i in range(50)]
     per_id = -(-plan.unaligned_urls // len(ids))
-    reqs = vs.interleave([[(ident, r) for r in vs.unaligned_requests(info, per_id, f"{seed}.{ident}")]
-                          for ident in ids])
+    reqs = vs.interleave(
+        [[(ident, r) for r in vs.unaligned_requests(info, per_id, f"{seed}.{ident}")] for ident in ids]
+    )
     urls_file = jsonl.with_name(f"{jsonl.stem}.unaligned-{label}.txt")
     urls_file.write_text("".join(f"{quote(ident, safe='')}{r.url}\t{r.width}\t{r.height}\n" for ident, r in reqs))
     try:
@@ -600,47 +849,96 @@ def unaligned(runner: Runner, env: dict[str, str], scripts: dict[str, dict[str, 
                     log(f"{cfg} failed to start: {started.stderr.strip()}")
                     continue
                 time.sleep(1)
-                runner.run([sys.executable, str(SHARED / "tile_load.py"), c["base"], "--urls-file", str(urls_file),
-                            "--mode", "cold", "-c", "8", "-d", str(plan.duration), "--pids-cmd", c["pids"],
-                            "--label", f"{cfg}/{label}-unaligned/r{rep}", "--json-out", str(jsonl),
-                            "--check", "10"], env=env, check=False)
+                runner.run(
+                    [
+                        sys.executable,
+                        str(SHARED / "tile_load.py"),
+                        c["base"],
+                        "--urls-file",
+                        str(urls_file),
+                        "--mode",
+                        "cold",
+                        "-c",
+                        "8",
+                        "-d",
+                        str(plan.duration),
+                        "--pids-cmd",
+                        c["pids"],
+                        "--label",
+                        f"{cfg}/{label}-unaligned/r{rep}",
+                        "--json-out",
+                        str(jsonl),
+                        "--check",
+                        "10",
+                    ],
+                    env=env,
+                    check=False,
+                )
                 runner.shell(c["stop"], env)
     finally:
         urls_file.unlink(missing_ok=True)
 
 
-def write_report(md: Path, jsonl: Path, server_log: Path, tbl: str, passed: int, total: int,
-                 args: argparse.Namespace, plan: Plan, elapsed: float | None, interrupted: bool, venv_python: Path,
-                 bench_root: Path) -> None:
-    v = versions(venv_python)
-    summary = subprocess.run([sys.executable, str(SHARED / "summarize.py"), str(jsonl)], capture_output=True,
-                             text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1")) if jsonl.exists() else None
+def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta: dict[str, Any]) -> None:
+    """The .md: how, where and on what the run was made, the targets table, and every run."""
+    summary = subprocess.run(
+        [sys.executable, str(SHARED / "summarize.py"), str(jsonl)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+    )
+    server_log = jsonl.with_suffix(".server.log")
     log_text = server_log.read_text(errors="replace") if server_log.exists() else ""
     tracebacks = log_text.count("Traceback")
     errors = sum(1 for line in log_text.splitlines() if " ERROR " in line)
-    cmd = "python benchmarks/side_by_side.py" + (" --quick" if args.quick else "")
     records = [r for rs in load_runs(jsonl).values() for r in rs]
-    when = min((r["time"] for r in records), default=datetime.now().strftime("%Y-%m-%dT%H:%M"))[:16].replace("T", " ")
-    busy = [f"{r['label']} {r['mode']} c={r['concurrency']}" for r in records
-            if (r.get("other_cpu_pct") or 0) > BUSY_PCT]
+    when = min((r["time"] for r in records), default=now_iso())[:16].replace("T", " ")
+    busy = [
+        f"{r['label']} {r['mode']} c={r['concurrency']}" for r in records if (r.get("other_cpu_pct") or 0) > BUSY_PCT
+    ]
+    plan = meta.get("plan") or vars(Plan.make(bool(meta.get("quick")), None, None))
+    v = meta.get("versions") or {}
+    changes = meta.get("code_changes") or []
+    elapsed = meta.get("elapsed_s")
     text = [
         f"# iiifserver side by side: {when} on {socket.gethostname()}",
         "",
-        f"- Command: `{cmd}`{' (interrupted: partial results)' if interrupted else ''}"
-        + (f"; took {elapsed / 60:.1f} min." if elapsed is not None else " (report rebuilt from the .jsonl)."),
+        f"- Command: `{meta.get('command', 'python benchmarks/side_by_side.py')}`"
+        + (" (interrupted: partial results)" if meta.get("interrupted") else "")
+        + (f"; took {elapsed / 60:.1f} min." if elapsed is not None else "."),
         f"- Machine: {cpu_model()}, {os.cpu_count()} CPUs, {mem_gb():.0f} GB RAM, {platform.system()} "
         f"{platform.release()}.",
-        f"- Versions: iiifserver {v['iiifserver']}; pyvips {v['pyvips']}; iipimage-server {v['iipimage-server']}, "
-        f"lighttpd {v['lighttpd']}, spawn-fcgi {v['spawn-fcgi']}, memcached {v['memcached']}; wrk {v['wrk']}.",
-        f"- Matrix: concurrency {' '.join(map(str, plan.conc))}, {plan.duration} s per run, {plan.repeats} repeat(s) "
-        "(median shown; peak RSS: the maximum); servers restarted and fresh identifiers before every cold run; "
-        "2 iiifserver workers, 2 iipsrv FastCGI processes behind lighttpd.",
+        "- Versions: "
+        + (
+            f"iiifserver {v.get('iiifserver', '?')}; pyvips {v.get('pyvips', '?')}; iipimage-server "
+            f"{v.get('iipimage-server', '?')}, lighttpd {v.get('lighttpd', '?')}, "
+            f"spawn-fcgi {v.get('spawn-fcgi', '?')}, memcached {v.get('memcached', '?')}; wrk {v.get('wrk', '?')}."
+            if v
+            else "not recorded."
+        ),
+        "- Server code during the run: "
+        + (
+            "; ".join(f"{ver} from {t[11:19]}" for t, ver in changes)
+            + (
+                " (**it changed during the run**: the table notes the rows whose runs measured different code)"
+                if len(changes) > 1
+                else ""
+            )
+            + "."
+            if changes
+            else "not recorded."
+        ),
+        *([f"- Note: {meta['note']}"] if meta.get("note") else []),
+        f"- Matrix: concurrency {' '.join(map(str, plan['conc']))}, {plan['duration']} s per run, "
+        f"{plan['repeats']} repeat(s) (median shown; peak RSS: the maximum); servers restarted and fresh "
+        "identifiers before every cold run; 2 iiifserver workers, 2 iipsrv FastCGI processes behind lighttpd.",
         "- Equal JPEG quality: output quality = the pyramid's stored quality (iipsrv `IIP_JPEG_Q`, iiifserver "
         "`--jpeg-quality`). Pyramids: 12000x9000 JPEG Q90 RGB 4:4:4 and Q85 YCbCr 4:2:0 "
         "(`make_images.py`), 40000x25000 and 4000x2500 Q85 for the size target.",
         "- Throughput is responses with status 2xx/3xx per second (`rps_ok`); CPU per tile is the server "
         "processes' CPU time over the run divided by the requests.",
-        f"- Images and run dirs: `{bench_root}`. Raw runs: `{jsonl.name}` (one JSON line per run).",
+        f"- Images and run dirs: `{meta.get('bench_root', '$BENCH_ROOT')}`. Raw runs: `{jsonl.name}` "
+        "(one JSON line per run).",
         f"- iiifserver log during the run (`{server_log.name}`, best effort): {tracebacks} tracebacks, "
         f"{errors} ERROR lines.",
         f"- Other processes used more than {BUSY_PCT} % of a core in {len(busy)} of {len(records)} runs "
@@ -655,7 +953,7 @@ def write_report(md: Path, jsonl: Path, server_log: Path, tbl: str, passed: int,
         "",
         "## All runs (`summarize.py`)",
         "",
-        summary.stdout.strip() if summary and summary.returncode == 0 else "(no runs)",
+        summary.stdout.strip() if summary.returncode == 0 else "(no runs)",
         "",
     ]
     md.write_text("\n".join(text))

@@ -183,8 +183,9 @@ class Tile:
     url: str
 
 
-def tile(info: ImageInfo, scale: int, col: int, row: int, size_style: SizeStyle | None = None,
-         image_url: str = "") -> Tile:
+def tile(
+    info: ImageInfo, scale: int, col: int, row: int, size_style: SizeStyle | None = None, image_url: str = ""
+) -> Tile:
     """The request for tile (col, row) of level ``scale``, as OpenSeadragon builds it."""
     style = size_style or ("w,h" if info.version == 3 else "w,")
     step_w, step_h = info.tile_width * scale, info.tile_height * scale
@@ -281,9 +282,15 @@ class Session:
         return [u for step in self.steps for u in step.urls]
 
 
-def step_tiles(info: ImageInfo, view: View, viewport: tuple[int, int], seen: set[tuple[int, int, int]] | None = None,
-               size_style: SizeStyle | None = None, image_url: str = "",
-               min_pixel_ratio: float = MIN_PIXEL_RATIO) -> tuple[int, list[Tile]]:
+def step_tiles(
+    info: ImageInfo,
+    view: View,
+    viewport: tuple[int, int],
+    seen: set[tuple[int, int, int]] | None = None,
+    size_style: SizeStyle | None = None,
+    image_url: str = "",
+    min_pixel_ratio: float = MIN_PIXEL_RATIO,
+) -> tuple[int, list[Tile]]:
     """Finest level for ``view`` and the tiles to request for it: every level from the coarsest to
     that one, coarser first, centre-out; tiles in ``seen`` (scale, col, row) are left out and the
     new ones added to it."""
@@ -330,9 +337,15 @@ def next_view(info: ImageInfo, view: View, action: Action, viewport: tuple[int, 
     return View(min(max(cx, 0.0), float(info.width)), min(max(cy, 0.0), float(info.height)), zoom)
 
 
-def session(info: InfoLike, viewport: tuple[int, int] = (1600, 1000), seed: int | str = 0, steps: int = 16,
-            size_style: SizeStyle | None = None, image_url: str = "",
-            min_pixel_ratio: float = MIN_PIXEL_RATIO) -> Session:
+def session(
+    info: InfoLike,
+    viewport: tuple[int, int] = (1600, 1000),
+    seed: int | str = 0,
+    steps: int = 16,
+    size_style: SizeStyle | None = None,
+    image_url: str = "",
+    min_pixel_ratio: float = MIN_PIXEL_RATIO,
+) -> Session:
     """One session: ``open`` then ``steps`` random pans and zooms. The same arguments always give
     the same session. ``info`` is an ``ImageInfo`` or a parsed info.json."""
     info = as_info(info)
@@ -354,9 +367,16 @@ def session(info: InfoLike, viewport: tuple[int, int] = (1600, 1000), seed: int 
     return Session(image_url, str(seed), out)
 
 
-def sessions(info: InfoLike, n: int, viewport: tuple[int, int] = (1600, 1000), seed: int = 0, steps: int = 16,
-             size_style: SizeStyle | None = None, image_url: str = "",
-             min_pixel_ratio: float = MIN_PIXEL_RATIO) -> list[Session]:
+def sessions(
+    info: InfoLike,
+    n: int,
+    viewport: tuple[int, int] = (1600, 1000),
+    seed: int = 0,
+    steps: int = 16,
+    size_style: SizeStyle | None = None,
+    image_url: str = "",
+    min_pixel_ratio: float = MIN_PIXEL_RATIO,
+) -> list[Session]:
     """``n`` sessions; session ``i`` is ``session(..., seed=f"{seed}.{i}")``."""
     info = as_info(info)
     return [session(info, viewport, f"{seed}.{i}", steps, size_style, image_url, min_pixel_ratio) for i in range(n)]
@@ -397,9 +417,19 @@ class ColdPlan:
     suspension points, so cooperative threads (gevent) may share one instance.
     """
 
-    def __init__(self, identifiers: Sequence[str], viewport: tuple[int, int] = (1600, 1000), seed: int = 0,
-                 steps: int = 16, size_style: SizeStyle | None = None, prefix: str = "", part: int = 0,
-                 parts: int = 1, patience: int = 5, max_sessions: int = 100_000) -> None:
+    def __init__(
+        self,
+        identifiers: Sequence[str],
+        viewport: tuple[int, int] = (1600, 1000),
+        seed: int = 0,
+        steps: int = 16,
+        size_style: SizeStyle | None = None,
+        prefix: str = "",
+        part: int = 0,
+        parts: int = 1,
+        patience: int = 5,
+        max_sessions: int = 100_000,
+    ) -> None:
         if not identifiers:
             raise ValueError("no identifiers")
         if not 0 <= part < parts:
@@ -501,13 +531,21 @@ def _round_half_up(x: float) -> int:
 
 def _within_limits(info: ImageInfo, w: int, h: int) -> bool:
     max_h = info.max_height if info.max_height is not None else info.max_width  # maxHeight defaults to maxWidth
-    return ((info.max_width is None or w <= info.max_width)
-            and (max_h is None or h <= max_h)
-            and (info.max_area is None or w * h <= info.max_area))
+    return (
+        (info.max_width is None or w <= info.max_width)
+        and (max_h is None or h <= max_h)
+        and (info.max_area is None or w * h <= info.max_area)
+    )
 
 
-def unaligned_requests(info: InfoLike, n: int, seed: int | str = 0, image_url: str = "",
-                       max_output: int = 1024, aligned_fraction: float = 0.25) -> list[Request]:
+def unaligned_requests(
+    info: InfoLike,
+    n: int,
+    seed: int | str = 0,
+    image_url: str = "",
+    max_output: int = 1024,
+    aligned_fraction: float = 0.25,
+) -> list[Request]:
     """``n`` requests a stored tile cannot answer: random regions (``x,y,w,h`` off the tile grid)
     scaled by random factors, and a share (``aligned_fraction``) of grid-aligned tile regions at
     sizes other than the tile's. Outputs are at most ``max_output`` pixels on each side, at least 1,

@@ -77,7 +77,7 @@ class Settings:
         "Send a stored JPEG tile as it is when a request is exactly that tile (no decode, no encode; "
         "the tile keeps its stored quality).",
     )
-    memory_cache_mb: int = _setting(256, "Tile cache in memory, per worker process, in MiB (0: off).")
+    memory_cache_mb: int = _setting(128, "Tile cache in memory, per worker process, in MiB (0: off).")
     disk_cache_mb: int = _setting(
         4096, "Tile cache on disk under the cache folder, shared by the workers, in MiB (0: off)."
     )

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/install.sh --test
 scripts/install-validators.sh
 echo "== ruff"
-.venv/bin/ruff check iiifserver tests
-.venv/bin/ruff format --check iiifserver tests
+.venv/bin/ruff check iiifserver tests benchmarks
+.venv/bin/ruff format --check iiifserver tests benchmarks
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

@@ -9,38 +9,25 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[2]
 LOADTEST = REPO / "benchmarks" / "loadtest.py"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(importlib.util.find_spec("locust") is None,
-                       reason="Locust is not installed: it comes with the optional extra 'bench' "
-                              "(pip install -e '.[bench]')"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("locust") is None,
+        reason="Locust is not installed: it comes with the optional extra 'bench' (pip install -e '.[bench]')",
+    ),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _iiifserver() -> Path:
-    here = Path(sys.executable).parent / "iiifserver"
-    return here if here.exists() else REPO / ".venv" / "bin" / "iiifserver"
 
 
 @pytest.fixture(scope="module")
@@ -49,49 +36,46 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list
 
     images = tmp_path_factory.mktemp("loadtest-images")
     image = pyvips.Image.perlin(2500, 1800, cell_size=96, uchar=True).colourspace("srgb")
-    image.tiffsave(str(images / "pic.tif"), tile=True, pyramid=True, compression="jpeg", Q=85,
-                   tile_width=256, tile_height=256)
+    image.tiffsave(
+        str(images / "pic.tif"), tile=True, pyramid=True, compression="jpeg", Q=85, tile_width=256, tile_height=256
+    )
     ids = []
     for i in range(12):
         (images / f"pic_{i:02d}.tif").symlink_to("pic.tif")
         ids.append(f"pic_{i:02d}.tif")
-    port = _free_port()
     log = tmp_path_factory.mktemp("loadtest-server") / "server.log"
-    cmd = [str(_iiifserver()), "serve", "--host", "127.0.0.1", "--port", str(port), "--images", str(images),
-           "--cache", str(tmp_path_factory.mktemp("loadtest-cache")), "--workers", "2", "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+    proc, port = start_server(images, tmp_path_factory.mktemp("loadtest-cache"), log=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"iiifserver exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("iiifserver did not answer /health within 60 s")
-                time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/iiif/3", ids, log
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the group id is its PID
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_server(proc)
 
 
 @pytest.mark.parametrize("mode", ["cold", "repeat"])
 def test_loadtest_runs_against_iiifserver(server: tuple[str, list[str], Path], tmp_path: Path, mode: str) -> None:
     base, ids, log = server
     summary_path = tmp_path / "summary.json"
-    cmd = [sys.executable, str(LOADTEST), base, "--ids", *ids, "--users", "4", "--spawn-rate", "4",
-           "--run-time", "5s", "--mode", mode, "--csv", str(tmp_path / "run"), "--summary-json", str(summary_path),
-           "--check-every", "5"]
+    cmd = [
+        sys.executable,
+        str(LOADTEST),
+        base,
+        "--ids",
+        *ids,
+        "--users",
+        "4",
+        "--spawn-rate",
+        "4",
+        "--run-time",
+        "5s",
+        "--mode",
+        mode,
+        "--csv",
+        str(tmp_path / "run"),
+        "--summary-json",
+        str(summary_path),
+        "--check-every",
+        "5",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -19,18 +19,32 @@ V2 = "http://iiif.io/api/image/2/context.json"
 
 def info3(width: int, height: int, tile: int = 256, factors: list[int] | None = None, **extra: Any) -> dict[str, Any]:
     tiles: dict[str, Any] = {"width": tile, "scaleFactors": factors or [1, 2, 4, 8, 16, 32, 64]}
-    return {"@context": V3, "id": "http://x/iiif/3/a", "type": "ImageService3", "width": width, "height": height,
-            "tiles": [tiles], **extra}
+    return {
+        "@context": V3,
+        "id": "http://x/iiif/3/a",
+        "type": "ImageService3",
+        "width": width,
+        "height": height,
+        "tiles": [tiles],
+        **extra,
+    }
 
 
 INFOS: dict[str, dict[str, Any]] = {
     "big-v3": info3(12000, 9000),
     # iipsrv 1.1's shape (Image API 2)
-    "big-v2": {"@context": V2, "@id": "http://x/iiif/a.tif", "protocol": "http://iiif.io/api/image", "width": 12000,
-               "height": 9000, "tiles": [{"width": 256, "height": 256, "scaleFactors": [1, 2, 4, 8, 16, 32, 64]}],
-               "maxWidth": 5000, "maxHeight": 5000},
-    "odd-nonsquare": info3(1001, 333, factors=[1, 2, 4, 8]) | {"tiles": [{"width": 128, "height": 64,
-                                                                         "scaleFactors": [1, 2, 4, 8]}]},
+    "big-v2": {
+        "@context": V2,
+        "@id": "http://x/iiif/a.tif",
+        "protocol": "http://iiif.io/api/image",
+        "width": 12000,
+        "height": 9000,
+        "tiles": [{"width": 256, "height": 256, "scaleFactors": [1, 2, 4, 8, 16, 32, 64]}],
+        "maxWidth": 5000,
+        "maxHeight": 5000,
+    },
+    "odd-nonsquare": info3(1001, 333, factors=[1, 2, 4, 8])
+    | {"tiles": [{"width": 128, "height": 64, "scaleFactors": [1, 2, 4, 8]}]},
     "giga-512": info3(40000, 25000, tile=512, factors=[1, 2, 4, 8, 16, 32, 64, 128]),
     "one-tile": info3(200, 150, factors=[1]),
     "tall-limited": info3(3000, 20000, factors=[1, 2, 4, 8, 16, 32, 64, 128], maxWidth=2000, maxArea=3_000_000),
@@ -40,7 +54,7 @@ INFOS: dict[str, dict[str, Any]] = {
 def parse_and_check(url: str, info: dict[str, Any], prefix: str = "/img") -> tuple[tuple[int, int, int, int], int, int]:
     """Region and output size of an image URL; asserts it is valid for the image."""
     assert url.startswith(prefix + "/"), url
-    region, size, rotation, filename = url[len(prefix) + 1:].split("/")
+    region, size, rotation, filename = url[len(prefix) + 1 :].split("/")
     assert rotation == "0"
     assert filename == "default.jpg"
     width, height = info["width"], info["height"]
@@ -214,8 +228,10 @@ def test_steps_are_coarser_first_then_centre_out_without_repeats() -> None:
             scales = [t.scale for t in step.tiles]
             assert scales == sorted(scales, reverse=True)
             for s in set(scales):
-                full = [(((c + 0.5) * 512 * s - step.view.cx) ** 2 + ((r + 0.5) * 512 * s - step.view.cy) ** 2)
-                        for c, r in ((t.col, t.row) for t in step.tiles if t.scale == s)]
+                full = [
+                    (((c + 0.5) * 512 * s - step.view.cx) ** 2 + ((r + 0.5) * 512 * s - step.view.cy) ** 2)
+                    for c, r in ((t.col, t.row) for t in step.tiles if t.scale == s)
+                ]
                 assert full == sorted(full), "tiles of a level are not centre-out"
 
 
@@ -252,9 +268,17 @@ def test_unaligned_requests_are_valid_and_not_tiles(name: str) -> None:
     assert len(reqs) == 400
     assert reqs == vs.unaligned_requests(info, 400, seed=4, image_url="/img")
     assert reqs != vs.unaligned_requests(info, 400, seed=5, image_url="/img")
-    tile_urls = {vs.tile(info, s, c, r, style, "/img").url
-                 for s in info.scales for c in range(info.grid(s)[0]) for r in range(info.grid(s)[1])
-                 for style in ("w,", "w,h")} if info.n_tiles() < 5000 else set()
+    tile_urls = (
+        {
+            vs.tile(info, s, c, r, style, "/img").url
+            for s in info.scales
+            for c in range(info.grid(s)[0])
+            for r in range(info.grid(s)[1])
+            for style in ("w,", "w,h")
+        }
+        if info.n_tiles() < 5000
+        else set()
+    )
     kinds = set()
     for req in reqs:
         _region, w, h = parse_and_check(req.url, raw)
@@ -264,8 +288,17 @@ def test_unaligned_requests_are_valid_and_not_tiles(name: str) -> None:
         assert 2 <= req.height <= 1024
         assert req.url not in tile_urls
         size = req.url.split("/")[-3]
-        kinds.add("pct" if size.startswith("pct:") else "!" if size.startswith("!") else
-                  ",h" if size.startswith(",") else "w," if size.endswith(",") else "w,h")
+        kinds.add(
+            "pct"
+            if size.startswith("pct:")
+            else "!"
+            if size.startswith("!")
+            else ",h"
+            if size.startswith(",")
+            else "w,"
+            if size.endswith(",")
+            else "w,h"
+        )
     if info.width > 1000:
         assert kinds == {"pct", "!", ",h", "w,", "w,h"}
 

@@ -47,17 +47,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(images: Path, cache: Path, *extra: str, workers: int = 2) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    images: Path, cache: Path, *extra: str, log: Path, workers: int = 2
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``iiifserver serve`` on a free port, its output in ``log``; returns once /health answers."""
     port = free_port()
     exe = Path(sys.executable).parent / "iiifserver"
     cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--images", str(images)]
     cmd += ["--cache", str(cache), "--workers", str(workers), "--log-level", "warning", *extra]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with log.open("wb") as out:  # a file, not a pipe: a pipe nobody reads can stall the server
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"iiifserver exited with {proc.returncode}:\n{out}")
+            raise RuntimeError(f"iiifserver exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                 if response.status == 200:
@@ -76,13 +79,12 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    if proc.stdout:
-        proc.stdout.close()
 
 
 @pytest.fixture(scope="session")
 def live_server(demo_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    proc, port = start_server(demo_images, tmp_path_factory.mktemp("live-cache"))
+    log = tmp_path_factory.mktemp("live-log") / "server.log"
+    proc, port = start_server(demo_images, tmp_path_factory.mktemp("live-cache"), log=log)
     try:
         yield LiveServer(f"http://127.0.0.1:{port}", port, demo_images, proc.pid)
     finally:
