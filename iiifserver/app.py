@@ -30,7 +30,8 @@ from iiifserver.image.service import ImageService, Lanes, Workers
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import FilesystemSource
 from iiifserver.logs import configure_logging
-from iiifserver.web import admin, image_routes
+from iiifserver.presentation.service import PresentationService
+from iiifserver.web import admin, image_routes, presentation_routes
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
 from iiifserver.web.headers import CORSMiddleware
@@ -75,6 +76,14 @@ def create_app(settings: Settings) -> Starlette:
         cache,
     )
 
+    presentation = PresentationService(
+        settings.manifests,
+        settings.images,
+        service,
+        lanes.io.run,
+        check_interval=settings.source_check_interval,
+        page_size=settings.collection_page_size,
+    )
     memo = ResponseMemo(settings.trusted_proxy_set)
 
     async def home(request: Request) -> Response:
@@ -82,6 +91,12 @@ def create_app(settings: Settings) -> Starlette:
             {
                 "service": "iiifserver",
                 "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
+                "presentation_api": {
+                    "3.0": {
+                        "collection": "/iiif/presentation/3/collection",
+                        "manifest": "/iiif/presentation/3/{object}/manifest",
+                    }
+                },
             }
         )
 
@@ -112,6 +127,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", health, methods=["GET", "HEAD"]),
         *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": memo.stats()}),
         *image_routes.routes(service, settings, memo),
+        *presentation_routes.routes(presentation, settings),
     ]
     app = Starlette(
         routes=routes,
@@ -122,6 +138,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.image_service = service
+    app.state.presentation = presentation
     app.state.memo = memo
     return app
 
