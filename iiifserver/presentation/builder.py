@@ -34,7 +34,6 @@ from iiif_prezi3 import (
 )
 
 from iiifserver.image.request import encode_identifier
-from iiifserver.presentation.catalogue import folder_label
 from iiifserver.presentation.description import (
     Agent,
     Description,
@@ -43,6 +42,7 @@ from iiifserver.presentation.description import (
     MetadataEntry,
     ObjectDescription,
     RangeSpec,
+    folder_label,
 )
 
 PRESENTATION_PREFIX = "/iiif/presentation/3"
@@ -123,7 +123,7 @@ def build_manifest(
             canvas["behavior"] = list(page.behavior)
         canvases.append(Canvas(**canvas))
 
-    fields = _common(description)
+    fields = _common(description, base)
     fields["label"] = fields.get("label") or {"none": [object_id.rpartition("/")[2]]}
     thumbnail_image = description.thumbnail_image or description.pages[description.thumbnail or 0].image
     fields["thumbnail"] = [_thumbnail(base, images[thumbnail_image])]
@@ -211,7 +211,7 @@ def build_collection(
     Presentation 3.0 has no paging of its own for collections, so a large one is split into
     sub-collections each listing at most ``page_size`` members, which every viewer can browse.
     """
-    fields = _common(description) if description is not None else {}
+    fields = _common(description, base) if description is not None else {}
     name = path.rpartition("/")[2]
     fields["label"] = fields.get("label") or (
         {"none": [folder_label(name)]} if path else {"en": ["Collections"], "fr": ["Collections"], "nl": ["Collecties"]}
@@ -253,7 +253,7 @@ def build_collection(
 # -- shared ------------------------------------------------------------------------------------
 
 
-def _common(description: Description) -> dict[str, Any]:
+def _common(description: Description, base: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if description.label:
         fields["label"] = _lang(description.label)
@@ -266,7 +266,7 @@ def _common(description: Description) -> dict[str, Any]:
     if description.rights:
         fields["rights"] = description.rights
     if description.provider:
-        fields["provider"] = [_agent(agent) for agent in description.provider]
+        fields["provider"] = [_agent(agent, base) for agent in description.provider]
     if description.homepage:
         # A homepage MUST have a label: the object's own, when the description gives none.
         fields["homepage"] = [
@@ -299,14 +299,17 @@ def _link(link: Link) -> dict[str, Any]:
     return out
 
 
-def _agent(agent: Agent) -> Provider:
+def _agent(agent: Agent, base: str) -> Provider:
     fields: dict[str, Any] = {"id": agent.id, "type": "Agent", "label": _lang(agent.label)}
     if agent.homepage:
         fields["homepage"] = [
             Homepage(**_link(link) | {"label": _lang(link.label or agent.label)}) for link in agent.homepage
         ]
     if agent.logo:
-        fields["logo"] = [_link(link) for link in agent.logo]
+        # A logo given as "/iiif/3/..." is on this server.
+        fields["logo"] = [
+            _link(link) | {"id": base + link.id if link.id.startswith("/") else link.id} for link in agent.logo
+        ]
     if agent.see_also:
         fields["seeAlso"] = [_link(link) for link in agent.see_also]
     return Provider(**fields)

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,9 @@ from iiifserver.presentation.description import (
     DescriptionError,
     ObjectDescription,
     check_object_id,
+    folder_label,
     lists_pages,
+    natural_key,
     parse_collection,
     parse_object,
 )
@@ -82,17 +83,6 @@ class Catalogue:
     problems: list[DescriptionError] = field(default_factory=list)  # every error, for validate and the log
     token: str = ""
     mtime_ns: int = 0  # newest description file or image folder: the Last-Modified of collections
-
-
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """``page-2`` before ``page-10``; case-insensitive otherwise."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part.casefold()) for part in re.split(r"(\d+)", text))
-
-
-def folder_label(name: str) -> str:
-    """``book_of-hours`` -> ``Book of hours``: separators become spaces; all-lowercase gets a capital."""
-    text = re.sub(r"[\s_\-]+", " ", name).strip() or name
-    return text[0].upper() + text[1:] if text.islower() else text
 
 
 # -- scanning ----------------------------------------------------------------------------------
@@ -248,7 +238,12 @@ class Scanner:
         token = _token(object_id, source, data)
         if isinstance(data, DescriptionError):
             return ObjectEntry(object_id, None, data, parent, origin, token, mtime)
-        folder_images = () if lists_pages(data) else tuple(folders.get(object_id, ()))
+        folder_images: tuple[str, ...] = ()
+        if not lists_pages(data):
+            # Its folder's images; else the one image with the object's id (painting.yaml + painting.tif).
+            folder_images = tuple(folders.get(object_id, ()))
+            if not folder_images and object_id in folders.get(parent, ()):
+                folder_images = (object_id,)
         if folder_images:
             token = _token(token, folder_images)
         try:

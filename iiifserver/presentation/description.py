@@ -162,7 +162,8 @@ def parse_object(data: Any, source: str, folder_images: Sequence[str] = ()) -> O
     """A mapping (as read from YAML/JSON/CSV) -> ``ObjectDescription``; ``DescriptionError`` otherwise.
 
     A description without ``pages`` gets ``folder_images`` (the images of the folder named like
-    the object, in natural order); its ranges and thumbnail then refer to those.
+    the object, in natural order, or the image named like it); its ranges and thumbnail then
+    refer to those.
     """
     p = _Parser(source)
     mapping = p.mapping(data, "")
@@ -171,7 +172,9 @@ def parse_object(data: Any, source: str, folder_images: Sequence[str] = ()) -> O
     if lists_pages(mapping):
         pages = tuple(p.page(item, f"pages[{i}]") for i, item in enumerate(p.sequence(mapping["pages"], "pages")))
     else:
-        pages = tuple(Page(image) for image in folder_images)
+        pages = tuple(
+            Page(image, label=(("none", (folder_label(image.rpartition("/")[2]),)),)) for image in folder_images
+        )
     if not pages:
         raise p.fail("pages", "the object has no images (list them under pages, or put them in its folder)")
     ranges = tuple(
@@ -200,6 +203,17 @@ def parse_collection(data: Any, source: str) -> Description:
     mapping = p.mapping(data, "")
     p.known_fields(mapping, COLLECTION_FIELDS, "")
     return Description(**p.common(mapping))
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """``page-2`` before ``page-10``; case-insensitive otherwise."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part.casefold()) for part in re.split(r"(\d+)", text))
+
+
+def folder_label(name: str) -> str:
+    """``book_of-hours`` -> ``Book of hours``: separators become spaces; all-lowercase gets a capital."""
+    text = re.sub(r"[\s_\-]+", " ", name).strip() or name
+    return text[0].upper() + text[1:] if text.islower() else text
 
 
 def language_map(value: Any, source: str, field_name: str) -> LanguageMap:
@@ -267,8 +281,10 @@ class _Parser:
             raise self.fail(field_name, f"expected text, got {_kind(value)}")
         return str(value).strip()
 
-    def url(self, value: Any, field_name: str) -> str:
+    def url(self, value: Any, field_name: str, *, relative: bool = False) -> str:
         text = self.text(value, field_name, required=True)
+        if relative and text.startswith("/") and not text.startswith("//") and not any(c.isspace() for c in text):
+            return text  # on this server: the public base URL is put in front when building
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
             raise self.fail(field_name, f"{text!r} is not an http(s) URL")
@@ -331,7 +347,9 @@ class _Parser:
             self.language_map(mapping.get("value"), f"{field_name}.value", required=True),
         )
 
-    def links(self, value: Any, field_name: str, default_type: str, default_format: str) -> tuple[Link, ...]:
+    def links(
+        self, value: Any, field_name: str, default_type: str, default_format: str, *, relative: bool = False
+    ) -> tuple[Link, ...]:
         out = []
         for i, item in enumerate(self.one_or_many(value)):
             where = f"{field_name}[{i}]"
@@ -341,7 +359,7 @@ class _Parser:
             self.known_fields(mapping, frozenset({"id", "type", "label", "format", "profile", "language"}), where)
             out.append(
                 Link(
-                    id=self.url(mapping.get("id"), f"{where}.id"),
+                    id=self.url(mapping.get("id"), f"{where}.id", relative=relative),
                     type=self.text(mapping.get("type"), f"{where}.type") or default_type,
                     label=self.language_map(mapping.get("label"), f"{where}.label"),
                     format=self.text(mapping.get("format"), f"{where}.format") or default_format,
@@ -359,7 +377,7 @@ class _Parser:
         homepage = self.links(mapping.get("homepage"), f"{field_name}.homepage", "Text", "text/html")
         logo = tuple(
             Link(link.id, "Image", link.label, link.format or _image_format(link.id))
-            for link in self.links(mapping.get("logo"), f"{field_name}.logo", "Image", "")
+            for link in self.links(mapping.get("logo"), f"{field_name}.logo", "Image", "", relative=True)
         )
         if mapping.get("id") is not None:
             agent_id = self.url(mapping.get("id"), f"{field_name}.id")
