@@ -82,7 +82,8 @@ def test_manifest_carries_every_description_feature(
     assert m["rights"] == "http://rightsstatements.org/vocab/InC/1.0/"
     assert m["requiredStatement"]["value"] == {"fr": ["Musée X"], "en": ["X Museum"]}
     museum, partner = m["provider"]
-    assert museum["id"] == "https://museum.example.org/" and museum["type"] == "Agent"
+    assert museum["id"] == "https://museum.example.org/"
+    assert museum["type"] == "Agent"
     assert museum["homepage"][0] == {
         "id": "https://museum.example.org/",
         "type": "Text",
@@ -110,7 +111,8 @@ def test_manifest_carries_every_description_feature(
     assert second["label"] == {"none": ["Back"]}
 
     page = first["items"][0]
-    assert page["type"] == "AnnotationPage" and page["id"] == f"{root}/canvas/1/page"
+    assert page["type"] == "AnnotationPage"
+    assert page["id"] == f"{root}/canvas/1/page"
     annotation = page["items"][0]
     assert annotation["motivation"] == "painting"
     assert annotation["target"] == first["id"]
@@ -119,7 +121,9 @@ def test_manifest_carries_every_description_feature(
     assert body["id"] == f"{service}/full/max/0/default.jpg"
     assert (body["type"], body["format"], body["width"], body["height"]) == ("Image", "image/jpeg", 1200, 900)
     v3, v2 = body["service"]
-    assert v3["id"] == service and v3["type"] == "ImageService3" and v3["profile"] == "level2"
+    assert v3["id"] == service
+    assert v3["type"] == "ImageService3"
+    assert v3["profile"] == "level2"
     assert v3["sizes"][-1] == {"width": 1200, "height": 900}
     assert all(s["width"] <= 1200 for s in v3["sizes"])
     assert v2 == {
@@ -138,7 +142,8 @@ def test_manifest_carries_every_description_feature(
     ]
 
     (outer,) = m["structures"]
-    assert outer["id"] == f"{root}/range/1" and outer["type"] == "Range"
+    assert outer["id"] == f"{root}/range/1"
+    assert outer["type"] == "Range"
     assert outer["items"][0] == {"id": f"{root}/canvas/1", "type": "Canvas"}
     inner = outer["items"][1]
     assert inner["id"] == f"{root}/range/1-1"

@@ -23,7 +23,8 @@ def test_folder_of_images_is_an_object_in_natural_order(tree: tuple[Path, Path])
     catalogue = _scan(images, manifests).scan()
     entry = catalogue.objects["letters_of-1914"]
     assert entry.origin == "folder"
-    assert entry.error is None and entry.description is not None
+    assert entry.error is None
+    assert entry.description is not None
     assert [p.image for p in entry.description.pages] == [
         "letters_of-1914/scan-1",
         "letters_of-1914/scan-2",
@@ -31,7 +32,7 @@ def test_folder_of_images_is_an_object_in_natural_order(tree: tuple[Path, Path])
         "letters_of-1914/scan-10",
     ]
     assert entry.description.label == (("none", ("Letters of 1914",)),)
-    assert [p.label for p in entry.description.pages][0] == (("none", ("Scan 1",)),)
+    assert next(p.label for p in entry.description.pages) == (("none", ("Scan 1",)),)
     assert entry.description.behavior == ("individuals",)
     assert entry.collection == ""
     assert catalogue.collections[""].objects == ("letters_of-1914",)
@@ -45,7 +46,8 @@ def test_loose_top_images_are_objects_of_one_page(tree: tuple[Path, Path]) -> No
     assert set(catalogue.objects) == {"vase", "plate"}
     assert catalogue.objects["vase"].origin == "image"
     vase = catalogue.objects["vase"].description
-    assert vase is not None and [p.image for p in vase.pages] == ["vase"]
+    assert vase is not None
+    assert [p.image for p in vase.pages] == ["vase"]
 
 
 def test_twin_files_keep_the_short_id_for_the_tiff(tree: tuple[Path, Path]) -> None:
@@ -186,7 +188,8 @@ def test_a_bad_description_is_an_error_entry_and_others_keep_working(
         write(path, content)
     catalogue = _scan(images, manifests).scan()
     bad = catalogue.objects[os.path.splitext(name)[0]]
-    assert bad.description is None and bad.error is not None
+    assert bad.description is None
+    assert bad.error is not None
     assert name in str(bad.error)
     assert phrase in str(bad.error)
     assert bad.error in catalogue.problems
@@ -198,7 +201,8 @@ def test_oversized_description_is_refused(tree: tuple[Path, Path]) -> None:
     images, manifests = tree
     (manifests / "huge.yaml").write_bytes(b"#" * (MAX_DESCRIPTION_BYTES + 1))
     error = _scan(images, manifests).scan().objects["huge"].error
-    assert error is not None and "larger than" in str(error)
+    assert error is not None
+    assert "larger than" in str(error)
 
 
 def test_the_same_object_described_twice_is_an_error(tree: tuple[Path, Path]) -> None:
@@ -239,7 +243,8 @@ def test_spreadsheet_in_the_manifests_folder_is_read(tree: tuple[Path, Path]) ->
     assert [p.image for p in album.description.pages] == ["a1", "a2"]
     vase = catalogue.objects["vase"]
     assert vase.error is not None
-    assert "catalogue.csv line 4" in str(vase.error) and "rights" in str(vase.error)
+    assert "catalogue.csv line 4" in str(vase.error)
+    assert "rights" in str(vase.error)
 
 
 def test_bad_collection_description_is_reported(tree: tuple[Path, Path]) -> None:
@@ -262,7 +267,8 @@ def test_rescan_follows_edits_additions_and_removals(tree: tuple[Path, Path]) ->
     write(manifests / "obj.yaml", "label: Second edition\npages: [p]\n")
     second = scanner.scan()
     description = second.objects["obj"].description
-    assert description is not None and description.label == (("none", ("Second edition",)),)
+    assert description is not None
+    assert description.label == (("none", ("Second edition",)),)
     assert second.objects["obj"].token != first.objects["obj"].token
     assert second.token != first.token
     make_image(images / "new" / "n.tif", 40, 30)
