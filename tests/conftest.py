@@ -14,6 +14,9 @@ from iiifserver.app import create_app
 from iiifserver.config import Settings
 from tests.web.conftest import Http
 
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "iiifserver" / "demo" / "assets"
+
 
 @pytest.fixture
 def tree(tmp_path: Path) -> tuple[Path, Path]:
@@ -40,3 +43,12 @@ def client(tmp_path: Path, portal: anyio.from_thread.BlockingPortal) -> Callable
         return Http(create_app(settings), portal)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from iiifserver.demo import build_demo
+
+    root = tmp_path_factory.mktemp("demo-images")
+    build_demo(root, ASSETS, large=False)
+    return root
