@@ -45,4 +45,4 @@ if [ ! -f "$stamp" ]; then
   # A test install also satisfies a plain one.
   [ -n "$extras" ] && touch "${stamp%-test}"
 fi
-echo "install: .venv ready ($(.venv/bin/python -c 'import pyvips; print("libvips", pyvips.version(0), pyvips.version(1), pyvips.version(2), sep=".").replace("libvips.", "libvips ")'))"
+echo "install: .venv ready ($(.venv/bin/python -c 'import pyvips; print("libvips %d.%d.%d" % tuple(pyvips.version(i) for i in range(3)))'))"
