@@ -13,10 +13,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from iiifserver import config
+from iiifserver import asgi_call, config
 from iiifserver.cache.disk import DiskCache
 from iiifserver.cache.memory import MemoryCache
 from iiifserver.cache.tiered import TileCache
@@ -30,7 +30,8 @@ from iiifserver.image.service import ImageService, Lanes, Workers
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import FilesystemSource
 from iiifserver.logs import configure_logging
-from iiifserver.web import admin, image_routes
+from iiifserver.web import admin, image_routes, pages
+from iiifserver.web.assets import Assets
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
 from iiifserver.web.headers import CORSMiddleware
@@ -77,13 +78,18 @@ def create_app(settings: Settings) -> Starlette:
 
     memo = ResponseMemo(settings.trusted_proxy_set)
 
-    async def home(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "service": "iiifserver",
-                "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
-            }
-        )
+    def describe() -> dict[str, object]:
+        return {
+            "service": "iiifserver",
+            "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
+            "presentation_api": {"3.0": "/iiif/presentation/3/collection"},
+        }
+
+    async def object_exists(object_id: str) -> bool:
+        # Asks the app's own manifest route in-process: the pages need no knowledge of how
+        # manifests are stored, only whether the object has one.
+        status, _, _ = await asgi_call.call(app, pages.manifest_path(object_id))
+        return status == 200
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok\n", headers={"cache-control": "no-store"})
@@ -108,8 +114,8 @@ def create_app(settings: Settings) -> Starlette:
                     await watcher
 
     routes = [
-        Route("/", home, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
+        *pages.routes(settings, Assets(), object_exists, describe),
         *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": memo.stats()}),
         *image_routes.routes(service, settings, memo),
     ]
