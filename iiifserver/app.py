@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from iiifserver import asgi_call, config
+from iiifserver import config
 from iiifserver.cache.disk import DiskCache
 from iiifserver.cache.memory import MemoryCache
 from iiifserver.cache.tiered import TileCache
@@ -30,7 +30,8 @@ from iiifserver.image.service import ImageService, Lanes, Workers
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import FilesystemSource
 from iiifserver.logs import configure_logging
-from iiifserver.web import admin, image_routes, pages
+from iiifserver.presentation.service import PresentationService
+from iiifserver.web import admin, image_routes, pages, presentation_routes
 from iiifserver.web.assets import Assets
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
@@ -76,20 +77,31 @@ def create_app(settings: Settings) -> Starlette:
         cache,
     )
 
+    presentation = PresentationService(
+        settings.manifests,
+        settings.images,
+        service,
+        lanes.io.run,
+        check_interval=settings.source_check_interval,
+        page_size=settings.collection_page_size,
+    )
     memo = ResponseMemo(settings.trusted_proxy_set)
 
     def describe() -> dict[str, object]:
         return {
             "service": "iiifserver",
             "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
-            "presentation_api": {"3.0": "/iiif/presentation/3/collection"},
+            "presentation_api": {
+                "3.0": {
+                    "collection": "/iiif/presentation/3/collection",
+                    "manifest": "/iiif/presentation/3/{object}/manifest",
+                }
+            },
         }
 
     async def object_exists(object_id: str) -> bool:
-        # Asks the app's own manifest route in-process: the pages need no knowledge of how
-        # manifests are stored, only whether the object has one.
-        status, _, _ = await asgi_call.call(app, pages.manifest_path(object_id))
-        return status == 200
+        entry = (await presentation.catalogue()).objects.get(object_id)
+        return entry is not None
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok\n", headers={"cache-control": "no-store"})
@@ -118,6 +130,7 @@ def create_app(settings: Settings) -> Starlette:
         *pages.routes(settings, Assets(), object_exists, describe),
         *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": memo.stats()}),
         *image_routes.routes(service, settings, memo),
+        *presentation_routes.routes(presentation, settings),
     ]
     app = Starlette(
         routes=routes,
@@ -128,6 +141,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.image_service = service
+    app.state.presentation = presentation
     app.state.memo = memo
     return app
 

@@ -8,6 +8,8 @@ work through the same modules the server uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import sys
 import unicodedata
@@ -186,3 +188,176 @@ def cache_purge(identifier: str | None, config_file: Path | None, **overrides: A
         removed = sum(disk.purge(candidate) for candidate in cache_names(name))
     what = f"for {identifier!r}" if identifier is not None else "in all"
     click.echo(f"purged {removed} cached tiles {what} ({settings.cache})")
+
+
+@main.group()
+def manifests() -> None:
+    """Object descriptions and the Presentation API documents built from them."""
+
+
+def _cli_base(settings: Settings) -> str:
+    return settings.public_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
+
+
+@manifests.command("build")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Also write every document here: OBJECT/manifest.json, collection.json, collection/PATH.json.",
+)
+@_settings_options
+def manifests_build(out: Path | None, config_file: Path | None, **overrides: Any) -> None:
+    """Build every manifest and collection (ids under public_url), reporting each bad description."""
+    settings = _load(config_file, overrides)
+    failures = asyncio.run(_build_all(settings, out, progress=True))
+    if failures:
+        sys.exit(1)
+
+
+@manifests.command("validate")
+@click.option(
+    "--schema",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Also check every document against this JSON Schema (the IIIF Presentation 3.0 schema).",
+)
+@_settings_options
+def manifests_validate(schema: Path | None, config_file: Path | None, **overrides: Any) -> None:
+    """Check every description and its images, and build each document; exit 1 on any problem."""
+    settings = _load(config_file, overrides)
+    validator = None
+    if schema is not None:
+        try:
+            import jsonschema
+        except ImportError:
+            raise click.UsageError("--schema needs the jsonschema package (pip install jsonschema)") from None
+        import json
+
+        validator = jsonschema.Draft7Validator(json.loads(schema.read_text(encoding="utf-8")))
+    failures = asyncio.run(_build_all(settings, None, progress=False, validator=validator))
+    if failures:
+        click.echo(f"{failures} problem(s)", err=True)
+        sys.exit(1)
+    click.echo("all descriptions are valid")
+
+
+async def _build_all(settings: Settings, out: Path | None, *, progress: bool, validator: Any = None) -> int:
+    from iiifserver.app import create_app
+    from iiifserver.errors import IIIFError
+    from iiifserver.presentation.builder import object_path
+
+    app = create_app(settings)
+    presentation = app.state.presentation
+    logging.getLogger("iiifserver.presentation").setLevel(logging.ERROR)  # problems are printed below
+    base = _cli_base(settings)
+    catalogue = await presentation.catalogue()
+    failures = 0
+    reported: set[str] = set()
+    for problem in catalogue.problems:
+        click.echo(f"FAIL {problem}", err=True)
+        reported.add(str(problem))
+        failures += 1
+    jobs: list[tuple[str, str, int]] = [("manifest", i, 0) for i in sorted(catalogue.objects)]
+    size = settings.collection_page_size
+    for path in sorted(catalogue.collections):
+        try:
+            _keyed, members = await presentation.collection_key(path, base, 0)
+        except IIIFError:
+            continue  # already reported among the catalogue's problems
+        pages = -(-len(members) // size) if len(members) > size else 0
+        jobs += [("collection", path, page) for page in range(pages + 1)]
+    built = 0
+    bar_context: Any = (
+        click.progressbar(jobs, label="building", file=sys.stderr, show_pos=True)
+        if progress
+        else contextlib.nullcontext(jobs)
+    )
+    with bar_context as bar:
+        for kind, name, page in bar:
+            try:
+                if kind == "manifest":
+                    document = await presentation.manifest(name, base)
+                    target = f"{object_path(name)}/manifest.json"
+                else:
+                    document = await presentation.collection(name, base, page)
+                    suffix = f"-page-{page}" if page else ""
+                    target = (f"collection/{object_path(name)}" if name else "collection") + f"{suffix}.json"
+            except IIIFError as exc:
+                if str(exc) not in reported:
+                    click.echo(f"\nFAIL {exc}" if progress else f"FAIL {exc}", err=True)
+                    reported.add(str(exc))
+                    failures += 1
+                continue
+            if validator is not None:
+                import json
+
+                errors = sorted(validator.iter_errors(json.loads(document.body)), key=lambda e: list(e.path))
+                for error in errors[:5]:
+                    where = "/".join(str(p) for p in error.absolute_path)
+                    click.echo(f"FAIL {kind} {name or '(top)'}: schema: {where}: {error.message[:200]}", err=True)
+                failures += bool(errors)
+            if out is not None:
+                path = out / target
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_bytes(document.body)
+                os.replace(tmp, path)
+            built += 1
+    await app.state.image_service.drain()
+    objects = sum(1 for e in catalogue.objects.values() if e.error is None)
+    click.echo(
+        f"{built} documents built ({objects} objects, {len(catalogue.collections)} collections); {failures} problem(s)",
+        err=True,
+    )
+    return failures
+
+
+@manifests.command("import")
+@click.argument("spreadsheet", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace descriptions that already exist.")
+@_settings_options
+def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, **overrides: Any) -> None:
+    """Turn a CSV spreadsheet (one row per object or per page) into one YAML description per object.
+
+    A spreadsheet can also be served as it is by putting it in the manifests folder.
+    """
+    import yaml
+
+    from iiifserver.presentation.catalogue import read_description_file
+    from iiifserver.presentation.description import DescriptionError, check_object_id, lists_pages, parse_object
+
+    settings = _load(config_file, overrides)
+    data = read_description_file(spreadsheet, spreadsheet.name)
+    if isinstance(data, DescriptionError):
+        raise click.ClickException(str(data))
+    objects, loose = data
+    failures = len(loose)
+    for problem in loose:
+        click.echo(f"FAIL {problem}", err=True)
+    written = 0
+    for item in objects:
+        source = f"{spreadsheet.name} line {item.first_row}"
+        try:
+            if item.error is not None:
+                raise item.error
+            check_object_id(item.object_id, source)
+            if lists_pages(item.raw):
+                parse_object(item.raw, source)  # pages given: check it all now
+        except DescriptionError as exc:
+            click.echo(f"FAIL {exc}", err=True)
+            failures += 1
+            continue
+        target = settings.manifests / f"{item.object_id}.yaml"
+        if target.exists() and not force:
+            click.echo(f"FAIL {item.object_id}: {target} exists (use --force to replace it)", err=True)
+            failures += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(item.raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, target)
+        written += 1
+    click.echo(f"{written} descriptions written to {settings.manifests}; {failures} problem(s)", err=True)
+    if failures:
+        sys.exit(1)

@@ -40,6 +40,9 @@ class Settings:
         "collection on first start.",
     )
     manifests: Path = _setting(Path("manifests"), "Folder of object descriptions (Presentation API).")
+    collection_page_size: int = _setting(
+        1000, "Most members one collection document lists; larger collections are split into pages."
+    )
     cache: Path = _setting(Path("cache"), "Folder for the disk cache.")
     public_url: str = _setting(
         "",
@@ -214,6 +217,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append("memory_cache_mb and disk_cache_mb must be >= 0")
     if settings.admin_token and len(settings.admin_token) < 16:
         problems.append("admin_token must be at least 16 characters")
+    if settings.collection_page_size < 1:
+        problems.append("collection_page_size must be >= 1")
     if settings.source_check_interval < 0:
         problems.append("source_check_interval must be >= 0")
     if settings.tile_threads < 0 or settings.heavy_threads < 1:

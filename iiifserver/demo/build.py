@@ -57,6 +57,11 @@ PANORAMA_SIZE = (14000, 7500)
 MANUSCRIPT_SIZE = (3000, 4200)
 PHOTO_SIZE = (3000, 2000)
 MAP_SIZE = (4000, 3000)
+BOOK_PAGE_SIZE = (1500, 2100)
+BOOK_PAGES = 8
+ALBUM_PHOTO_SIZE = (2400, 1600)
+ALBUM_PHOTOS = 5
+LOGO_SIZE = (512, 512)
 
 # The panorama's fine texture is rendered once at this size and mirror-tiled; 2000 and 1500
 # are not multiples of 256, so block seams never line up with tile seams.
@@ -125,6 +130,7 @@ def build_demo(
 def demo_plan(conformance_dir: Path | None, *, large: bool = True) -> list[DemoImage]:
     """The demo images in build order (the large one only when ``large``)."""
     jpeg90 = {"compression": "jpeg", "Q": 90}
+    q85 = {"compression": "jpeg", "Q": 85}
     plan = [
         DemoImage("painting.tif", *PAINTING_SIZE, partial(painting, *PAINTING_SIZE), jpeg90),
         DemoImage(
@@ -149,6 +155,17 @@ def demo_plan(conformance_dir: Path | None, *, large: bool = True) -> list[DemoI
             {"compression": "lzw", "predictor": "horizontal", "tile_width": 512, "tile_height": 512},
         ),
         _validator_entry(conformance_dir),
+        # A book (described in manifests/book-of-hours.yaml, with ranges) and a photo album.
+        *(
+            DemoImage(f"book/page-{n:02d}.tif", *BOOK_PAGE_SIZE, partial(manuscript, *BOOK_PAGE_SIZE, 3300 + n), q85)
+            for n in range(1, BOOK_PAGES + 1)
+        ),
+        # Folders starting with "_" hold images that are not objects of their own: the provider logo.
+        DemoImage("_assets/logo.tif", *LOGO_SIZE, partial(logo, *LOGO_SIZE), {"compression": "deflate"}),
+        *(
+            DemoImage(f"album/photo-{n}.tif", *ALBUM_PHOTO_SIZE, partial(photo_srgb, *ALBUM_PHOTO_SIZE, 4400 + n), q85)
+            for n in range(1, ALBUM_PHOTOS + 1)
+        ),
     ]
     return [image for image in plan if large or not image.large]
 
@@ -181,6 +198,7 @@ def _quiet(_line: str) -> None:
 def _save_atomically(image: DemoImage, path: Path) -> None:
     # The pid keeps two concurrent builders from sharing a temporary file; the dot hides it.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     options = {"tile": True, "pyramid": True, "tile_width": 256, "tile_height": 256, **image.save_options}
     try:
         image.render().tiffsave(str(tmp), **options)
@@ -903,6 +921,19 @@ LAND_TINTS = (
     (1.0, (250, 250, 250)),
 )
 WATER_TINTS = ((0.0, (170, 210, 230)), (0.3, (110, 165, 210)), (1.0, (40, 80, 150)))
+
+
+def logo(width: int, height: int) -> pyvips.Image:
+    """The demo institution's logo: a deep-red disc with a gold ring and a white arch."""
+    image = pyvips.Image.black(width, height, bands=3).new_from_image([255, 255, 255])
+    cx, cy, r = width // 2, height // 2, min(width, height) // 2 - 8
+    image = image.draw_circle([176, 32, 48], cx, cy, r, fill=True)
+    image = image.draw_circle([214, 170, 60], cx, cy, r - 24, fill=True)
+    image = image.draw_circle([176, 32, 48], cx, cy, r - 44, fill=True)
+    arch = r // 2
+    image = image.draw_circle([255, 255, 255], cx, cy + arch // 3, arch, fill=True)
+    image = image.draw_rect([176, 32, 48], cx - arch, cy + arch // 3, 2 * arch, arch + 4, fill=True)
+    return image.cast("uchar").copy(interpretation="srgb")
 
 
 def relief_map(width: int, height: int, seed: int = 5500) -> pyvips.Image:
