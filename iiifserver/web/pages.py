@@ -21,6 +21,7 @@ Must not know: how manifests are built (``ObjectExists`` is injected).
 from __future__ import annotations
 
 import html
+import re
 import string
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -228,5 +229,9 @@ def routes(
         Route("/collections/{path:path}", pages.landing, methods=["GET", "HEAD"]),
         *assets.routes(),
     ]
-    out += [Route(f"/{kind}/{{object:path}}", pages.viewer, methods=["GET", "HEAD"]) for kind in VIEWERS]
+    for kind in VIEWERS:
+        route = Route(f"/{kind}/{{object:path}}", pages.viewer, methods=["GET", "HEAD"])
+        # As in image_routes: a decoded newline must reach the check (and get the 404 page).
+        route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+        out.append(route)
     return out
