@@ -17,7 +17,12 @@
   function open(wanted) {
     var win = { manifestId: cfg.manifest, thumbnailNavigationPosition: "far-bottom" };
     if (wanted && wanted.canvas) win.canvasId = wanted.canvas;
-    if (wanted && wanted.region) win.initialViewerConfig = viewerConfig(wanted.region);
+    if (wanted && wanted.region) {
+      // Single-page view: in book view the canvas would sit beside its facing page and the
+      // viewport's coordinates would no longer be this canvas's pixels.
+      win.view = "single";
+      win.initialViewerConfig = viewerConfig(wanted.region);
+    }
     window.miradorInstance = Mirador.viewer({
       id: "mirador",
       language: MIRADOR_LANGUAGES[P.lang] || "en",
