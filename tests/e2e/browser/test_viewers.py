@@ -41,7 +41,11 @@ def check_viewer(page: Page, watch: Watch, selector: str, *, manifest: bool = Tr
 
 @pytest.mark.parametrize(
     ("name", "selector"),
-    [("osd", "#iiif-osd"), ("mirador", "#iiif-mirador .openseadragon-canvas"), ("uv", "#iiif-uv .openseadragon-canvas")],
+    [
+        ("osd", "#iiif-osd"),
+        ("mirador", "#iiif-mirador .openseadragon-canvas"),
+        ("uv", "#iiif-uv .openseadragon-canvas"),
+    ],
 )
 def test_viewer_embedded_from_another_origin(
     page: Page, live_server: LiveServer, other_origin: OtherOrigin, name: str, selector: str
