@@ -41,7 +41,8 @@ def test_object_pages(http: Http, kind: str) -> None:
     assert config["page"] == kind
     csp = r.headers["content-security-policy"]
     assert "default-src 'none'" in csp
-    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert "script-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
     assert "frame-ancestors *" in csp  # viewer pages may be embedded anywhere
     assert "x-frame-options" not in r.headers
     # No inline script: the only <script> without src is the JSON configuration.
@@ -72,7 +73,7 @@ def test_unknown_object_is_a_404_page(http: Http, path: str) -> None:
     r = http.get(path, headers=HTML)
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
-    assert "data-i18n=\"notFound\"" in r.text
+    assert 'data-i18n="notFound"' in r.text
 
 
 def test_not_found_page_escapes_the_identifier(http: Http) -> None:

@@ -104,6 +104,10 @@ class Watch:
             return
         self.console_errors.append(f"{text} ({location})")
 
+    def assert_clean(self) -> None:
+        assert self.failures == [], self.failures
+        assert self.console_errors == [], self.console_errors
+
     def ok_tiles(self) -> list[str]:
         return [url for url, status in self.tiles if status == 200 and TILE.search(url)]
 

@@ -100,4 +100,4 @@ def test_landing_page_lists_objects_with_thumbnails(page: Page, live_server: Liv
     assert link.get_attribute("href") == f"{live_server.base}/objects/painting"
     link.click()
     page.wait_for_selector("body[data-opened]")
-    assert watch.failures == [] and watch.console_errors == [], (watch.failures, watch.console_errors)
+    watch.assert_clean()

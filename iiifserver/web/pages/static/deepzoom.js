@@ -4,7 +4,7 @@
 "use strict";
 (function () {
   var P = window.IIIFPage, CS = window.IIIFContentState, M = window.IIIFManifest, cfg = P.config;
-  var S = { manifest: null, canvases: [], index: 0, region: null, pending: null, viewer: null, marker: null };
+  var S = { notice: "", manifest: null, canvases: [], index: 0, region: null, pending: null, viewer: null, marker: null };
 
   function $(id) { return document.getElementById(id); }
   function item() { return S.viewer && S.viewer.world.getItemAt(0); }
@@ -217,7 +217,7 @@
       } else if (S.region) {
         S.region = null; showRegion();
       }
-      P.status("");
+      P.status(S.notice || "");
       document.body.setAttribute("data-opened", "true");
     });
     S.viewer.addHandler("open-failed", function (e) { P.status(P.t("loadFailed") + ": " + (e.message || "")); });
@@ -234,8 +234,8 @@
     M.load(cfg.manifest),
     CS.fromLocation().catch(function () { badState = true; return null; })
   ]).then(function (r) {
+    if (badState) S.notice = P.t("badContentState");
     start(r[0], r[1]);
-    if (badState) P.status(P.t("badContentState"));
   }).catch(function (e) { P.status(P.t("loadFailed") + ": " + e.message); });
   P.onLanguage(function () { if (S.manifest) showLabels(); });
   window.iiifDeepZoom = { state: S, setRegion: setRegion, regionUrl: regionUrl, currentView: currentView };
