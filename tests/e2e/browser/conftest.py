@@ -121,13 +121,15 @@ class Watch:
         return out
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in this thread
+# until it stops, and later tests that call asyncio.run() would fail.
+@pytest.fixture(scope="package")
 def playwright_instance() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), "browser tests need Debian's chromium: scripts/install.sh --test installs it"
     browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -159,7 +161,7 @@ class OtherOrigin:
     root: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def other_origin(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtherOrigin]:
     """Pages on another origin embedding the README's snippets, pointed at the live server."""
     root = tmp_path_factory.mktemp("other-origin")
