@@ -108,7 +108,10 @@ class Scanner:
 
         raw_objects: dict[str, tuple[str, str, Any, int]] = {}  # id -> (source, origin, data | error, mtime)
         collection_files: dict[str, tuple[str, Any]] = {}
-        for relative, version in self._description_files():
+        files = list(self._description_files())
+        for gone in self._loaded.keys() - {relative for relative, _ in files}:
+            del self._loaded[gone]  # a removed file's parsed content must not linger
+        for relative, version in files:
             fingerprint.update(f"{relative}\0{version}\0".encode())
             catalogue.mtime_ns = max(catalogue.mtime_ns, version[2])
             data = self._load(relative, version)

@@ -25,7 +25,20 @@ MANIFEST_BEHAVIORS = frozenset(
     {"auto-advance", "no-auto-advance", "repeat", "no-repeat", "unordered", "individuals", "continuous", "paged"}
 )
 CANVAS_BEHAVIORS = frozenset({"facing-pages", "non-paged", "auto-advance", "no-auto-advance"})
-RANGE_BEHAVIORS = frozenset({"sequence", "thumbnail-nav", "no-nav", "auto-advance", "no-auto-advance"})
+RANGE_BEHAVIORS = frozenset(
+    {
+        "sequence",
+        "thumbnail-nav",
+        "no-nav",
+        "auto-advance",
+        "no-auto-advance",
+        "unordered",
+        "individuals",
+        "continuous",
+        "paged",
+    }
+)
+MAX_SPAN_PAGES = 100_000  # a typo such as "1-10000000000" must not expand into a huge list
 VIEWING_DIRECTIONS = frozenset({"left-to-right", "right-to-left", "top-to-bottom", "bottom-to-top"})
 
 # Presentation 3.0 section 3.3.2: rights MUST be a Creative Commons licence or a
@@ -57,7 +70,7 @@ OBJECT_FIELDS = frozenset(
     }
 )
 COLLECTION_FIELDS = frozenset(
-    {"label", "summary", "metadata", "rights", "requiredStatement", "provider", "homepage", "seeAlso", "thumbnail"}
+    {"label", "summary", "metadata", "rights", "requiredStatement", "provider", "homepage", "seeAlso"}
 )
 PAGE_FIELDS = frozenset({"image", "label", "summary", "behavior"})
 RANGE_FIELDS = frozenset({"label", "pages", "ranges", "behavior"})
@@ -207,12 +220,18 @@ def parse_collection(data: Any, source: str) -> Description:
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """``page-2`` before ``page-10``; case-insensitive otherwise."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part.casefold()) for part in re.split(r"(\d+)", text))
+    # ASCII digits only: "²" or "①" pass isdigit() but int() refuses them.
+    return tuple(
+        (0, int(part)) if part.isascii() and part.isdigit() else (1, part.casefold())
+        for part in re.split(r"([0-9]+)", text)
+    )
 
 
 def folder_label(name: str) -> str:
     """``book_of-hours`` -> ``Book of hours``: separators become spaces; all-lowercase gets a capital."""
     text = re.sub(r"[\s_\-]+", " ", name).strip() or name
+    if not text:
+        return name
     return text[0].upper() + text[1:] if text.islower() else text
 
 
@@ -398,11 +417,8 @@ class _Parser:
             value = {"image": value}
         mapping = self.mapping(value, field_name)
         self.known_fields(mapping, PAGE_FIELDS, field_name)
-        image = self.text(mapping.get("image"), f"{field_name}.image", required=True)
-        if any(seg in ("", ".", "..") for seg in image.split("/")) or "\x00" in image:
-            raise self.fail(f"{field_name}.image", f"{image!r} is not an image identifier")
         return Page(
-            image=image,
+            image=self.image_id(mapping.get("image"), f"{field_name}.image"),
             label=self.language_map(mapping.get("label"), f"{field_name}.label"),
             summary=self.language_map(mapping.get("summary"), f"{field_name}.summary"),
             behavior=self.behaviors(mapping.get("behavior"), f"{field_name}.behavior", CANVAS_BEHAVIORS),
@@ -450,6 +466,8 @@ class _Parser:
                 start, stop = int(first), int(last or first)
                 if stop < start:
                     raise self.fail(field_name, f"span {part.strip()!r} runs backwards")
+                if stop - start + len(out) > MAX_SPAN_PAGES:
+                    raise self.fail(field_name, f"span {part.strip()!r} is longer than any object")
                 out.extend(range(start, stop + 1))
             return out
         return self.sequence(value, field_name)
@@ -461,15 +479,21 @@ class _Parser:
             mapping = self.mapping(value, "thumbnail")
             self.known_fields(mapping, frozenset({"page", "image"}), "thumbnail")
             if "image" in mapping:
-                return None, self.page(mapping["image"], "thumbnail.image").image
+                return None, self.image_id(mapping["image"], "thumbnail.image")
             value = mapping.get("page")
         if isinstance(value, str) and not any(p.image == value for p in pages):
-            return None, self.page(value, "thumbnail").image  # an image that is not one of the pages
+            return None, self.image_id(value, "thumbnail")  # an image that is not one of the pages
         return self.page_index(value, "thumbnail", pages), ""
+
+    def image_id(self, value: Any, field_name: str) -> str:
+        image = self.text(value, field_name, required=True)
+        if any(seg in ("", ".", "..") for seg in image.split("/")) or "\x00" in image:
+            raise self.fail(field_name, f"{image!r} is not an image identifier")
+        return image
 
     def behaviors(self, value: Any, field_name: str, allowed: frozenset[str]) -> tuple[str, ...]:
         out = []
-        for item in self.one_or_many(value):
+        for item in self.one_or_many(None if value == "" else value):
             text = self.text(item, field_name)
             if text not in allowed:
                 raise self.fail(field_name, f"{text!r} is not one of {', '.join(sorted(allowed))}")
@@ -503,13 +527,18 @@ class _Parser:
                     moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
                     if moment.tzinfo is None:
                         moment = moment.replace(tzinfo=dt.UTC)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise self.fail(
                     "navDate", f"{text!r} is not a date (use YYYY, YYYY-MM, YYYY-MM-DD or ISO 8601)"
                 ) from None
         else:
             raise self.fail("navDate", f"expected a date, got {_kind(value)}")
-        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            utc = moment.astimezone(dt.UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise self.fail("navDate", f"{value!r} is out of range once converted to UTC") from None
+        # Formatted by hand: strftime("%Y") does not pad years before 1000 on Linux.
+        return f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"
 
     def collection_path(self, value: Any, field_name: str) -> str:
         text = self.text(value, field_name).strip("/")

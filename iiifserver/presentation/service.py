@@ -148,9 +148,10 @@ class PresentationService:
         shown = range(0) if page == 0 and count > self._page_size else _window(count, page, self._page_size)
         versions: list[str] = [catalogue.token]
         mtime = 0
+        offset = len(members)  # sub-collections come first
         for index, entry_obj in enumerate(objects):
             facts = None
-            if index + len(members) in shown and entry_obj.first_image is not None:
+            if index + offset in shown and entry_obj.first_image is not None:
                 try:
                     found = await self._images.find(entry_obj.first_image)
                 except IIIFError:

@@ -59,11 +59,11 @@ class SheetObject:
 def read_sheet(text: str, source: str) -> tuple[list[SheetObject], list[DescriptionError]]:
     """CSV text -> one raw description (or error) per object, plus errors that belong to no object."""
     sample = text.lstrip("\ufeff")
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel  # one column, or nothing to sniff: plain commas
-    reader = csv.reader(io.StringIO(sample), dialect)
+    # The delimiter is the one the header row uses most (headers hold no delimiters themselves);
+    # csv.Sniffer guesses wrong on Excel's French and Dutch exports (";" with CRLF and quotes).
+    first_line = sample.split("\n", 1)[0]
+    delimiter = max(",;\t", key=lambda d: (first_line.count(d), d == ","))
+    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -74,14 +74,18 @@ def read_sheet(text: str, source: str) -> tuple[list[SheetObject], list[Descript
         columns = [parse_header(h.strip(), source) for h in header]
     except DescriptionError as exc:
         return [], [exc]
+    duplicates = sorted({c.header for c in columns if [d.header for d in columns].count(c.header) > 1})
+    if duplicates:
+        return [], [DescriptionError(source, duplicates[0], "the column appears twice")]
     if not any(c.kind == "object" for c in columns):
         return [], [DescriptionError(source, "object", "the spreadsheet needs an 'object' column")]
 
     groups: dict[str, list[tuple[int, dict[Column, str]]]] = {}
     loose: list[DescriptionError] = []
     try:
+        line_end = reader.line_num
         for row in reader:
-            line = reader.line_num
+            line, line_end = line_end + 1, reader.line_num  # a quoted cell may span lines: where it starts
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) > len(columns):
@@ -181,7 +185,7 @@ def _object(rows: list[tuple[int, dict[Column, str]]], source: str) -> dict[str,
         elif kind == "behavior":
             raw["behavior"] = [b for b in re.split(r"[\s,]+", value) if b]
         elif kind == "thumbnail":
-            raw["thumbnail"] = int(value) if value.isdigit() else value
+            raw["thumbnail"] = int(value) if value.isascii() and value.isdigit() else value
         else:
             raw[kind] = value
     if metadata:

@@ -60,6 +60,17 @@ EXPECTED = {
     VALIDATOR_TIF: Expected(1000, 1000, 3, "srgb", 256, "ADOBE_DEFLATE"),
 }
 SMALL_SET = list(EXPECTED)
+# The book pages, the logo and the album photos (built after the images above), by relative name.
+EXTRAS = {
+    **{f"book/page-{n:02d}.tif": Expected(1500, 2100, 1, "b-w", 256, "JPEG") for n in range(1, 9)},
+    "_assets/logo.tif": Expected(512, 512, 3, "srgb", 256, "ADOBE_DEFLATE"),
+    **{f"album/photo-{n}.tif": Expected(2400, 1600, 3, "srgb", 256, "JPEG") for n in range(1, 6)},
+}
+ALL_SMALL = SMALL_SET + list(EXTRAS)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +117,7 @@ def _crops(image: pyvips.Image, size: int = 256) -> list[pyvips.Image]:
 
 
 def _mtimes(root: Path) -> dict[str, int]:
-    return {path.name: path.stat().st_mtime_ns for path in root.iterdir()}
+    return {_rel(path, root): path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
 
 
 def _icc_description(profile: bytes) -> str:
@@ -175,28 +186,29 @@ def _only(names: list[str]) -> Callable[..., list[demo.DemoImage]]:
 
 
 def test_builds_the_small_set_and_returns_its_paths(built: Built) -> None:
-    expected = [name for name in SMALL_SET if CONFORMANCE is not None or name != VALIDATOR_TIF]
-    assert [path.name for path in built.paths] == expected
-    assert all(path.parent == built.root and path.is_file() for path in built.paths)
+    expected = [name for name in ALL_SMALL if CONFORMANCE is not None or name != VALIDATOR_TIF]
+    assert [_rel(path, built.root) for path in built.paths] == expected
+    assert all(path.is_file() for path in built.paths)
     assert not (built.root / "large-panorama.tif").exists()
 
 
 def test_reports_one_line_per_file(built: Built) -> None:
-    assert len(built.lines) == len(SMALL_SET)
-    assert built.lines[0] == "building demo image 1/5: painting.tif, 6000x4500 (27 MP)"
-    for number, (line, name) in enumerate(zip(built.lines, SMALL_SET, strict=True), start=1):
-        assert f" {number}/5" in line
+    total = len(ALL_SMALL)
+    assert len(built.lines) == total
+    assert built.lines[0] == f"building demo image 1/{total}: painting.tif, 6000x4500 (27 MP)"
+    for number, (line, name) in enumerate(zip(built.lines, ALL_SMALL, strict=True), start=1):
+        assert f" {number}/{total}" in line
         assert name in line
 
 
 def test_leaves_no_temporary_files_and_records_a_marker(built: Built) -> None:
-    leftovers = [path.name for path in built.root.iterdir() if path.name.endswith(".part")]
+    leftovers = [path.name for path in built.root.rglob("*") if path.name.endswith(".part")]
     assert leftovers == []
     marker = json.loads((built.root / demo.MARKER_NAME).read_text(encoding="utf-8"))
     assert marker["demo_version"] == demo.DEMO_VERSION
-    assert set(marker["files"]) == {path.name for path in built.paths}
+    assert set(marker["files"]) == {_rel(path, built.root) for path in built.paths}
     for path in built.paths:
-        assert marker["files"][path.name]["bytes"] == path.stat().st_size
+        assert marker["files"][_rel(path, built.root)]["bytes"] == path.stat().st_size
 
 
 def test_starts_no_python_threads(built: Built) -> None:
@@ -295,10 +307,12 @@ def test_rebuilds_a_damaged_file_identically(built: Built, tmp_path: Path) -> No
     before = _mtimes(root)
     lines: list[str] = []
     paths = build_demo(root, CONFORMANCE, large=False, progress=lines.append)
-    assert [path.name for path in paths] == [path.name for path in built.paths]
+    assert [_rel(path, root) for path in paths] == [_rel(path, built.root) for path in built.paths]
     changed = {name for name, mtime in _mtimes(root).items() if before.get(name) != mtime}
     assert changed == {"photo-p3.tif", demo.MARKER_NAME}
-    assert [line for line in lines if "building" in line] == ["building demo image 3/5: photo-p3.tif, 3000x2000 (6 MP)"]
+    assert [line for line in lines if "building" in line] == [
+        f"building demo image 3/{len(ALL_SMALL)}: photo-p3.tif, 3000x2000 (6 MP)"
+    ]
     # Deterministic: the rebuilt file decodes to exactly the same pixels.
     original = pyvips.Image.new_from_file(str(built.root / "photo-p3.tif")).numpy()
     assert np.array_equal(pyvips.Image.new_from_file(str(damaged)).numpy(), original)
@@ -326,10 +340,13 @@ def test_skips_the_validator_image_without_its_png(built: Built, tmp_path: Path)
     paths = build_demo(root, None, large=False, progress=lines.append)
     assert VALIDATOR_TIF not in [path.name for path in paths]
     assert not (root / VALIDATOR_TIF).exists()
-    assert lines[-1] == f"skipping demo image 5/5: {VALIDATOR_TIF} (no conformance directory given)"
+    line = next(line for line in lines if VALIDATOR_TIF in line)
+    assert line == f"skipping demo image 5/{len(ALL_SMALL)}: {VALIDATOR_TIF} (no conformance directory given)"
+    lines.clear()
     missing = build_demo(root, tmp_path, large=False, progress=lines.append)
     assert missing == paths
-    assert lines[-1].startswith(f"skipping demo image 5/5: {VALIDATOR_TIF} ({VALIDATOR_PNG} not found")
+    line = next(line for line in lines if VALIDATOR_TIF in line)
+    assert line.startswith(f"skipping demo image 5/{len(ALL_SMALL)}: {VALIDATOR_TIF} ({VALIDATOR_PNG} not found")
 
 
 @needs_validator_png
@@ -404,3 +421,16 @@ def test_large_panorama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     digests = {hashlib.sha256(image.crop(x * 256, y * 256, 256, 256).write_to_memory()).digest() for x, y in picks}
     assert len(digests) == len(picks)
     assert os.path.getsize(path) > 4_000_000  # really holds 105 MP of detail
+
+
+@pytest.mark.parametrize("name", list(EXTRAS))
+def test_book_album_and_logo_are_tiled_pyramids(built: Built, name: str) -> None:
+    path = built.root / name
+    expected = EXTRAS[name]
+    image = pyvips.Image.new_from_file(str(path))
+    assert (image.width, image.height, image.bands) == (expected.width, expected.height, expected.bands)
+    assert image.interpretation == expected.interpretation
+    assert image.get("tile-width") == expected.tile
+    assert image.get("n-pages") > 1
+    assert _layout(path).compression == expected.compression
+    assert image.deviate() > 10.0  # not a blank page

@@ -32,15 +32,6 @@ class LiveServer:
     pid: int
 
 
-@pytest.fixture(scope="session")
-def demo_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from iiifserver.demo import build_demo
-
-    root = tmp_path_factory.mktemp("demo-images")
-    build_demo(root, ASSETS, large=False)
-    return root
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
