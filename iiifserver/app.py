@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from iiifserver import config
@@ -31,7 +31,8 @@ from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import FilesystemSource
 from iiifserver.logs import configure_logging
 from iiifserver.presentation.service import PresentationService
-from iiifserver.web import admin, image_routes, presentation_routes
+from iiifserver.web import admin, image_routes, pages, presentation_routes
+from iiifserver.web.assets import Assets
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
 from iiifserver.web.headers import CORSMiddleware
@@ -86,19 +87,21 @@ def create_app(settings: Settings) -> Starlette:
     )
     memo = ResponseMemo(settings.trusted_proxy_set)
 
-    async def home(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "service": "iiifserver",
-                "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
-                "presentation_api": {
-                    "3.0": {
-                        "collection": "/iiif/presentation/3/collection",
-                        "manifest": "/iiif/presentation/3/{object}/manifest",
-                    }
-                },
-            }
-        )
+    def describe() -> dict[str, object]:
+        return {
+            "service": "iiifserver",
+            "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
+            "presentation_api": {
+                "3.0": {
+                    "collection": "/iiif/presentation/3/collection",
+                    "manifest": "/iiif/presentation/3/{object}/manifest",
+                }
+            },
+        }
+
+    async def object_exists(object_id: str) -> bool:
+        entry = (await presentation.catalogue()).objects.get(object_id)
+        return entry is not None
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok\n", headers={"cache-control": "no-store"})
@@ -123,8 +126,8 @@ def create_app(settings: Settings) -> Starlette:
                     await watcher
 
     routes = [
-        Route("/", home, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
+        *pages.routes(settings, Assets(), object_exists, describe),
         *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": memo.stats()}),
         *image_routes.routes(service, settings, memo),
         *presentation_routes.routes(presentation, settings),

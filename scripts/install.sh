@@ -45,4 +45,6 @@ if [ ! -f "$stamp" ]; then
   # A test install also satisfies a plain one.
   [ -n "$extras" ] && touch "${stamp%-test}"
 fi
+# Viewer assets (npm ci in viewers/); with --test also axe-core and Debian's chromium.
+scripts/install-viewers.sh ${extras:+--test}
 echo "install: .venv ready ($(.venv/bin/python -c 'import pyvips; print("libvips %d.%d.%d" % tuple(pyvips.version(i) for i in range(3)))'))"

@@ -1,0 +1,237 @@
+"""HTML pages for people: the landing page, a deep-zoom page per object, Mirador and Universal Viewer.
+
+Owns: the page routes, their security headers (Content-Security-Policy, framing) and filling the
+templates in ``web/pages/`` (``string.Template``; the page's configuration goes in as JSON inside
+a non-executed ``<script type="application/json">``, so no inline script is needed and the CSP
+can forbid them). The pages are static HTML + JS that fetch the Presentation JSON themselves, so
+this module knows only the manifest and collection URLs, never their contents.
+
+Routes (object identifiers may contain ``/``, so the viewer comes *before* the object in the
+path: ``/objects/a/b/mirador`` could not tell the object ``a/b`` in Mirador from an object
+named ``a/b/mirador``):
+
+- ``/``: the landing page (HTML for browsers; the JSON service description for everyone else),
+  ``/collections/{path}`` a sub-collection;
+- ``/objects/{object}``: deep zoom (OpenSeadragon) with region citing; ``/embed/{object}`` the
+  same without chrome, for iframes; ``/mirador/{object}``, ``/uv/{object}``.
+
+Must not know: how manifests are built (``ObjectExists`` is injected).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import string
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from iiifserver.config import Settings
+from iiifserver.web.assets import Assets
+from iiifserver.web.urls import public_base
+
+TEMPLATES = Path(__file__).resolve().parent / "pages"
+PRESENTATION = "/iiif/presentation/3"
+ObjectExists = Callable[[str], Awaitable[bool]]
+VIEWERS = ("objects", "embed", "mirador", "uv")
+MAX_OBJECT_CHARS = 1024
+
+
+def manifest_path(object_id: str) -> str:
+    """Path of an object's manifest (the object id keeps its ``/``; everything else is encoded)."""
+    return f"{PRESENTATION}/{quote(object_id, safe='/')}/manifest"
+
+
+def _template(name: str) -> string.Template:
+    return string.Template((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def _json_for_html(value: Any) -> str:
+    # Inside <script type="application/json">: '<' escaped so no '</script>' or '<!--' can close it.
+    return orjson.dumps(value).decode().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class Pages:
+    def __init__(self, settings: Settings, assets: Assets, exists: ObjectExists) -> None:
+        self.settings = settings
+        self.assets = assets
+        self.exists = exists
+        self.layout = _template("layout.html")
+        self.bodies = {name: _template(f"{name}.html") for name in ("landing", "deepzoom", "viewer", "not_found")}
+
+    # -- headers ---------------------------------------------------------------------------
+
+    def csp(self, base: str, *, framable: bool) -> str:
+        """Only this server: scripts and styles from it, JSON and images from it (and its public URL).
+
+        ``style-src 'unsafe-inline'``: Mirador (CSS-in-JS) and OpenSeadragon set inline styles.
+        ``blob:``/``data:`` images: OpenSeadragon's canvas drawers and UV's bundled icons.
+        """
+        origin = urlsplit(base)
+        public = f"{origin.scheme}://{origin.netloc}" if origin.scheme and origin.netloc else ""
+        own = f"'self' {public}".strip()
+        ancestors = "*" if framable else "'self'"
+        return "; ".join(
+            (
+                "default-src 'none'",
+                f"script-src {own}",
+                f"style-src {own} 'unsafe-inline'",
+                f"img-src {own} data: blob:",
+                f"connect-src {own}",
+                f"font-src {own} data:",
+                "base-uri 'none'",
+                "form-action 'self'",
+                f"frame-ancestors {ancestors}",
+            )
+        )
+
+    def headers(self, base: str, *, framable: bool) -> dict[str, str]:
+        headers = {
+            "content-security-policy": self.csp(base, framable=framable),
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "strict-origin-when-cross-origin",
+            # Pages are cheap and name the current asset versions: always revalidate.
+            "cache-control": "no-cache",
+        }
+        if not framable:
+            headers["x-frame-options"] = "SAMEORIGIN"
+        return headers
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def render(
+        self,
+        request: Request,
+        body: str,
+        config: dict[str, Any],
+        *,
+        title: str,
+        scripts: tuple[tuple[str, str], ...],
+        styles: tuple[tuple[str, str], ...] = (),
+        status: int = 200,
+        framable: bool = False,
+        page_class: str = "",
+    ) -> Response:
+        base = public_base(request, self.settings)
+        config = {
+            "base": base,
+            "collection": f"{base}{PRESENTATION}/collection",
+            "pages": {name: f"{base}/{name}/" for name in VIEWERS},
+            "home": f"{base}/",
+            **config,
+        }
+        prefix = urlsplit(base).path  # behind a proxy with X-Forwarded-Prefix
+
+        def url(name: str, file: str) -> str:
+            return html.escape(prefix + self.assets.url(name, file))
+
+        tags = [("site", "site.css"), *styles]
+        links = "\n".join(f'<link rel="stylesheet" href="{url(n, f)}">' for n, f in tags)
+        script_files = [("site", "i18n.js"), *scripts]
+        script_tags = "\n".join(f'<script src="{url(n, f)}"></script>' for n, f in script_files)
+        page = self.layout.substitute(
+            title=html.escape(title),
+            styles=links,
+            config=_json_for_html(config),
+            body=body,
+            scripts=script_tags,
+            page_class=html.escape(page_class),
+        )
+        return HTMLResponse(page, status_code=status, headers=self.headers(base, framable=framable))
+
+    def not_found(self, request: Request, what: str) -> Response:
+        body = self.bodies["not_found"].substitute(what=html.escape(what))
+        return self.render(request, body, {"page": "not_found"}, title="Not found", scripts=(), status=404)
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def landing(self, request: Request) -> Response:
+        path = request.path_params.get("path", "")
+        collection = f"{PRESENTATION}/collection" + (f"/{quote(path, safe='/')}" if path else "")
+        base = public_base(request, self.settings)
+        body = self.bodies["landing"].substitute()
+        config = {"page": "landing", "collectionUrl": f"{base}{collection}", "collectionPath": path}
+        return self.render(
+            request, body, config, title="iiifserver", scripts=(("site", "manifest.js"), ("site", "landing.js"))
+        )
+
+    async def viewer(self, request: Request) -> Response:
+        kind = request.url.path.split("/")[1]
+        object_id: str = request.path_params["object"]
+        if not object_id or len(object_id) > MAX_OBJECT_CHARS or any(ord(c) < 32 for c in object_id):
+            return self.not_found(request, object_id[:200])
+        if not await self.exists(object_id):
+            return self.not_found(request, object_id)
+        base = public_base(request, self.settings)
+        config: dict[str, Any] = {
+            "page": kind,
+            "object": object_id,
+            "objectPath": quote(object_id, safe="/"),
+            "manifest": f"{base}{manifest_path(object_id)}",
+        }
+        title = f"{object_id} · iiifserver"
+        if kind in ("objects", "embed"):
+            config["osdImages"] = urlsplit(base).path + self.assets.url("openseadragon", "images/")
+            body = self.bodies["deepzoom"].substitute()
+            scripts: tuple[tuple[str, str], ...] = (
+                ("openseadragon", "openseadragon.min.js"),
+                ("site", "contentstate.js"),
+                ("site", "manifest.js"),
+                ("site", "deepzoom.js"),
+            )
+            return self.render(
+                request, body, config, title=title, scripts=scripts, framable=True, page_class=f"page-{kind}"
+            )
+        body = self.bodies["viewer"].substitute(viewer_id=kind)
+        if kind == "mirador":
+            scripts = (("mirador", "mirador.min.js"), ("site", "contentstate.js"), ("site", "mirador-page.js"))
+            return self.render(
+                request, body, config, title=title, scripts=scripts, framable=True, page_class="page-mirador"
+            )
+        scripts = (("uv", "umd/UV.js"), ("site", "contentstate.js"), ("site", "manifest.js"), ("site", "uv-page.js"))
+        return self.render(
+            request,
+            body,
+            config,
+            title=title,
+            scripts=scripts,
+            styles=(("uv", "uv.css"),),
+            framable=True,
+            page_class="page-uv",
+        )
+
+
+def wants_html(request: Request) -> bool:
+    """Browsers ask for text/html first; curl, viewers and monitors get the JSON description."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept
+
+
+def routes(
+    settings: Settings, assets: Assets, exists: ObjectExists, describe: Callable[[], dict[str, Any]]
+) -> list[Route]:
+    pages = Pages(settings, assets, exists)
+
+    async def home(request: Request) -> Response:
+        if wants_html(request):
+            return await pages.landing(request)
+        return JSONResponse(describe())
+
+    out = [
+        Route("/", home, methods=["GET", "HEAD"]),
+        Route("/collections/{path:path}", pages.landing, methods=["GET", "HEAD"]),
+        *assets.routes(),
+    ]
+    for kind in VIEWERS:
+        route = Route(f"/{kind}/{{object:path}}", pages.viewer, methods=["GET", "HEAD"])
+        # As in image_routes: a decoded newline must reach the check (and get the 404 page).
+        route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+        out.append(route)
+    return out
