@@ -30,6 +30,9 @@ from iiifserver.ingest.stamp import file_state, remove_stamp, write_stamp
 TEMP_SUFFIX = ".convert-part"
 _SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4, "double": 8}
 _GREY = {"b-w", "grey16"}
+# Relative colorimetric with black point compensation: what print and photo tools default to, so
+# CMYK shadows are not crushed. The embedded profile is the input when there is one.
+_ICC: dict[str, Any] = {"embedded": True, "intent": "relative", "black_point_compensation": True, "depth": 8}
 JP2_INSTALL_HINT = (
     "JPEG 2000 needs a libvips built with OpenJPEG (operation jp2kload), and the libvips in use "
     "({version}) has none: install a system libvips with it (Debian: apt-get install libvips42) and "
@@ -143,11 +146,11 @@ def to_srgb8(master: Any, background: tuple[int, int, int]) -> Any:
     has_icc = image.get_typeof("icc-profile-data") != 0
     if has_icc:
         try:
-            image = image.icc_transform("srgb", embedded=True, intent="relative", depth=8)
+            image = image.icc_transform("srgb", **_ICC)
         except pyvips.Error as exc:
             raise ConvertError(f"the embedded ICC profile cannot be used: {_reason(exc)}") from None
     elif interpretation == "cmyk":
-        image = image.icc_transform("srgb", input_profile="cmyk", intent="relative", depth=8)
+        image = image.icc_transform("srgb", input_profile="cmyk", **_ICC)
     elif interpretation in _GREY and alpha is None:
         image = image.colourspace("b-w")
     else:

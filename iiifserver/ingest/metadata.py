@@ -1,6 +1,6 @@
 """Which of a master's metadata crosses into its pyramid.
 
-Owns: keeping XMP and IPTC as they are; carrying EXIF's rights and description over (libvips
+Owns: keeping XMP and IPTC as they are (working round a libvips 8.18 IPTC-in-TIFF bug); carrying EXIF's rights and description over (libvips
 writes no EXIF into a TIFF: EXIF ImageDescription becomes the TIFF ImageDescription, and
 Artist, Copyright and ImageDescription become a small XMP packet, dc:creator, dc:rights and
 dc:description, when the master has no XMP of its own); replacing the ICC profile by sRGB's;
@@ -11,6 +11,7 @@ package docstring).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from xml.sax.saxutils import escape
@@ -61,6 +62,9 @@ def carry_over(master: Any, converted: Any, srgb_profile: bytes) -> Any:
     for field in ("xmp-data", "iptc-data"):
         if master.get_typeof(field) != 0 and out.get_typeof(field) == 0:
             out.set_type(pyvips.GValue.blob_type, field, master.get(field))
+    if out.get_typeof("iptc-data") != 0 and iptc_needs_padding():
+        iptc = bytes(out.get("iptc-data"))
+        out.set_type(pyvips.GValue.blob_type, "iptc-data", iptc + bytes(3 * len(iptc)))
     description = exif_text(master, "exif-ifd0-ImageDescription")
     if description and master.get_typeof("image-description") == 0:
         out.set_type(pyvips.GValue.gstr_type, "image-description", description)
@@ -71,3 +75,15 @@ def carry_over(master: Any, converted: Any, srgb_profile: bytes) -> Any:
             packet = xmp_packet(creator=creator, rights=rights, description=description)
             out.set_type(pyvips.GValue.blob_type, "xmp-data", packet)
     return out
+
+
+@functools.cache
+def iptc_needs_padding() -> bool:
+    """Whether this libvips' tiffsave keeps only a quarter of the IPTC block (8.18 counts it in
+    4-byte units while libtiff writes bytes); then the block is given four times its length,
+    zero-padded, so the whole of it is written. Found out once, on a 1-pixel TIFF in memory."""
+    probe = bytes(range(1, 17))
+    image = pyvips.Image.black(1, 1).cast("uchar").copy()
+    image.set_type(pyvips.GValue.blob_type, "iptc-data", probe)
+    back = pyvips.Image.tiffload_buffer(image.tiffsave_buffer())
+    return bool(back.get_typeof("iptc-data") == 0 or bytes(back.get("iptc-data")) != probe)
