@@ -2,11 +2,12 @@
 
 Owns: the run as a whole. Masters are converted by a pool of worker processes (``spawn``:
 libvips keeps threads, which ``fork`` would copy half-alive), one master per process at a time,
-started in natural order while the job count and the memory budget allow (``plan.admit``);
-with one job, in this process. One master's failure is its own outcome, never the run's end.
-SIGINT or SIGTERM stops the run: the workers are told to stop (each removes its temporary
-file) and the summary says the run was interrupted. Also the progress bar (rich): files,
-megapixels, speed and ETA.
+started in natural order while the job count and the memory budget allow (``plan.admit``).
+One master's failure is its own outcome, never the run's end. SIGINT or SIGTERM stops the run:
+a shared stop event tells the workers, each stops its libvips pipeline and removes its
+temporary file, and the summary says the run was interrupted. Workers ignore signals
+themselves (Ctrl-C reaches the whole process group) and stop too if this process dies. Also
+the progress bar (rich): files, megapixels, speed and ETA.
 Must not know: the pipeline's details, click, HTTP. Imports pyvips only through ``convert``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -84,10 +87,7 @@ def run_batch(
     interrupted = False
     with _progress_bar(console, pending, enabled=batch.progress) as record, _signals_interrupt():
         try:
-            if batch.jobs <= 1:
-                _run_here(pending, options, record)
-            else:
-                _run_pool(pending, options, batch, record)
+            _run_pool(pending, options, batch, record)
         except KeyboardInterrupt:
             interrupted = True
         outcomes.extend(record.outcomes)
@@ -127,27 +127,20 @@ class _Recorder:
         self._advance(item.header.megapixels)
 
 
-def _run_here(pending: Sequence[Pending], options: ConvertOptions, record: _Recorder) -> None:
-    for item in pending:
-        try:
-            record.converted(item, converter.convert(item.job, options))
-        except converter.ConvertError as exc:
-            record.failed(item, str(exc))
-        except Exception as exc:  # one master's unexpected error must not end the batch
-            record.failed(item, _one_line(exc))
-
-
 def _run_pool(pending: Sequence[Pending], options: ConvertOptions, batch: BatchOptions, record: _Recorder) -> None:
     budget = batch.memory_budget_mb * 2**20
+    jobs = max(1, min(batch.jobs, len(pending)))
     # libvips threads per worker: the cores shared out, so parallel files do not oversubscribe.
-    threads = max(1, (os.cpu_count() or 1) // batch.jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
     queue = deque(pending)
     running: dict[Future[converter.Converted], Pending] = {}
-    executor = _new_pool(batch.jobs, threads)
+    executor = _new_pool(context, jobs, threads, stop)
     try:
         while queue or running:
             in_flight = sum(item.estimate for item in running.values())
-            while queue and admit(queue[0].estimate, in_flight, len(running), budget, batch.jobs):
+            while queue and admit(queue[0].estimate, in_flight, len(running), budget, jobs):
                 item = queue.popleft()
                 running[executor.submit(_convert_in_worker, item.job, options)] = item
                 in_flight += item.estimate
@@ -162,54 +155,89 @@ def _run_pool(pending: Sequence[Pending], options: ConvertOptions, batch: BatchO
                 except BrokenProcessPool:
                     broken = True
                     record.failed(item, "the converter process died (killed, or out of memory?)")
-                except Exception as exc:
+                except Exception as exc:  # one master's unexpected error must not end the batch
                     record.failed(item, _one_line(exc))
             if broken:  # the pool is unusable; the rest go to a new one
                 executor.shutdown(wait=True, cancel_futures=True)
-                executor = _new_pool(batch.jobs, threads)
+                executor = _new_pool(context, jobs, threads, stop)
     except KeyboardInterrupt:
-        # Each worker stops its libvips pipeline and removes its temporary file (_worker_init).
-        for child in multiprocessing.active_children():
-            if child.pid is not None and child.is_alive():
-                os.kill(child.pid, signal.SIGTERM)
+        stop.set()  # running conversions stop and clean up; queued ones refuse to start
+        wait(running)
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _new_pool(jobs: int, threads: int) -> ProcessPoolExecutor:
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init, initargs=(threads,))
+def _new_pool(context: Any, jobs: int, threads: int, stop: Any) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_worker_init, initargs=(threads, stop, os.getpid())
+    )
 
 
-def _worker_init(threads: int) -> None:
+# In a worker process: the run's stop event, the process that started this one, and whether a
+# conversion is under way.
+_stop: Any = None
+_parent = 0
+_busy = False
+
+
+def _worker_init(threads: int, stop: Any, parent: int) -> None:
     import pyvips
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    global _stop, _parent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; see the module docstring
+    _stop, _parent = stop, parent
     pyvips.cache_set_max(0)  # nothing is opened twice; cached operations would only hold memory
     pyvips.concurrency_set(threads)
+    threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
+
+
+def _orphaned() -> bool:
+    return os.getppid() != _parent
+
+
+def _exit_when_orphaned() -> None:
+    """A pool worker whose parent died (SIGKILL) would wait for work forever: an idle one exits
+    here; a busy one is stopped by ``_should_stop`` and exits once it has cleaned up."""
+    while not _orphaned() or _busy:
+        time.sleep(0.2)
+    os._exit(1)
+
+
+def _should_stop() -> bool:
+    return bool(_stop is not None and _stop.is_set()) or _orphaned()
 
 
 def _convert_in_worker(job: Job, options: ConvertOptions) -> converter.Converted:
-    return converter.convert(job, options)
+    global _busy
+    _busy = True
+    try:
+        return converter.convert(job, options, should_stop=_should_stop)
+    finally:
+        _busy = False
+        if _orphaned():
+            os._exit(1)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    for again in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(again, signal.SIG_IGN)  # once is enough; stopping must not be cut short
     raise KeyboardInterrupt
 
 
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM interrupts the run like Ctrl-C (only the main thread may set handlers)."""
+    """SIGINT and SIGTERM interrupt the run (only the main thread may set handlers)."""
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        previous = {signum: signal.signal(signum, _raise_interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _MegapixelsColumn(ProgressColumn):

@@ -17,6 +17,7 @@ import enum
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ _MAGIC = (
 
 class ConvertError(Exception):
     """A master that cannot be converted; the message is one line for the summary."""
+
+
+class Interrupted(ConvertError):
+    """The run was stopped while this master was being converted; nothing was left behind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +167,14 @@ def to_srgb8(master: Any, background: tuple[int, int, int]) -> Any:
     return image.cast("uchar")
 
 
-def convert(job: Job, options: ConvertOptions) -> Converted:
-    """Make ``job.output`` from ``job.source``. Raises ``ConvertError`` with a one-line reason."""
+def convert(job: Job, options: ConvertOptions, should_stop: Callable[[], bool] = lambda: False) -> Converted:
+    """Make ``job.output`` from ``job.source``. Raises ``ConvertError`` with a one-line reason.
+
+    ``should_stop`` is polled while the pyramid is written; when it turns true, libvips is
+    stopped, the temporary file removed and ``Interrupted`` raised.
+    """
+    if should_stop():
+        raise Interrupted("interrupted before it started")
     started = time.perf_counter()
     source_state = file_state(job.source)
     if source_state is None:
@@ -188,11 +199,15 @@ def convert(job: Job, options: ConvertOptions) -> Converted:
     }
     tmp = job.output.with_name(f".{job.output.name}.{os.getpid()}{TEMP_SUFFIX}")
     try:
-        _save_interruptibly(image, tmp, save)
+        _save_watched(image, tmp, save, should_stop)
+        if should_stop():
+            raise Interrupted("interrupted")
         remove_stamp(job.output)  # the old stamp must never vouch for the new file
         os.replace(tmp, job.output)
         write_stamp(job.output, job.source, source_state, options.fingerprint())
     except pyvips.Error as exc:
+        if should_stop():
+            raise Interrupted("interrupted") from None
         raise ConvertError(f"cannot convert: {_reason(exc)}") from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -214,28 +229,24 @@ def remove_stale_temporaries(output: Path) -> None:
             (output.parent / name).unlink(missing_ok=True)
 
 
-def _save_interruptibly(image: Any, path: Path, options: dict[str, Any]) -> None:
-    """tiffsave in a helper thread, so a signal (SIGINT, SIGTERM) reaching this thread stops
-    libvips within a moment instead of after the whole file is written."""
-    failure: list[BaseException] = []
+def _save_watched(image: Any, path: Path, options: dict[str, Any], should_stop: Callable[[], bool]) -> None:
+    """tiffsave, with a watcher thread that stops libvips (``set_kill``) once ``should_stop``
+    says so; the save itself stays in this thread, so it has ended when this returns."""
+    finished = threading.Event()
 
-    def run() -> None:
-        try:
-            image.tiffsave(str(path), **options)
-        except BaseException as exc:
-            failure.append(exc)
+    def watch() -> None:
+        while not finished.wait(0.05):
+            if should_stop():
+                image.set_kill(True)
+                return
 
-    worker = threading.Thread(target=run, name="tiffsave", daemon=True)
-    worker.start()
+    watcher = threading.Thread(target=watch, name="convert-watch", daemon=True)
+    watcher.start()
     try:
-        while worker.is_alive():
-            worker.join(0.1)
-    except BaseException:
-        image.set_kill(True)
-        worker.join()
-        raise
-    if failure:
-        raise failure[0]
+        image.tiffsave(str(path), **options)
+    finally:
+        finished.set()
+        watcher.join()
 
 
 def _max_alpha(image: Any) -> float:

@@ -1,6 +1,7 @@
 """Which of a master's metadata crosses into its pyramid.
 
-Owns: keeping XMP and IPTC as they are (working round a libvips 8.18 IPTC-in-TIFF bug); carrying EXIF's rights and description over (libvips
+Owns: keeping XMP and IPTC as they are (working round a libvips 8.18 IPTC-in-TIFF bug);
+carrying EXIF's rights and description over (libvips
 writes no EXIF into a TIFF: EXIF ImageDescription becomes the TIFF ImageDescription, and
 Artist, Copyright and ImageDescription become a small XMP packet, dc:creator, dc:rights and
 dc:description, when the master has no XMP of its own); replacing the ICC profile by sRGB's;
