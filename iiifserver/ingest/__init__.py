@@ -9,6 +9,7 @@ reads headers (``batch.py`` through ``convert.inspect``). Nothing here runs per 
     metadata.py  which metadata crosses over (XMP, IPTC, EXIF rights and description, ICC)
     convert.py   one master -> one pyramid (the pyvips pipeline), atomically
     batch.py     many masters in parallel within a memory budget; the progress bar
+    worker.py    a worker process of the pool: one master at a time, stopping cleanly
     report.py    outcomes and the summary
     describe.py  converted images -> an object description in manifests/
 """

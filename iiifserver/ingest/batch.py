@@ -5,8 +5,9 @@ libvips keeps threads, which ``fork`` would copy half-alive), one master per pro
 started in natural order while the job count and the memory budget allow (``plan.admit``).
 One master's failure is its own outcome, never the run's end. SIGINT or SIGTERM stops the run:
 a shared stop event tells the workers, each stops its libvips pipeline and removes its
-temporary file, and the summary says the run was interrupted. Workers ignore signals
-themselves (Ctrl-C reaches the whole process group) and stop too if this process dies. Also
+temporary file, and the summary says the run was interrupted. Workers (``worker.py``)
+ignore signals themselves (Ctrl-C reaches the whole process group) and stop too if this
+process dies. Also
 the progress bar (rich): files, megapixels, speed and ETA.
 Must not know: the pipeline's details, click, HTTP. Imports pyvips only through ``convert``.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +33,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.text import Text
 
 from iiifserver.ingest import convert as converter
+from iiifserver.ingest import worker
 from iiifserver.ingest.plan import (
     ConvertOptions,
     Header,
@@ -142,7 +143,7 @@ def _run_pool(pending: Sequence[Pending], options: ConvertOptions, batch: BatchO
             in_flight = sum(item.estimate for item in running.values())
             while queue and admit(queue[0].estimate, in_flight, len(running), budget, jobs):
                 item = queue.popleft()
-                running[executor.submit(_convert_in_worker, item.job, options)] = item
+                running[executor.submit(worker.convert, item.job, options)] = item
                 in_flight += item.estimate
             done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             broken = False
@@ -170,53 +171,8 @@ def _run_pool(pending: Sequence[Pending], options: ConvertOptions, batch: BatchO
 
 def _new_pool(context: Any, jobs: int, threads: int, stop: Any) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_worker_init, initargs=(threads, stop, os.getpid())
+        max_workers=jobs, mp_context=context, initializer=worker.init, initargs=(threads, stop, os.getpid())
     )
-
-
-# In a worker process: the run's stop event, the process that started this one, and whether a
-# conversion is under way.
-_stop: Any = None
-_parent = 0
-_busy = False
-
-
-def _worker_init(threads: int, stop: Any, parent: int) -> None:
-    import pyvips
-
-    global _stop, _parent
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; see the module docstring
-    _stop, _parent = stop, parent
-    pyvips.cache_set_max(0)  # nothing is opened twice; cached operations would only hold memory
-    pyvips.concurrency_set(threads)
-    threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
-
-
-def _orphaned() -> bool:
-    return os.getppid() != _parent
-
-
-def _exit_when_orphaned() -> None:
-    """A pool worker whose parent died (SIGKILL) would wait for work forever: an idle one exits
-    here; a busy one is stopped by ``_should_stop`` and exits once it has cleaned up."""
-    while not _orphaned() or _busy:
-        time.sleep(0.2)
-    os._exit(1)
-
-
-def _should_stop() -> bool:
-    return bool(_stop is not None and _stop.is_set()) or _orphaned()
-
-
-def _convert_in_worker(job: Job, options: ConvertOptions) -> converter.Converted:
-    global _busy
-    _busy = True
-    try:
-        return converter.convert(job, options, should_stop=_should_stop)
-    finally:
-        _busy = False
-        if _orphaned():
-            os._exit(1)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import re
+from html import escape
 from typing import Any
-from xml.sax.saxutils import escape
 
 import pyvips
 
@@ -35,10 +35,10 @@ def xmp_packet(*, creator: str = "", rights: str = "", description: str = "") ->
     """A minimal XMP packet with Dublin Core creator, rights and description (those given)."""
     parts = []
     if creator:
-        parts.append(f"<dc:creator><rdf:Seq><rdf:li>{escape(creator)}</rdf:li></rdf:Seq></dc:creator>")
+        parts.append(f"<dc:creator><rdf:Seq><rdf:li>{escape(creator, quote=False)}</rdf:li></rdf:Seq></dc:creator>")
     for tag, value in (("rights", rights), ("description", description)):
         if value:
-            alt = f'<rdf:Alt><rdf:li xml:lang="x-default">{escape(value)}</rdf:li></rdf:Alt>'
+            alt = f'<rdf:Alt><rdf:li xml:lang="x-default">{escape(value, quote=False)}</rdf:li></rdf:Alt>'
             parts.append(f"<dc:{tag}>{alt}</dc:{tag}>")
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
