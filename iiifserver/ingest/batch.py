@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -69,13 +68,34 @@ def run_batch(
 ) -> Summary:
     started = time.perf_counter()
     console = console or Console(stderr=True)
+    pool = _Pool(batch.jobs)
+    try:
+        return _run(paths, out_dir, options, batch, console, pool, started)
+    finally:
+        pool.shutdown()
+
+
+def _run(
+    paths: Sequence[Path],
+    out_dir: Path,
+    options: ConvertOptions,
+    batch: BatchOptions,
+    console: Console,
+    pool: _Pool,
+    started: float,
+) -> Summary:
     planned, refused = plan_outputs(discover(paths, out_dir), out_dir)
     outcomes = [Outcome(r.name, Status.FAILED, reason=r.reason) for r in refused]
-    pending: list[Pending] = []
+    to_convert: list[Job] = []
     for job in planned:
         if not batch.force and _up_to_date(job, options):
             outcomes.append(Outcome(job.name, Status.SKIPPED, job.output))
-            continue
+        else:
+            to_convert.append(job)
+    if to_convert:
+        pool.warm_up()  # the workers start (a fraction of a second each) while the headers are read
+    pending: list[Pending] = []
+    for job in to_convert:
         try:
             header = converter.inspect(job.source)
         except converter.ConvertError as exc:
@@ -88,7 +108,7 @@ def run_batch(
     interrupted = False
     with _progress_bar(console, pending, enabled=batch.progress) as record, _signals_interrupt():
         try:
-            _run_pool(pending, options, batch, record)
+            _run_pool(pending, options, batch, record, pool)
         except KeyboardInterrupt:
             interrupted = True
         outcomes.extend(record.outcomes)
@@ -128,22 +148,53 @@ class _Recorder:
         self._advance(item.header.megapixels)
 
 
-def _run_pool(pending: Sequence[Pending], options: ConvertOptions, batch: BatchOptions, record: _Recorder) -> None:
+class _Pool:
+    """The worker processes, their stop event, and a fresh pool if one breaks."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, jobs)
+        self.context = multiprocessing.get_context("spawn")
+        self.stop = self.context.Event()
+        # libvips threads per worker: the cores shared out, so parallel files do not oversubscribe.
+        self.threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.jobs,
+                mp_context=self.context,
+                initializer=worker.init,
+                initargs=(self.threads, self.stop, os.getpid()),
+            )
+        return self._executor
+
+    def warm_up(self) -> None:
+        for _ in range(self.jobs):  # the pool starts a process per task while none is idle
+            self.executor.submit(worker.ready)
+
+    def restart(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+def _run_pool(
+    pending: Sequence[Pending], options: ConvertOptions, batch: BatchOptions, record: _Recorder, pool: _Pool
+) -> None:
     budget = batch.memory_budget_mb * 2**20
-    jobs = max(1, min(batch.jobs, len(pending)))
-    # libvips threads per worker: the cores shared out, so parallel files do not oversubscribe.
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
     queue = deque(pending)
     running: dict[Future[converter.Converted], Pending] = {}
-    executor = _new_pool(context, jobs, threads, stop)
     try:
         while queue or running:
             in_flight = sum(item.estimate for item in running.values())
-            while queue and admit(queue[0].estimate, in_flight, len(running), budget, jobs):
+            while queue and admit(queue[0].estimate, in_flight, len(running), budget, pool.jobs):
                 item = queue.popleft()
-                running[executor.submit(worker.convert, item.job, options)] = item
+                running[pool.executor.submit(worker.convert, item.job, options)] = item
                 in_flight += item.estimate
             done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             broken = False
@@ -159,20 +210,11 @@ def _run_pool(pending: Sequence[Pending], options: ConvertOptions, batch: BatchO
                 except Exception as exc:  # one master's unexpected error must not end the batch
                     record.failed(item, _one_line(exc))
             if broken:  # the pool is unusable; the rest go to a new one
-                executor.shutdown(wait=True, cancel_futures=True)
-                executor = _new_pool(context, jobs, threads, stop)
+                pool.restart()
     except KeyboardInterrupt:
-        stop.set()  # running conversions stop and clean up; queued ones refuse to start
+        pool.stop.set()  # running conversions stop and clean up; queued ones refuse to start
         wait(running)
         raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _new_pool(context: Any, jobs: int, threads: int, stop: Any) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=worker.init, initargs=(threads, stop, os.getpid())
-    )
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

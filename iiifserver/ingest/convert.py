@@ -14,6 +14,7 @@ Must not know: batches, progress, settings, HTTP. Imports pyvips (see the packag
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import threading
 import time
@@ -133,6 +134,7 @@ def inspect(path: Path) -> Header:
     )
 
 
+@functools.cache
 def srgb_profile() -> bytes:
     """libvips' built-in sRGB profile, as icc_transform attaches it."""
     pixel = pyvips.Image.black(1, 1, bands=3).copy(interpretation="srgb")

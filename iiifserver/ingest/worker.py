@@ -37,6 +37,10 @@ def init(threads: int, stop: Any, parent: int) -> None:
     threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
 
 
+def ready() -> None:
+    """Nothing: submitted once per worker so the pool starts its processes early."""
+
+
 def _orphaned() -> bool:
     return os.getppid() != _parent
 
