@@ -7,7 +7,6 @@ work through the same modules the server uses.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import unicodedata
@@ -132,6 +131,8 @@ def _build_demo(out: Path, *, large: bool) -> list[Path]:
 def get(path: str, output: Path | None, show_headers: bool, config_file: Path | None, **overrides: Any) -> None:
     """Answer one request in-process, without a network server: PATH like /iiif/3/ID/info.json."""
     settings = _load(config_file, overrides)
+    import asyncio
+
     from iiifserver.app import create_app
     from iiifserver.asgi_call import call
 
@@ -251,47 +252,50 @@ def convert(
     Exit status: 0 all converted or up to date, 1 if any master failed, 2 usage error,
     130 interrupted.
     """
-    from iiifserver.ingest import describe
-    from iiifserver.ingest.batch import BatchOptions, run_batch
-    from iiifserver.ingest.plan import BigTiff, ConvertOptions, parse_background
-    from iiifserver.ingest.report import Status, summary_lines
+    from iiifserver.ingest.pool import Pool
 
-    try:
-        options = ConvertOptions(quality, int(tile_size), parse_background(background), BigTiff(bigtiff))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--background") from None
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.UsageError(f"--out {out_dir} is not a folder")
-    settings = None
-    if object_name is not None:
-        settings = _load(config_file, overrides)
+    # The workers start first (a fraction of a second each), while the rest is imported and planned.
+    with Pool(jobs or os.cpu_count() or 1) as pool:
+        pool.warm_up()
+        from iiifserver.ingest import describe
+        from iiifserver.ingest.batch import BatchOptions, run_batch
+        from iiifserver.ingest.plan import BigTiff, ConvertOptions, parse_background
+        from iiifserver.ingest.report import Status, summary_lines
+
         try:
-            describe.check_name(object_name)
-            describe.check_inside(out_dir, settings.images)
-            existing = settings.manifests / f"{object_name}{describe.DESCRIPTION_SUFFIX}"
-            if existing.exists() and not force:
-                raise describe.DescriptionError(f"{existing} exists; --force replaces it")
-        except describe.DescriptionError as exc:
-            raise click.UsageError(str(exc)) from None
-    batch = BatchOptions(
-        jobs=jobs or os.cpu_count() or 1, memory_budget_mb=memory_budget_mb, force=force, progress=not quiet
-    )
-    summary = run_batch(list(sources), out_dir, options, batch)
-    for line in summary_lines(summary):
-        click.echo(line, err=True)
-    if summary.interrupted:
-        sys.exit(130)
-    if object_name is not None and settings is not None:
-        if not summary.ok:
-            click.echo(f"object {object_name}: not described, as some masters failed", err=True)
-        else:
-            outputs = [o.output for o in summary.outcomes if o.status is not Status.FAILED and o.output is not None]
+            options = ConvertOptions(quality, int(tile_size), parse_background(background), BigTiff(bigtiff))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--background") from None
+        if out_dir.exists() and not out_dir.is_dir():
+            raise click.UsageError(f"--out {out_dir} is not a folder")
+        settings = None
+        if object_name is not None:
+            settings = _load(config_file, overrides)
             try:
-                written = describe.write_description(
-                    settings.manifests, object_name, outputs, settings.images, force=force
-                )
+                describe.check_name(object_name)
+                describe.check_inside(out_dir, settings.images)
+                existing = settings.manifests / f"{object_name}{describe.DESCRIPTION_SUFFIX}"
+                if existing.exists() and not force:
+                    raise describe.DescriptionError(f"{existing} exists; --force replaces it")
             except describe.DescriptionError as exc:
                 raise click.UsageError(str(exc)) from None
-            click.echo(f"object {object_name}: {len(outputs)} pages in {written}", err=True)
-    if not summary.ok:
-        sys.exit(1)
+        batch = BatchOptions(jobs=pool.jobs, memory_budget_mb=memory_budget_mb, force=force, progress=not quiet)
+        summary = run_batch(list(sources), out_dir, options, batch, pool=pool)
+        for line in summary_lines(summary):
+            click.echo(line, err=True)
+        if summary.interrupted:
+            sys.exit(130)
+        if object_name is not None and settings is not None:
+            if not summary.ok:
+                click.echo(f"object {object_name}: not described, as some masters failed", err=True)
+            else:
+                outputs = [o.output for o in summary.outcomes if o.status is not Status.FAILED and o.output is not None]
+                try:
+                    written = describe.write_description(
+                        settings.manifests, object_name, outputs, settings.images, force=force
+                    )
+                except describe.DescriptionError as exc:
+                    raise click.UsageError(str(exc)) from None
+                click.echo(f"object {object_name}: {len(outputs)} pages in {written}", err=True)
+        if not summary.ok:
+            sys.exit(1)

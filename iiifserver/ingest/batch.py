@@ -14,13 +14,12 @@ Must not know: the pipeline's details, click, HTTP. Imports pyvips only through 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from iiifserver.ingest.plan import (
     natural_key,
     plan_outputs,
 )
+from iiifserver.ingest.pool import Pool
 from iiifserver.ingest.report import Outcome, Status, Summary, failure_line
 from iiifserver.ingest.stamp import file_state, read_stamp
 
@@ -64,11 +64,18 @@ class BatchOptions:
 
 
 def run_batch(
-    paths: Sequence[Path], out_dir: Path, options: ConvertOptions, batch: BatchOptions, console: Console | None = None
+    paths: Sequence[Path],
+    out_dir: Path,
+    options: ConvertOptions,
+    batch: BatchOptions,
+    console: Console | None = None,
+    pool: Pool | None = None,
 ) -> Summary:
+    """Convert what needs converting. ``pool``: workers already started (the command starts
+    them first thing); else made here. Either way it is shut down at the end."""
     started = time.perf_counter()
     console = console or Console(stderr=True)
-    pool = _Pool(batch.jobs)
+    pool = pool or Pool(batch.jobs)
     try:
         return _run(paths, out_dir, options, batch, console, pool, started)
     finally:
@@ -81,7 +88,7 @@ def _run(
     options: ConvertOptions,
     batch: BatchOptions,
     console: Console,
-    pool: _Pool,
+    pool: Pool,
     started: float,
 ) -> Summary:
     planned, refused = plan_outputs(discover(paths, out_dir), out_dir)
@@ -148,43 +155,8 @@ class _Recorder:
         self._advance(item.header.megapixels)
 
 
-class _Pool:
-    """The worker processes, their stop event, and a fresh pool if one breaks."""
-
-    def __init__(self, jobs: int) -> None:
-        self.jobs = max(1, jobs)
-        self.context = multiprocessing.get_context("spawn")
-        self.stop = self.context.Event()
-        # libvips threads per worker: the cores shared out, so parallel files do not oversubscribe.
-        self.threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        self._executor: ProcessPoolExecutor | None = None
-
-    @property
-    def executor(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.jobs,
-                mp_context=self.context,
-                initializer=worker.init,
-                initargs=(self.threads, self.stop, os.getpid()),
-            )
-        return self._executor
-
-    def warm_up(self) -> None:
-        for _ in range(self.jobs):  # the pool starts a process per task while none is idle
-            self.executor.submit(worker.ready)
-
-    def restart(self) -> None:
-        self.shutdown()
-
-    def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-
 def _run_pool(
-    pending: Sequence[Pending], options: ConvertOptions, batch: BatchOptions, record: _Recorder, pool: _Pool
+    pending: Sequence[Pending], options: ConvertOptions, batch: BatchOptions, record: _Recorder, pool: Pool
 ) -> None:
     budget = batch.memory_budget_mb * 2**20
     queue = deque(pending)
