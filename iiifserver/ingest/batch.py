@@ -1,13 +1,11 @@
 """Many masters: plan, skip what is up to date, convert the rest in parallel, summarise.
 
-Owns: the run as a whole. Masters are converted by a pool of worker processes (``spawn``:
-libvips keeps threads, which ``fork`` would copy half-alive), one master per process at a time,
-started in natural order while the job count and the memory budget allow (``plan.admit``).
-One master's failure is its own outcome, never the run's end. SIGINT or SIGTERM stops the run:
-a shared stop event tells the workers, each stops its libvips pipeline and removes its
-temporary file, and the summary says the run was interrupted. Workers (``worker.py``)
-ignore signals themselves (Ctrl-C reaches the whole process group) and stop too if this
-process dies. Also
+Owns: the run as a whole. Masters are converted by worker processes (``pool.py``,
+``worker.py``), one master per process at a time, started in natural order while the job count
+and the memory budget allow (``plan.admit``). One master's failure is its own outcome, never
+the run's end. SIGINT or SIGTERM stops the run: the pool's stop event tells the workers, each
+stops its libvips pipeline and removes its temporary file, and the summary says the run was
+interrupted (workers ignore signals themselves: Ctrl-C reaches the whole process group). Also
 the progress bar (rich): files, megapixels, speed and ETA.
 Must not know: the pipeline's details, click, HTTP. Imports pyvips only through ``convert``.
 """

@@ -2,8 +2,8 @@
 
 Owns: starting them (``spawn``: libvips keeps threads, which ``fork`` would copy half-alive),
 the libvips threads each gets (the cores shared out), the run's stop event, replacing a broken
-pool, and shutting down. Light to import, so the command can start the workers before anything
-else. Must not know: what is converted, scheduling, progress.
+pool, and shutting down. Lighter to import than ``batch.py`` (no rich), so the command can start the
+workers before anything else. Must not know: what is converted, scheduling, progress.
 """
 
 from __future__ import annotations
