@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Convert benchmark: ``iiifserver convert`` against the ``vips`` command-line tool.
 
-    python benchmarks/convert_bench.py            # 3 masters of about 50 MP, best of 3 runs each side
-    python benchmarks/convert_bench.py --quick    # 1 master of 3 MP, one run: a smoke test
-    python benchmarks/convert_bench.py --masters 6   # a larger batch (start-up weighs less)
+    python benchmarks/convert_bench.py              # 12 masters of about 50 MP, best of 3 runs each side
+    python benchmarks/convert_bench.py --masters 3  # a small batch: start-up weighs more
+    python benchmarks/convert_bench.py --quick      # 1 master of 3 MP, one run: a smoke test
 
 Both sides make the same pyramids from the same masters with the same settings: tiled (256),
 pyramidal, JPEG Q85 (YCbCr 4:2:0 below Q90), at the same parallelism (``--jobs``, default: the
@@ -48,7 +48,7 @@ QUALITY = 85
 TILE = 256
 TARGET = 0.9
 SIZES = [(8660, 5774), (8660, 5774), (7000, 7140)]  # about 50 MP each, cycled
-MASTERS = 3
+MASTERS = 12  # 600 MP: a bulk batch, in which the one-off start-up of each side weighs little
 QUICK = [(2000, 1500, 11)]
 
 
