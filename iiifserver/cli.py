@@ -134,6 +134,8 @@ def _build_demo(out: Path, *, large: bool) -> list[Path]:
 def get(path: str, output: Path | None, show_headers: bool, config_file: Path | None, **overrides: Any) -> None:
     """Answer one request in-process, without a network server: PATH like /iiif/3/ID/info.json."""
     settings = _load(config_file, overrides)
+    import asyncio
+
     from iiifserver.app import create_app
     from iiifserver.asgi_call import call
 
@@ -361,3 +363,115 @@ def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, *
     click.echo(f"{written} descriptions written to {settings.manifests}; {failures} problem(s)", err=True)
     if failures:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the pyramids."
+)
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    default=85,
+    show_default=True,
+    help="JPEG quality of the tiles (below 90: YCbCr 4:2:0; 90 and above: RGB).",
+)
+@click.option("--tile-size", type=click.Choice(["256", "512"]), default="256", show_default=True)
+@click.option(
+    "--background",
+    default="#ffffff",
+    show_default=True,
+    help="Colour transparent pixels are flattened on: #rrggbb or r,g,b.",
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Masters converted at once [default: cores].")
+@click.option(
+    "--memory-budget-mb",
+    type=click.IntRange(min=64),
+    default=2048,
+    show_default=True,
+    help="Estimated memory all parallel conversions may take together.",
+)
+@click.option("--force", is_flag=True, help="Convert up-to-date outputs too; replace an existing --object description.")
+@click.option(
+    "--bigtiff",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="auto: BigTIFF when the output could pass 4 GB.",
+)
+@click.option(
+    "--object",
+    "object_name",
+    default=None,
+    help="Also describe the converted images as one object: writes MANIFESTS/NAME.yaml.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar; only the summary.")
+@_settings_options
+def convert(
+    sources: tuple[Path, ...],
+    out_dir: Path,
+    quality: int,
+    tile_size: str,
+    background: str,
+    jobs: int | None,
+    memory_budget_mb: int,
+    force: bool,
+    bigtiff: str,
+    object_name: str | None,
+    quiet: bool,
+    config_file: Path | None,
+    **overrides: Any,
+) -> None:
+    """Convert masters (files, or folders recursively) into tiled pyramidal TIFFs in OUT.
+
+    Exit status: 0 all converted or up to date, 1 if any master failed, 2 usage error,
+    130 interrupted.
+    """
+    from iiifserver.ingest.pool import Pool
+
+    # The workers start first (a fraction of a second each), while the rest is imported and planned.
+    with Pool(jobs or os.cpu_count() or 1) as pool:
+        pool.warm_up()
+        from iiifserver.ingest import describe
+        from iiifserver.ingest.batch import BatchOptions, run_batch
+        from iiifserver.ingest.plan import BigTiff, ConvertOptions, parse_background
+        from iiifserver.ingest.report import Status, summary_lines
+
+        try:
+            options = ConvertOptions(quality, int(tile_size), parse_background(background), BigTiff(bigtiff))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--background") from None
+        if out_dir.exists() and not out_dir.is_dir():
+            raise click.UsageError(f"--out {out_dir} is not a folder")
+        settings = None
+        if object_name is not None:
+            settings = _load(config_file, overrides)
+            try:
+                describe.check_name(object_name)
+                describe.check_inside(out_dir, settings.images)
+                existing = settings.manifests / f"{object_name}{describe.DESCRIPTION_SUFFIX}"
+                if existing.exists() and not force:
+                    raise describe.DescriptionError(f"{existing} exists; --force replaces it")
+            except describe.DescriptionError as exc:
+                raise click.UsageError(str(exc)) from None
+        batch = BatchOptions(jobs=pool.jobs, memory_budget_mb=memory_budget_mb, force=force, progress=not quiet)
+        summary = run_batch(list(sources), out_dir, options, batch, pool=pool)
+        for line in summary_lines(summary):
+            click.echo(line, err=True)
+        if summary.interrupted:
+            sys.exit(130)
+        if object_name is not None and settings is not None:
+            if not summary.ok:
+                click.echo(f"object {object_name}: not described, as some masters failed", err=True)
+            else:
+                outputs = [o.output for o in summary.outcomes if o.status is not Status.FAILED and o.output is not None]
+                try:
+                    written = describe.write_description(
+                        settings.manifests, object_name, outputs, settings.images, force=force
+                    )
+                except describe.DescriptionError as exc:
+                    raise click.UsageError(str(exc)) from None
+                click.echo(f"object {object_name}: {len(outputs)} pages in {written}", err=True)
+        if not summary.ok:
+            sys.exit(1)

@@ -30,6 +30,19 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0'; then
   fi
 fi
 
+# The vips command-line tool is only what benchmarks/convert_bench.py measures `convert` against.
+if [ -n "$extras" ] && ! command -v vips >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: apt-get install libvips-tools (the convert benchmark's reference)"
+    { apt-get install -y -q --no-install-recommends libvips-tools >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+           && apt-get install -y -q --no-install-recommends libvips-tools >/dev/null 2>&1; }; } \
+      || echo "install: libvips-tools could not be installed: the convert benchmark will be skipped"
+  else
+    echo "install: note: the vips command-line tool is missing (apt-get install libvips-tools); the convert benchmark needs it"
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "install: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
