@@ -125,17 +125,21 @@ def create_app(settings: Settings) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
 
+    image_endpoints = image_routes.endpoints(service, settings, memo)
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
         *pages.routes(settings, Assets(), object_exists, describe),
         *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": memo.stats()}),
-        *image_routes.routes(service, settings, memo),
+        *image_routes.routes(image_endpoints),
         *presentation_routes.routes(presentation, settings),
     ]
     app = Starlette(
         routes=routes,
         # The fast path first: a repeated request is answered before anything else runs.
-        middleware=[Middleware(FastPath, service=service, memo=memo), Middleware(CORSMiddleware)],
+        middleware=[
+            Middleware(FastPath, service=service, memo=memo, endpoints=image_endpoints),
+            Middleware(CORSMiddleware),
+        ],
         exception_handlers={HTTPException: http_exception_handler, Exception: unexpected_error_handler},
         lifespan=lifespan,
     )

@@ -6,13 +6,16 @@ ETag, headers), and the pure ASGI middleware that replays it. An entry is used o
 identifier's source version (``ImageService.current_version``) is the one it was made for, and
 only when the memory tier still holds the body; anything else (a miss, another version,
 ``If-Modified-Since``) goes the full way through the app, which records a fresh entry.
+Every other GET/HEAD of an Image API path goes straight to its ``image_routes`` endpoint,
+without the framework's middleware and routing (the endpoint adds CORS itself).
 Must not know: IIIF grammar, images. It replays what ``image_routes`` recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cachetools
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -65,13 +68,23 @@ class ResponseMemo:
         self._entries[key] = memo
 
 
-class FastPath:
-    """Replays memoised answers of GET/HEAD ``/iiif/`` requests; everything else passes through."""
+class Endpoint(Protocol):
+    def handles(self, path: str) -> bool: ...
 
-    def __init__(self, app: ASGIApp, service: ImageService, memo: ResponseMemo) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class FastPath:
+    """Replays memoised answers of GET/HEAD ``/iiif/`` requests, sends the other GET/HEAD of
+    ``endpoints``' paths to them directly; everything else passes through."""
+
+    def __init__(
+        self, app: ASGIApp, service: ImageService, memo: ResponseMemo, endpoints: Sequence[Endpoint] = ()
+    ) -> None:
         self.app = app
         self.service = service
         self.memo = memo
+        self.endpoints = tuple(endpoints)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/iiif/"):
@@ -82,6 +95,11 @@ class FastPath:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
                 return
+            path = scope["path"]
+            for endpoint in self.endpoints:
+                if endpoint.handles(path):
+                    await endpoint(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
     def _answer(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:

@@ -54,7 +54,9 @@ class CORSMiddleware:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *CORS_RESPONSE_HEADERS]
+                headers = message.get("headers", [])
+                if not any(name == b"access-control-allow-origin" for name, _ in headers):  # set by endpoints
+                    message["headers"] = [*headers, *CORS_RESPONSE_HEADERS]
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

@@ -4,6 +4,11 @@ Owns: routing on the *raw* request path (``scope["path"]`` has ``%2F`` already d
 cannot tell a sub-folder identifier from an extra segment), and turning service results into
 responses with their headers. The grammar lives in ``image/request.py``, the flow in
 ``image/service.py``.
+
+The endpoint is a plain ASGI app that ``FastPath`` calls directly for GET and HEAD: a tile miss
+is the request a deep-zoom viewer makes most, and the framework's middleware, routing and
+response objects cost as much CPU as reading and sending a stored tile. It adds the CORS
+headers itself for that reason; the Starlette routes remain for the other methods (405).
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from iiifserver.config import Settings
 from iiifserver.errors import BadRequest, IIIFError, NotFound
@@ -42,21 +47,48 @@ _PROFILE_LINK = {
 _CONTEXT = {ApiVersion.V3: info_doc.CONTEXT_3, ApiVersion.V2: info_doc.CONTEXT_2}
 # Longest raw (still %-encoded) region/size/rotation/quality.format segment accepted.
 MAX_PARAMETER_BYTES = 256
+_CORS = h.CORS_RESPONSE_HEADERS
+
+RawHeaders = list[tuple[bytes, bytes]]
+Answer = tuple[int, RawHeaders, bytes]  # status, headers (no content-length), body
 
 
-def routes(service: ImageService, settings: Settings, memo: ResponseMemo | None = None) -> list[Route]:
-    def endpoint(version: ApiVersion):  # type: ignore[no-untyped-def]
-        async def handle(request: Request) -> Response:
-            try:
-                return await _dispatch(request, version, service, settings, memo)
-            except IIIFError as exc:
-                return error_response(exc)
+class ImageEndpoint:
+    """GET/HEAD of one Image API version, as a bare ASGI app."""
 
-        return handle
+    def __init__(self, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None):
+        self.version = version
+        self.prefix = PREFIXES[version] + "/"
+        self.service = service
+        self.settings = settings
+        self.memo = memo
 
+    def handles(self, path: str) -> bool:
+        return path.startswith(self.prefix)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        try:
+            status, headers, body = await _dispatch(request, self.version, self.service, self.settings, self.memo)
+        except IIIFError as exc:
+            error = error_response(exc)
+            status, headers, body = error.status_code, [*error.raw_headers, *h.CORS_RESPONSE_HEADERS], error.body
+        else:
+            if status != 304:
+                headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def endpoints(service: ImageService, settings: Settings, memo: ResponseMemo | None = None) -> list[ImageEndpoint]:
+    return [ImageEndpoint(version, service, settings, memo) for version in PREFIXES]
+
+
+def routes(endpoints: list[ImageEndpoint]) -> list[Route]:
+    """The endpoints as routes: ``FastPath`` calls them first, so these answer only other methods."""
     out = []
-    for version, prefix in PREFIXES.items():
-        route = Route(prefix + "/{rest:path}", endpoint(version), methods=["GET", "HEAD"])
+    for endpoint in endpoints:
+        route = Route(endpoint.prefix + "{rest:path}", endpoint, methods=["GET", "HEAD"])
         # Starlette's ``path`` convertor is ``.*``, which stops at a decoded newline (%0A): such a
         # request fell through to a bare 404 before the identifier check could refuse it (A13).
         route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
@@ -66,7 +98,7 @@ def routes(service: ImageService, settings: Settings, memo: ResponseMemo | None 
 
 async def _dispatch(
     request: Request, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None
-) -> Response:
+) -> Answer:
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     prefix = PREFIXES[version].encode() + b"/"
     if not raw.startswith(prefix):
@@ -76,7 +108,7 @@ async def _dispatch(
     if len(segments) == 1 and segments[0]:
         identifier = decode_identifier(segments[0])
         location = f"{base}/{encode_identifier(identifier)}/info.json"
-        return Response(status_code=303, headers={"location": location, "cache-control": "no-store"})
+        return 303, [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"), *_CORS], b""
     if len(segments) == 2 and segments[1] == b"info.json":
         return await _info(request, version, decode_identifier(segments[0]), base, service, settings, memo)
     if len(segments) == 5:
@@ -95,27 +127,29 @@ async def _info(
     service: ImageService,
     settings: Settings,
     memo: ResponseMemo | None,
-) -> Response:
+) -> Answer:
     found = await service.find(identifier)
     service_id = f"{base}/{encode_identifier(identifier)}"
     tag = h.etag(f"i{version.value}-{found.file.version.token}-{_digest(service_id)}")
-    headers = {
-        "link": _PROFILE_LINK[version],
-        "etag": tag,
-        "last-modified": h.http_date(found.file.version.mtime_ns),
-        "cache-control": settings.cache_control,
-        "vary": "Accept",
-    }
+    headers = [
+        (b"link", _PROFILE_LINK[version].encode()),
+        (b"etag", tag.encode()),
+        (b"last-modified", h.http_date(found.file.version.mtime_ns).encode()),
+        (b"cache-control", settings.cache_control.encode("latin-1")),
+        (b"vary", b"Accept"),
+        *_CORS,
+    ]
     if h.not_modified(request.headers, tag, found.file.version.mtime_ns):
-        return Response(status_code=304, headers=headers)
+        return 304, headers, b""
     builder = info_doc.info_v3 if version is ApiVersion.V3 else info_doc.info_v2
     body = orjson.dumps(builder(service_id, found.info, service.limits))
     media_type = h.negotiate_json_ld(
         request.headers.get("accept"), _CONTEXT[version], default_ld=version is ApiVersion.V3
     )
+    headers.append((b"content-type", media_type.encode("latin-1")))
     if memo is not None:
-        _remember(memo, request, found.file.identifier, found.file.version, tag, headers, media_type, body=body)
-    return Response(body, media_type=media_type, headers=headers)
+        _remember(memo, request, found.file.identifier, found.file.version, tag, headers, body=body)
+    return 200, headers, body
 
 
 async def _image(
@@ -127,22 +161,24 @@ async def _image(
     service: ImageService,
     settings: Settings,
     memo: ResponseMemo | None,
-) -> Response:
+) -> Answer:
     prepared = await service.prepare(identifier, image_request)
     canonical_url = f"{base}/{encode_identifier(identifier)}/{prepared.canonical}"
     tag = h.etag(prepared.key)
-    headers = {
-        "link": f'<{canonical_url}>;rel="canonical", {_PROFILE_LINK[version]}',
-        "etag": tag,
-        "last-modified": h.http_date(prepared.version.mtime_ns),
-        "cache-control": settings.cache_control,
-    }
+    headers = [
+        (b"link", f'<{canonical_url}>;rel="canonical", {_PROFILE_LINK[version]}'.encode("latin-1")),
+        (b"etag", tag.encode()),
+        (b"last-modified", h.http_date(prepared.version.mtime_ns).encode()),
+        (b"cache-control", settings.cache_control.encode("latin-1")),
+        *_CORS,
+    ]
     if h.not_modified(request.headers, tag, prepared.version.mtime_ns):
-        return Response(status_code=304, headers=headers)
+        return 304, headers, b""
     entry = service.cached(prepared) or await service.fetch(prepared)
+    headers.append((b"content-type", entry.media_type.encode("latin-1")))
     if memo is not None:
-        _remember(memo, request, identifier, prepared.version, tag, headers, entry.media_type, key=prepared.key)
-    return Response(entry.body, media_type=entry.media_type, headers=headers)
+        _remember(memo, request, identifier, prepared.version, tag, headers, key=prepared.key)
+    return 200, headers, entry.body
 
 
 def _remember(
@@ -151,16 +187,13 @@ def _remember(
     identifier: str,
     version: SourceVersion,
     tag: str,
-    headers: dict[str, str],
-    media_type: str,
+    headers: RawHeaders,
     *,
     key: str | None = None,
     body: bytes | None = None,
 ) -> None:
-    """Record this answer for the fast path, with the headers the middleware would have added."""
-    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-    raw += [(b"content-type", media_type.encode("latin-1")), *h.CORS_RESPONSE_HEADERS]
-    memo.put(memo.key(request.scope), Memo(identifier, version, tag.encode(), tuple(raw), key=key, body=body))
+    """Record this answer for the fast path (every header but content-length)."""
+    memo.put(memo.key(request.scope), Memo(identifier, version, tag.encode(), tuple(headers), key=key, body=body))
 
 
 def _param(segment: bytes) -> str:
