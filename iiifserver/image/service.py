@@ -85,6 +85,7 @@ class Prepared:
 class Counters:
     renders: int = 0
     passthrough: int = 0
+    passthrough_inline: int = 0  # of which read from the page cache on the loop (no thread, no flight)
     passthrough_fallbacks: int = 0
     source_changed: int = 0
 
@@ -219,7 +220,36 @@ class ImageService:
 
     async def fetch(self, prepared: Prepared) -> Entry:
         """The response body: disk tier, else stored tile, else render; concurrent twins share one."""
+        if prepared.passthrough is not None:
+            entry = self._stored_nowait(prepared)
+            if entry is not None:
+                return entry
         return await self._flights.run(prepared.key, lambda: self._produce(prepared))
+
+    def _stored_nowait(self, prepared: Prepared) -> Entry | None:
+        """A stored tile whose bytes are in the page cache, without leaving the loop.
+
+        The commonest cold request. It needs no single flight: twins each read tens of
+        kilobytes from memory, which costs less than coordinating them. Anything unusual (no
+        descriptor yet, bytes not cached, a tile that fails its checks) goes the full way.
+        """
+        ref = prepared.passthrough
+        assert ref is not None
+        file = prepared.found.file
+        try:
+            tile = self._tile_files.read_nowait(file.path, file.version, ref.grid, ref.index)
+            if tile is not None and ref.is_edge:
+                tile = lossless_crop(tile, ref.width, ref.height)
+        except ValueError:
+            return None  # the full path logs it and renders instead
+        if tile is None:
+            return None
+        self.counters.passthrough += 1
+        self.counters.passthrough_inline += 1
+        entry = Entry(tile, prepared.media_type, file.cache_name)
+        if self.cache is not None:
+            self.cache.memory.put(prepared.key, entry)
+        return entry
 
     async def _produce(self, prepared: Prepared) -> Entry:
         name = prepared.found.file.cache_name

@@ -559,7 +559,7 @@ def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -> 
 
 def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
     """The top-left ``width`` x ``height`` of a JPEG, cut in the DCT domain (as ``jpegtran -crop``):
-    no decode, no re-encode. None when libturbojpeg is not installed.
+    no decode, no re-encode. None when libturbojpeg is not installed or refuses the stream.
 
     The crop starts at the origin, which is on a block boundary, so the stored coefficients are
     kept as they are; decoders reproduce the stored pixels (with 4:2:0 chroma, the new right and
@@ -568,7 +568,10 @@ def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
     turbo = _turbojpeg()
     if turbo is None:
         return None
-    result: bytes = turbo.crop(jpeg, 0, 0, width, height)
+    try:
+        result: bytes = turbo.crop(jpeg, 0, 0, width, height)
+    except OSError:  # libturbojpeg refused the stream: the caller decodes it instead
+        return None
     return result
 
 

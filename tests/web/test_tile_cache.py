@@ -207,3 +207,76 @@ def test_edge_tiles_pass_through_cut_losslessly(images: Path, tmp_path: Path) ->
     _, _, decoded = get(app, edge + ".png")
     assert pixels(stored).shape == (128, 256, 3)
     assert np.array_equal(pixels(stored), pixels(decoded))  # RGB-stored tiles: exactly the stored pixels
+
+
+# -- stored tiles read inline: once a source's descriptor is open, page-cache reads skip threads --
+
+
+def get_many(app: Any, paths: list[str]) -> list[tuple[int, dict[str, str], bytes]]:
+    """Sequential requests on one event loop (the descriptor cache lives as long as the app)."""
+
+    async def run() -> list[tuple[int, list[tuple[str, str]], bytes]]:
+        return [await call(app, path) for path in paths]
+
+    return [(status, dict(headers), body) for status, headers, body in asyncio.run(run())]
+
+
+@pytest.mark.parametrize("name", ["q90", "q85"])
+def test_later_stored_tiles_are_read_inline_with_the_same_bytes(images: Path, tmp_path: Path, name: str) -> None:
+    first, second = (f"/iiif/3/{name}/{x},0,256,256/256,/0/default.jpg" for x in (0, 256))
+    app = make_app(images, tmp_path / "a")
+    (s1, _, _), (s2, headers, inline) = get_many(app, [first, second])
+    assert (s1, s2) == (200, 200)
+    counters = service_of(app).counters
+    assert (counters.passthrough, counters.passthrough_inline, counters.renders) == (2, 1, 0)
+    assert headers["content-length"] == str(len(inline))
+    # A fresh app reads the same tile in a worker thread: the same bytes either way.
+    other = make_app(images, tmp_path / "b")
+    [(_, _, threaded)] = get_many(other, [second])
+    assert service_of(other).counters.passthrough_inline == 0
+    assert inline == threaded
+    [(_, _, decoded)] = get_many(other, [second.replace(".jpg", ".png")])
+    assert np.array_equal(pixels(inline), pixels(decoded))
+
+
+@pytest.mark.skipif(not lossless_crop_available(), reason="libturbojpeg0 is not installed")
+def test_inline_edge_tiles_are_cut_losslessly(images: Path, tmp_path: Path) -> None:
+    app = make_app(images, tmp_path)
+    edge = "/iiif/3/q90/0,512,512,256/256,128/0/default"
+    results = get_many(app, ["/iiif/3/q90/0,0,512,512/256,/0/default.jpg", edge + ".jpg", edge + ".png"])
+    assert [status for status, _, _ in results] == [200, 200, 200]
+    assert service_of(app).counters.passthrough_inline == 1
+    assert pixels(results[1][2]).shape == (128, 256, 3)
+    assert np.array_equal(pixels(results[1][2]), pixels(results[2][2]))
+
+
+def _corrupt_tile(path: Path, level: int, index: int) -> None:
+    """Write a stray marker into the middle of one stored tile's entropy-coded data."""
+    from iiifserver.image import probe, tiles
+
+    info = probe.probe(path, plain_max_pixels=10**8, max_source_pixels=10**10)
+    stored = tiles.read_tile_index(path, info.levels)
+    assert stored is not None
+    grid = stored.levels[level]
+    assert grid is not None
+    middle = grid.offsets[index] + grid.bytecounts[index] // 2
+    with path.open("r+b") as f:
+        f.seek(middle)
+        f.write(b"\xff\x01")
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["thread", "inline"])
+def test_a_corrupt_stored_tile_is_rendered_instead(images: Path, tmp_path: Path, warm: bool) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(images / "q90.tif", folder / "q90.tif")
+    _corrupt_tile(folder / "q90.tif", 0, 5)  # level 0 is 4 tiles across: tile 5 is column 1, row 1
+    app = make_app(folder, tmp_path / "cache")
+    bad = "/iiif/3/q90/256,256,256,256/256,/0/default.jpg"
+    paths = ["/iiif/3/q90/0,0,256,256/256,/0/default.jpg", bad] if warm else [bad]
+    results = get_many(app, paths)
+    assert [status for status, _, _ in results] == [200] * len(paths)
+    counters = service_of(app).counters
+    assert counters.passthrough_fallbacks == 1
+    assert counters.renders == 1
+    assert pixels(results[-1][2]).shape == (256, 256, 3)
