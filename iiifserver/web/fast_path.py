@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_info import SourceVersion
 
+# Where FastPath leaves the key it computed, for the endpoint that records the answer.
+MEMO_KEY = "iiifserver.memo_key"
 MemoKey = tuple[bytes, ...]  # raw path, scheme, Host, Accept, trusted X-Forwarded-Proto/Host/Prefix
 _FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix")
 
@@ -105,7 +107,8 @@ class FastPath:
     def _answer(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
         if scope.get("query_string"):
             return None
-        memo = self.memo.get(self.memo.key(scope))
+        key = scope[MEMO_KEY] = self.memo.key(scope)
+        memo = self.memo.get(key)
         if memo is None or self.service.current_version(memo.identifier) != memo.version:
             return None
         conditional = _headers(scope["headers"], (b"if-none-match", b"if-modified-since"))

@@ -118,11 +118,14 @@ def http_date(mtime_ns: int) -> str:
 
 def not_modified(headers: Headers, tag: str, mtime_ns: int) -> bool:
     """RFC 9110 section 13.2.2: If-None-Match wins; If-Modified-Since only without it."""
-    if_none_match = headers.get("if-none-match")
+    return not_modified_by(headers.get("if-none-match"), headers.get("if-modified-since"), tag, mtime_ns)
+
+
+def not_modified_by(if_none_match: str | None, if_modified_since: str | None, tag: str, mtime_ns: int) -> bool:
+    """``not_modified`` given the two header values (None: absent)."""
     if if_none_match is not None:
         candidates = [c.strip().removeprefix("W/") for c in if_none_match.split(",")]
         return "*" in candidates or tag in candidates
-    if_modified_since = headers.get("if-modified-since")
     if if_modified_since:
         try:
             since = parsedate_to_datetime(if_modified_since)

@@ -18,7 +18,6 @@ import re
 from urllib.parse import unquote_to_bytes
 
 import orjson
-from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -36,8 +35,8 @@ from iiifserver.image.service import ImageService
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response
-from iiifserver.web.fast_path import Memo, ResponseMemo
-from iiifserver.web.urls import public_base
+from iiifserver.web.fast_path import MEMO_KEY, Memo, MemoKey, ResponseMemo
+from iiifserver.web.urls import BASE_HEADERS, first_values, scope_base
 
 PREFIXES = {ApiVersion.V3: "/iiif/3", ApiVersion.V2: "/iiif/2"}
 _PROFILE_LINK = {
@@ -49,6 +48,8 @@ _CONTEXT = {ApiVersion.V3: info_doc.CONTEXT_3, ApiVersion.V2: info_doc.CONTEXT_2
 MAX_PARAMETER_BYTES = 256
 _CORS = h.CORS_RESPONSE_HEADERS
 
+# The request headers this module reads; parsed once per request.
+_READS = (*BASE_HEADERS, b"accept", b"if-none-match", b"if-modified-since")
 RawHeaders = list[tuple[bytes, bytes]]
 Answer = tuple[int, RawHeaders, bytes]  # status, headers (no content-length), body
 
@@ -67,7 +68,7 @@ class ImageEndpoint:
         return path.startswith(self.prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope)
+        request = _Request(scope, first_values(scope["headers"], _READS))
         try:
             status, headers, body = await _dispatch(request, self.version, self.service, self.settings, self.memo)
         except IIIFError as exc:
@@ -78,6 +79,27 @@ class ImageEndpoint:
                 headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+class _Request:
+    """What the handlers read of a request."""
+
+    __slots__ = ("headers", "scope")
+
+    def __init__(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
+        self.scope = scope
+        self.headers = headers
+
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    def not_modified(self, tag: str, mtime_ns: int) -> bool:
+        return h.not_modified_by(self.header(b"if-none-match"), self.header(b"if-modified-since"), tag, mtime_ns)
+
+    def memo_key(self, memo: ResponseMemo) -> MemoKey:
+        key: MemoKey | None = self.scope.get(MEMO_KEY)  # computed by FastPath already
+        return key if key is not None else memo.key(self.scope)
 
 
 def endpoints(service: ImageService, settings: Settings, memo: ResponseMemo | None = None) -> list[ImageEndpoint]:
@@ -97,14 +119,14 @@ def routes(endpoints: list[ImageEndpoint]) -> list[Route]:
 
 
 async def _dispatch(
-    request: Request, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None
+    request: _Request, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None
 ) -> Answer:
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     prefix = PREFIXES[version].encode() + b"/"
     if not raw.startswith(prefix):
         raise NotFound("not an IIIF URL")
     segments = raw[len(prefix) :].split(b"/")
-    base = f"{public_base(request, settings)}{PREFIXES[version]}"
+    base = f"{scope_base(request.scope, settings, request.headers)}{PREFIXES[version]}"
     if len(segments) == 1 and segments[0]:
         identifier = decode_identifier(segments[0])
         location = f"{base}/{encode_identifier(identifier)}/info.json"
@@ -120,7 +142,7 @@ async def _dispatch(
 
 
 async def _info(
-    request: Request,
+    request: _Request,
     version: ApiVersion,
     identifier: str,
     base: str,
@@ -139,13 +161,11 @@ async def _info(
         (b"vary", b"Accept"),
         *_CORS,
     ]
-    if h.not_modified(request.headers, tag, found.file.version.mtime_ns):
+    if request.not_modified(tag, found.file.version.mtime_ns):
         return 304, headers, b""
     builder = info_doc.info_v3 if version is ApiVersion.V3 else info_doc.info_v2
     body = orjson.dumps(builder(service_id, found.info, service.limits))
-    media_type = h.negotiate_json_ld(
-        request.headers.get("accept"), _CONTEXT[version], default_ld=version is ApiVersion.V3
-    )
+    media_type = h.negotiate_json_ld(request.header(b"accept"), _CONTEXT[version], default_ld=version is ApiVersion.V3)
     headers.append((b"content-type", media_type.encode("latin-1")))
     if memo is not None:
         _remember(memo, request, found.file.identifier, found.file.version, tag, headers, body=body)
@@ -153,7 +173,7 @@ async def _info(
 
 
 async def _image(
-    request: Request,
+    request: _Request,
     version: ApiVersion,
     identifier: str,
     image_request: ImageRequest,
@@ -172,7 +192,7 @@ async def _image(
         (b"cache-control", settings.cache_control.encode("latin-1")),
         *_CORS,
     ]
-    if h.not_modified(request.headers, tag, prepared.version.mtime_ns):
+    if request.not_modified(tag, prepared.version.mtime_ns):
         return 304, headers, b""
     entry = service.cached(prepared) or await service.fetch(prepared)
     headers.append((b"content-type", entry.media_type.encode("latin-1")))
@@ -183,7 +203,7 @@ async def _image(
 
 def _remember(
     memo: ResponseMemo,
-    request: Request,
+    request: _Request,
     identifier: str,
     version: SourceVersion,
     tag: str,
@@ -193,7 +213,7 @@ def _remember(
     body: bytes | None = None,
 ) -> None:
     """Record this answer for the fast path (every header but content-length)."""
-    memo.put(memo.key(request.scope), Memo(identifier, version, tag.encode(), tuple(headers), key=key, body=body))
+    memo.put(request.memo_key(memo), Memo(identifier, version, tag.encode(), tuple(headers), key=key, body=body))
 
 
 def _param(segment: bytes) -> str:
