@@ -26,12 +26,9 @@ def cache_key(identifier: str, version_token: str, canonical: str, render_tag: s
     byte strings. The construction is byte-for-byte the one ``image/service.py`` used, so existing
     keys (and the ETags derived from them) do not change.
     """
-    digest = hashlib.sha256()
-    for part in (identifier, version_token, canonical, render_tag):
-        data = _encode(part)
-        digest.update(len(data).to_bytes(4, "big"))
-        digest.update(data)
-    return digest.hexdigest()[:KEY_HEX_CHARS]
+    encoded = [_encode(part) for part in (identifier, version_token, canonical, render_tag)]
+    framed = b"".join(len(data).to_bytes(4, "big") + data for data in encoded)
+    return hashlib.sha256(framed).hexdigest()[:KEY_HEX_CHARS]
 
 
 def identifier_digest(identifier: str) -> str:
