@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> Starlette:
         io=Lane("io", max(4, threads), settings.max_waiting, settings.queue_timeout),
         tile=Lane("tile", threads, settings.max_waiting, settings.queue_timeout),
         heavy=Lane("heavy", settings.heavy_threads, settings.max_waiting, settings.queue_timeout),
+        background=Lane("background", 1, settings.max_waiting, settings.queue_timeout),
     )
     cache = _tile_cache(settings, lanes.io)
     service = ImageService(

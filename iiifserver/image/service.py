@@ -41,6 +41,7 @@ from iiifserver.image.tiles import (
     TileRef,
     lossless_crop,
     lossless_crop_available,
+    open_checked,
     stored_tile_for,
 )
 
@@ -95,6 +96,11 @@ class Lanes:
     io: Lane
     tile: Lane
     heavy: Lane
+    background: Lane | None = None  # re-checks of sources; None: the io lane
+
+    @property
+    def rechecks(self) -> Lane:
+        return self.background or self.io
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,9 @@ class ImageService:
         self._lock = threading.Lock()  # _facts and _errors are filled from worker threads
         self._versions = VersionCache(settings.source_check_interval)
         self._flights: SingleFlight[Entry] = SingleFlight()
+        self._checks: SingleFlight[Found] = SingleFlight()
+        self._rechecks: set[str] = set()  # identifiers being re-checked in the background
+        self._background: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
         self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
         self._tile_files = TileFiles()
         # Edge tiles pass through too, cut losslessly, when libturbojpeg is installed.
@@ -134,16 +143,59 @@ class ImageService:
     # -- identifier -> facts ---------------------------------------------------------------------
 
     async def find(self, identifier: str) -> Found:
-        """Resolve and probe ``identifier``: from memory when recently seen, else in a worker thread."""
-        file = self._versions.get(identifier)
+        """Resolve and probe ``identifier``: from memory when recently seen, else in a worker thread.
+
+        Concurrent checks of one identifier share one thread hop. A busy identifier is re-checked
+        in the background before its trust runs out: under load a thread waits milliseconds for
+        the GIL, and every request of an identifier whose check had expired used to wait for it.
+        """
+        file, due = self._versions.lookup(identifier)
         if file is not None:
+            if due:
+                self._recheck_soon(identifier)
             with self._lock:
                 facts = self._facts.get((file.path, file.version))
             if facts is not None:
                 return Found(file, *facts)
-        found = await self.lanes.io.run(self._find_blocking, identifier)
+        if self._versions.interval <= 0:  # "check on every request": nothing shared
+            return await self._check(identifier)
+        return await self._checks.run(identifier, lambda: self._check(identifier))
+
+    async def _check(self, identifier: str, lane: Lane | None = None) -> Found:
+        found, fd = await (lane or self.lanes.io).run(self._find_and_open, identifier)
+        if fd is not None:
+            self._tile_files.adopt(found.file.path, found.file.version, fd)
         self._versions.put(found.file)
         return found
+
+    def _find_and_open(self, identifier: str) -> tuple[Found, int | None]:
+        """``_find_blocking``, and a descriptor for stored-tile reads in the same thread hop: the
+        first tiles of a new identifier are then read inline, not each in a thread of its own."""
+        found = self._find_blocking(identifier)
+        if found.stored is None:
+            return found, None
+        try:
+            return found, open_checked(found.file.path, found.file.version)
+        except (OSError, SourceChanged):  # the tile read finds out again and decides
+            return found, None
+
+    def _recheck_soon(self, identifier: str) -> None:
+        if identifier in self._rechecks:
+            return
+        self._rechecks.add(identifier)
+
+        async def recheck() -> None:
+            try:
+                # Its own thread: a request that must wait for a check never queues behind these.
+                await self._checks.run(identifier, lambda: self._check(identifier, self.lanes.rechecks))
+            except Exception:  # gone, unreadable, overloaded: the next request checks it itself
+                self._versions.forget(identifier)
+            finally:
+                self._rechecks.discard(identifier)
+
+        task = asyncio.get_running_loop().create_task(recheck())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _find_blocking(self, identifier: str) -> Found:
         file = self._source.resolve(identifier)
@@ -208,8 +260,12 @@ class ImageService:
 
     def current_version(self, identifier: str) -> SourceVersion | None:
         """The version ``identifier`` is trusted to have now, without any I/O; None: check it."""
-        file = self._versions.get(identifier)
-        return None if file is None else file.version
+        file, due = self._versions.lookup(identifier)
+        if file is None:
+            return None
+        if due:
+            self._recheck_soon(identifier)
+        return file.version
 
     def cached_key(self, key: str) -> Entry | None:
         return self.cache.get_memory(key) if self.cache is not None else None
@@ -308,9 +364,9 @@ class ImageService:
         return tile
 
     async def drain(self) -> None:
-        """Wait for background disk writes (shutdown, tests)."""
-        while self._disk_writes:
-            await asyncio.gather(*list(self._disk_writes), return_exceptions=True)
+        """Wait for background disk writes and source re-checks (shutdown, tests)."""
+        while self._disk_writes or self._background:
+            await asyncio.gather(*self._disk_writes, *self._background, return_exceptions=True)
 
     def close(self) -> None:
         self._tile_files.close()
@@ -318,7 +374,7 @@ class ImageService:
     def stats(self) -> dict[str, object]:
         lanes = {
             lane.name: {"threads": lane.threads, "busy": lane.busy, "waiting": lane.waiting}
-            for lane in (self.lanes.io, self.lanes.tile, self.lanes.heavy)
+            for lane in (self.lanes.io, self.lanes.tile, self.lanes.heavy, self.lanes.rechecks)
         }
         return {
             "cache": self.cache.stats() if self.cache is not None else {},

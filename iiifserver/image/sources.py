@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import stat
 import time
 import unicodedata
@@ -114,10 +115,18 @@ class VersionCache:
     Used from the event loop only.
     """
 
-    def __init__(self, interval: float, maxsize: int = 65536, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        interval: float,
+        maxsize: int = 65536,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = random.random,
+    ) -> None:
         self.interval = interval
         self._clock = clock
+        self._random = random
         self._files: cachetools.LRUCache[str, tuple[float, SourceFile]] = cachetools.LRUCache(maxsize)
+        self._due: dict[str, float] = {}
 
     def get(self, identifier: str) -> SourceFile | None:
         if self.interval <= 0:
@@ -130,12 +139,35 @@ class VersionCache:
             return None
         return file
 
+    def lookup(self, identifier: str) -> tuple[SourceFile | None, bool]:
+        """``get``, and whether the file is due for a re-check in the background: busy identifiers
+        are re-checked before they expire, so no request of theirs waits for a stat.
+
+        Due after half to nine tenths of the interval, drawn per check: identifiers first seen
+        together (a viewer opening a collection) are not re-checked in one synchronised wave.
+        """
+        if self.interval <= 0:
+            return None, False
+        hit = self._files.get(identifier)
+        if hit is None:
+            return None, False
+        now = self._clock()
+        if now - hit[0] > self.interval:
+            return None, False
+        return hit[1], now > self._due.get(identifier, hit[0] + self.interval / 2)
+
     def put(self, file: SourceFile) -> None:
         if self.interval > 0:
-            self._files[file.identifier] = (self._clock(), file)
+            now = self._clock()
+            self._files[file.identifier] = (now, file)
+            self._due[file.identifier] = now + self.interval * (0.5 + 0.4 * self._random())
+            if len(self._due) > 2 * self._files.maxsize:  # entries evicted from _files linger here
+                self._due = {name: self._due[name] for name in self._files if name in self._due}
 
     def forget(self, identifier: str | None = None) -> None:
         if identifier is None:
             self._files.clear()
+            self._due.clear()
         else:
             self._files.pop(identifier, None)
+            self._due.pop(identifier, None)

@@ -592,8 +592,20 @@ def _turbojpeg() -> Any:
 def open_and_read(path: Path, version: SourceVersion, grid: TileGrid, index: int) -> tuple[bytes, int]:
     """Open ``path`` (which must still be ``version``) and read stored tile ``index``. Blocking.
 
-    Returns the tile and the open descriptor, for ``TileFiles.adopt`` (the caller owns it). The
-    check is on the descriptor (fstat): a file replaced since the index was built raises
+    Returns the tile and the open descriptor, for ``TileFiles.adopt`` (the caller owns it).
+    """
+    fd = open_checked(path, version)
+    try:
+        return read_stored_tile(fd, grid, index), fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_checked(path: Path, version: SourceVersion) -> int:
+    """A descriptor of ``path``, which must still be ``version``. Blocking.
+
+    The check is on the descriptor (fstat): a file replaced since the index was built raises
     ``SourceChanged`` instead of serving new bytes under the old version's key.
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -601,10 +613,10 @@ def open_and_read(path: Path, version: SourceVersion, grid: TileGrid, index: int
         st = os.fstat(fd)
         if SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns) != version:
             raise SourceChanged(str(path))
-        return read_stored_tile(fd, grid, index), fd
     except BaseException:
         os.close(fd)
         raise
+    return fd
 
 
 class TileFiles:

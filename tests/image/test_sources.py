@@ -38,6 +38,34 @@ def test_version_cache_trusts_a_file_for_the_interval() -> None:
     assert cache.get("a") == file("a", inode=2)
 
 
+def test_version_cache_lookup_says_when_to_recheck_in_the_background() -> None:
+    clock = Clock()
+    cache = VersionCache(1.0, clock=clock, random=lambda: 0.0)  # due after half the interval
+    assert cache.lookup("a") == (None, False)
+    cache.put(file("a"))
+    assert cache.lookup("a") == (file("a"), False)
+    clock.now += 0.49
+    assert cache.lookup("a") == (file("a"), False)
+    clock.now += 0.02
+    assert cache.lookup("a") == (file("a"), True)  # still trusted, but due for a re-check
+    clock.now += 0.5
+    assert cache.lookup("a") == (None, False)  # expired: the caller must check before serving
+    cache.put(file("a", inode=2))
+    assert cache.lookup("a") == (file("a", inode=2), False)
+    assert VersionCache(0.0).lookup("a") == (None, False)
+
+
+@pytest.mark.parametrize(("draw", "due_after"), [(0.0, 0.5), (0.5, 0.7), (0.999, 0.8996)])
+def test_version_cache_spreads_due_times_over_half_to_nine_tenths(draw: float, due_after: float) -> None:
+    clock = Clock()
+    cache = VersionCache(1.0, clock=clock, random=lambda: draw)
+    cache.put(file("a"))
+    clock.now += due_after - 0.001
+    assert cache.lookup("a") == (file("a"), False)
+    clock.now += 0.002
+    assert cache.lookup("a") == (file("a"), True)
+
+
 def test_version_cache_zero_interval_never_trusts() -> None:
     cache = VersionCache(0.0)
     cache.put(file("a"))
