@@ -43,7 +43,7 @@ MIB = 1024 * 1024
 
 def create_app(settings: Settings) -> Starlette:
     probe_module.configure_libvips()
-    encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality)
+    encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling)
 
     def probe(path: Path) -> SourceInfo:
         return probe_module.probe(

@@ -59,6 +59,11 @@ class Settings:
     )
     jpeg_quality: int = _setting(80, "JPEG output quality (1-100).")
     webp_quality: int = _setting(80, "WebP output quality (1-100).")
+    jpeg_chroma_subsampling: bool = _setting(
+        True,
+        "Rendered JPEGs use 4:2:0 chroma subsampling at every quality, as IIPImage, Cantaloupe and "
+        "Pillow do; false keeps full colour resolution (4:4:4) from quality 90, larger and slower.",
+    )
     plain_max_pixels: int = _setting(
         40_000_000,
         "Largest untiled source (plain JPEG/PNG/strip TIFF) decoded on the fly; beyond it, convert it.",

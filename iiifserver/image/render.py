@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class EncodeOptions:
     jpeg_quality: int = 80
     webp_quality: int = 80
+    jpeg_chroma_subsampling: bool = True  # 4:2:0 at every quality; False: libvips' choice (4:4:4 from Q90)
 
 
 def render(
@@ -173,7 +174,13 @@ def _encode(image: Any, plan: Plan, options: EncodeOptions) -> bytes:
     if fmt is Format.JPG:
         if image.hasalpha():
             image = image.flatten(background=[_WHITE] * (image.bands - 1))
-        data = image.jpegsave_buffer(Q=options.jpeg_quality, keep="none", optimize_coding=True)
+        # Huffman optimisation is left off: a second pass over the data costs ~10 % of a render
+        # for ~2 % smaller files (stored tiles, the bulk of the bytes, pass through anyway).
+        data = image.jpegsave_buffer(
+            Q=options.jpeg_quality,
+            keep="none",
+            subsample_mode="on" if options.jpeg_chroma_subsampling else "auto",
+        )
     elif fmt is Format.PNG:
         if plan.quality is Quality.BITONAL and not image.hasalpha():
             data = image.pngsave_buffer(bitdepth=1, compression=6, keep="none")

@@ -48,7 +48,7 @@ from iiifserver.image.tiles import (
 log = logging.getLogger(__name__)
 
 # Bump when the bytes served for a canonical request change, so old cache entries die.
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 # Requests at most this large (output and decoded crop) use the tile lane.
 TILE_LANE_OUTPUT_PIXELS = 1024 * 1024
 TILE_LANE_CROP_PIXELS = 4 * 1024 * 1024
@@ -124,7 +124,8 @@ class ImageService:
         self.counters = Counters()
         self._source = source
         self._workers = workers
-        self._render_tag = f"r{RENDER_VERSION}/q{settings.jpeg_quality}/w{settings.webp_quality}"
+        chroma = "420" if settings.jpeg_chroma_subsampling else "auto"
+        self._render_tag = f"r{RENDER_VERSION}/q{settings.jpeg_quality}/{chroma}/w{settings.webp_quality}"
         self._facts: cachetools.LRUCache[tuple[Path, SourceVersion], tuple[SourceInfo, StoredTiles | None]] = (
             cachetools.LRUCache(4096)
         )

@@ -649,3 +649,20 @@ def test_decimal_rotation_is_exact_about_the_centre(rgb_pages: Sample) -> None:
     # Measured MAE 0.8 when centred; half a pixel off gives ~2.2.
     mae, _ = errors(_centre(out.pixels, 100), _centre(want, 100))
     assert mae <= 1.5
+
+
+@pytest.mark.parametrize(
+    ("quality", "subsampling", "expected"),
+    [(90, True, 2), (95, True, 2), (80, True, 2), (90, False, 0), (95, False, 0), (80, False, 2)],
+)
+def test_jpeg_chroma_subsampling(rgb_pages: Sample, quality: int, subsampling: bool, expected: int) -> None:
+    # PIL's get_sampling: 2 is 4:2:0, 0 is 4:4:4. Off, libvips keeps full chroma from Q90 only.
+    from PIL import JpegImagePlugin
+
+    info = _info(rgb_pages.path)
+    the_plan = plan(resolve(parse_image_request("0,0,300,200", "max", "0", "default.jpg"), info, LIMITS), info)
+    data = render(rgb_pages.path, info.format, the_plan, EncodeOptions(quality, 80, subsampling))
+    with Image.open(io.BytesIO(data)) as image:
+        assert isinstance(image, JpegImagePlugin.JpegImageFile)
+        assert JpegImagePlugin.get_sampling(image) == expected
+        assert image.size == (300, 200)

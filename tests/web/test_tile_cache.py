@@ -284,3 +284,15 @@ def test_a_corrupt_stored_tile_is_rendered_instead(images: Path, tmp_path: Path,
     assert counters.passthrough_fallbacks == 1
     assert counters.renders == 1
     assert pixels(results[-1][2]).shape == (256, 256, 3)
+
+
+def test_render_settings_are_part_of_the_key(images: Path, tmp_path: Path) -> None:
+    render = "/iiif/3/q90/10,10,300,200/150,/0/default.jpg"
+    etags = set()
+    for index, overrides in enumerate(
+        [{"jpeg_quality": 90}, {"jpeg_quality": 90, "jpeg_chroma_subsampling": False}, {"jpeg_quality": 85}]
+    ):
+        status, headers, _ = get(make_app(images, tmp_path / str(index), **overrides), render)
+        assert status == 200
+        etags.add(headers["etag"])
+    assert len(etags) == 3
