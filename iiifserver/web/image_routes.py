@@ -73,7 +73,7 @@ class ImageEndpoint:
             status, headers, body = await _dispatch(request, self.version, self.service, self.settings, self.memo)
         except IIIFError as exc:
             error = error_response(exc)
-            status, headers, body = error.status_code, [*error.raw_headers, *h.CORS_RESPONSE_HEADERS], error.body
+            status, headers, body = error.status_code, [*error.raw_headers, *h.CORS_RESPONSE_HEADERS], bytes(error.body)
         else:
             if status != 304:
                 headers.append((b"content-length", str(len(body)).encode()))
