@@ -163,17 +163,19 @@ class ImageService:
         return await self._checks.run(identifier, lambda: self._check(identifier))
 
     async def _check(self, identifier: str, lane: Lane | None = None) -> Found:
-        found, fd = await (lane or self.lanes.io).run(self._find_and_open, identifier)
+        previous = self._versions.peek(identifier)
+        found, fd = await (lane or self.lanes.io).run(self._find_and_open, identifier, previous)
         if fd is not None:
             self._tile_files.adopt(found.file.path, found.file.version, fd)
         self._versions.put(found.file)
         return found
 
-    def _find_and_open(self, identifier: str) -> tuple[Found, int | None]:
+    def _find_and_open(self, identifier: str, previous: SourceFile | None = None) -> tuple[Found, int | None]:
         """``_find_blocking``, and a descriptor for stored-tile reads in the same thread hop: the
-        first tiles of a new identifier are then read inline, not each in a thread of its own."""
-        found = self._find_blocking(identifier)
-        if found.stored is None:
+        first tiles of a new identifier are then read inline, not each in a thread of its own.
+        Re-checking an unchanged ``previous`` file costs one ``stat`` and opens nothing."""
+        found = self._find_blocking(identifier, previous)
+        if found.stored is None or found.file == previous:
             return found, None
         try:
             return found, open_checked(found.file.path, found.file.version)
@@ -198,8 +200,8 @@ class ImageService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _find_blocking(self, identifier: str) -> Found:
-        file = self._source.resolve(identifier)
+    def _find_blocking(self, identifier: str, previous: SourceFile | None = None) -> Found:
+        file = self._source.resolve(identifier) if previous is None else self._source.recheck(previous)
         key = (file.path, file.version)
         with self._lock:
             facts = self._facts.get(key)

@@ -57,6 +57,10 @@ def cache_names(identifier: str) -> list[str]:
 class Source(Protocol):
     def resolve(self, identifier: str) -> SourceFile: ...
 
+    def recheck(self, file: SourceFile) -> SourceFile:
+        """``resolve(file.identifier)`` again, knowing it was ``file``: may be cheaper."""
+        ...
+
 
 class FilesystemSource:
     def __init__(self, root: Path) -> None:
@@ -74,6 +78,25 @@ class FilesystemSource:
                 # Named as addressed (not the symlink target): aliases keep caches of their own.
                 return SourceFile(identifier, real, version, unicodedata.normalize("NFC", candidate))
         raise NotFound(f"no image {identifier!r}", parameter="identifier")
+
+    def recheck(self, file: SourceFile) -> SourceFile:
+        """One ``stat`` when ``file`` is unchanged, else a full ``resolve``.
+
+        ``resolve`` walks the path (``realpath``: a system call per component), and in a worker
+        thread of a loaded server every system call waits for the GIL again. The same candidate
+        name still naming a regular file of the same inode, size and modification time is the
+        same file; the name must be the identifier's first candidate, so that a file added
+        since under a name that takes precedence is not missed.
+        """
+        if not file.name or self._candidates(file.identifier)[:1] != [file.name]:
+            return self.resolve(file.identifier)
+        try:
+            st = os.stat(os.path.join(self.root, file.name))
+        except OSError:
+            return self.resolve(file.identifier)
+        if stat.S_ISREG(st.st_mode) and SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns) == file.version:
+            return file
+        return self.resolve(file.identifier)
 
     def _candidates(self, identifier: str) -> list[str]:
         names = [identifier]
@@ -138,6 +161,11 @@ class VersionCache:
         if self._clock() - checked_at > self.interval:
             return None
         return file
+
+    def peek(self, identifier: str) -> SourceFile | None:
+        """The file last seen for ``identifier``, however old (a hint for a cheaper re-check)."""
+        hit = self._files.get(identifier)
+        return None if hit is None else hit[1]
 
     def lookup(self, identifier: str) -> tuple[SourceFile | None, bool]:
         """``get``, and whether the file is due for a re-check in the background: busy identifiers

@@ -33,14 +33,22 @@ class Counting:
     def __init__(self, service: ImageService) -> None:
         self.calls = 0
         source = service._source
-        original = source.resolve
+        original, original_recheck = source.resolve, source.recheck
 
         def resolve(identifier: str) -> SourceFile:
             self.calls += 1
             time.sleep(0.02)  # a slow stat (network storage): concurrent requests overlap it
             return original(identifier)
 
+        def recheck(file: SourceFile) -> SourceFile:
+            self.calls += 1
+            self.rechecks += 1
+            time.sleep(0.02)
+            return original_recheck(file)
+
+        self.rechecks = 0
         source.resolve = resolve  # type: ignore[method-assign]
+        source.recheck = recheck  # type: ignore[method-assign]
 
 
 def make(images: Path, tmp_path: Path, interval: float) -> tuple[Any, ImageService, Counting]:
@@ -91,6 +99,7 @@ def test_a_busy_identifier_is_rechecked_in_the_background_before_it_expires(pict
     waited, during, after = asyncio.run(scenario())
     assert waited < 0.02  # served from the trusted version: the 20 ms stat ran in the background
     assert (during, after) == (1, 2)
+    assert counting.rechecks == 1  # the cheap re-check of the file it knew
 
 
 def test_background_recheck_notices_a_replaced_and_a_deleted_file(picture: Path, tmp_path: Path) -> None:

@@ -93,3 +93,55 @@ def test_resolve_with_and_without_extension(tmp_path: Path) -> None:
     assert a.version == SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
     with pytest.raises(NotFound):
         source.resolve("pic.png")
+
+
+def test_recheck_of_an_unchanged_file_is_one_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pic.tif").write_bytes(b"II*\x00")
+    source = FilesystemSource(tmp_path)
+    first = source.resolve("pic")
+    calls: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        calls.append(str(path))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    monkeypatch.setattr(os.path, "realpath", lambda *a, **k: pytest.fail("realpath on an unchanged file"))
+    assert source.recheck(first) is first
+    assert calls == [str(tmp_path / "pic.tif")]
+
+
+def test_recheck_notices_replacement_deletion_and_precedence(tmp_path: Path) -> None:
+    (tmp_path / "pic.tif").write_bytes(b"II*\x00")
+    source = FilesystemSource(tmp_path)
+    first = source.resolve("pic")
+    (tmp_path / "new.tif").write_bytes(b"II*\x00more")
+    os.replace(tmp_path / "new.tif", tmp_path / "pic.tif")
+    replaced = source.recheck(first)
+    assert replaced.version != first.version
+    assert replaced.version.size == 8
+    (tmp_path / "pic.tif").unlink()
+    with pytest.raises(NotFound):
+        source.recheck(replaced)
+    # Found as pic.jpg; a pic.tif added since takes precedence, as resolve would decide.
+    (tmp_path / "pic.jpg").write_bytes(b"\xff\xd8\xff")
+    as_jpeg = source.resolve("pic")
+    assert as_jpeg.name == "pic.jpg"
+    (tmp_path / "pic.tif").write_bytes(b"II*\x00")
+    assert source.recheck(as_jpeg).name == "pic.tif"
+
+
+def test_recheck_refuses_a_symlink_swapped_to_leave_the_root(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "a.tif").write_bytes(b"II*\x00a")
+    (outside / "b.tif").write_bytes(b"II*\x00b")
+    (root / "pic.tif").symlink_to(root / "a.tif")
+    source = FilesystemSource(root)
+    first = source.resolve("pic.tif")
+    (root / "pic.tif").unlink()
+    (root / "pic.tif").symlink_to(outside / "b.tif")
+    with pytest.raises(NotFound):
+        source.recheck(first)
