@@ -72,6 +72,8 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
     settings.cache.mkdir(parents=True, exist_ok=True)
     import uvicorn
 
+    from iiifserver.web.http_protocol import CoalescingHttpToolsProtocol
+
     os.environ[config.WORKER_ENV] = settings.to_json()  # read back by each worker process
     click.echo(f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True)
     uvicorn.run(
@@ -81,7 +83,7 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         log_level=settings.log_level,
         access_log=settings.access_log,
         proxy_headers=False,  # X-Forwarded-* are handled by web/urls.py, from trusted proxies only

@@ -111,3 +111,41 @@ def test_base_uri_redirect_is_absolute(live_server: LiveServer) -> None:
         )
         head = sock.recv(65536).decode("latin-1")
     assert f"location: {live_server.base}/iiif/3/painting/info.json" in head.lower()
+
+
+def test_responses_on_one_keep_alive_connection_are_framed_exactly(live_server: LiveServer) -> None:
+    # Heads are held and sent with their bodies (web/http_protocol.py): on one connection, every
+    # kind of response (body, HEAD, 304, redirect, error, streamed file) must arrive whole.
+    import http.client
+
+    tile = "/iiif/3/painting/0,0,512,512/256,/0/default.jpg"
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    try:
+        connection.request("GET", tile)
+        first = connection.getresponse()
+        body = first.read()
+        etag = first.getheader("etag")
+        assert first.status == 200
+        assert len(body) == int(first.getheader("content-length") or -1)
+        assert Image.open(io.BytesIO(body)).size == (256, 256)
+        steps: list[tuple[str, str, dict[str, str], int, int | None]] = [
+            ("HEAD", tile, {}, 200, 0),
+            ("GET", tile, {"If-None-Match": etag or ""}, 304, 0),
+            ("GET", "/iiif/3/painting", {}, 303, None),
+            ("GET", "/iiif/3/painting/full/max/0/default.xyz", {}, 400, None),
+            ("GET", "/viewers/openseadragon/openseadragon.min.js", {}, 200, None),
+            ("GET", "/iiif/3/painting/info.json", {}, 200, None),
+            ("GET", tile, {}, 200, len(body)),
+        ]
+        for method, path, headers, status, size in steps:
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            assert response.status == status, (method, path)
+            if size is not None:
+                assert len(data) == size, (method, path)
+            length = response.getheader("content-length")
+            if length is not None and method != "HEAD":
+                assert len(data) == int(length), (method, path)
+    finally:
+        connection.close()
