@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from iiifserver import config
 from iiifserver.cache.disk import DiskCache
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> Server:
     probe_module.configure_libvips()
     encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling)
 
@@ -134,21 +135,39 @@ def create_app(settings: Settings) -> Starlette:
         *image_routes.routes(image_endpoints),
         *presentation_routes.routes(presentation, settings),
     ]
-    app = Starlette(
+    app = Server(
         routes=routes,
-        # The fast path first: a repeated request is answered before anything else runs.
-        middleware=[
-            Middleware(FastPath, service=service, memo=memo, endpoints=image_endpoints),
-            Middleware(CORSMiddleware),
-        ],
+        middleware=[Middleware(CORSMiddleware)],
         exception_handlers={HTTPException: http_exception_handler, Exception: unexpected_error_handler},
         lifespan=lifespan,
     )
+    app.fast_path = FastPath(app.framework, service, memo, image_endpoints)
     app.state.settings = settings
     app.state.image_service = service
     app.state.presentation = presentation
     app.state.memo = memo
     return app
+
+
+class Server(Starlette):
+    """Starlette with the fast path in front of its whole middleware stack.
+
+    Starlette always puts its error middleware outermost; a repeated IIIF request or a tile miss
+    has no use for it (the image endpoints answer their own errors) and paid for it on every
+    request. Everything else goes through the framework as usual.
+    """
+
+    fast_path: FastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and scope["type"] == "http":
+            scope["app"] = self
+            await self.fast_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def _tile_cache(settings: Settings, io: Lane) -> TileCache | None:

@@ -38,8 +38,13 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     # Full detail goes to the log only; the client learns nothing about the internals.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    # Starlette runs this handler in ServerErrorMiddleware, outside every user middleware, so
-    # the CORS middleware never sees a 500: without this a browser viewer cannot read it.
+    return server_error_response()
+
+
+def server_error_response() -> Response:
+    """The 500 of an unexpected error (the caller logs it)."""
+    # Starlette runs the handler above in ServerErrorMiddleware, outside every user middleware,
+    # so the CORS middleware never sees a 500: without this a browser viewer cannot read it.
     headers = {**NO_STORE, "access-control-allow-origin": "*"}
     return _plain(500, "unexpected server error", headers)
 

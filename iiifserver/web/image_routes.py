@@ -14,6 +14,7 @@ headers itself for that reason; the Starlette routes remain for the other method
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from urllib.parse import unquote_to_bytes
 
@@ -34,10 +35,11 @@ from iiifserver.image.request import (
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.web import headers as h
-from iiifserver.web.errors import error_response
+from iiifserver.web.errors import error_response, server_error_response
 from iiifserver.web.fast_path import MEMO_KEY, Memo, MemoKey, ResponseMemo
 from iiifserver.web.urls import BASE_HEADERS, first_values, scope_base
 
+log = logging.getLogger(__name__)
 PREFIXES = {ApiVersion.V3: "/iiif/3", ApiVersion.V2: "/iiif/2"}
 _PROFILE_LINK = {
     ApiVersion.V3: f'<{info_doc.PROFILE_3}>;rel="profile"',
@@ -74,6 +76,12 @@ class ImageEndpoint:
         except IIIFError as exc:
             error = error_response(exc)
             status, headers, body = error.status_code, [*error.raw_headers, *h.CORS_RESPONSE_HEADERS], bytes(error.body)
+        except Exception:
+            # FastPath calls this endpoint outside the framework's error middleware: the same
+            # answer here (logged once, a bare 500, never a trace), and the worker goes on.
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            error = server_error_response()
+            status, headers, body = error.status_code, list(error.raw_headers), bytes(error.body)
         else:
             if status != 304:
                 headers.append((b"content-length", str(len(body)).encode()))

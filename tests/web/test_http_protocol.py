@@ -51,10 +51,10 @@ def test_head_and_body_leave_in_one_vectored_write() -> None:
 
 def test_a_head_without_body_goes_out_on_flush() -> None:
     transport, real = make()
-    transport.write(b"HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n")
+    transport.write(b'HTTP/1.1 304 Not Modified\r\netag: "x"\r\n\r\n')
     transport.flush()
     transport.flush()  # nothing held: no second write
-    assert real.calls == [("write", b"HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n")]
+    assert real.calls == [("write", b'HTTP/1.1 304 Not Modified\r\netag: "x"\r\n\r\n')]
 
 
 def test_interim_responses_are_not_held() -> None:

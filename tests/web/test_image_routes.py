@@ -406,6 +406,7 @@ def test_unexpected_exception_gives_a_generic_500(
     assert "RuntimeError" not in r.text
     assert_no_leak(image_root, r.content)
     assert "internal detail" in caplog.text
+    assert caplog.text.count("RuntimeError: internal detail") == 1  # logged once, by the endpoint
     monkeypatch.undo()
     # The failure was not cached: the same request now renders.
     assert http.get(url).status_code == 200
