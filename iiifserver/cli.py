@@ -72,11 +72,12 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
     settings.cache.mkdir(parents=True, exist_ok=True)
     import uvicorn
 
+    from iiifserver import serving
     from iiifserver.web.http_protocol import CoalescingHttpToolsProtocol
 
     os.environ[config.WORKER_ENV] = settings.to_json()  # read back by each worker process
     click.echo(f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True)
-    uvicorn.run(
+    uvicorn_config = uvicorn.Config(
         "iiifserver.app:worker_app",
         factory=True,
         host=settings.host,
@@ -90,6 +91,7 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    serving.run(uvicorn_config)
 
 
 @main.command()

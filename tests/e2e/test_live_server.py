@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
@@ -149,3 +150,49 @@ def test_responses_on_one_keep_alive_connection_are_framed_exactly(live_server: 
                 assert len(data) == int(length), (method, path)
     finally:
         connection.close()
+
+
+def _sockets(pid: int, port: int, state: str) -> set[str]:
+    """Inodes of the TCP sockets on local ``port`` in ``state`` (01 established, 0A listening)
+    that process ``pid`` holds (from /proc, no tools needed)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == state and fields[9] in inodes:
+                found.add(fields[9])
+    return found
+
+
+def test_each_worker_accepts_on_a_socket_of_its_own(live_server: LiveServer) -> None:
+    # iiifserver/serving.py: with one shared socket, a burst of keep-alive connections landed on
+    # whichever worker woke first; with SO_REUSEPORT the kernel spreads them.
+    children = Path(f"/proc/{live_server.pid}/task/{live_server.pid}/children").read_text().split()
+    workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    if len(workers) < 2:
+        pytest.skip("one worker process (one core)")
+    listening = [_sockets(pid, live_server.port, "0A") for pid in workers]
+    assert all(len(inodes) == 1 for inodes in listening), listening
+    assert len(set.union(*listening)) == len(workers)  # distinct sockets, not one shared
+    assert not _sockets(live_server.pid, live_server.port, "0A")  # none left in the parent
+    connections = [socket.create_connection(("127.0.0.1", live_server.port), timeout=10) for _ in range(16)]
+    try:
+        for sock in connections:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for sock in connections:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        per_worker = [len(_sockets(pid, live_server.port, "01")) for pid in workers]
+        assert sum(per_worker) == 16
+        assert min(per_worker) >= 1, per_worker  # all 16 on one of two sockets: odds 1 in 32768
+    finally:
+        for sock in connections:
+            sock.close()
