@@ -15,13 +15,16 @@ import sys
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from iiifserver import config
 from iiifserver.config import DEFAULT_IMAGES, Settings, SettingsError, load_settings
 from iiifserver.logs import configure_logging
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DEMO_ASSETS = Path(__file__).parent / "demo" / "assets"
 
@@ -70,28 +73,36 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
     if not settings.images.is_dir():
         raise click.UsageError(f"image folder {settings.images} does not exist")
     settings.cache.mkdir(parents=True, exist_ok=True)
-    import uvicorn
-
     from iiifserver import serving
-    from iiifserver.web.http_protocol import CoalescingHttpToolsProtocol
 
     os.environ[config.WORKER_ENV] = settings.to_json()  # read back by each worker process
     click.echo(f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True)
-    uvicorn_config = uvicorn.Config(
+    uvicorn_config = server_config(settings)
+    serving.run(uvicorn_config)
+
+
+def server_config(settings: Settings) -> uvicorn.Config:
+    """How ``serve`` runs uvicorn: worker processes build the app from ``WORKER_ENV``."""
+    import uvicorn
+
+    from iiifserver.web.http_protocol import HttpProtocol
+
+    return uvicorn.Config(
         "iiifserver.app:worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=HttpProtocol,
         log_level=settings.log_level,
         access_log=settings.access_log,
-        proxy_headers=False,  # X-Forwarded-* are handled by web/urls.py, from trusted proxies only
+        # X-Forwarded-* are handled by web/urls.py, from trusted proxies only. uvicorn's proxy
+        # middleware would also wrap the app and hide its answer_at_once from the protocol.
+        proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    serving.run(uvicorn_config)
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from iiifserver.cli import main
-from iiifserver.config import fields
+from iiifserver.config import WORKER_ENV, Settings, fields
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,27 @@ def test_cache_purge_command(image_root: Path, tmp_path: Path) -> None:
     result = runner.invoke(main, ["cache", "purge", "--cache", str(tmp_path / "none")])
     assert result.exit_code == 0
     assert "nothing to purge" in result.output
+
+
+def test_served_protocol_answers_repeats_at_once(
+    image_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The protocol finds the app's lookup only on the bare app: a uvicorn middleware in between
+    # (proxy headers, trace logging) would silently send every hot tile the slow way.
+    import uvicorn.server
+
+    from iiifserver.cli import server_config
+    from iiifserver.web.http_protocol import HttpProtocol
+
+    settings = Settings(images=image_root, cache=tmp_path, log_level="info")
+    monkeypatch.setenv(WORKER_ENV, settings.to_json())
+    uvicorn_config = server_config(settings)
+    uvicorn_config.load()
+    assert uvicorn_config.http_protocol_class is HttpProtocol
+    loop = asyncio.new_event_loop()
+    try:
+        state = uvicorn.server.ServerState()
+        protocol = HttpProtocol(config=uvicorn_config, server_state=state, app_state={}, _loop=loop)
+    finally:
+        loop.close()
+    assert protocol.answers_at_once

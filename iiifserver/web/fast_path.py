@@ -90,12 +90,11 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/iiif/"):
-            answer = self._answer(scope)
+            answer = self.answer_at_once(scope)
             if answer is not None:
-                self.memo.hits += 1
                 status, headers, body = answer
                 await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+                await send({"type": "http.response.body", "body": body})
                 return
             path = scope["path"]
             for endpoint in self.endpoints:
@@ -103,6 +102,18 @@ class FastPath:
                     await endpoint(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    def answer_at_once(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The memoised answer to an HTTP ``scope``, without awaiting anything (the HTTP protocol
+        asks before it starts a task); ``None`` when the request must go the full way."""
+        method = scope["method"]
+        if (method != "GET" and method != "HEAD") or not scope["path"].startswith("/iiif/"):
+            return None
+        answer = self._answer(scope)
+        if answer is None:
+            return None
+        self.memo.hits += 1
+        return answer if method == "GET" else (answer[0], answer[1], b"")
 
     def _answer(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
         if scope.get("query_string"):

@@ -5,16 +5,30 @@ as soon as the app starts the response and the body when it comes, two system ca
 does; for the small tiles and info.json documents of a deep-zoom viewer the second call costs
 a tenth of the whole request. The head is held and goes out with the body in one vectored
 write, or alone when the response ends without one (HEAD, 304) or the connection closes.
-Must not know: IIIF, the app. It sees bytes on a transport.
+Also owns: answering at once. An app may offer ``answer_at_once(scope)``: a synchronous lookup
+that either returns a complete response (status, headers, body) or ``None``. For a GET or HEAD
+whose connection has nothing else in flight, the protocol asks it as soon as the request's
+headers are parsed and, on an answer, writes the response right there: no task, no ASGI
+messages, no trip round the event loop. That is how repeated tiles and info.json documents
+are served; they spent two thirds of their time in that machinery. Anything else, and every
+``None``, goes the usual way through uvicorn's request cycle.
+Must not know: IIIF, the app. It sees bytes on a transport and, at most, that one lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+# status, every header (content-length included), body (empty for HEAD)
+Answer = tuple[int, Sequence[tuple[bytes, bytes]], bytes]
+AnswerAtOnce = Callable[[dict[str, Any]], Answer | None]
 
 _HEAD_START = b"HTTP/1.1 "
 _HEAD_END = b"\r\n\r\n"
@@ -72,14 +86,107 @@ def _is_head(data: bytes | bytearray | memoryview) -> bool:
     return data.startswith(_HEAD_START) and data.endswith(_HEAD_END) and not data.startswith(_INTERIM)
 
 
-class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a ``CoalescingTransport``."""
+class _Answered:
+    """Stands in for uvicorn's request cycle once a request was answered at once: complete, so
+    the parser's later callbacks (body, message end) and a disconnect leave it alone."""
+
+    __slots__ = ()
+    response_complete = True
+    disconnected = False
+    keep_alive = True
+
+    class message_event:  # the attribute uvicorn calls ``set()`` on
+        @staticmethod
+        def set() -> None:
+            pass
+
+
+_ANSWERED = _Answered()
+_CONNECTION_CLOSE = b"connection: close\r\n"
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol over a ``CoalescingTransport``, answering at once what the
+    app's ``answer_at_once`` can."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        at_once = getattr(self.app, "answer_at_once", None)
+        self._at_once: AnswerAtOnce | None = at_once if callable(at_once) else None
+
+    @property
+    def answers_at_once(self) -> bool:
+        """Whether the app offers the lookup (uvicorn's own middlewares, when on, hide it)."""
+        return self._at_once is not None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        if self._at_once is None or not self._answered_at_once(self._at_once):
+            super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         transport = self.transport
         if isinstance(transport, CoalescingTransport):
             transport.flush()  # a response without a body write: its head alone
         super().on_response_complete()
+
+    def _answered_at_once(self, at_once: AnswerAtOnce) -> bool:
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or self.pipeline:
+            return False  # an earlier request on this connection is still being answered
+        if self.expect_100_continue or self.flow.write_paused or self.root_path:
+            return False
+        if self.limit_concurrency is not None:
+            return False  # uvicorn's own check decides
+        parser = self.parser
+        method = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return False
+        if parser.should_upgrade():
+            return False
+        url = httptools.parse_url(self.url)
+        raw_path = url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        http_version = parser.get_http_version()
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        scope["method"] = method.decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = url.query or b""
+        answer = at_once(scope)
+        if answer is None:
+            return False  # uvicorn sets up the same scope again and runs the app
+        status, headers, body = answer
+        keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        head = [STATUS_LINE[status]]
+        for name, value in (*self.server_state.default_headers, *headers):
+            head += (name, b": ", value, b"\r\n")
+        if not keep_alive:
+            head.append(_CONNECTION_CLOSE)
+        head.append(b"\r\n")
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(self.scope),
+                scope["method"],
+                get_path_with_query_string(self.scope),
+                scope["http_version"],
+                status,
+            )
+        self.cycle = _ANSWERED  # type: ignore[assignment]
+        transport = self.transport
+        if body:
+            transport.writelines((b"".join(head), body))
+        else:
+            transport.write(b"".join(head))
+            transport.flush()  # type: ignore[attr-defined]
+        if not keep_alive:
+            transport.close()
+        self.on_response_complete()
+        return True

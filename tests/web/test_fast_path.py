@@ -128,3 +128,40 @@ def test_errors_are_never_replayed(root: Path, tmp_path: Path) -> None:
         assert get(app, "/iiif/3/pic/full/5000,/0/default.jpg")[0] == 400
     assert memo(app).hits == 0
     assert memo(app).stats()["entries"] == 0
+
+
+def uvicorn_scope(path: str, method: str = "GET") -> dict[str, Any]:
+    """The scope uvicorn's protocol has when it asks ``answer_at_once`` (before any task)."""
+    raw, _, query = path.partition("?")
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": raw,
+        "raw_path": raw.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+
+
+@pytest.mark.parametrize("path", [TILE, INFO])
+def test_answer_at_once_is_the_replay(root: Path, tmp_path: Path, path: str) -> None:
+    app = make(root, tmp_path)
+    assert app.answer_at_once(uvicorn_scope(path)) is None  # nothing memoised yet
+    status, headers, body = get(app, path, headers=[("host", "testserver")])
+    answer = app.answer_at_once(uvicorn_scope(path))
+    assert answer is not None
+    assert answer[0] == status
+    assert answer[2] == body
+    assert {k.decode(): v.decode() for k, v in answer[1]} == headers
+    head = app.answer_at_once(uvicorn_scope(path, "HEAD"))
+    assert head[1] == answer[1]  # same headers, content-length of the full body
+    assert head[2] == b""
+    assert app.answer_at_once(uvicorn_scope(path, "POST")) is None
+    assert app.answer_at_once(uvicorn_scope(path + "?x=1")) is None
+    assert memo(app).hits == 2

@@ -1,10 +1,17 @@
-"""The coalescing transport under uvicorn's protocol: one write per response, nothing held back."""
+"""The HTTP protocol: one write per response, nothing held back; repeated requests answered at
+once, in order, framed exactly as uvicorn frames them."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
-from iiifserver.web.http_protocol import CoalescingTransport
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from iiifserver.web.http_protocol import CoalescingTransport, HttpProtocol
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
 
@@ -96,3 +103,246 @@ def test_writelines_flushes_a_held_head_first() -> None:
     transport.write(HEAD)
     transport.writelines([b"a", b"b"])
     assert real.calls == [("write", HEAD), ("writelines", [b"a", b"b"])]
+
+
+# --- answering at once ---------------------------------------------------------------------
+
+DATE = (b"date", b"Sun, 22 Nov 2026 10:00:00 GMT")
+HIT_HEADERS = [(b"content-type", b"image/jpeg"), (b"etag", b'"k"'), (b"content-length", b"4")]
+
+
+class Connection(Recorder):
+    """The socket side of one connection, as uvicorn's protocol sees it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = False
+
+    def get_extra_info(self, name: str) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(name)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+        super().close()
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class App:
+    """Answers ``/hit/...`` at once (as the fast path does for a memoised request) and
+    everything through ASGI; ``/slow`` waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+        self.called: list[str] = []
+        self.release = asyncio.Event()
+
+    def answer_at_once(self, scope: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        self.asked.append(dict(scope))
+        if not scope["path"].startswith("/hit/"):
+            return None
+        return 200, HIT_HEADERS, b"" if scope["method"] == "HEAD" else b"tile"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.called.append(scope["path"])
+        if scope["path"] == "/slow":
+            await self.release.wait()
+        body = b"slow!" if scope["path"] == "/slow" else b"tile"
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def connect(app: App, access_log: bool = False) -> tuple[HttpProtocol, Connection, ServerState]:
+    config = uvicorn.Config(app=app, access_log=access_log, log_config=None, proxy_headers=False)
+    state = ServerState()
+    state.default_headers = [DATE]
+    protocol = HttpProtocol(config=config, server_state=state, app_state={})
+    connection = Connection()
+    protocol.connection_made(connection)  # type: ignore[arg-type]
+    return protocol, connection, state
+
+
+def sent(connection: Connection) -> bytes:
+    out = b""
+    for kind, data in connection.calls:
+        if kind == "write":
+            out += data
+        elif kind == "writelines":
+            out += b"".join(data)
+    return out
+
+
+def test_a_hit_is_written_in_one_call_without_a_task() -> None:
+    async def run() -> None:
+        app = App()
+        protocol, connection, state = connect(app)
+        protocol.data_received(b"GET /hit/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert connection.calls == [
+            (
+                "writelines",
+                [
+                    b"HTTP/1.1 200 OK\r\ndate: Sun, 22 Nov 2026 10:00:00 GMT\r\ncontent-type: image/jpeg\r\n"
+                    b'etag: "k"\r\ncontent-length: 4\r\n\r\n',
+                    b"tile",
+                ],
+            )
+        ]
+        assert app.called == []
+        assert not state.tasks
+        assert state.total_requests == 1
+        assert protocol.timeout_keep_alive_task is not None  # keep-alive timer armed, as uvicorn does
+        scope = app.asked[0]
+        assert (scope["method"], scope["path"], scope["raw_path"], scope["query_string"]) == (
+            "GET",
+            "/hit/a",
+            b"/hit/a",
+            b"",
+        )
+        assert scope["client"] == ("127.0.0.1", 50000)
+        assert (b"host", b"x") in scope["headers"]
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_head_http_1_0_and_connection_close() -> None:
+    async def run() -> None:
+        app = App()
+        protocol, connection, _ = connect(app)
+        protocol.data_received(b"HEAD /hit/a HTTP/1.1\r\n\r\n")
+        assert connection.calls[-1][0] == "write"  # the head alone, content-length kept
+        assert sent(connection).endswith(b"content-length: 4\r\n\r\n")
+        assert not connection.closing
+        protocol.data_received(b"GET /hit/b HTTP/1.0\r\n\r\n")
+        assert b"connection: close\r\n\r\ntile" in sent(connection)
+        assert connection.closing
+        assert app.asked[-1]["http_version"] == "1.0"
+        protocol, connection, _ = connect(app)
+        protocol.data_received(b"GET /hit/c HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert sent(connection).endswith(b"connection: close\r\n\r\ntile")
+        assert connection.closing
+
+    asyncio.run(run())
+
+
+def test_misses_and_other_methods_go_through_the_app() -> None:
+    async def run() -> None:
+        app = App()
+        protocol, connection, state = connect(app)
+        protocol.data_received(b"GET /miss HTTP/1.1\r\n\r\n")
+        await asyncio.gather(*state.tasks)
+        assert app.called == ["/miss"]
+        assert len(app.asked) == 1
+        protocol.data_received(b"POST /hit/a HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")
+        await asyncio.gather(*state.tasks)
+        assert app.called == ["/miss", "/hit/a"]
+        assert len(app.asked) == 1
+        assert sent(connection).count(b"HTTP/1.1 200 OK") == 2
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_encoded_paths_and_queries_reach_the_lookup_as_uvicorn_parses_them() -> None:
+    async def run() -> None:
+        app = App()
+        protocol, _, _ = connect(app)
+        protocol.data_received(b"GET /hit/a%2Fb%20c?x=1 HTTP/1.1\r\n\r\n")
+        scope = app.asked[0]
+        assert scope["path"] == "/hit/a/b c"
+        assert scope["raw_path"] == b"/hit/a%2Fb%20c"
+        assert scope["query_string"] == b"x=1"
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    # A hit behind a request still being answered must wait its turn, never overtake it.
+    async def run() -> None:
+        app = App()
+        protocol, connection, state = connect(app)
+        protocol.data_received(b"GET /slow HTTP/1.1\r\n\r\nGET /hit/a HTTP/1.1\r\n\r\n")
+        await asyncio.sleep(0.01)
+        assert sent(connection) == b""
+        app.release.set()
+        for _ in range(10):
+            await asyncio.gather(*state.tasks)
+            await asyncio.sleep(0)
+        out = sent(connection)
+        assert out.index(b"slow!") < out.index(b"tile")
+        assert out.count(b"HTTP/1.1 200 OK") == 2
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_a_request_body_after_an_answer_is_skipped_and_the_next_request_parsed() -> None:
+    async def run() -> None:
+        app = App()
+        protocol, connection, _ = connect(app)
+        protocol.data_received(b"GET /hit/a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /hit/b HTTP/1.1\r\n\r\n")
+        assert [scope["path"] for scope in app.asked] == ["/hit/a", "/hit/b"]
+        assert sent(connection).count(b"HTTP/1.1 200 OK") == 2
+        protocol.connection_lost(None)  # after an answer: nothing waits, nothing raises
+
+    asyncio.run(run())
+
+
+def test_expect_continue_and_a_full_send_buffer_go_the_usual_way() -> None:
+    async def run() -> None:
+        app = App()
+        protocol, connection, state = connect(app)
+        protocol.data_received(b"GET /hit/a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
+        await asyncio.gather(*state.tasks)
+        assert app.called == ["/hit/a"]
+        protocol.flow.pause_writing()  # the client is not reading: don't pile more onto its buffer
+        protocol.data_received(b"GET /hit/b HTTP/1.1\r\n\r\n")
+        assert app.asked == []
+        protocol.flow.resume_writing()
+        await asyncio.gather(*state.tasks)
+        assert app.called == ["/hit/a", "/hit/b"]
+        assert sent(connection).count(b"HTTP/1.1 200 OK") == 2
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_answers_at_once_are_access_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> None:
+        app = App()
+        protocol, _, _ = connect(app, access_log=True)
+        protocol.access_log = True
+        protocol.data_received(b"GET /hit/a?q=1 HTTP/1.1\r\n\r\n")
+        protocol.connection_lost(None)
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        asyncio.run(run())
+    assert any('"GET /hit/a?q=1 HTTP/1.1" 200' in record.getMessage() for record in caplog.records)
+
+
+def test_an_app_without_the_lookup_is_served_as_usual() -> None:
+    async def run() -> None:
+        async def plain(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        config = uvicorn.Config(app=plain, log_config=None)
+        state = ServerState()
+        protocol = HttpProtocol(config=config, server_state=state, app_state={})
+        connection = Connection()
+        protocol.connection_made(connection)  # type: ignore[arg-type]
+        protocol.data_received(b"GET /hit/a HTTP/1.1\r\n\r\n")
+        await asyncio.gather(*state.tasks)
+        assert sent(connection).startswith(b"HTTP/1.1 204 No Content")
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
