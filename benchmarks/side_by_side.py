@@ -88,6 +88,9 @@ def shared_module(name: str) -> ModuleType:
 # ---------------------------------------------------------------- plan
 
 
+COLD_TILES_PER_S = 20_000  # the most cold tiles/s a run may need URLs for
+
+
 @dataclass
 class Plan:
     quick: bool
@@ -104,11 +107,12 @@ class Plan:
         conc = [8] if quick else [1, 8, 64]
         reps = repeats or (1 if quick else 2)
         dur = duration or (10 if quick else 20)
-        # a cold run must not run out of URLs: ~3x iipsrv's 2,000 tiles/s is the goal, with margin
-        min_cold = 10_000 * dur
+        # A cold run must not run out of URLs: iiifserver served 10,700 cold tiles/s from the
+        # Q85 pyramid on 2 cores (2026-11-22), so twice that, for margin and faster machines.
+        min_cold = COLD_TILES_PER_S * dur
         big = vs.ImageInfo(12000, 9000, scale_factors=(1, 2, 4, 8, 16, 32, 64)).n_tiles()
         tenmp = vs.ImageInfo(4000, 2500, scale_factors=(1, 2, 4, 8, 16)).n_tiles()
-        full_cold = 10_000 * 20
+        full_cold = COLD_TILES_PER_S * 20
         # enough aliases for the full matrix whatever this run is, so a later full run makes none
         links_big = -(-full_cold // big) * 3 * 2 + 20
         links_giga = -(-full_cold // tenmp) * 2 + 20
