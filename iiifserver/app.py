@@ -166,7 +166,7 @@ class Server(Starlette):
         else:
             await super().__call__(scope, receive, send)
 
-    def answer_at_once(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    def answer_at_once(self, scope: Scope) -> tuple[int, bytes, bytes] | None:
         """For ``web.http_protocol``: a repeated request answered before any task is started."""
         return self.fast_path.answer_at_once(scope) if self.fast_path is not None else None
 

@@ -14,7 +14,7 @@ Must not know: IIIF grammar, images. It replays what ``image_routes`` recorded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import cachetools
@@ -27,6 +27,10 @@ from iiifserver.image.source_info import SourceVersion
 MEMO_KEY = "iiifserver.memo_key"
 MemoKey = tuple[bytes, ...]  # raw path, scheme, Host, Accept, trusted X-Forwarded-Proto/Host/Prefix
 _FORWARDED = (b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix")
+_NO_FORWARDED = (b"", b"", b"")
+_CONDITIONAL = (b"if-none-match", b"if-modified-since")
+_KEYED = (b"host", b"accept", *_FORWARDED)
+_PICKED = _KEYED + _CONDITIONAL  # one pass over the request headers finds them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,18 @@ class Memo:
     headers: tuple[tuple[bytes, bytes], ...]  # every header of the 200 but content-length
     key: str | None = None  # the memory tier holds the body (images)
     body: bytes | None = None  # or the body itself (info.json: small, rebuilt per version)
+    # The same headers as HTTP/1.1 lines, encoded once: the 200's, and the 304's (no content-type).
+    lines: bytes = field(init=False)
+    lines_304: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lines", header_lines(self.headers))
+        object.__setattr__(self, "lines_304", header_lines(self.headers, skip=b"content-type"))
+
+
+def header_lines(headers: Iterable[tuple[bytes, bytes]], skip: bytes = b"") -> bytes:
+    """``name: value`` CRLF lines, as ``web.http_protocol`` writes them."""
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers if name != skip)
 
 
 class ResponseMemo:
@@ -50,14 +66,20 @@ class ResponseMemo:
     def stats(self) -> dict[str, int]:
         return {"entries": len(self._entries), "hits": self.hits}
 
-    def key(self, scope: Scope) -> MemoKey:
-        headers = _headers(scope["headers"], (b"host", b"accept", *_FORWARDED))
+    def key(self, scope: Scope, headers: dict[bytes, bytes] | None = None) -> MemoKey:
+        """The memo key of ``scope``; ``headers``: its ``_KEYED`` headers when already picked out."""
+        if headers is None:
+            headers = _headers(scope["headers"], _KEYED)
         client = scope.get("client")
-        trusted = client is not None and client[0] in self.trusted
-        fwd = tuple(headers.get(name, b"") for name in _FORWARDED) if trusted else (b"", b"", b"")
+        if client is not None and client[0] in self.trusted:
+            get = headers.get
+            fwd = (get(b"x-forwarded-proto", b""), get(b"x-forwarded-host", b""), get(b"x-forwarded-prefix", b""))
+        else:
+            fwd = _NO_FORWARDED
+        scheme = scope.get("scheme", "http")
         return (
             scope.get("raw_path") or scope["path"].encode(),
-            str(scope.get("scheme", "http")).encode(),
+            b"https" if scheme == "https" else b"http" if scheme == "http" else str(scheme).encode(),
             headers.get(b"host", b""),
             headers.get(b"accept", b""),  # info.json's media type is negotiated
             *fwd,
@@ -90,11 +112,16 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/iiif/"):
-            answer = self.answer_at_once(scope)
-            if answer is not None:
-                status, headers, body = answer
+            found = self._replay(scope)
+            if found is not None:
+                self.memo.hits += 1
+                memo, body = found
+                if body is None:
+                    status, headers = 304, [(k, v) for k, v in memo.headers if k != b"content-type"]
+                else:
+                    status, headers = 200, [*memo.headers, (b"content-length", str(len(body)).encode())]
                 await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send({"type": "http.response.body", "body": body if body and scope["method"] == "GET" else b""})
                 return
             path = scope["path"]
             for endpoint in self.endpoints:
@@ -103,38 +130,44 @@ class FastPath:
                     return
         await self.app(scope, receive, send)
 
-    def answer_at_once(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
-        """The memoised answer to an HTTP ``scope``, without awaiting anything (the HTTP protocol
-        asks before it starts a task); ``None`` when the request must go the full way."""
+    def answer_at_once(self, scope: Scope) -> tuple[int, bytes, bytes] | None:
+        """The memoised answer to an HTTP ``scope`` as (status, encoded header lines, body),
+        without awaiting anything (the HTTP protocol asks before it starts a task); ``None`` when
+        the request must go the full way."""
         method = scope["method"]
         if (method != "GET" and method != "HEAD") or not scope["path"].startswith("/iiif/"):
             return None
-        answer = self._answer(scope)
-        if answer is None:
+        found = self._replay(scope)
+        if found is None:
             return None
         self.memo.hits += 1
-        return answer if method == "GET" else (answer[0], answer[1], b"")
+        memo, body = found
+        if body is None:
+            return 304, memo.lines_304, b""
+        lines = memo.lines + b"content-length: %d\r\n" % len(body)
+        return 200, lines, body if method == "GET" else b""
 
-    def _answer(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    def _replay(self, scope: Scope) -> tuple[Memo, bytes | None] | None:
+        """The memo for ``scope`` and the body to send (None: 304), if it may be replayed."""
         if scope.get("query_string"):
             return None
-        key = scope[MEMO_KEY] = self.memo.key(scope)
+        headers = _headers(scope["headers"], _PICKED)
+        key = scope[MEMO_KEY] = self.memo.key(scope, headers)
         memo = self.memo.get(key)
         if memo is None or self.service.current_version(memo.identifier) != memo.version:
             return None
-        conditional = _headers(scope["headers"], (b"if-none-match", b"if-modified-since"))
-        if b"if-modified-since" in conditional and b"if-none-match" not in conditional:
+        if_none_match = headers.get(b"if-none-match")
+        if if_none_match is None and b"if-modified-since" in headers:
             return None  # date comparison: the full path does it
-        if_none_match = conditional.get(b"if-none-match")
         if if_none_match is not None and _etag_matches(if_none_match, memo.etag):
-            return 304, [(k, v) for k, v in memo.headers if k != b"content-type"], b""
+            return memo, None
         body = memo.body
         if body is None:
             entry = self.service.cached_key(memo.key) if memo.key is not None else None
             if entry is None:
                 return None
             body = entry.body
-        return 200, [*memo.headers, (b"content-length", str(len(body)).encode())], body
+        return memo, body
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> dict[bytes, bytes]:

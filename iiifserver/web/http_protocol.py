@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-# status, every header (content-length included), body (empty for HEAD)
-Answer = tuple[int, Sequence[tuple[bytes, bytes]], bytes]
+# status, every header (content-length included) as encoded "name: value" CRLF lines, body
+# (empty for HEAD)
+Answer = tuple[int, bytes, bytes]
 AnswerAtOnce = Callable[[dict[str, Any]], Answer | None]
 
 _HEAD_START = b"HTTP/1.1 "
@@ -113,6 +114,8 @@ class HttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         at_once = getattr(self.app, "answer_at_once", None)
         self._at_once: AnswerAtOnce | None = at_once if callable(at_once) else None
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._default_lines = b""
 
     @property
     def answers_at_once(self) -> bool:
@@ -162,14 +165,15 @@ class HttpProtocol(HttpToolsProtocol):
         answer = at_once(scope)
         if answer is None:
             return False  # uvicorn sets up the same scope again and runs the app
-        status, headers, body = answer
+        status, lines, body = answer
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
-        head = [STATUS_LINE[status]]
-        for name, value in (*self.server_state.default_headers, *headers):
-            head += (name, b": ", value, b"\r\n")
-        if not keep_alive:
-            head.append(_CONNECTION_CLOSE)
-        head.append(b"\r\n")
+        defaults = self.server_state.default_headers  # a new list each second (the date)
+        if defaults is not self._defaults:
+            self._defaults = defaults
+            self._default_lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in defaults)
+        head = b"".join(
+            (STATUS_LINE[status], self._default_lines, lines, b"" if keep_alive else _CONNECTION_CLOSE, b"\r\n")
+        )
         if self.access_log:
             self.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
@@ -182,9 +186,9 @@ class HttpProtocol(HttpToolsProtocol):
         self.cycle = _ANSWERED  # type: ignore[assignment]
         transport = self.transport
         if body:
-            transport.writelines((b"".join(head), body))
+            transport.writelines((head, body))
         else:
-            transport.write(b"".join(head))
+            transport.write(head)
             transport.flush()  # type: ignore[attr-defined]
         if not keep_alive:
             transport.close()

@@ -158,10 +158,19 @@ def test_answer_at_once_is_the_replay(root: Path, tmp_path: Path, path: str) -> 
     assert answer is not None
     assert answer[0] == status
     assert answer[2] == body
-    assert {k.decode(): v.decode() for k, v in answer[1]} == headers
+    lines = answer[1].decode().split("\r\n")
+    assert lines[-1] == ""  # every line ends with CRLF; the protocol adds the blank line
+    assert dict(line.split(": ", 1) for line in lines[:-1]) == headers
     head = app.answer_at_once(uvicorn_scope(path, "HEAD"))
     assert head[1] == answer[1]  # same headers, content-length of the full body
     assert head[2] == b""
+    not_modified = uvicorn_scope(path)
+    not_modified["headers"].append((b"if-none-match", headers["etag"].encode()))
+    status_304, lines_304, body_304 = app.answer_at_once(not_modified)
+    assert (status_304, body_304) == (304, b"")
+    assert b"content-type" not in lines_304
+    assert b"content-length" not in lines_304
+    assert b"etag: " + headers["etag"].encode() in lines_304
     assert app.answer_at_once(uvicorn_scope(path, "POST")) is None
     assert app.answer_at_once(uvicorn_scope(path + "?x=1")) is None
-    assert memo(app).hits == 2
+    assert memo(app).hits == 3

@@ -108,7 +108,7 @@ def test_writelines_flushes_a_held_head_first() -> None:
 # --- answering at once ---------------------------------------------------------------------
 
 DATE = (b"date", b"Sun, 22 Nov 2026 10:00:00 GMT")
-HIT_HEADERS = [(b"content-type", b"image/jpeg"), (b"etag", b'"k"'), (b"content-length", b"4")]
+HIT_LINES = b'content-type: image/jpeg\r\netag: "k"\r\ncontent-length: 4\r\n'
 
 
 class Connection(Recorder):
@@ -144,11 +144,11 @@ class App:
         self.called: list[str] = []
         self.release = asyncio.Event()
 
-    def answer_at_once(self, scope: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    def answer_at_once(self, scope: dict[str, Any]) -> tuple[int, bytes, bytes] | None:
         self.asked.append(dict(scope))
         if not scope["path"].startswith("/hit/"):
             return None
-        return 200, HIT_HEADERS, b"" if scope["method"] == "HEAD" else b"tile"
+        return 200, HIT_LINES, b"" if scope["method"] == "HEAD" else b"tile"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.called.append(scope["path"])
