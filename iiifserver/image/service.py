@@ -2,8 +2,8 @@
 
 Owns: the flow identifier -> source file (version cache, else a stat in a worker thread) ->
 SourceInfo and stored-tile index (cached by source version) -> resolved request -> canonical
-form and cache key -> memory tier (no thread hop) -> single-flight: disk tier, stored-tile
-passthrough or render in a bounded lane -> cache put.
+form and cache key -> memory tier (no thread hop) -> single-flight: stored-tile passthrough,
+else disk tier and render in one hop into a bounded lane -> cache put.
 Must not know: the web framework, pyvips (probe/render/tile reading are functions it is given,
 and run in worker threads).
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,9 +162,13 @@ class ImageService:
             return await self._check(identifier)
         return await self._checks.run(identifier, lambda: self._check(identifier))
 
-    async def _check(self, identifier: str, lane: Lane | None = None) -> Found:
+    def _check(self, identifier: str, lane: Lane | None = None) -> Awaitable[Found]:
+        """Start checking ``identifier`` in a worker thread now (not when first awaited)."""
         previous = self._versions.peek(identifier)
-        found, fd = await (lane or self.lanes.io).run(self._find_and_open, identifier, previous)
+        return self._checked((lane or self.lanes.io).run(self._find_and_open, identifier, previous))
+
+    async def _checked(self, pending: Awaitable[tuple[Found, int | None]]) -> Found:
+        found, fd = await pending
         if fd is not None:
             self._tile_files.adopt(found.file.path, found.file.version, fd)
         self._versions.put(found.file)
@@ -310,32 +314,42 @@ class ImageService:
             self.cache.memory.put(prepared.key, entry)
         return entry
 
-    async def _produce(self, prepared: Prepared) -> Entry:
-        name = prepared.found.file.cache_name
-        # Stored tiles are never written to disk (the source is their copy): no disk lookup for them.
-        if self.cache is not None and prepared.passthrough is None:
-            entry = await self.cache.get(name, prepared.key)
+    def _produce(self, prepared: Prepared) -> Awaitable[Entry]:
+        """The work of a flight. Runs in the first caller's step: a render is handed to its lane
+        now, before the flight's task first runs."""
+        if self.cache is not None:
+            entry = self.cache.get_memory(prepared.key)  # a flight that just ended
             if entry is not None:
-                return entry
+                done: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+                done.set_result(entry)
+                return done
+        if prepared.passthrough is None:
+            return self._keep(prepared, self._render(prepared))
+        return self._keep(prepared, self._entry(prepared))
+
+    async def _keep(self, prepared: Prepared, pending: Awaitable[tuple[Entry, bool]]) -> Entry:
+        """Await the entry and keep it: memory now, the disk tier in the background."""
         try:
-            body, from_source = await self._bytes(prepared)
+            entry, rendered = await pending
         except SourceChanged:
             self.counters.source_changed += 1
             self.forget(prepared.identifier)
             raise ServiceUnavailable("the image changed while it was read; retry", retry_after=1) from None
-        entry = Entry(body, prepared.media_type, name)
+        if rendered:
+            self.counters.renders += 1
         if self.cache is not None:
             # Memory now, so the next request hits; the disk copy (an fsync) is written in the
-            # background rather than making every waiter of this flight wait for it. A stored
-            # tile is already on disk in the source: memory only.
+            # background rather than making every waiter of this flight wait for it. Stored
+            # tiles are already on disk in the source, disk hits are there too: memory only.
             self.cache.memory.put(prepared.key, entry)
-            if not from_source and self.cache.disk is not None:
-                task = asyncio.create_task(self.cache.put(name, prepared.key, entry))
+            if rendered and self.cache.disk is not None:
+                task = asyncio.create_task(self.cache.put(entry.identifier, prepared.key, entry))
                 self._disk_writes.add(task)
                 task.add_done_callback(self._disk_writes.discard)
         return entry
 
-    async def _bytes(self, prepared: Prepared) -> tuple[bytes, bool]:
+    async def _entry(self, prepared: Prepared) -> tuple[Entry, bool]:
+        """The stored tile, else the disk tier's copy, else a render; and whether it was rendered."""
         file = prepared.found.file
         if prepared.passthrough is not None:
             ref = prepared.passthrough
@@ -350,11 +364,25 @@ class ImageService:
                 log.warning("stored tile %d of %r unusable (%s); rendering", ref.index, prepared.identifier, exc)
             else:
                 self.counters.passthrough += 1
-                return tile, True
+                return Entry(tile, prepared.media_type, file.cache_name), False
+        return await self._render(prepared)
+
+    def _render(self, prepared: Prepared) -> Awaitable[tuple[Entry, bool]]:
+        # One thread hop for the disk lookup and the render: under load every hop back to the
+        # loop costs a few loop iterations, and a first view's small renders are its slowest tiles.
         lane = self.lanes.tile if is_tile_sized(prepared.plan) else self.lanes.heavy
-        body = await lane.run(self._workers.render, file.path, prepared.found.info.format, prepared.plan, file.version)
-        self.counters.renders += 1
-        return body, False
+        return lane.run(self._disk_or_render, prepared)
+
+    def _disk_or_render(self, prepared: Prepared) -> tuple[Entry, bool]:
+        """In a worker thread: the disk tier's entry (never raises), else a fresh render."""
+        file = prepared.found.file
+        disk = self.cache.disk if self.cache is not None else None
+        if disk is not None and prepared.passthrough is None:
+            found = disk.get(file.cache_name, prepared.key)
+            if found is not None:
+                return found, False
+        body = self._workers.render(file.path, prepared.found.info.format, prepared.plan, file.version)
+        return Entry(body, prepared.media_type, file.cache_name), True
 
     async def _stored_tile(self, file: SourceFile, grid: TileGrid, index: int) -> bytes:
         """From the page cache on the loop (never blocks), else opened and read in a worker thread

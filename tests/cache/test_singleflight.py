@@ -152,3 +152,78 @@ def test_unobserved_error_is_not_reported_as_never_retrieved() -> None:
 
     asyncio.run(main())
     assert reported == []
+
+
+async def _ticker(ticks: list[int]) -> None:
+    while True:
+        ticks[0] += 1
+        await asyncio.sleep(0)  # one step per loop iteration
+
+
+def test_work_starts_in_the_first_callers_step() -> None:
+    # A render handed to its thread one loop iteration later starts milliseconds later under load.
+    async def main() -> None:
+        ticks = [0]
+        counting = asyncio.create_task(_ticker(ticks))
+        flight: SingleFlight[object] = SingleFlight()
+        called_at: list[int] = []
+        result: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        def start() -> asyncio.Future[object]:
+            called_at.append(ticks[0])
+            return result
+
+        async def caller() -> int:
+            started_at = ticks[0]
+            await flight.run("k", start)
+            return started_at
+
+        calling = asyncio.create_task(caller())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        result.set_result("tile")
+        started_at = await calling
+        counting.cancel()
+        assert called_at == [started_at]
+
+    asyncio.run(main())
+
+
+def test_callers_resume_one_loop_iteration_after_the_work_ends() -> None:
+    async def main() -> None:
+        ticks = [0]
+        counting = asyncio.create_task(_ticker(ticks))
+        flight: SingleFlight[object] = SingleFlight()
+        ended_at: list[int] = []
+
+        async def work() -> object:
+            await asyncio.sleep(0.01)
+            ended_at.append(ticks[0])
+            return "tile"
+
+        async def caller() -> int:
+            await flight.run("k", work)
+            return ticks[0]
+
+        resumed = await asyncio.gather(*(caller() for _ in range(3)))
+        counting.cancel()
+        assert all(tick - ended_at[0] <= 1 for tick in resumed)
+
+    asyncio.run(main())
+
+
+def test_an_error_starting_the_work_reaches_the_first_caller_and_nothing_stays_in_flight() -> None:
+    async def main() -> None:
+        flight: SingleFlight[object] = SingleFlight()
+
+        def refuse() -> asyncio.Future[object]:
+            raise RuntimeError("lane closed")
+
+        with pytest.raises(RuntimeError, match="lane closed"):
+            await flight.run("k", refuse)
+        assert flight.in_flight == 0
+        work = Work("tile")
+        work.release.set()
+        assert await flight.run("k", work) == "tile"
+
+    asyncio.run(main())

@@ -114,6 +114,7 @@ def test_disk_tier_survives_a_restart(images: Path, tmp_path: Path) -> None:
     assert again_headers["etag"] == headers["etag"]
     assert service_of(second).counters.renders == 0
     assert service_of(second).stats()["cache"]["disk"]["hits"] == 1  # type: ignore[index]
+    assert service_of(second).stats()["cache"]["disk"]["writes"] == 0  # type: ignore[index]
 
 
 def test_memory_tier_answers_repeats(images: Path, tmp_path: Path) -> None:
