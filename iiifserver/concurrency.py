@@ -22,12 +22,13 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from iiifserver.errors import ServiceUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
+Deliver = Callable[[T | None, BaseException | None], None]  # (result, error) of a job, on the loop
 
 
 class Lane:
@@ -58,18 +59,49 @@ class Lane:
         client went away): a Python timeout cannot stop a C call, so the count must reflect the
         work being done.
         """
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def deliver(result: T | None, error: BaseException | None) -> None:
+            if done.cancelled():  # the caller left; the slot is back all the same
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result)  # type: ignore[arg-type]
+
+        waiting = self.submit(lambda: fn(*args, **kwargs), deliver)
+        # Cancelling the caller cancels ``done`` only; the thread goes on.
+        return done if waiting is None else self._then(waiting, done)
+
+    @staticmethod
+    async def _then(waiting: Awaitable[None], done: asyncio.Future[T]) -> T:
+        try:
+            await waiting
+        except BaseException:
+            done.cancel()
+            raise
+        return await done
+
+    def submit(self, fn: Callable[[], T], deliver: Deliver[T]) -> Awaitable[None] | None:
+        """Run ``fn`` in a thread; ``deliver(result, error)`` is called on the loop in the
+        iteration its outcome arrives, after the slot is given back.
+
+        None: the job has started. Otherwise a thread must come free first: the returned
+        awaitable waits for one and starts the job (503 when the queue is full or the wait too
+        long; then ``deliver`` is never called). Call it from the event loop.
+        """
         loop = asyncio.get_running_loop()
         if self._free > 0 and not self._queue:
             self._free -= 1
-            return self._start(loop, fn, args, kwargs)
-        return self._queued(loop, fn, args, kwargs)
+            self._start(loop, fn, deliver)
+            return None
+        return self._queued(loop, fn, deliver)
 
-    async def _queued(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> T:
-        if self._free > 0 and not self._queue:  # a thread came free since ``run`` was called
+    async def _queued(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], T], deliver: Deliver[T]) -> None:
+        if self._free > 0 and not self._queue:  # a thread came free since ``submit`` was called
             self._free -= 1
-            return await self._start(loop, fn, args, kwargs)
+            self._start(loop, fn, deliver)
+            return
         if self._waiting >= self.max_waiting:
             raise ServiceUnavailable(f"server busy ({self.name} queue full)", retry_after=2)
         turn: asyncio.Future[None] = loop.create_future()
@@ -88,53 +120,35 @@ class Lane:
             raise
         finally:
             self._waiting -= 1
-        return await self._start(loop, fn, args, kwargs)
+        self._start(loop, fn, deliver)
 
-    def _start(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> asyncio.Future[T]:
+    def _start(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], T], deliver: Deliver[T]) -> None:
         """Hand the job to a thread; the caller holds a slot."""
         self._busy += 1
-        done: asyncio.Future[T] = loop.create_future()
         try:
-            self._executor.submit(self._work, loop, done, fn, args, kwargs)
+            self._executor.submit(self._work, loop, fn, deliver)
         except BaseException:  # shut down
             self._busy -= 1
             self._release()
             raise
-        # Cancelling the caller cancels ``done`` only; the thread goes on and ``_deliver`` gives
-        # the slot back when it has really finished.
-        return done
 
-    def _work(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        done: asyncio.Future[Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
+    def _work(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], T], deliver: Deliver[T]) -> None:
         error: BaseException | None = None
-        result: Any = None
+        result: T | None = None
         try:
-            result = fn(*args, **kwargs)
+            result = fn()
         except StopIteration as exc:  # a future cannot carry it (as in run_in_executor's futures)
             error = RuntimeError(f"StopIteration from {fn!r}")
             error.__cause__ = exc
         except BaseException as exc:
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            loop.call_soon_threadsafe(self._deliver, done, result, error)
+            loop.call_soon_threadsafe(self._deliver, deliver, result, error)
 
-    def _deliver(self, done: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    def _deliver(self, deliver: Deliver[T], result: T | None, error: BaseException | None) -> None:
         self._busy -= 1
         self._release()
-        if done.cancelled():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(result)
+        deliver(result, error)
 
     def _release(self) -> None:
         """A slot is free: the first waiter still waiting gets it, else it counts as free."""

@@ -1,16 +1,25 @@
 """Single flight: identical concurrent work runs once and every caller gets its outcome.
 
 Owns: the map key -> work in progress and its waiters, and nothing after it ends.
-Must not know: what the work is (a render, a probe), caching, HTTP.
+Must not know: what the work is (a render, a probe), caching, HTTP; which threads run it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Submitter(Protocol):
+    """A lane of worker threads (``concurrency.Lane``)."""
+
+    def submit(
+        self, fn: Callable[[], R], deliver: Callable[[R | None, BaseException | None], None]
+    ) -> Awaitable[None] | None: ...
 
 
 class _Flight(Generic[T]):
@@ -53,6 +62,55 @@ class SingleFlight(Generic[T]):
         flight.waiters.append(waiter)
         return await waiter
 
+    async def run_in(
+        self,
+        key: str,
+        lane: Submitter,
+        fn: Callable[[], R],
+        then: Callable[[R], T],
+        failed: Callable[[BaseException], BaseException] | None = None,
+    ) -> T:
+        """``run`` for work done in a worker thread: ``fn`` runs in ``lane``; ``then`` turns its
+        result into the outcome (``failed`` its exception into the one the callers get) on the
+        loop, in the iteration the thread hands it back, and every caller is woken right there:
+        one loop iteration sooner than a task awaiting the thread could (then the callers).
+        """
+        loop = asyncio.get_running_loop()
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = _Flight()
+
+            def deliver(result: R | None, error: BaseException | None) -> None:
+                self._end(key, flight)
+                if error is None:
+                    try:
+                        outcome = then(result)  # type: ignore[arg-type]
+                    except BaseException as exc:
+                        error = exc
+                if error is not None:
+                    _fail(flight, failed(error) if failed is not None else error)
+                else:
+                    for waiter in flight.waiters:
+                        if not waiter.done():
+                            waiter.set_result(outcome)
+
+            waiting = lane.submit(fn, deliver)  # may raise: then nothing is in flight
+            self._flights[key] = flight
+            if waiting is not None:  # no thread free: wait for one in a task (callers may leave)
+                flight.task = loop.create_task(self._wait_for_thread(key, flight, waiting))
+        waiter: asyncio.Future[T] = loop.create_future()
+        flight.waiters.append(waiter)
+        return await waiter
+
+    async def _wait_for_thread(self, key: str, flight: _Flight[T], waiting: Awaitable[None]) -> None:
+        try:
+            await waiting
+        except BaseException as exc:  # 503 (queue full or too long), or shutting down
+            self._end(key, flight)
+            _fail(flight, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
     async def _execute(self, key: str, flight: _Flight[T], work: Awaitable[T]) -> None:
         try:
             result = await work
@@ -63,13 +121,7 @@ class SingleFlight(Generic[T]):
             raise
         except BaseException as exc:
             self._end(key, flight)
-            for waiter in flight.waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-                    # Marks it retrieved: a waiter cancelled in this very iteration would
-                    # otherwise have asyncio log "exception was never retrieved"; the others
-                    # still raise it.
-                    waiter.exception()
+            _fail(flight, exc)
         else:
             self._end(key, flight)
             for waiter in flight.waiters:
@@ -80,3 +132,16 @@ class SingleFlight(Generic[T]):
         # Before any waiter resumes: a caller arriving after the outcome starts afresh.
         if self._flights.get(key) is flight:
             del self._flights[key]
+
+
+def _fail(flight: _Flight[T], error: BaseException) -> None:
+    for waiter in flight.waiters:
+        if waiter.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            waiter.cancel()
+        else:
+            waiter.set_exception(error)
+            # Marks it retrieved: a waiter cancelled in this very iteration would otherwise
+            # have asyncio log "exception was never retrieved"; the others still raise it.
+            waiter.exception()

@@ -15,9 +15,10 @@ replaced in between is a 503 (retry), never a wrong entry.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,17 +159,15 @@ class ImageService:
                 facts = self._facts.get((file.path, file.version))
             if facts is not None:
                 return Found(file, *facts)
+        lane = self.lanes.io
+        job = functools.partial(self._find_and_open, identifier, self._versions.peek(identifier))
         if self._versions.interval <= 0:  # "check on every request": nothing shared
-            return await self._check(identifier)
-        return await self._checks.run(identifier, lambda: self._check(identifier))
+            return self._adopt(await lane.run(job))
+        return await self._checks.run_in(identifier, lane, job, self._adopt)
 
-    def _check(self, identifier: str, lane: Lane | None = None) -> Awaitable[Found]:
-        """Start checking ``identifier`` in a worker thread now (not when first awaited)."""
-        previous = self._versions.peek(identifier)
-        return self._checked((lane or self.lanes.io).run(self._find_and_open, identifier, previous))
-
-    async def _checked(self, pending: Awaitable[tuple[Found, int | None]]) -> Found:
-        found, fd = await pending
+    def _adopt(self, checked: tuple[Found, int | None]) -> Found:
+        """On the loop, after a check: keep the tile descriptor it opened, trust the version."""
+        found, fd = checked
         if fd is not None:
             self._tile_files.adopt(found.file.path, found.file.version, fd)
         self._versions.put(found.file)
@@ -194,7 +193,8 @@ class ImageService:
         async def recheck() -> None:
             try:
                 # Its own thread: a request that must wait for a check never queues behind these.
-                await self._checks.run(identifier, lambda: self._check(identifier, self.lanes.rechecks))
+                job = functools.partial(self._find_and_open, identifier, self._versions.peek(identifier))
+                await self._checks.run_in(identifier, self.lanes.rechecks, job, self._adopt)
             except Exception:  # gone, unreadable, overloaded: the next request checks it itself
                 self._versions.forget(identifier)
             finally:
@@ -287,6 +287,21 @@ class ImageService:
             entry = self._stored_nowait(prepared)
             if entry is not None:
                 return entry
+        if prepared.passthrough is None:
+            entry = self.cached(prepared)  # a flight that just ended
+            if entry is not None:
+                return entry
+            # One thread hop for the disk lookup and the render: under load every hop back to
+            # the loop costs a loop iteration or more, and a first view's small renders are its
+            # slowest tiles.
+            lane = self.lanes.tile if is_tile_sized(prepared.plan) else self.lanes.heavy
+            return await self._flights.run_in(
+                prepared.key,
+                lane,
+                functools.partial(self._disk_or_render, prepared),
+                functools.partial(self._kept, prepared),
+                functools.partial(self._failed, prepared),
+            )
         return await self._flights.run(prepared.key, lambda: self._produce(prepared))
 
     def _stored_nowait(self, prepared: Prepared) -> Entry | None:
@@ -314,27 +329,21 @@ class ImageService:
             self.cache.memory.put(prepared.key, entry)
         return entry
 
-    def _produce(self, prepared: Prepared) -> Awaitable[Entry]:
-        """The work of a flight. Runs in the first caller's step: a render is handed to its lane
-        now, before the flight's task first runs."""
+    async def _produce(self, prepared: Prepared) -> Entry:
+        """A stored tile the page cache did not hold (or that failed its checks): read in a
+        thread, else rendered."""
         if self.cache is not None:
             entry = self.cache.get_memory(prepared.key)  # a flight that just ended
             if entry is not None:
-                done: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-                done.set_result(entry)
-                return done
-        if prepared.passthrough is None:
-            return self._keep(prepared, self._render(prepared))
-        return self._keep(prepared, self._entry(prepared))
-
-    async def _keep(self, prepared: Prepared, pending: Awaitable[tuple[Entry, bool]]) -> Entry:
-        """Await the entry and keep it: memory now, the disk tier in the background."""
+                return entry
         try:
-            entry, rendered = await pending
-        except SourceChanged:
-            self.counters.source_changed += 1
-            self.forget(prepared.identifier)
-            raise ServiceUnavailable("the image changed while it was read; retry", retry_after=1) from None
+            return self._kept(prepared, await self._entry(prepared))
+        except SourceChanged as exc:
+            raise self._failed(prepared, exc) from None
+
+    def _kept(self, prepared: Prepared, produced: tuple[Entry, bool]) -> Entry:
+        """Keep an entry: memory now, the disk tier in the background when it was rendered."""
+        entry, rendered = produced
         if rendered:
             self.counters.renders += 1
         if self.cache is not None:
@@ -343,10 +352,17 @@ class ImageService:
             # tiles are already on disk in the source, disk hits are there too: memory only.
             self.cache.memory.put(prepared.key, entry)
             if rendered and self.cache.disk is not None:
-                task = asyncio.create_task(self.cache.put(entry.identifier, prepared.key, entry))
+                task = asyncio.get_running_loop().create_task(self.cache.put(entry.identifier, prepared.key, entry))
                 self._disk_writes.add(task)
                 task.add_done_callback(self._disk_writes.discard)
         return entry
+
+    def _failed(self, prepared: Prepared, error: BaseException) -> BaseException:
+        if not isinstance(error, SourceChanged):
+            return error
+        self.counters.source_changed += 1
+        self.forget(prepared.identifier)
+        return ServiceUnavailable("the image changed while it was read; retry", retry_after=1)
 
     async def _entry(self, prepared: Prepared) -> tuple[Entry, bool]:
         """The stored tile, else the disk tier's copy, else a render; and whether it was rendered."""
@@ -365,13 +381,8 @@ class ImageService:
             else:
                 self.counters.passthrough += 1
                 return Entry(tile, prepared.media_type, file.cache_name), False
-        return await self._render(prepared)
-
-    def _render(self, prepared: Prepared) -> Awaitable[tuple[Entry, bool]]:
-        # One thread hop for the disk lookup and the render: under load every hop back to the
-        # loop costs a few loop iterations, and a first view's small renders are its slowest tiles.
         lane = self.lanes.tile if is_tile_sized(prepared.plan) else self.lanes.heavy
-        return lane.run(self._disk_or_render, prepared)
+        return await lane.run(self._disk_or_render, prepared)
 
     def _disk_or_render(self, prepared: Prepared) -> tuple[Entry, bool]:
         """In a worker thread: the disk tier's entry (never raises), else a fresh render."""

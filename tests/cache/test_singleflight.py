@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
+import time
 
 import pytest
 
 from iiifserver.cache.singleflight import SingleFlight
+from iiifserver.concurrency import Lane
+from iiifserver.errors import ServiceUnavailable
 
 
 class Work:
@@ -227,3 +231,126 @@ def test_an_error_starting_the_work_reaches_the_first_caller_and_nothing_stays_i
         assert await flight.run("k", work) == "tile"
 
     asyncio.run(main())
+
+
+# -- run_in: work in a lane's thread, finished on the loop ------------------------------------
+
+
+def test_run_in_runs_the_thread_work_and_its_continuation_once_for_all_callers() -> None:
+    lane = Lane("tile", 2, 10, 5.0)
+    release = threading.Event()
+    calls: list[str] = []
+
+    def render() -> str:
+        calls.append("render")
+        release.wait(5)
+        return "pixels"
+
+    def keep(result: str) -> str:
+        calls.append("keep")
+        return result.upper()
+
+    async def main() -> None:
+        flight: SingleFlight[str] = SingleFlight()
+        callers = [asyncio.create_task(flight.run_in("k", lane, render, keep)) for _ in range(20)]
+        await asyncio.sleep(0.02)
+        assert flight.in_flight == 1
+        release.set()
+        assert await asyncio.gather(*callers) == ["PIXELS"] * 20
+        assert flight.in_flight == 0
+
+    asyncio.run(main())
+    assert calls == ["render", "keep"]
+
+
+def test_run_in_callers_resume_one_loop_iteration_after_the_thread_hands_back() -> None:
+    lane = Lane("tile", 1, 10, 5.0)
+    ticks = [0]
+    kept_at: list[int] = []
+
+    def keep(result: str) -> str:
+        kept_at.append(ticks[0])  # on the loop, in the iteration the thread's outcome arrived
+        return result
+
+    async def main() -> list[int]:
+        counting = asyncio.create_task(_ticker(ticks))
+        flight: SingleFlight[str] = SingleFlight()
+
+        async def caller() -> int:
+            await flight.run_in("k", lane, lambda: time.sleep(0.02) or "tile", keep)
+            return ticks[0]
+
+        resumed = await asyncio.gather(*(caller() for _ in range(3)))
+        counting.cancel()
+        return resumed
+
+    resumed = asyncio.run(main())
+    assert all(tick - kept_at[0] <= 1 for tick in resumed)
+
+
+def test_run_in_errors_are_mapped_once_and_reach_every_caller() -> None:
+    lane = Lane("tile", 1, 10, 5.0)
+    mapped: list[BaseException] = []
+
+    def fail() -> str:
+        raise ValueError("source changed")
+
+    def failed(error: BaseException) -> BaseException:
+        mapped.append(error)
+        return RuntimeError("retry")
+
+    async def main() -> None:
+        flight: SingleFlight[str] = SingleFlight()
+        outcomes = await asyncio.gather(
+            *(flight.run_in("k", lane, fail, str, failed) for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, RuntimeError) and str(o) == "retry" for o in outcomes)
+        assert flight.in_flight == 0
+        assert await flight.run_in("k", lane, lambda: "again", str) == "again"
+
+    asyncio.run(main())
+    assert len(mapped) == 1
+
+
+def test_run_in_waits_for_a_thread_and_a_full_lane_is_a_503_for_every_caller() -> None:
+    lane = Lane("tile", 1, 1, 5.0)
+    release = threading.Event()
+
+    async def main() -> None:
+        flight: SingleFlight[object] = SingleFlight()
+        busy = asyncio.create_task(flight.run_in("a", lane, lambda: release.wait(5), bool))
+        await asyncio.sleep(0.01)
+        queued = [asyncio.create_task(flight.run_in("b", lane, lambda: "b", str)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        refused = [asyncio.create_task(flight.run_in("c", lane, lambda: "c", str)) for _ in range(2)]
+        outcomes = await asyncio.gather(*refused, return_exceptions=True)
+        assert all(isinstance(o, ServiceUnavailable) for o in outcomes)
+        release.set()
+        assert await busy is True
+        assert await asyncio.gather(*queued) == ["b"] * 3
+        assert flight.in_flight == 0
+        assert (lane.busy, lane.waiting) == (0, 0)
+
+    asyncio.run(main())
+
+
+def test_run_in_work_is_kept_even_when_every_caller_left() -> None:
+    lane = Lane("tile", 1, 10, 5.0)
+    kept: list[str] = []
+
+    async def main() -> None:
+        flight: SingleFlight[str] = SingleFlight()
+
+        def keep(result: str) -> str:
+            kept.append(result)  # e.g. the entry reaches the cache for the next request
+            return result
+
+        caller = asyncio.create_task(flight.run_in("k", lane, lambda: time.sleep(0.02) or "tile", keep))
+        await asyncio.sleep(0)
+        caller.cancel()
+        async with asyncio.timeout(2):
+            while flight.in_flight:
+                await asyncio.sleep(0.005)
+
+    asyncio.run(main())
+    assert kept == ["tile"]
