@@ -14,7 +14,7 @@ Must not know: IIIF grammar, images. It replays what ``image_routes`` recorded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import cachetools
@@ -38,16 +38,35 @@ class Memo:
     identifier: str
     version: SourceVersion
     etag: bytes
-    headers: tuple[tuple[bytes, bytes], ...]  # every header of the 200 but content-length
+    # Every header of the 200 but content-length, as HTTP/1.1 lines ("name: value" CRLF), encoded
+    # once. Only the lines are kept: up to 65,536 answers per worker, and a tuple of pairs besides
+    # cost about a kilobyte each. The rare ASGI replay and 304 derive theirs from them.
+    lines: bytes
     key: str | None = None  # the memory tier holds the body (images)
     body: bytes | None = None  # or the body itself (info.json: small, rebuilt per version)
-    # The same headers as HTTP/1.1 lines, encoded once: the 200's, and the 304's (no content-type).
-    lines: bytes = field(init=False)
-    lines_304: bytes = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lines", header_lines(self.headers))
-        object.__setattr__(self, "lines_304", header_lines(self.headers, skip=b"content-type"))
+    @classmethod
+    def of(
+        cls,
+        identifier: str,
+        version: SourceVersion,
+        etag: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        key: str | None = None,
+        body: bytes | None = None,
+    ) -> Memo:
+        return cls(identifier, version, etag, header_lines(headers), key=key, body=body)
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        pairs = (line.split(b": ", 1) for line in self.lines.split(b"\r\n")[:-1])
+        return [(name, value) for name, value in pairs]
+
+    @property
+    def lines_304(self) -> bytes:
+        """The 304's lines: no content-type."""
+        return b"".join(line for line in self.lines.splitlines(keepends=True) if not line.startswith(b"content-type:"))
 
 
 def header_lines(headers: Iterable[tuple[bytes, bytes]], skip: bytes = b"") -> bytes:

@@ -221,7 +221,7 @@ def _remember(
     body: bytes | None = None,
 ) -> None:
     """Record this answer for the fast path (every header but content-length)."""
-    memo.put(request.memo_key(memo), Memo(identifier, version, tag.encode(), tuple(headers), key=key, body=body))
+    memo.put(request.memo_key(memo), Memo.of(identifier, version, tag.encode(), headers, key=key, body=body))
 
 
 def _param(segment: bytes) -> str:

@@ -14,7 +14,8 @@ import pyvips
 from iiifserver.app import create_app
 from iiifserver.asgi_call import call
 from iiifserver.config import Settings
-from iiifserver.web.fast_path import ResponseMemo
+from iiifserver.image.source_info import SourceVersion
+from iiifserver.web.fast_path import Memo, ResponseMemo
 
 TILE = "/iiif/3/pic/0,0,256,256/256,/0/default.jpg"
 RENDER = "/iiif/3/pic/10,10,300,200/150,/0/default.png"
@@ -174,3 +175,16 @@ def test_answer_at_once_is_the_replay(root: Path, tmp_path: Path, path: str) -> 
     assert app.answer_at_once(uvicorn_scope(path, "POST")) is None
     assert app.answer_at_once(uvicorn_scope(path + "?x=1")) is None
     assert memo(app).hits == 3
+
+
+def test_a_memo_keeps_only_encoded_lines_and_derives_the_rest() -> None:
+    headers = [
+        (b"link", b'<http://h/iiif/3/a/full/max/0/default.jpg>;rel="canonical"'),
+        (b"etag", b'"abc"'),
+        (b"x-note", b"a: b"),  # a value with the separator in it
+        (b"content-type", b"image/jpeg"),
+    ]
+    memo = Memo.of("a", SourceVersion(1, 2, 3), b'"abc"', headers, key="k")
+    assert memo.lines == b"".join(b"%s: %s\r\n" % pair for pair in headers)
+    assert memo.headers == headers
+    assert memo.lines_304 == b"".join(b"%s: %s\r\n" % pair for pair in headers[:3])
