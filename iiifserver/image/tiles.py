@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import array
 import errno
-import functools
 import os
 import re
 import struct
@@ -27,7 +26,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from iiifserver.errors import SourceChanged
 from iiifserver.image.planner import Box, Plan
@@ -494,30 +492,49 @@ def passthrough_tile(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -
 
 @dataclass(frozen=True, slots=True)
 class TileRef:
-    """A stored tile that answers a request: whole, or an edge tile cut losslessly to its valid area."""
+    """A stored tile that answers a request: whole, cut losslessly to its valid area (an edge
+    tile), or stretched by the pixel a floor-rounded level lacks (``tile_codec.stretched``)."""
 
     grid: TileGrid
     index: int
-    width: int
+    width: int  # the part of the stored tile shown: the whole tile, or an edge tile's valid area
     height: int
+    out_width: int  # the response: that part, or one pixel more each way
+    out_height: int
 
     @property
     def is_edge(self) -> bool:
         return (self.width, self.height) != (self.grid.tile_width, self.grid.tile_height)
 
+    @property
+    def stretched(self) -> bool:
+        return (self.out_width, self.out_height) != (self.width, self.height)
 
-def stored_tile_for(stored: StoredTiles, levels: Sequence[Level], plan: Plan, *, edges: bool) -> TileRef | None:
-    """``passthrough_tile``, plus (with ``edges``) the padded edge tiles whose valid area is the crop."""
-    grid = _eligible_grid(stored, levels, plan)
+
+# Largest stored tile that is stretched rather than rendered: decoding and encoding one of
+# 256 x 256 takes about half a millisecond, which is done where a lossless crop is.
+STRETCH_MAX_TILE_PIXELS = 256 * 256
+
+
+def stored_tile_for(
+    stored: StoredTiles, levels: Sequence[Level], plan: Plan, *, edges: bool, stretch: bool = False
+) -> TileRef | None:
+    """``passthrough_tile``, plus (with ``edges``) the padded edge tiles whose valid area is the
+    crop, plus (with ``stretch``) those where the output is the crop and one more column or row."""
+    grid = _eligible_grid(stored, levels, plan, 1 if stretch else 0)
     if grid is None:
         return None
+    out = (plan.width, plan.height)
     index = tile_for(grid, plan.crop)
     if index is not None:
-        return TileRef(grid, index, grid.tile_width, grid.tile_height)
-    if not edges:
+        ref = TileRef(grid, index, grid.tile_width, grid.tile_height, *out)
+    elif edges and (index := edge_tile_for(grid, plan.crop)) is not None:
+        ref = TileRef(grid, index, plan.crop.w, plan.crop.h, *out)
+    else:
         return None
-    index = edge_tile_for(grid, plan.crop)
-    return None if index is None else TileRef(grid, index, plan.crop.w, plan.crop.h)
+    if ref.stretched and grid.tile_width * grid.tile_height > STRETCH_MAX_TILE_PIXELS:
+        return None
+    return ref
 
 
 def edge_tile_for(grid: TileGrid, crop: Box) -> int | None:
@@ -534,12 +551,15 @@ def edge_tile_for(grid: TileGrid, crop: Box) -> int | None:
     return row * grid.across + col
 
 
-def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -> TileGrid | None:
+def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan, stretch: int = 0) -> TileGrid | None:
+    """The stored grid of ``plan``'s level, when the plan shows its pixels as stored: at their
+    own size (or up to ``stretch`` pixels more each way), unrotated, in their own colour."""
     if (
         plan.format is not Format.JPG
         or plan.degrees != 0
         or plan.mirror
-        or (plan.width, plan.height) != (plan.crop.w, plan.crop.h)
+        or not 0 <= plan.width - plan.crop.w <= stretch
+        or not 0 <= plan.height - plan.crop.h <= stretch
         or plan.source_has_icc
         or plan.source_has_alpha
     ):
@@ -555,38 +575,6 @@ def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -> 
     else:
         wanted = plan.source_colour is Colour.GRAY and plan.quality is Quality.GRAY
     return grid if wanted else None
-
-
-def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
-    """The top-left ``width`` x ``height`` of a JPEG, cut in the DCT domain (as ``jpegtran -crop``):
-    no decode, no re-encode. None when libturbojpeg is not installed or refuses the stream.
-
-    The crop starts at the origin, which is on a block boundary, so the stored coefficients are
-    kept as they are; decoders reproduce the stored pixels (with 4:2:0 chroma, the new right and
-    bottom edge pixels may differ slightly: chroma upsampling no longer sees the cut-off pixels).
-    """
-    turbo = _turbojpeg()
-    if turbo is None:
-        return None
-    try:
-        result: bytes = turbo.crop(jpeg, 0, 0, width, height)
-    except OSError:  # libturbojpeg refused the stream: the caller decodes it instead
-        return None
-    return result
-
-
-def lossless_crop_available() -> bool:
-    return _turbojpeg() is not None
-
-
-@functools.cache
-def _turbojpeg() -> Any:
-    try:
-        from turbojpeg import TurboJPEG  # PyTurboJPEG 1.x over Debian's libturbojpeg0 (2.x)
-
-        return TurboJPEG()
-    except (ImportError, OSError, RuntimeError):  # not installed: edge tiles are rendered instead
-        return None
 
 
 def open_and_read(path: Path, version: SourceVersion, grid: TileGrid, index: int) -> tuple[bytes, int]:

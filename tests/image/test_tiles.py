@@ -33,10 +33,14 @@ import tifffile
 from PIL import Image
 
 from iiifserver.errors import SourceChanged
+from iiifserver.image import tile_codec
 from iiifserver.image.planner import Box, Limits, Plan, plan, resolve
 from iiifserver.image.probe import probe
+from iiifserver.image.render import EncodeOptions, render
 from iiifserver.image.request import Format, Quality, parse_image_request
 from iiifserver.image.source_info import Colour, Level, SourceInfo, SourceVersion
+from iiifserver.image.tile_codec import available as lossless_crop_available
+from iiifserver.image.tile_codec import lossless_crop
 from iiifserver.image.tiles import (
     ADOBE_RGB,
     EOI,
@@ -45,13 +49,12 @@ from iiifserver.image.tiles import (
     TileFiles,
     TileGrid,
     edge_tile_for,
-    lossless_crop,
-    lossless_crop_available,
     open_and_read,
     passthrough_tile,
     read_stored_tile,
     read_stored_tile_nowait,
     read_tile_index,
+    stored_tile_for,
     tile_for,
 )
 from tests.image.conftest import FULL_H, FULL_W, Sample
@@ -804,3 +807,110 @@ def _vips_region(pyramid: Pyramid, level_index: int, crop: Box) -> np.ndarray:
     level = pyramid.info.levels[level_index]
     region = _tiffload(pyramid.path, level).crop(crop.x, crop.y, crop.w, crop.h)
     return np.asarray(region.numpy())
+
+
+# -- edge tiles one pixel short: stretched stored tiles ---------------------------------------
+
+
+def _osd_urls(pyramid: Pyramid) -> Iterator[tuple[int, str]]:
+    """(level index, URL) of every tile OpenSeadragon asks for (implementation note 3: ceil)."""
+    width, height = pyramid.info.width, pyramid.info.height
+    for level_index in range(len(pyramid.info.levels)):
+        scale = 2**level_index
+        for row in range(-(-height // (256 * scale))):
+            for col in range(-(-width // (256 * scale))):
+                x, y = col * 256 * scale, row * 256 * scale
+                w, h = min(256 * scale, width - x), min(256 * scale, height - y)
+                yield level_index, f"{x},{y},{w},{h}/{-(-w // scale)},{-(-h // scale)}/0/default.jpg"
+
+
+@pytest.mark.parametrize(("name", "stretched"), [("q85_pages", 1), ("odd_256", 10), ("grey_pages", 1)])
+def test_every_deep_zoom_tile_is_a_stored_tile(name: str, stretched: int, request: pytest.FixtureRequest) -> None:
+    """Whole, cut to its valid area, or, where the floor-rounded level is one pixel short of the
+    ceil-rounded size viewers ask for (3000 / 16 = 187.5 -> 188 from 187), stretched by it."""
+    pyramid: Pyramid = request.getfixturevalue(name)
+    info, stored = pyramid.info, pyramid.stored
+    kinds = {"whole": 0, "edge": 0, "stretched": 0}
+    for level_index, url in _osd_urls(pyramid):
+        if name == "grey_pages":
+            url = url.replace("default", "gray")
+        the_plan = _plan(pyramid, url)
+        ref = stored_tile_for(stored, info.levels, the_plan, edges=True, stretch=True)
+        assert ref is not None, url
+        assert ref.grid is stored.levels[level_index]
+        assert (ref.out_width, ref.out_height) == (the_plan.width, the_plan.height)
+        without = stored_tile_for(stored, info.levels, the_plan, edges=True, stretch=False)
+        if ref.stretched:
+            kinds["stretched"] += 1
+            assert without is None, url  # rendered when stretching is off
+            level = info.levels[level_index]
+            column, row = ref.index % ref.grid.across, ref.index // ref.grid.across
+            # Only at the level's right or bottom edge, by the pixel it lacks there.
+            assert ref.out_width == ref.width or column * 256 + ref.width == level.width
+            assert ref.out_height == ref.height or row * 256 + ref.height == level.height
+            assert {ref.out_width - ref.width, ref.out_height - ref.height} <= {0, 1}
+        else:
+            kinds["edge" if ref.is_edge else "whole"] += 1
+            assert without == ref
+    assert kinds["stretched"] == stretched
+    assert kinds["whole"] > 0
+    assert kinds["edge"] > 0
+
+
+def test_stretching_is_refused_where_it_would_not_be_one_pixel(q85_pages: Pyramid, odd_512: Pyramid) -> None:
+    info, stored = q85_pages.info, q85_pages.stored
+    assert stored_tile_for(stored, info.levels, _plan(q85_pages, "full/188,/0/default.jpg"), edges=True, stretch=True)
+    for url in (
+        "full/189,/0/default.jpg",  # two pixels more than the 187 px level
+        "full/186,/0/default.jpg",  # smaller: a reduction
+        "full/188,/90/default.jpg",
+        "full/188,/0/default.png",
+    ):
+        assert stored_tile_for(stored, info.levels, _plan(q85_pages, url), edges=True, stretch=True) is None, url
+    # 512 px tiles: decoding one takes too long for where stretches are done; rendered instead.
+    urls = [url for _, url in _osd_urls(odd_512)]
+    plans = [_plan(odd_512, url) for url in urls]
+    one_short = [p for p in plans if (p.width, p.height) != (p.crop.w, p.crop.h)]
+    assert one_short
+    for the_plan in one_short:
+        assert stored_tile_for(odd_512.stored, odd_512.info.levels, the_plan, edges=True, stretch=True) is None
+
+
+@pytest.mark.skipif(not lossless_crop_available(), reason="libturbojpeg0 is not installed")
+@pytest.mark.parametrize(("name", "quality"), [("q85_pages", 85), ("odd_256", 90), ("grey_pages", 85)])
+def test_stretched_tiles_show_what_the_renderer_shows(name: str, quality: int, request: pytest.FixtureRequest) -> None:
+    """The same plan through libvips (crop, bicubic enlargement by the pixel, encode) and as a
+    stretched stored tile: the same picture, within what a JPEG generation and the two
+    kernels make of it; and far from it when the stretched tile is the wrong one."""
+    pyramid: Pyramid = request.getfixturevalue(name)
+    info, stored = pyramid.info, pyramid.stored
+    encoding = tile_codec.Encoding(quality, chroma_subsampling=True)
+    options = EncodeOptions(jpeg_quality=quality, jpeg_chroma_subsampling=True)
+    compared = 0
+    for _, url in _osd_urls(pyramid):
+        if name == "grey_pages":
+            url = url.replace("default", "gray")
+        the_plan = _plan(pyramid, url)
+        ref = stored_tile_for(stored, info.levels, the_plan, edges=True, stretch=True)
+        if ref is None or not ref.stretched:
+            continue
+        with _fd(pyramid.path) as fd:
+            tile = read_stored_tile(fd, ref.grid, ref.index)
+            many = len(ref.grid.offsets) > 1
+            neighbour = read_stored_tile(fd, ref.grid, ref.index - 1 if ref.index else 1) if many else None
+        gray = ref.grid.components == 1
+        size = (ref.width, ref.height, ref.out_width, ref.out_height)
+        ours = tile_codec.stretched(tile, *size, gray=gray, encoding=encoding)
+        assert ours is not None
+        rendered = _pillow(render(pyramid.path, info.format, the_plan, options)).astype(int)
+        got = _pillow(ours).astype(int)
+        assert got.shape == rendered.shape, url
+        diff = np.abs(got - rendered)
+        assert diff.mean() < 3.0, url  # measured 1.0-2.1
+        assert np.percentile(diff, 99) <= 16, url  # measured 5-11
+        if neighbour is not None:
+            wrong = tile_codec.stretched(neighbour, *size, gray=gray, encoding=encoding)
+            assert wrong is not None
+            assert np.abs(_pillow(wrong).astype(int) - rendered).mean() > 10, url  # measured 21-82
+        compared += 1
+    assert compared > 0

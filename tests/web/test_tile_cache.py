@@ -18,14 +18,16 @@ from iiifserver.app import create_app
 from iiifserver.asgi_call import call
 from iiifserver.config import Settings
 from iiifserver.image.service import ImageService
-from iiifserver.image.tiles import lossless_crop_available, open_and_read
+from iiifserver.image.tile_codec import available as lossless_crop_available
+from iiifserver.image.tiles import open_and_read
 
 TOKEN = "test-admin-token-0123456789"
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Q90 RGB (4:4:4, stored RGB) and Q85 YCbCr 4:2:0 JPEG pyramids, 1024x768, 256 tiles."""
+    """Q90 RGB (4:4:4, stored RGB) and Q85 YCbCr 4:2:0 JPEG pyramids, 1024x768, 256 tiles; and
+    ``odd``, 1000x750 Q90, whose floor-rounded levels are a pixel short (250x187 for 250x188)."""
     root = tmp_path_factory.mktemp("tile-images")
     base = pyvips.Image.perlin(1024, 768, cell_size=48, seed=3, uchar=True)
     rgb = base.bandjoin([base.rot180(), base.fliphor()]).copy(interpretation="srgb")
@@ -33,6 +35,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
         rgb.tiffsave(
             str(root / f"{name}.tif"), tile=True, tile_width=256, tile_height=256, pyramid=True, compression="jpeg", Q=q
         )
+    rgb.crop(0, 0, 1000, 750).tiffsave(
+        str(root / "odd.tif"), tile=True, tile_width=256, tile_height=256, pyramid=True, compression="jpeg", Q=90
+    )
     return root
 
 
@@ -268,6 +273,49 @@ def _corrupt_tile(path: Path, level: int, index: int) -> None:
     with path.open("r+b") as f:
         f.seek(middle)
         f.write(b"\xff\x01")
+
+
+@pytest.mark.skipif(not lossless_crop_available(), reason="libturbojpeg0 is not installed")
+def test_edge_tiles_a_pixel_short_are_stretched_not_rendered(images: Path, tmp_path: Path) -> None:
+    # Level 2 of 1000x750 is 250x187; OpenSeadragon asks for it as 250x188 (750 / 4 = 187.5).
+    tile = "/iiif/3/odd/full/250,188/0/default.jpg"
+    app = make_app(images, tmp_path / "a")
+    first = "/iiif/3/odd/0,0,256,256/256,/0/default.jpg"  # opens the descriptor: the rest is inline
+    results = get_many(app, [first, tile, tile])
+    assert [status for status, _, _ in results] == [200, 200, 200]
+    counters = service_of(app).counters
+    assert (counters.stretched, counters.renders, counters.passthrough_inline) == (1, 0, 2)  # then a memory hit
+    stretched = pixels(results[1][2])
+    assert stretched.shape == (188, 250, 3)
+    assert results[1][2] == results[2][2]
+    # The same request rendered by libvips from the same level (crop, enlarge, encode).
+    rendering = make_app(images, tmp_path / "b", tile_passthrough=False)
+    status, _, rendered = get(rendering, tile)
+    assert status == 200
+    assert service_of(rendering).counters.renders == 1
+    diff = np.abs(stretched.astype(int) - pixels(rendered).astype(int))
+    assert diff.mean() < 2.0
+    # Only one pixel short: two pixels more is a render.
+    status, _, body = get(app, "/iiif/3/odd/full/250,189/0/default.jpg")
+    assert status == 200
+    assert pixels(body).shape == (189, 250, 3)
+    assert service_of(app).counters.renders == 1
+
+
+def test_a_tile_libjpeg_turbo_refuses_is_rendered_instead(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iiifserver.image import tile_codec
+
+    monkeypatch.setattr(tile_codec, "available", lambda: True)
+    monkeypatch.setattr(tile_codec, "stretched", lambda *args, **kwargs: None)
+    app = make_app(images, tmp_path)
+    tile = "/iiif/3/odd/full/250,188/0/default.jpg"
+    results = get_many(app, ["/iiif/3/odd/0,0,256,256/256,/0/default.jpg", tile])
+    assert [status for status, _, _ in results] == [200, 200]
+    counters = service_of(app).counters
+    assert (counters.stretched, counters.passthrough_fallbacks, counters.renders) == (0, 1, 1)
+    assert pixels(results[1][2]).shape == (188, 250, 3)
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["first-tile", "later-tile"])
