@@ -292,8 +292,8 @@ def plan(resolved: Resolved, info: SourceInfo) -> Plan:
     """Pick the smallest pyramid level that still has the requested resolution, and crop there."""
     region = resolved.region
     level = choose_level(info, region, resolved.width, resolved.height)
-    sx = info.width / level.width
-    sy = info.height / level.height
+    sx = level_scale(info.width, level.width)
+    sy = level_scale(info.height, level.height)
     x0, x1 = _crop_span(region.x, region.w, sx, level.width)
     y0, y1 = _crop_span(region.y, region.h, sy, level.height)
     return Plan(
@@ -309,6 +309,21 @@ def plan(resolved: Resolved, info: SourceInfo) -> Plan:
         source_has_icc=info.has_icc,
         source_has_alpha=info.has_alpha,
     )
+
+
+def level_scale(full: int, level: int) -> float:
+    """Full-resolution pixels per pixel of a level ``level`` pixels across, of an image ``full``.
+
+    A level that is the image halved k times, rounded either way, is exactly 2**k: libvips
+    floors each halving (8007 -> 1000 at 1/8, holding 8000 columns), so its pixel i is
+    full-resolution pixels [8i, 8i + 8), and the fraction of a pixel the rounding dropped is
+    missing at its far edge. Spreading it over the whole level (8007 / 1000) put tile
+    boundaries up to a pixel off the stored grid at that end: those tiles were rendered instead
+    of passed through, from content up to a level pixel away. Any other level: its own ratio.
+    """
+    ratio = full / level
+    factor = 1 << max(0, round(math.log2(ratio)))
+    return float(factor) if level in (full // factor, -(-full // factor)) else ratio
 
 
 def _crop_span(start: int, length: int, scale: float, size: int) -> tuple[int, int]:

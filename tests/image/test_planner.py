@@ -23,6 +23,7 @@ from iiifserver.image.planner import (
     Plan,
     Resolved,
     choose_level,
+    level_scale,
     max_size,
     plan,
     resolve,
@@ -145,12 +146,12 @@ def assert_plan_sane(p: Plan, info: SourceInfo, resolved: Resolved) -> None:
     assert crop.y + crop.h <= p.level.height
     assert (p.width, p.height) == (resolved.width, resolved.height)
     # The crop is the region, measured at the level, to within a pixel at each edge.
-    sx, sy = p.level.width / info.width, p.level.height / info.height
+    sx, sy = level_scale(info.width, p.level.width), level_scale(info.height, p.level.height)
     region = resolved.region
-    assert abs(crop.x - region.x * sx) <= 1
-    assert abs(crop.y - region.y * sy) <= 1
-    assert abs(crop.x + crop.w - (region.x + region.w) * sx) <= 1
-    assert abs(crop.y + crop.h - (region.y + region.h) * sy) <= 1
+    assert abs(crop.x - region.x / sx) <= 1
+    assert abs(crop.y - region.y / sy) <= 1
+    assert abs(crop.x + crop.w - min((region.x + region.w) / sx, p.level.width)) <= 1
+    assert abs(crop.y + crop.h - min((region.y + region.h) / sy, p.level.height)) <= 1
 
 
 # -- fixtures are what they claim ---------------------------------------------------------------
@@ -729,6 +730,45 @@ def test_plan_level_and_crop(path: str, level_index: int, crop: Box) -> None:
     assert p.level == BIG.levels[level_index]
     assert p.crop == crop
     assert_plan_sane(p, BIG, resolved)
+
+
+@pytest.mark.parametrize(
+    ("full", "level", "scale"),
+    [
+        (12000, 12000, 1.0),
+        (12000, 6000, 2.0),
+        (12000, 187, 64.0),  # floor-rounded: 187.5
+        (12000, 188, 64.0),  # ceil-rounded
+        (8007, 1000, 8.0),  # 1000.875: the level holds 8000 columns
+        (8007, 1001, 8.0),
+        (9000, 562, 16.0),
+        (1, 1, 1.0),
+        (12000, 189, 12000 / 189),  # not a halving of the image: its own ratio
+        (12000, 3333, 12000 / 3333),
+        (1000, 600, 1000 / 600),  # between levels
+    ],
+)
+def test_level_scale_of_halved_levels_is_the_power_of_two(full: int, level: int, scale: float) -> None:
+    assert level_scale(full, level) == scale
+
+
+def test_tiles_of_a_floor_rounded_level_stay_on_its_grid() -> None:
+    """8007 / 8 = 1000.875 -> 1000: the level's tile at 768 is the image's 6144, up to its end.
+
+    With 8007 / 1000 full pixels per level pixel the crops drifted off the stored grid towards
+    the far edge (6144 / 8.007 = 767.3 -> 767), and those tiles were rendered.
+    """
+    info = source(8007, 5003, pyramid(8007, 5003, count=6))
+    for path, crop in (
+        ("6144,0,1863,2048/233,256/0/default.jpg", Box(768, 0, 232, 256)),  # 233 = ceil(232.875)
+        ("4096,4096,2048,907/256,114/0/default.jpg", Box(512, 512, 256, 113)),
+        ("0,0,2048,2048/256,256/0/default.jpg", Box(0, 0, 256, 256)),
+    ):
+        resolved = resolve_path(path, info)
+        p = plan(resolved, info)
+        assert p.level == info.levels[3], path
+        assert p.crop == crop, path
+        assert_plan_sane(p, info, resolved)
 
 
 @pytest.mark.parametrize(("x", "crop_x"), [(0, 0), (5, 0), (7, 0), (8, 1), (13, 1), (15, 1)])
