@@ -127,11 +127,14 @@ def create_app(settings: Settings) -> Server:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
 
+    def fast_path_stats() -> dict[str, int]:
+        return app.fast_path.stats() if app.fast_path is not None else {}
+
     image_endpoints = image_routes.endpoints(service, settings, memo)
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
         *pages.routes(settings, Assets(), object_exists, describe),
-        *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": memo.stats()}),
+        *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": fast_path_stats()}),
         *image_routes.routes(image_endpoints),
         *presentation_routes.routes(presentation, settings),
     ]

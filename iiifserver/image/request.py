@@ -171,6 +171,33 @@ def parse_image_request(
     )
 
 
+# The request deep-zoom viewers make most (OpenSeadragon, Leaflet-IIIF, hence Mirador and UV):
+# a pixel region, "w," or "w,h", no rotation, default.jpg, spelled without leading zeros or
+# percent-escapes. Nine digits bound every number far below int()'s limit.
+_TILE_REQUEST = re.compile(
+    rb"(0|[1-9][0-9]{0,8}),(0|[1-9][0-9]{0,8}),([1-9][0-9]{0,8}),([1-9][0-9]{0,8})"
+    rb"/([1-9][0-9]{0,8}),([1-9][0-9]{0,8})?/0/default\.jpg"
+)
+_NO_ROTATION = Rotation(mirror=False, degrees=Decimal(0))
+
+
+def parse_tile_request(params: bytes, version: ApiVersion = ApiVersion.V3) -> ImageRequest | None:
+    """The raw ``region/size/rotation/quality.format`` of a plain tile request, parsed without
+    the general grammar; None for any other spelling (``parse_image_request`` then decides).
+    Whatever it parses, ``parse_image_request`` parses to the same ``ImageRequest``."""
+    m = _TILE_REQUEST.fullmatch(params)
+    if m is None:
+        return None
+    x, y, w, h, width, height = m.groups()
+    size = (
+        Size(SizeKind.WIDTH, width=int(width))
+        if height is None
+        else Size(SizeKind.EXACT, width=int(width), height=int(height))
+    )
+    region = Region(RegionKind.PIXELS, pixels=(int(x), int(y), int(w), int(h)))
+    return ImageRequest(region, size, _NO_ROTATION, Quality.DEFAULT, Format.JPG, version)
+
+
 def parse_region(text: str) -> Region:
     if text == "full":
         return Region(RegionKind.FULL)

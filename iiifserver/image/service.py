@@ -151,19 +151,25 @@ class ImageService:
         in the background before its trust runs out: under load a thread waits milliseconds for
         the GIL, and every request of an identifier whose check had expired used to wait for it.
         """
-        file, due = self._versions.lookup(identifier)
-        if file is not None:
-            if due:
-                self._recheck_soon(identifier)
-            with self._lock:
-                facts = self._facts.get((file.path, file.version))
-            if facts is not None:
-                return Found(file, *facts)
+        found = self.found_nowait(identifier)
+        if found is not None:
+            return found
         lane = self.lanes.io
         job = functools.partial(self._find_and_open, identifier, self._versions.peek(identifier))
         if self._versions.interval <= 0:  # "check on every request": nothing shared
             return self._adopt(await lane.run(job))
         return await self._checks.run_in(identifier, lane, job, self._adopt)
+
+    def found_nowait(self, identifier: str) -> Found | None:
+        """``find`` from memory only (no I/O, no await); None: ``find`` must check."""
+        file, due = self._versions.lookup(identifier)
+        if file is None:
+            return None
+        if due:
+            self._recheck_soon(identifier)
+        with self._lock:
+            facts = self._facts.get((file.path, file.version))
+        return None if facts is None else Found(file, *facts)
 
     def _adopt(self, checked: tuple[Found, int | None]) -> Found:
         """On the loop, after a check: keep the tile descriptor it opened, trust the version."""
@@ -242,7 +248,14 @@ class ImageService:
 
     async def prepare(self, identifier: str, request: ImageRequest) -> Prepared:
         """Everything but the pixels: enough for the canonical URL, the key and a 304."""
-        found = await self.find(identifier)
+        return self._prepare(identifier, await self.find(identifier), request)
+
+    def prepare_nowait(self, identifier: str, request: ImageRequest) -> Prepared | None:
+        """``prepare`` when the identifier's facts are in memory; None: ``prepare`` must check."""
+        found = self.found_nowait(identifier)
+        return None if found is None else self._prepare(identifier, found, request)
+
+    def _prepare(self, identifier: str, found: Found, request: ImageRequest) -> Prepared:
         resolved = planner.resolve(request, found.info, self.limits)
         canonical_v3 = canonical.canonical_path(resolved, ApiVersion.V3)
         plan = planner.plan(resolved, found.info)
@@ -280,6 +293,14 @@ class ImageService:
     def cached(self, prepared: Prepared) -> Entry | None:
         """The memory tier only: no await, no thread hop (hot tiles)."""
         return self.cache.get_memory(prepared.key) if self.cache is not None else None
+
+    def entry_nowait(self, prepared: Prepared) -> Entry | None:
+        """The body from the memory tier or a stored tile in the page cache, without awaiting or
+        leaving the loop; None: ``fetch`` must produce it."""
+        entry = self.cached(prepared)
+        if entry is None and prepared.passthrough is not None:
+            entry = self._stored_nowait(prepared)
+        return entry
 
     async def fetch(self, prepared: Prepared) -> Entry:
         """The response body: disk tier, else stored tile, else render; concurrent twins share one."""

@@ -7,7 +7,8 @@ identifier's source version (``ImageService.current_version``) is the one it was
 only when the memory tier still holds the body; anything else (a miss, another version,
 ``If-Modified-Since``) goes the full way through the app, which records a fresh entry.
 Every other GET/HEAD of an Image API path goes straight to its ``image_routes`` endpoint,
-without the framework's middleware and routing (the endpoint adds CORS itself).
+without the framework's middleware and routing (the endpoint adds CORS itself); asked to
+answer at once (``answer_at_once``), the endpoint gets that chance too, after the memo.
 Must not know: IIIF grammar, images. It replays what ``image_routes`` recorded.
 """
 
@@ -111,8 +112,14 @@ class ResponseMemo:
         self._entries[key] = memo
 
 
+# status, every header as encoded "name: value" CRLF lines (content-length too), body
+AtOnce = tuple[int, bytes, bytes]
+
+
 class Endpoint(Protocol):
     def handles(self, path: str) -> bool: ...
+
+    def answer_at_once(self, scope: Scope) -> AtOnce | None: ...
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
@@ -128,6 +135,10 @@ class FastPath:
         self.service = service
         self.memo = memo
         self.endpoints = tuple(endpoints)
+        self.tiles_at_once = 0  # requests an endpoint answered at once (cold tiles)
+
+    def stats(self) -> dict[str, int]:
+        return {**self.memo.stats(), "tiles_at_once": self.tiles_at_once}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/iiif/"):
@@ -149,15 +160,23 @@ class FastPath:
                     return
         await self.app(scope, receive, send)
 
-    def answer_at_once(self, scope: Scope) -> tuple[int, bytes, bytes] | None:
-        """The memoised answer to an HTTP ``scope`` as (status, encoded header lines, body),
-        without awaiting anything (the HTTP protocol asks before it starts a task); ``None`` when
-        the request must go the full way."""
+    def answer_at_once(self, scope: Scope) -> AtOnce | None:
+        """The answer to an HTTP ``scope`` as (status, encoded header lines, body) without
+        awaiting anything (the HTTP protocol asks before it starts a task): the memoised one,
+        else the endpoint's own (``ImageEndpoint.answer_at_once``: cold tiles); ``None`` when the
+        request must go the full way."""
         method = scope["method"]
         if (method != "GET" and method != "HEAD") or not scope["path"].startswith("/iiif/"):
             return None
         found = self._replay(scope)
         if found is None:
+            path = scope["path"]
+            for endpoint in self.endpoints:
+                if endpoint.handles(path):
+                    answer = endpoint.answer_at_once(scope)
+                    if answer is not None:
+                        self.tiles_at_once += 1
+                    return answer
             return None
         self.memo.hits += 1
         memo, body = found

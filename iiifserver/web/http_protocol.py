@@ -10,7 +10,7 @@ that either returns a complete response (status, headers, body) or ``None``. For
 whose connection has nothing else in flight, the protocol asks it as soon as the request's
 headers are parsed and, on an answer, writes the response right there: no task, no ASGI
 messages, no trip round the event loop. That is how repeated tiles and info.json documents
-are served; they spent two thirds of their time in that machinery. Anything else, and every
+are served (they spent two thirds of their time in that machinery), and cold stored tiles. Anything else, and every
 ``None``, goes the usual way through uvicorn's request cycle.
 Must not know: IIIF, the app. It sees bytes on a transport and, at most, that one lookup.
 """

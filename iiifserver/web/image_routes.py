@@ -9,6 +9,9 @@ The endpoint is a plain ASGI app that ``FastPath`` calls directly for GET and HE
 is the request a deep-zoom viewer makes most, and the framework's middleware, routing and
 response objects cost as much CPU as reading and sending a stored tile. It adds the CORS
 headers itself for that reason; the Starlette routes remain for the other methods (405).
+Cheaper still, ``answer_at_once``: the plain tile request of an image already open whose body
+needs no await (a stored tile in the page cache, or the memory tier) is answered synchronously,
+before uvicorn starts a task; that cut a cold tile's CPU by about a third.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ from iiifserver.image.request import (
     decode_identifier,
     encode_identifier,
     parse_image_request,
+    parse_tile_request,
 )
-from iiifserver.image.service import ImageService
+from iiifserver.image.service import ImageService, Prepared
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response, server_error_response
-from iiifserver.web.fast_path import MEMO_KEY, Memo, MemoKey, ResponseMemo
+from iiifserver.web.fast_path import MEMO_KEY, AtOnce, Memo, MemoKey, ResponseMemo, header_lines
 from iiifserver.web.urls import BASE_HEADERS, first_values, scope_base
 
 log = logging.getLogger(__name__)
@@ -62,12 +66,48 @@ class ImageEndpoint:
     def __init__(self, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None):
         self.version = version
         self.prefix = PREFIXES[version] + "/"
+        self._raw_prefix = self.prefix.encode()
         self.service = service
         self.settings = settings
         self.memo = memo
 
     def handles(self, path: str) -> bool:
         return path.startswith(self.prefix)
+
+    def answer_at_once(self, scope: Scope) -> AtOnce | None:
+        """A plain tile request (``parse_tile_request``) of an identifier already open, whose body
+        is in the memory tier or a stored tile in the page cache, answered without awaiting:
+        the cold tiles of a deep-zoom view, for ``web.http_protocol``. The same status, headers
+        and body as ``__call__``; None for anything else, which then goes the full way (so do
+        conditional requests and requests with a query)."""
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        if not raw.startswith(self._raw_prefix) or scope.get("query_string"):
+            return None
+        segment, slash, params = raw[len(self._raw_prefix) :].partition(b"/")
+        image_request = parse_tile_request(params, self.version) if slash else None
+        if image_request is None:
+            return None
+        request = _Request(scope, first_values(scope["headers"], _READS))
+        if b"if-none-match" in request.headers or b"if-modified-since" in request.headers:
+            return None
+        try:
+            identifier = decode_identifier(segment)
+            prepared = self.service.prepare_nowait(identifier, image_request)
+            entry = None if prepared is None else self.service.entry_nowait(prepared)
+            if prepared is None or entry is None:
+                return None
+            base = f"{scope_base(scope, self.settings, request.headers)}{PREFIXES[self.version]}"
+        except Exception:  # the full path answers it: an IIIF error, or a 500 it logs
+            return None
+        tag, headers = _image_headers(self.version, base, prepared, self.settings)
+        headers.append((b"content-type", entry.media_type.encode("latin-1")))
+        lines = header_lines(headers)
+        if self.memo is not None:
+            memo = Memo(identifier, prepared.version, tag.encode(), lines, key=prepared.key)
+            self.memo.put(request.memo_key(self.memo), memo)
+        body = entry.body
+        lines += b"content-length: %d\r\n" % len(body)
+        return 200, lines, b"" if scope["method"] == "HEAD" else body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = _Request(scope, first_values(scope["headers"], _READS))
@@ -191,15 +231,7 @@ async def _image(
     memo: ResponseMemo | None,
 ) -> Answer:
     prepared = await service.prepare(identifier, image_request)
-    canonical_url = f"{base}/{encode_identifier(identifier)}/{prepared.canonical}"
-    tag = h.etag(prepared.key)
-    headers = [
-        (b"link", f'<{canonical_url}>;rel="canonical", {_PROFILE_LINK[version]}'.encode("latin-1")),
-        (b"etag", tag.encode()),
-        (b"last-modified", h.http_date(prepared.version.mtime_ns).encode()),
-        (b"cache-control", settings.cache_control.encode("latin-1")),
-        *_CORS,
-    ]
+    tag, headers = _image_headers(version, base, prepared, settings)
     if request.not_modified(tag, prepared.version.mtime_ns):
         return 304, headers, b""
     entry = service.cached(prepared) or await service.fetch(prepared)
@@ -207,6 +239,19 @@ async def _image(
     if memo is not None:
         _remember(memo, request, identifier, prepared.version, tag, headers, key=prepared.key)
     return 200, headers, entry.body
+
+
+def _image_headers(version: ApiVersion, base: str, prepared: Prepared, settings: Settings) -> tuple[str, RawHeaders]:
+    """The ETag and the headers of an image response, but its content type and length."""
+    canonical_url = f"{base}/{encode_identifier(prepared.identifier)}/{prepared.canonical}"
+    tag = h.etag(prepared.key)
+    return tag, [
+        (b"link", f'<{canonical_url}>;rel="canonical", {_PROFILE_LINK[version]}'.encode("latin-1")),
+        (b"etag", tag.encode()),
+        (b"last-modified", h.http_date(prepared.version.mtime_ns).encode()),
+        (b"cache-control", settings.cache_control.encode("latin-1")),
+        *_CORS,
+    ]
 
 
 def _remember(

@@ -196,3 +196,52 @@ def test_each_worker_accepts_on_a_socket_of_its_own(live_server: LiveServer) -> 
     finally:
         for sock in connections:
             sock.close()
+
+
+def test_cold_tiles_over_a_real_socket_are_the_full_answer(
+    demo_images: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """uvicorn's protocol answers cold stored tiles at once (``ImageEndpoint.answer_at_once``):
+    byte for byte, header for header, what the app's full path answers in process."""
+    import asyncio
+    import http.client
+
+    from iiifserver.app import create_app
+    from iiifserver.asgi_call import call
+    from iiifserver.config import Settings
+    from tests.e2e.conftest import start_server, stop_server
+
+    token = "e2e-admin-token-0123456789"
+    cache = tmp_path_factory.mktemp("at-once-cache")
+    log = tmp_path_factory.mktemp("at-once-log") / "server.log"
+    # The image stays trusted throughout (by default it is re-checked every second, and a
+    # request after its trust ran out goes the full way to check it).
+    extra = ("--admin-token", token, "--source-check-interval", "3600")
+    proc, port = start_server(demo_images, cache, *extra, log=log, workers=1)
+    reference = create_app(Settings(images=demo_images, cache=tmp_path_factory.mktemp("reference-cache")))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/iiif/3/painting/info.json")
+        info = json.loads(connection.getresponse().read())
+        width, height = info["width"], info["height"]
+        paths = [
+            f"/iiif/3/painting/{x},{y},{min(512, width - x)},{min(512, height - y)}/"
+            f"{-(-min(512, width - x) // 2)},/0/default.jpg"
+            for y in range(0, height, 512)
+            for x in range(0, width, 512)
+        ]
+        for path in paths:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read()
+            got = {k.lower(): v for k, v in response.getheaders() if k.lower() not in ("date", "server")}
+            status, headers, expected = asyncio.run(call(reference, path, headers=[("host", f"127.0.0.1:{port}")]))
+            assert (response.status, body) == (status, expected), path
+            assert got == dict(headers), path
+        connection.request("GET", "/admin/stats", headers={"Authorization": f"Bearer {token}"})
+        stats = json.loads(connection.getresponse().read())
+        assert stats["fast_path"]["tiles_at_once"] == len(paths)  # info.json opened the image
+        assert stats["service"]["renders"] == 0
+    finally:
+        connection.close()
+        stop_server(proc)

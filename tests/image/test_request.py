@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pytest
 from hypothesis import example, given, settings
@@ -40,6 +41,7 @@ from iiifserver.image.request import (
     parse_region,
     parse_rotation,
     parse_size,
+    parse_tile_request,
 )
 
 V2, V3 = ApiVersion.V2, ApiVersion.V3
@@ -845,3 +847,129 @@ def test_format_of_parse_is_idempotent(
     # The formatted spelling is the section 4.7 one: no leading zeros on integers, no trailing zeros.
     assert not re.search(r"(^|[,:!^])0[0-9]", formatted)
     assert not re.search(r"\.[0-9]*0(?![0-9])", formatted)
+
+
+# -- the plain tile request, parsed without the general grammar --------------------------------
+
+
+def _general(params: bytes, version: ApiVersion) -> ImageRequest | None:
+    """What the general grammar makes of raw parameters (as the endpoint decodes them); None
+    when it refuses them."""
+    segments = params.split(b"/")
+    if len(segments) != 4:
+        return None
+    try:
+        region, size, rotation, quality_format = (unquote_to_bytes(s).decode("utf-8") for s in segments)
+        return parse_image_request(region, size, rotation, quality_format, version)
+    except (IIIFError, UnicodeDecodeError):
+        return None
+
+
+@pytest.mark.parametrize("version", list(ApiVersion))
+def test_tile_requests_parse_to_what_the_grammar_gives(version: ApiVersion) -> None:
+    expected = {
+        b"0,0,256,256/256,/0/default.jpg": (
+            Region(RegionKind.PIXELS, pixels=(0, 0, 256, 256)),
+            Size(SizeKind.WIDTH, width=256),
+        ),
+        b"11776,8960,224,40/224,40/0/default.jpg": (
+            Region(RegionKind.PIXELS, pixels=(11776, 8960, 224, 40)),
+            Size(SizeKind.EXACT, width=224, height=40),
+        ),
+        b"0,8192,8192,808/256,/0/default.jpg": (
+            Region(RegionKind.PIXELS, pixels=(0, 8192, 8192, 808)),
+            Size(SizeKind.WIDTH, width=256),
+        ),
+        b"999999999,1,1,999999999/1,999999999/0/default.jpg": (
+            Region(RegionKind.PIXELS, pixels=(999999999, 1, 1, 999999999)),
+            Size(SizeKind.EXACT, width=1, height=999999999),
+        ),
+    }
+    for params, (region, size) in expected.items():
+        parsed = parse_tile_request(params, version)
+        assert parsed == ImageRequest(region, size, Rotation(False, Decimal(0)), Quality.DEFAULT, Format.JPG, version)
+        assert parsed == _general(params, version)
+        assert format_image_request(parsed) == params.decode()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        b"00,0,256,256/256,/0/default.jpg",  # leading zeros: valid, but not the plain spelling
+        b"0,0,0256,256/256,/0/default.jpg",
+        b"0,0,256,256/0256,/0/default.jpg",
+        b"0,0,0,256/256,/0/default.jpg",  # zero width: the grammar's 400
+        b"0,0,256,256/0,/0/default.jpg",
+        b"0,0,256,256/256,0/0/default.jpg",
+        b"1000000000,0,256,256/256,/0/default.jpg",  # ten digits
+        b"0,0,256,256/2560000000,/0/default.jpg",
+        b"0,0,256,256/^256,/0/default.jpg",
+        b"0,0,256,256/!256,256/0/default.jpg",
+        b"0,0,256,256/,256/0/default.jpg",
+        b"0,0,256,256/max/0/default.jpg",
+        b"0,0,256,256/full/0/default.jpg",
+        b"0,0,256,256/pct:50/0/default.jpg",
+        b"full/256,/0/default.jpg",
+        b"square/256,/0/default.jpg",
+        b"pct:0,0,50,50/256,/0/default.jpg",
+        b"0,0,256,256/256,/90/default.jpg",
+        b"0,0,256,256/256,/!0/default.jpg",
+        b"0,0,256,256/256,/0.0/default.jpg",
+        b"0,0,256,256/256,/00/default.jpg",
+        b"0,0,256,256/256,/0/color.jpg",
+        b"0,0,256,256/256,/0/gray.jpg",
+        b"0,0,256,256/256,/0/default.png",
+        b"0,0,256,256/256,/0/default.jpeg",
+        b"0,0,256,256/256,/0/default.JPG",
+        b"0%2C0%2C256%2C256/256,/0/default.jpg",  # escaped: the endpoint decodes it first
+        b"0,0,256,256/256%2C/0/default.jpg",
+        b"0,0,256,256/256,/0/default%2Ejpg",
+        b"0,0,256,256/256,/0/default.jpg/",
+        b"0,0,256,256/256,/0/default.jpg?x",
+        b"/0,0,256,256/256,/0/default.jpg",
+        b"0,0,256,256/256,/0",
+        b"0,0,256,256,/256,/0/default.jpg",
+        b"0,0,256/256,/0/default.jpg",
+        b" 0,0,256,256/256,/0/default.jpg",
+        b"0,0,256,256/256,\n/0/default.jpg",
+        b"\xd9\xa1,0,256,256/256,/0/default.jpg",
+        b"",
+    ],
+)
+@pytest.mark.parametrize("version", list(ApiVersion))
+def test_every_other_spelling_is_left_to_the_grammar(params: bytes, version: ApiVersion) -> None:
+    assert parse_tile_request(params, version) is None
+
+
+_PIECES = [b"0", b"1", b"7", b"00", b"256", b"999999999", b"1000000000", b",", b",", b"/", b"/", b"^", b"!"]
+_PIECES += [b".", b"default", b"color", b"jpg", b"png", b"max", b"full", b"pct:", b"%2C", b"%30", b"0.5", b"-1"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_PIECES), max_size=24), version=st.sampled_from(list(ApiVersion)))
+@example(pieces=[b"0", b",", b"0", b",", b"256", b",", b"256", b"/", b"256", b",", b"/", b"0", b"/"], version=V3)
+def test_tile_parse_never_differs_from_the_grammar(pieces: list[bytes], version: ApiVersion) -> None:
+    params = b"".join(pieces)
+    for candidate in (params, params + b"default.jpg", params + b"/0/default.jpg"):
+        parsed = parse_tile_request(candidate, version)
+        assert parsed is None or parsed == _general(candidate, version)
+
+
+_NUMBER = st.integers(min_value=0, max_value=999_999_999)
+_POSITIVE = st.integers(min_value=1, max_value=999_999_999)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    region=st.tuples(_NUMBER, _NUMBER, _POSITIVE, _POSITIVE),
+    width=_POSITIVE,
+    height=st.none() | _POSITIVE,
+    version=st.sampled_from(list(ApiVersion)),
+)
+def test_every_plain_tile_spelling_is_parsed(
+    region: tuple[int, int, int, int], width: int, height: int | None, version: ApiVersion
+) -> None:
+    params = "{},{},{},{}/{},{}/0/default.jpg".format(*region, width, "" if height is None else height).encode()
+    parsed = parse_tile_request(params, version)
+    assert parsed is not None
+    assert parsed == _general(params, version)

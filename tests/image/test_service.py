@@ -15,6 +15,7 @@ import pyvips
 from iiifserver.app import create_app
 from iiifserver.asgi_call import call
 from iiifserver.config import Settings
+from iiifserver.image.request import parse_tile_request
 from iiifserver.image.service import ImageService
 from iiifserver.image.sources import SourceFile
 
@@ -128,3 +129,36 @@ def test_background_recheck_notices_a_replaced_and_a_deleted_file(picture: Path,
     assert statuses == [200, 200, 404]
     assert '"width":512' in before
     assert '"width":300' in after
+
+
+def test_nowait_variants_answer_from_memory_only(picture: Path, tmp_path: Path) -> None:
+    """``prepare_nowait``/``entry_nowait`` never check a file: None until ``find`` has, then
+    what ``prepare`` gives; and None again once the trust in the file has run out."""
+    _, service, counting = make(picture.parent, tmp_path, 0.5)
+    request = parse_tile_request(b"256,0,256,256/256,/0/default.jpg")
+    assert request is not None
+
+    async def steps() -> None:
+        assert service.prepare_nowait("pic", request) is None
+        assert counting.calls == 0
+        prepared = await service.prepare("pic", request)
+        nowait = service.prepare_nowait("pic", request)
+        assert nowait == prepared
+        assert service.cached(prepared) is None
+        entry = service.entry_nowait(prepared)  # the stored tile, from the page cache
+        assert entry is not None
+        assert service.cached(prepared) == entry  # and kept in the memory tier
+        assert service.counters.passthrough_inline == 1
+        assert service.entry_nowait(prepared) == entry
+        assert service.counters.passthrough_inline == 1
+        unaligned = parse_tile_request(b"10,10,256,256/256,/0/default.jpg")
+        assert unaligned is not None
+        rendered = service.prepare_nowait("pic", unaligned)
+        assert rendered is not None
+        assert rendered.passthrough is None
+        assert service.entry_nowait(rendered) is None  # to be rendered: ``fetch`` does it
+        await asyncio.sleep(0.6)
+        assert service.prepare_nowait("pic", request) is None
+        assert counting.calls == 1
+
+    asyncio.run(steps())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,133 @@ def test_a_memo_keeps_only_encoded_lines_and_derives_the_rest() -> None:
     assert memo.lines == b"".join(b"%s: %s\r\n" % pair for pair in headers)
     assert memo.headers == headers
     assert memo.lines_304 == b"".join(b"%s: %s\r\n" % pair for pair in headers[:3])
+
+
+# -- cold tiles answered at once ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def odd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1000x750 colour (Q85, 4:2:0) and grey pyramids: edge tiles on every level, and a 250x187
+    level that viewers ask for as 250x188 (stretched)."""
+    path = tmp_path_factory.mktemp("odd")
+    base = pyvips.Image.perlin(1000, 750, cell_size=40, seed=11, uchar=True)
+    colour = base.bandjoin([base.rot180(), base.fliphor()]).copy(interpretation="srgb")
+    for name, image in (("odd", colour), ("grey", base.copy(interpretation="b-w"))):
+        image.tiffsave(
+            str(path / f"{name}.tif"),
+            tile=True,
+            tile_width=256,
+            tile_height=256,
+            pyramid=True,
+            compression="jpeg",
+            Q=85,
+        )
+    return path
+
+
+def osd_paths(identifier: str, width: int, height: int, *, exact: bool, version: str = "3") -> list[str]:
+    """Every tile OpenSeadragon asks for (sizes rounded up), as ``w,`` or ``w,h``."""
+    paths = []
+    scale = 1
+    while scale <= 2 * max(width, height) // 256:
+        for y in range(0, height, 256 * scale):
+            for x in range(0, width, 256 * scale):
+                w, h = min(256 * scale, width - x), min(256 * scale, height - y)
+                size = f"{-(-w // scale)},{-(-h // scale)}" if exact else f"{-(-w // scale)},"
+                paths.append(f"/iiif/{version}/{identifier}/{x},{y},{w},{h}/{size}/0/default.jpg")
+        scale *= 2
+    return paths
+
+
+def at_once(app: Any, path: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, str], bytes] | None:
+    scope = uvicorn_scope(path, method)
+    scope["headers"] += [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
+    answer = app.answer_at_once(scope)
+    if answer is None:
+        return None
+    status, lines, body = answer
+    return status, dict(line.split(": ", 1) for line in lines.decode().split("\r\n")[:-1]), body
+
+
+@pytest.mark.parametrize(
+    ("identifier", "exact", "version"),
+    [("odd", False, "3"), ("odd", True, "3"), ("grey", True, "3"), ("odd", False, "2")],
+)
+def test_cold_tiles_answered_at_once_are_the_full_answer(
+    odd_root: Path, tmp_path: Path, identifier: str, exact: bool, version: str
+) -> None:
+    """Every stored tile a viewer asks for (whole, cut at the edge, stretched by a pixel) is
+    answered at once, with the status, headers and bytes the full path gives; the others (the
+    80 px overview, rendered) go the full way and are replayed after."""
+    app, full = make(odd_root, tmp_path / "a"), make(odd_root, tmp_path / "b")
+    paths = osd_paths(identifier, 1000, 750, exact=exact, version=version)
+    assert at_once(app, paths[0]) is None  # not opened yet: the full path opens it
+    get(app, f"/iiif/{version}/{identifier}/info.json", headers=[("host", "testserver")])
+    answered, left = 0, []
+    for path in paths:
+        expected = get(full, path, headers=[("host", "testserver")])
+        assert expected[0] == 200
+        answer = at_once(app, path)
+        if answer is None:
+            left.append(path)
+            assert get(app, path, headers=[("host", "testserver")]) == expected
+            answer = at_once(app, path)  # now memoised
+            assert answer is not None
+        else:
+            answered += 1
+        assert answer == expected, path
+    counters = app.state.image_service.counters
+    assert answered == app.fast_path.tiles_at_once == counters.passthrough == 12 + 4 + 1
+    assert counters.stretched == 1  # the 250x188 tile from 250x187
+    assert counters.renders == len(left) == len(paths) - answered
+    assert all(path.split("/")[-3].startswith("125,") for path in left)  # 1/8: no such level
+    assert memo(app).hits == len(left)
+
+
+def test_tile_requests_not_answered_at_once(odd_root: Path, tmp_path: Path) -> None:
+    app = make(odd_root, tmp_path)
+    tile = "/iiif/3/odd/256,256,256,256/256,/0/default.jpg"
+    get(app, "/iiif/3/odd/info.json", headers=[("host", "testserver")])
+    headers = get(app, "/iiif/3/odd/0,0,256,256/256,/0/default.jpg", headers=[("host", "testserver")])[1]
+    # Conditional requests: the full path compares (the memo answers If-None-Match of memoised ones).
+    assert at_once(app, tile, if_none_match=headers["etag"]) is None
+    assert at_once(app, tile, if_modified_since=headers["last-modified"]) is None
+    assert at_once(app, tile + "?v=1") is None
+    # Errors and renders: the full path answers them.
+    assert at_once(app, "/iiif/3/odd/2000,0,256,256/256,/0/default.jpg") is None  # outside: 400
+    assert get(app, "/iiif/3/odd/2000,0,256,256/256,/0/default.jpg")[0] == 400
+    assert at_once(app, "/iiif/3/odd/0,0,256,256/512,/0/default.jpg") is None  # upscale: 400 in 3.0
+    assert at_once(app, "/iiif/3/odd/10,10,256,256/256,/0/default.jpg") is None  # unaligned: rendered
+    assert at_once(app, "/iiif/3/odd/0,0,256,256/256,/0/default.png") is None
+    assert at_once(app, "/iiif/3/nothing/0,0,256,256/256,/0/default.jpg") is None  # 404 from the full path
+    assert at_once(app, "/iiif/3/od%ZZd/0,0,256,256/256,/0/default.jpg") is None
+    assert app.fast_path.tiles_at_once == 0
+    # HEAD: the GET's headers, no body.
+    head = at_once(app, tile, "HEAD")
+    assert head is not None
+    assert head[2] == b""
+    assert head[1]["content-length"] == str(len(get(app, tile, headers=[("host", "testserver")])[2]))
+    assert app.fast_path.tiles_at_once == 1
+    stats = app.fast_path.stats()
+    assert stats["tiles_at_once"] == 1
+
+
+def test_a_replaced_source_is_not_answered_at_once(odd_root: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(odd_root / "odd.tif", images / "odd.tif")
+    app = make(images, tmp_path / "cache", source_check_interval=0.2)
+    tile = "/iiif/3/odd/0,0,256,256/256,/0/default.jpg"
+    get(app, "/iiif/3/odd/info.json", headers=[("host", "testserver")])
+    first = at_once(app, "/iiif/3/odd/256,0,256,256/256,/0/default.jpg")
+    assert first is not None
+    replacement = images / ".next.tif"
+    shutil.copy(odd_root / "grey.tif", replacement)
+    os.replace(replacement, images / "odd.tif")
+    time.sleep(0.25)
+    assert at_once(app, tile) is None  # its trust ran out: the full path checks the file
+    _, headers, body = get(app, tile, headers=[("host", "testserver")])
+    assert headers["etag"] != first[1]["etag"]
+    with pyvips.Image.new_from_buffer(body, "") as decoded:
+        assert decoded.bands == 1  # the new (grey) file's tile
