@@ -19,6 +19,11 @@ def _encode(part: str) -> bytes:
     return part.encode("utf-8", "surrogatepass")
 
 
+def _framed(*parts: str) -> bytes:
+    encoded = [_encode(part) for part in parts]
+    return b"".join(len(data).to_bytes(4, "big") + data for data in encoded)
+
+
 def cache_key(identifier: str, version_token: str, canonical: str, render_tag: str) -> str:
     """SHA-256 over the length-prefixed parts, as 40 lowercase hex characters.
 
@@ -26,9 +31,22 @@ def cache_key(identifier: str, version_token: str, canonical: str, render_tag: s
     byte strings. The construction is byte-for-byte the one ``image/service.py`` used, so existing
     keys (and the ETags derived from them) do not change.
     """
-    encoded = [_encode(part) for part in (identifier, version_token, canonical, render_tag)]
-    framed = b"".join(len(data).to_bytes(4, "big") + data for data in encoded)
-    return hashlib.sha256(framed).hexdigest()[:KEY_HEX_CHARS]
+    return hashlib.sha256(_framed(identifier, version_token, canonical, render_tag)).hexdigest()[:KEY_HEX_CHARS]
+
+
+class KeyHasher:
+    """``cache_key`` for one identifier and version: those parts are hashed once, and each key
+    then costs a copy of that state and the rest (a cold tile's key is computed per request)."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, identifier: str, version_token: str) -> None:
+        self._prefix = hashlib.sha256(_framed(identifier, version_token))
+
+    def key(self, canonical: str, render_tag: str) -> str:
+        digest = self._prefix.copy()
+        digest.update(_framed(canonical, render_tag))
+        return digest.hexdigest()[:KEY_HEX_CHARS]
 
 
 def identifier_digest(identifier: str) -> str:

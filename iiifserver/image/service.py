@@ -19,13 +19,13 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cachetools
 
 from iiifserver.cache.entry import Entry
-from iiifserver.cache.keys import cache_key
+from iiifserver.cache.keys import KeyHasher
 from iiifserver.cache.singleflight import SingleFlight
 from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the bytes served for a canonical request change, so old cache entries die.
 RENDER_VERSION = "3"
+FOUND_MEMO_SIZE = 4096
 # Requests at most this large (output and decoded crop) use the tile lane.
 TILE_LANE_OUTPUT_PIXELS = 1024 * 1024
 TILE_LANE_CROP_PIXELS = 4 * 1024 * 1024
@@ -63,6 +64,10 @@ class Found:
     file: SourceFile
     info: SourceInfo
     stored: StoredTiles | None = None  # JPEG tile index for passthrough, when the source has one
+    keys: KeyHasher = field(init=False, repr=False, compare=False)  # cache keys of this version
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", KeyHasher(self.file.cache_name, self.file.version.token))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,9 @@ class ImageService:
         )
         self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
         self._lock = threading.Lock()  # _facts and _errors are filled from worker threads
+        # The last Found of each identifier, while the version cache trusts that very file:
+        # a cold tile then finds its image with two dict lookups.
+        self._found: dict[str, Found] = {}
         self._versions = VersionCache(settings.source_check_interval)
         self._flights: SingleFlight[Entry] = SingleFlight()
         self._checks: SingleFlight[Found] = SingleFlight()
@@ -167,9 +175,17 @@ class ImageService:
             return None
         if due:
             self._recheck_soon(identifier)
+        found = self._found.get(identifier)
+        if found is not None and found.file is file:
+            return found
         with self._lock:
             facts = self._facts.get((file.path, file.version))
-        return None if facts is None else Found(file, *facts)
+        if facts is None:
+            return None
+        if len(self._found) >= FOUND_MEMO_SIZE:
+            del self._found[next(iter(self._found))]  # the oldest
+        found = self._found[identifier] = Found(file, *facts)
+        return found
 
     def _adopt(self, checked: tuple[Found, int | None]) -> Found:
         """On the loop, after a check: keep the tile descriptor it opened, trust the version."""
@@ -270,7 +286,7 @@ class ImageService:
                 if request.version is ApiVersion.V3
                 else canonical.canonical_path(resolved, request.version)
             ),
-            key=cache_key(found.file.cache_name, found.file.version.token, canonical_v3, self._render_tag),
+            key=found.keys.key(canonical_v3, self._render_tag),
             passthrough=(
                 stored_tile_for(found.stored, found.info.levels, plan, edges=self._edge_crops, stretch=self._edge_crops)
                 if found.stored is not None

@@ -565,7 +565,7 @@ def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan, str
     ):
         return None
     try:
-        grid = stored.levels[list(levels).index(plan.level)]
+        grid = stored.levels[levels.index(plan.level)]
     except (ValueError, IndexError):
         return None
     if grid is None:

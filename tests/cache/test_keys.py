@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iiifserver.cache.keys import cache_key, identifier_digest
+from iiifserver.cache.keys import KeyHasher, cache_key, identifier_digest
 
 Parts = tuple[str, str, str, str]
 parts = st.tuples(st.text(), st.text(), st.text(), st.text())
@@ -71,3 +71,13 @@ def test_identifier_digest_is_fixed_length_hex_and_case_sensitive() -> None:
     assert digest == identifier_digest("Book/Page 1")
     assert digest != identifier_digest("book/page 1")
     assert identifier_digest("../../etc/passwd").isalnum()
+
+
+@given(st.text(), st.text(), st.lists(st.tuples(st.text(), st.text()), max_size=4))
+def test_a_key_hasher_gives_the_keys_cache_key_gives(identifier: str, token: str, rest: list[tuple[str, str]]) -> None:
+    hasher = KeyHasher(identifier, token)
+    for canonical, tag in rest:  # reused: each key starts again from the same state
+        assert hasher.key(canonical, tag) == cache_key(identifier, token, canonical, tag)
+    assert hasher.key("full/max/0/default.jpg", "r3") != KeyHasher(identifier + "x", token).key(
+        "full/max/0/default.jpg", "r3"
+    )

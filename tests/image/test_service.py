@@ -144,6 +144,9 @@ def test_nowait_variants_answer_from_memory_only(picture: Path, tmp_path: Path) 
         prepared = await service.prepare("pic", request)
         nowait = service.prepare_nowait("pic", request)
         assert nowait == prepared
+        assert nowait is not None
+        assert nowait.key == prepared.key
+        assert service.found_nowait("pic") is service.found_nowait("pic")  # kept while trusted
         assert service.cached(prepared) is None
         entry = service.entry_nowait(prepared)  # the stored tile, from the page cache
         assert entry is not None
