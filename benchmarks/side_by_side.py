@@ -1,52 +1,56 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: iiifserver against IIPImage's iipsrv (with and without memcached).
 
-    python benchmarks/side_by_side.py            # the full matrix, about 45 minutes on 2 cores
-    python benchmarks/side_by_side.py --quick    # c=8 only, 10 s runs, one repeat: about 6 minutes
+    python benchmarks/side_by_side.py                  # the full matrix, about 45 minutes on 2 cores
+    python benchmarks/side_by_side.py --quick          # c=8 only, 10 s runs, one repeat: about 6 minutes
+    python benchmarks/side_by_side.py --quick --only cold,hot --label before   # a quick before/after pair
+    python benchmarks/side_by_side.py --server-checkout ../baseline --label baseline   # another commit
 
-Run it from anywhere as root on Debian (it may apt-get); nothing else CPU-heavy meanwhile. It uses
-the shared harness in ``../shared/bench`` next to the repository (its README describes every
-script) and copies none of it:
+Run it from the repository as root on Debian (it may apt-get), with nothing else CPU-heavy
+meanwhile. It uses the project's harness in ``benchmarks/harness/`` (see benchmarks/README.md):
 
-1. installs what is missing: iipsrv, lighttpd, spawn-fcgi, memcached (``peer_iipsrv.sh install``)
-   and wrk (apt-get);
-2. makes the test images with ``make_images.py`` into ``$BENCH_ROOT/images`` (skipping what exists):
-   the 12000x9000 pyramid with JPEG Q90 4:4:4 tiles, the same at Q85 4:2:0, and the 40000x25000
-   (1 gigapixel) and 4000x2500 (10 megapixel) Q85 pair, each with symlink aliases for cold runs;
-3. runs ``run_matrix.py`` on both 12000x9000 pyramids for iiifserver, iipsrv and
+1. installs what is missing: iipimage-server, lighttpd, spawn-fcgi, memcached and wrk (apt-get);
+2. makes the test images with ``harness/images.py`` into ``$BENCH_ROOT/images`` (skipping what
+   exists): the 12000x9000 pyramid with JPEG Q90 4:4:4 tiles, the same at Q85 4:2:0, and the
+   40000x25000 (1 gigapixel) and 4000x2500 (10 megapixel) Q85 pair, each with aliases for cold
+   runs (symlinks; ``--copies`` for distinct files: much more disk);
+3. runs the matrix (``harness/matrix.py``) on both 12000x9000 pyramids for iiifserver, iipsrv and
    iipsrv-memcached: cold and hot deep-zoom tiles at concurrency 1, 8 and 64, plus info.json.
-   Output quality equals the stored tiles' (``IIP_JPEG_Q=Q`` for iipsrv,
-   ``IIIFSERVER_ARGS="--jpeg-quality Q"`` for iiifserver), so iiifserver may pass stored tiles
-   through and iipsrv re-encodes at the same quality;
+   Output quality equals the stored tiles' (iipsrv's ``JPEG_QUALITY``, iiifserver's
+   ``--jpeg-quality``), so iiifserver may pass stored tiles through and iipsrv re-encodes at the
+   same quality;
 4. runs the non-passthrough workload (random unaligned regions at other sizes, from
-   ``viewer_sessions.unaligned_requests``) through ``tile_load.py --urls-file`` for iiifserver and
-   iipsrv at c=8, on both pyramids;
+   ``viewer_sessions.unaligned_requests``) for iiifserver and iipsrv at c=8, on both pyramids;
 5. runs iiifserver cold at c=8 on the 1-gigapixel pyramid and on its 10-megapixel block;
 6. prints one markdown table: every target, both sides' figures, the ratio and PASS/FAIL.
 
-Everything goes to ``benchmarks/results/<YYYY-MM-DD>-<hostname>-<cpu model>[-quick].{jsonl,md}``:
-the JSON lines of every run (``tile_load.py``'s fields) and the table, the machine, the versions
-and ``summarize.py``'s table of all runs. iiifserver's log is copied to ``.server.log`` next to
-them (best effort: the shared script truncates it at every restart).
+``--only`` runs some of the workloads (``cold``, ``hot``, ``info``, ``unaligned``, ``giga``),
+``--configs`` some of the servers; the table then says MISSING for the rest.
 
-Every server is started and stopped by the shared scripts (PID files, stopped by PID); this
-script stops them all on exit, on error and on Ctrl-C. All traffic is on 127.0.0.1. If a server
-of the shared scripts is already running (someone else's benchmark), it refuses to start.
+Everything goes to ``benchmarks/results/<YYYY-MM-DD>-<hostname>-<cpu model>[-quick][-label].{jsonl,md,meta.json}``:
+the JSON lines of every run (``harness/load.py``'s fields), the table with the machine, the
+versions and the summary of all runs, and the metadata (command, CPU model, versions of
+iiifserver, uvicorn, httptools, uvloop, pyvips/libvips, Python, iipsrv, ...). iiifserver's log
+goes to ``$BENCH_ROOT/run/<name>.server.log`` (not kept with the results; the .md counts its
+tracebacks and ERROR lines).
 
-Environment: ``BENCH_ROOT`` (default ``${TMPDIR:-/tmp}/iiifbench``), ``IIIFSERVER_ARGS`` (extra
-``serve`` arguments, the quality is appended).
+Every server is started and stopped by PID (``harness/servers.py``); all are stopped on exit, on
+error and on Ctrl-C. All traffic is on 127.0.0.1. If the harness's servers are already running
+(someone else's benchmark) or their ports are taken, it refuses to start.
+
+Environment: ``BENCH_ROOT`` (default ``${TMPDIR:-/tmp}/iiifserver-bench``), ``IIIFSERVER_ARGS``
+(extra ``serve`` arguments; the quality is appended).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import platform
 import re
-import shutil
+import shlex
 import signal
 import socket
 import statistics
@@ -58,39 +62,31 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import viewer_sessions as vs  # this folder (the script is run by path)
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SHARED = (REPO / ".." / "shared" / "bench").resolve()  # the shared harness, next to the repository
+if str(REPO) not in sys.path:  # run by path: make the benchmarks package importable
+    sys.path.insert(0, str(REPO))
 
-PYRAMIDS = [(90, "big", "Q90 4:4:4"), (85, "big-q85", "Q85 4:2:0")]  # quality, run_matrix label, name
+from benchmarks import viewer_sessions as vs  # noqa: E402
+from benchmarks.harness import images as img  # noqa: E402
+from benchmarks.harness import load, servers, summary  # noqa: E402
+from benchmarks.harness import matrix as mx  # noqa: E402
+
+PYRAMIDS = [(90, "big", "Q90 4:4:4"), (85, "big-q85", "Q85 4:2:0")]  # quality, matrix label, name
 CONFIGS = ["iiifserver", "iipsrv", "iipsrv-memcached"]
+WORKLOADS = ("cold", "hot", "info", "unaligned", "giga")
+PORTS = (8081, 8083, 11311)  # iipsrv (lighttpd), iiifserver, memcached
 BUSY_PCT = 25  # a run during which other processes used more than this (% of one core) is flagged
-
-
-def shared_module(name: str) -> ModuleType:
-    """Import a script of ../shared/bench (writing no bytecode next to it)."""
-    sys.dont_write_bytecode = True
-    spec = importlib.util.spec_from_file_location(f"shared_bench_{name}", SHARED / f"{name}.py")
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {SHARED / name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # ---------------------------------------------------------------- plan
 
 
 COLD_TILES_PER_S = 20_000  # the most cold tiles/s a run may need URLs for
 
 
+@dataclass
 @dataclass
 class Plan:
     quick: bool
@@ -101,9 +97,19 @@ class Plan:
     unaligned_urls: int
     links_big: int
     links_giga: int
+    only: tuple[str, ...] = WORKLOADS
+    configs: tuple[str, ...] = tuple(CONFIGS)
 
     @classmethod
-    def make(cls, quick: bool, duration: int | None, repeats: int | None) -> Plan:
+    def make(
+        cls,
+        quick: bool,
+        duration: int | None,
+        repeats: int | None,
+        only: Sequence[str] = WORKLOADS,
+        configs: Sequence[str] = CONFIGS,
+        copies: bool = False,
+    ) -> Plan:
         conc = [8] if quick else [1, 8, 64]
         reps = repeats or (1 if quick else 2)
         dur = duration or (10 if quick else 20)
@@ -112,17 +118,22 @@ class Plan:
         min_cold = COLD_TILES_PER_S * dur
         big = vs.ImageInfo(12000, 9000, scale_factors=(1, 2, 4, 8, 16, 32, 64)).n_tiles()
         tenmp = vs.ImageInfo(4000, 2500, scale_factors=(1, 2, 4, 8, 16)).n_tiles()
-        full_cold = COLD_TILES_PER_S * 20
-        # enough aliases for the full matrix whatever this run is, so a later full run makes none
-        links_big = -(-full_cold // big) * 3 * 2 + 20
-        links_giga = -(-full_cold // tenmp) * 2 + 20
-        return cls(quick, conc, reps, dur, min_cold, 4_000 * dur, links_big, links_giga)
+        if copies:  # real copies cost disk: only what this run needs (each config takes from _00)
+            links_big = -(-min_cold // big) * len(conc) * reps + 2
+            links_giga = -(-min_cold // tenmp) * reps + 2
+        else:  # symlinks: enough for the full matrix whatever this run is, so a later one makes none
+            full_cold = COLD_TILES_PER_S * 20
+            links_big = -(-full_cold // big) * 3 * 2 + 20
+            links_giga = -(-full_cold // tenmp) * 2 + 20
+        return cls(quick, conc, reps, dur, min_cold, 4_000 * dur, links_big, links_giga, tuple(only), tuple(configs))
 
     def minutes(self) -> float:
         per = self.duration + 5
-        matrix = 2 * (3 * (2 * len(self.conc) * self.repeats * per + self.repeats * 12))
-        unaligned = 2 * 2 * self.repeats * per
-        giga = 2 * self.repeats * per
+        modes = len({"cold", "hot"} & set(self.only))
+        info = self.repeats * 12 if "info" in self.only else 0
+        matrix = 2 * (len(self.configs) * (modes * len(self.conc) * self.repeats * per + info))
+        unaligned = 2 * 2 * self.repeats * per if "unaligned" in self.only else 0
+        giga = 2 * self.repeats * per if "giga" in self.only else 0
         return (matrix + unaligned + giga) / 60
 
 
@@ -181,7 +192,7 @@ class Runner:
 
 
 class LogCopier(threading.Thread):
-    """Copies iiifserver's log (truncated by the shared script at every start) into one file."""
+    """Copies iiifserver's log (started afresh at every server start) into one file."""
 
     def __init__(self, src: Path, dst: Path) -> None:
         super().__init__(daemon=True)
@@ -212,14 +223,15 @@ class LogCopier(threading.Thread):
 class CodeWatcher(threading.Thread):
     """Notes when the server code under test changes (others may edit and commit meanwhile)."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkout: Path = REPO) -> None:
         super().__init__(daemon=True)
-        self.changes: list[tuple[str, str]] = [(now_iso(), code_version())]
+        self.checkout = checkout
+        self.changes: list[tuple[str, str]] = [(now_iso(), code_version(checkout))]
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.wait(5):
-            v = code_version()
+            v = code_version(self.checkout)
             if v != self.changes[-1][1]:
                 self.changes.append((now_iso(), v))
 
@@ -270,29 +282,38 @@ def mem_gb() -> float:
     return 0.0
 
 
-def versions(venv_python: Path) -> dict[str, str]:
+VERSION_CODE = """\
+import importlib.metadata as m, json, platform, pyvips
+out = {"python": platform.python_version(), "libvips": ".".join(str(pyvips.version(i)) for i in range(3))}
+for name in ("pyvips", "uvicorn", "httptools", "uvloop", "starlette"):
+    try:
+        out[name] = m.version(name)
+    except m.PackageNotFoundError:
+        out[name] = "not installed"
+print(json.dumps(out))
+"""
+
+
+def versions(venv_python: Path, checkout: Path = REPO) -> dict[str, str]:
+    """Versions of everything measured: the server's Python packages (in its venv), the peers, wrk."""
     out: dict[str, str] = {}
     for pkg in ("iipimage-server", "lighttpd", "spawn-fcgi", "memcached", "wrk"):
-        r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
+        r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True, check=False)
         out[pkg] = r.stdout.strip() if r.returncode == 0 else "?"
-    r = subprocess.run(
-        [
-            str(venv_python),
-            "-c",
-            "import pyvips; print(pyvips.__version__, '/ libvips', '.'.join(str(pyvips.version(i)) for i in range(3)))",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    out["pyvips"] = r.stdout.strip() or "?"
-    out["iiifserver"] = code_version()
+    r = subprocess.run([str(venv_python), "-c", VERSION_CODE], capture_output=True, text=True, check=False)
+    try:
+        out.update(json.loads(r.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        out["python"] = "?"
+    out["iiifserver"] = code_version(checkout)
     return out
 
 
-def code_version() -> str:
+def code_version(checkout: Path = REPO) -> str:
     """The server code under test: HEAD, plus a digest of uncommitted changes to the package."""
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    diff = subprocess.run(["git", "-C", str(REPO), "diff", "HEAD", "--", "iiifserver"], capture_output=True)
+    git = ["git", "-C", str(checkout)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    diff = subprocess.run([*git, "diff", "HEAD", "--", "iiifserver"], capture_output=True, check=False)
     out = head.stdout.strip() or "?"
     if diff.stdout.strip():
         out += "+changes:" + hashlib.sha1(diff.stdout).hexdigest()[:8]
@@ -530,11 +551,47 @@ def table(
 # ---------------------------------------------------------------- main
 
 
+def parse_only(text: str) -> tuple[str, ...]:
+    """'cold,hot' -> ('cold', 'hot'); argparse error on unknown names."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown workload(s) {unknown}; choose from {','.join(WORKLOADS)}")
+    return names
+
+
+def parse_configs(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown server(s) {unknown}; choose from {','.join(CONFIGS)}")
+    return names
+
+
+def result_stem(day: str, host: str, cpu: str, quick: bool, label: str) -> str:
+    """``<date>-<host>-<cpu>[-quick][-label]``, the stem of a run's result files."""
+    return f"{day}-{slug(host)}-{slug(cpu)}" + ("-quick" if quick else "") + (f"-{slug(label)}" if label else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="c=8 only, 10 s runs, one repeat (a smoke run)")
     ap.add_argument("--duration", type=int, help="seconds per load run (default 20, quick 10)")
     ap.add_argument("--repeats", type=int, help="repeats of every run (default 2, quick 1)")
+    ap.add_argument(
+        "--only",
+        type=parse_only,
+        default=WORKLOADS,
+        help=f"comma-separated workloads (default all: {','.join(WORKLOADS)})",
+    )
+    ap.add_argument(
+        "--configs", type=parse_configs, default=tuple(CONFIGS), help="comma-separated servers (default all)"
+    )
+    ap.add_argument(
+        "--server-checkout", type=Path, default=REPO, help="the iiifserver checkout (with .venv) to benchmark"
+    )
+    ap.add_argument("--label", default="", help="appended to the result file names (e.g. before, after)")
+    ap.add_argument("--copies", action="store_true", help="cold-run aliases as real copies (distinct files)")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where the .jsonl and .md go")
     ap.add_argument("--no-install", action="store_true", help="never apt-get; fail if something is missing")
     ap.add_argument("--seed", type=int, default=1, help="seed of the unaligned requests")
@@ -547,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t_start = time.time()
-    bench_root = Path(os.environ.get("BENCH_ROOT") or Path(os.environ.get("TMPDIR") or "/tmp") / "iiifbench")
+    bench_root = servers.bench_root()
     if args.report:
         runs = load_runs(args.report)
         if not runs:
@@ -563,64 +620,53 @@ def main(argv: list[str] | None = None) -> int:
         write_report(md, args.report, tbl, passed, total, meta)
         print(f"written: {md}")
         return 0
+    checkout = args.server_checkout.resolve()
     images = bench_root / "images"
-    venv_python = REPO / ".venv" / "bin" / "python"
-    if not (REPO / ".venv" / "bin" / "iiifserver").exists():
-        print(f"no {REPO}/.venv/bin/iiifserver: install the project first (scripts/serve-demo.sh)", file=sys.stderr)
+    venv_python = checkout / ".venv" / "bin" / "python"
+    if not (checkout / ".venv" / "bin" / "iiifserver").exists():
+        print(f"no {checkout}/.venv/bin/iiifserver: install that checkout first (scripts/install.sh)", file=sys.stderr)
         return 2
-    if not (SHARED / "run_matrix.py").exists():
-        print(f"the shared benchmark harness is not at {SHARED}", file=sys.stderr)
-        return 2
-    plan = Plan.make(args.quick, args.duration, args.repeats)
-    base_args = os.environ.get("IIIFSERVER_ARGS", "").strip()
-    env = dict(
-        os.environ,
-        BENCH_ROOT=str(bench_root),
-        IIIFSERVER_PROJECT=str(REPO),
-        IIP_IMAGES=str(images),
-        IIIFSERVER_IMAGES=str(images),
-        IMAGES=str(images),
-        PYTHONDONTWRITEBYTECODE="1",
-    )
+    plan = Plan.make(args.quick, args.duration, args.repeats, args.only, args.configs, args.copies)
+    base_args = shlex.split(os.environ.get("IIIFSERVER_ARGS", ""))
 
     day = datetime.now().strftime("%Y-%m-%d")
-    stem = f"{day}-{slug(socket.gethostname())}-{slug(cpu_model())}" + ("-quick" if args.quick else "")
+    stem = result_stem(day, socket.gethostname(), cpu_model(), args.quick, args.label)
     args.results.mkdir(parents=True, exist_ok=True)
     n = 1
     name = stem
     while (args.results / f"{name}.jsonl").exists() or (args.results / f"{name}.md").exists():
         n += 1
         name = f"{stem}-{n}"
-    jsonl, md, server_log = (args.results / f"{name}.{ext}" for ext in ("jsonl", "md", "server.log"))
+    jsonl, md = (args.results / f"{name}.{ext}" for ext in ("jsonl", "md"))
+    server_log = bench_root / "run" / f"{name}.server.log"
 
     def log(msg: str) -> None:
         print(f"[side_by_side {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-    runner = Runner(env, log)
-    run_matrix = shared_module("run_matrix")
-    scripts = run_matrix.CONFIGS
+    runner = Runner(dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), log)
 
     # someone else's servers? then do not touch anything
-    for cfg in ("iiifserver", "iipsrv"):
-        if runner.shell(scripts[cfg]["pids"]).stdout.strip():
-            print(
-                f"{cfg} of the shared scripts is already running ({scripts[cfg]['pids']}): another benchmark? "
-                "Stop it first.",
-                file=sys.stderr,
-            )
+    for config in ("iiifserver", "iipsrv"):
+        running = servers.make(config, images).pids()
+        if running:
+            print(f"{config} of the harness is already running ({running}): another benchmark? Stop it first.",
+                  file=sys.stderr)  # fmt: skip
             return 2
-    for port in (8081, 8083, 11311):
+    for port in PORTS:
         if port_in_use(port):
-            print(f"127.0.0.1:{port} is in use: the shared scripts need it", file=sys.stderr)
+            print(f"127.0.0.1:{port} is in use: the harness needs it", file=sys.stderr)
             return 2
 
     log(
-        f"plan: {'quick' if args.quick else 'full'}, concurrency {plan.conc}, {plan.duration} s runs, "
-        f"{plan.repeats} repeat(s), about {plan.minutes():.0f} min of load; results -> {args.results / name}.*"
+        f"plan: {'quick' if args.quick else 'full'}, workloads {','.join(plan.only)}, servers "
+        f"{','.join(plan.configs)}, concurrency {plan.conc}, {plan.duration} s runs, {plan.repeats} repeat(s), "
+        f"about {plan.minutes():.0f} min of load; iiifserver from {checkout}; results -> {args.results / name}.*"
     )
     interrupted = False
+    server_log.parent.mkdir(parents=True, exist_ok=True)
+    server_log.unlink(missing_ok=True)
     copier = LogCopier(bench_root / "run" / "iiifserver" / "iiifserver.log", server_log)
-    watcher = CodeWatcher()
+    watcher = CodeWatcher(checkout)
     watcher.start()
 
     def on_term(*_: Any) -> None:
@@ -629,23 +675,29 @@ def main(argv: list[str] | None = None) -> int:
     old_term = signal.signal(signal.SIGTERM, on_term)
     old_hup = signal.signal(signal.SIGHUP, on_term)
     try:
-        install(runner, args.no_install, log)
-        make_images(runner, venv_python, images, plan, log)
+        if not args.no_install:
+            servers.install()
+        make_images(runner, venv_python, images, plan, args.copies, log)
         copier.start()
         phases: list[tuple[str, Callable[[], None]]] = []
         for quality, label, pname in PYRAMIDS:
-            q_env = dict(env, IIP_JPEG_Q=str(quality), IIIFSERVER_ARGS=f"{base_args} --jpeg-quality {quality}".strip())
-            phases.append((f"matrix {pname}", lambda q=quality, e=q_env: matrix(runner, e, images, jsonl, plan, q)))
-            phases.append(
-                (
-                    f"unaligned {pname}",
-                    lambda q=quality, e=q_env, lb=label: unaligned(
-                        runner, e, scripts, run_matrix, images, jsonl, plan, q, lb, args.seed, log
-                    ),
+            serve = [*base_args, "--jpeg-quality", str(quality)]
+            if {"cold", "hot", "info"} & set(plan.only):
+                phases.append(
+                    (f"matrix {pname}", lambda q=quality, s=serve: matrix(images, jsonl, plan, q, checkout, s, log))
                 )
-            )
-        g_env = dict(env, IIP_JPEG_Q="85", IIIFSERVER_ARGS=f"{base_args} --jpeg-quality 85".strip())
-        phases.append(("1 gigapixel vs 10 megapixel", lambda: giga(runner, g_env, images, jsonl, plan)))
+            if "unaligned" in plan.only:
+                phases.append(
+                    (
+                        f"unaligned {pname}",
+                        lambda q=quality, s=serve, lb=label: unaligned(
+                            images, jsonl, plan, q, lb, args.seed, checkout, s, log
+                        ),
+                    )
+                )
+        if "giga" in plan.only and "iiifserver" in plan.configs:
+            g_serve = [*base_args, "--jpeg-quality", "85"]
+            phases.append(("1 gigapixel vs 10 megapixel", lambda: giga(images, jsonl, plan, checkout, g_serve, log)))
         for title, phase in phases:
             t0 = time.time()
             log(f"--- {title}")
@@ -661,9 +713,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish cleaning up first
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.stop_current()
-        for cfg in ("iiifserver", "iipsrv"):
-            runner.shell(scripts[cfg]["stop"])
-        left = [cfg for cfg in ("iiifserver", "iipsrv") if runner.shell(scripts[cfg]["pids"]).stdout.strip()]
+        for config in ("iiifserver", "iipsrv"):
+            servers.make(config, images).stop()
+        left = [config for config in ("iiifserver", "iipsrv") if servers.make(config, images).pids()]
         if left:
             log(f"warning: still running after stop: {left}")
         copier.stop_event.set()
@@ -677,17 +729,24 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.time() - t_start
     runs = load_runs(jsonl)
     changes = [*watcher.changes]
-    if code_version() != changes[-1][1]:
-        changes.append((now_iso(), code_version()))
+    if code_version(checkout) != changes[-1][1]:
+        changes.append((now_iso(), code_version(checkout)))
+    command = ["python", "benchmarks/side_by_side.py", *(argv if argv is not None else sys.argv[1:])]
     meta = {
-        "command": "python benchmarks/side_by_side.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(shlex.quote(c) for c in command),
         "quick": args.quick,
+        "only": list(plan.only),
+        "configs": list(plan.configs),
+        "label": args.label,
+        "server_checkout": str(checkout),
         "elapsed_s": round(elapsed),
         "interrupted": interrupted,
         "plan": vars(plan),
         "bench_root": str(bench_root),
-        "server_log": server_log.name,
-        "versions": versions(venv_python),
+        "server_log": str(server_log),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "versions": versions(venv_python, checkout),
         "code_changes": changes,
     }
     jsonl.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -706,137 +765,83 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if interrupted else 0
 
 
-def install(runner: Runner, no_install: bool, log: Callable[[str], None]) -> None:
-    have_peer = (
-        all(shutil.which(x) for x in ("lighttpd", "spawn-fcgi", "memcached"))
-        and Path("/usr/lib/iipimage-server/iipsrv.fcgi").exists()
-    )
-    updated = False
-    if not have_peer:
-        if no_install:
-            raise RuntimeError("iipsrv/lighttpd/spawn-fcgi/memcached missing (--no-install)")
-        log("installing the iipsrv peer (peer_iipsrv.sh install)")
-        runner.run([str(SHARED / "peer_iipsrv.sh"), "install"])
-        updated = True
-        # apt may have started the system services: stop those (our peers run their own instances)
-        if shutil.which("service"):
-            for svc in ("lighttpd", "memcached"):
-                runner.shell(f"service {svc} stop")
-    if not shutil.which("wrk"):
-        if no_install:
-            raise RuntimeError("wrk missing (--no-install)")
-        log("installing wrk")
-        if not updated:
-            runner.run(["apt-get", "update", "-qq"])
-        runner.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "wrk"],
-            env=dict(runner.env, DEBIAN_FRONTEND="noninteractive"),
-        )
-
-
-def make_images(runner: Runner, venv_python: Path, images: Path, plan: Plan, log: Callable[[str], None]) -> None:
-    def have(stem: str, links: int) -> bool:
-        return (images / f"{stem}.tif").exists() and (images / f"{stem}_{links - 1:02d}.tif").exists()
-
-    sets = [
-        (["artwork_big"], ["--only", "big"], plan.links_big),
-        (["artwork_big_q85"], ["--only", "big", "--quality", "85"], plan.links_big),
-        (["artwork_giga_q85", "artwork_10mp_q85"], ["--gigapixel", "--quality", "85"], plan.links_giga),
-    ]
-    for stems, flags, links in sets:
-        if all(have(s, links) for s in stems):
-            log(f"images: {', '.join(stems)} and {links} aliases exist")
+def make_images(
+    runner: Runner, venv_python: Path, images: Path, plan: Plan, copies: bool, log: Callable[[str], None]
+) -> None:
+    """The pyramids this plan needs and their aliases, made with the server checkout's pyvips."""
+    sets: list[tuple[list[str], int, int]] = []
+    if {"cold", "hot", "info", "unaligned"} & set(plan.only):
+        sets += [(["big"], 90, plan.links_big), (["big"], 85, plan.links_big)]
+    if "giga" in plan.only and "iiifserver" in plan.configs:
+        sets.append((["giga", "10mp"], 85, plan.links_giga))
+    for sizes, quality, links in sets:
+        if all(img.count_aliases(images, s, quality) >= links for s in sizes):
+            log(f"images: {', '.join(img.stem(s, quality) for s in sizes)} and {links} aliases exist")
             continue
         runner.run(
-            [str(venv_python), str(SHARED / "make_images.py"), "--out", str(images), *flags, "--links", str(links)]
-        )
+            [str(venv_python), "-m", "benchmarks.harness.images", "--out", str(images),
+             *(a for s in sizes for a in ("--size", s)), "--quality", str(quality), "--aliases", str(links),
+             *(["--copies"] if copies else [])],
+            env=dict(runner.env, PYTHONPATH=str(REPO)),
+        )  # fmt: skip
 
 
-def matrix(runner: Runner, env: dict[str, str], images: Path, jsonl: Path, plan: Plan, quality: int) -> None:
-    runner.run(
-        [
-            sys.executable,
-            str(SHARED / "run_matrix.py"),
-            "--configs",
-            *CONFIGS,
-            "--image",
-            "big",
-            "--quality",
-            str(quality),
-            "--modes",
-            "cold",
-            "hot",
-            "--conc",
-            *map(str, plan.conc),
-            "--repeats",
-            str(plan.repeats),
-            "-d",
-            str(plan.duration),
-            "--info",
-            "--project",
-            str(REPO),
-            "--images",
-            str(images),
-            "--out",
-            str(jsonl),
-            "--min-cold-urls",
-            str(plan.min_cold_urls),
-        ],
-        env=env,
+def matrix(
+    images: Path, jsonl: Path, plan: Plan, quality: int, checkout: Path, serve: list[str], log: Callable[[str], None]
+) -> None:
+    mx.run_matrix(
+        plan.configs,
+        images,
+        jsonl,
+        size="big",
+        quality=quality,
+        modes=[m for m in ("cold", "hot") if m in plan.only],
+        conc=plan.conc,
+        repeats=plan.repeats,
+        duration=plan.duration,
+        info="info" in plan.only,
+        min_cold_urls=plan.min_cold_urls,
+        checkout=checkout,
+        serve_args=serve,
+        log=log,
     )
 
 
-def giga(runner: Runner, env: dict[str, str], images: Path, jsonl: Path, plan: Plan) -> None:
-    for image in ("giga", "10mp"):
-        runner.run(
-            [
-                sys.executable,
-                str(SHARED / "run_matrix.py"),
-                "--configs",
-                "iiifserver",
-                "--image",
-                image,
-                "--quality",
-                "85",
-                "--modes",
-                "cold",
-                "--conc",
-                "8",
-                "--repeats",
-                str(plan.repeats),
-                "-d",
-                str(plan.duration),
-                "--project",
-                str(REPO),
-                "--images",
-                str(images),
-                "--out",
-                str(jsonl),
-                "--min-cold-urls",
-                str(plan.min_cold_urls),
-            ],
-            env=env,
+def giga(images: Path, jsonl: Path, plan: Plan, checkout: Path, serve: list[str], log: Callable[[str], None]) -> None:
+    for size in ("giga", "10mp"):
+        mx.run_matrix(
+            ["iiifserver"],
+            images,
+            jsonl,
+            size=size,
+            quality=85,
+            modes=["cold"],
+            conc=[8],
+            repeats=plan.repeats,
+            duration=plan.duration,
+            min_cold_urls=plan.min_cold_urls,
+            checkout=checkout,
+            serve_args=serve,
+            log=log,
         )
 
 
 def unaligned(
-    runner: Runner,
-    env: dict[str, str],
-    scripts: dict[str, dict[str, str]],
-    run_matrix: ModuleType,
     images: Path,
     jsonl: Path,
     plan: Plan,
     quality: int,
     label: str,
     seed: int,
+    checkout: Path,
+    serve: list[str],
     log: Callable[[str], None],
 ) -> None:
     """Random unaligned regions at other sizes, the same list for iiifserver and iipsrv, server cold."""
-    stem = run_matrix.image_stem("big", quality)
-    width, height = run_matrix.IMAGES["big"]
+    stem = img.stem("big", quality)
+    width, height = img.SIZES["big"]
     info = vs.ImageInfo(width, height, scale_factors=(1, 2, 4, 8, 16, 32, 64))
-    ids = [f"{stem}_{i:02d}.tif" for i in range(50)]
+    ids = [f"{stem}_{i:02d}.tif" for i in range(min(50, img.count_aliases(images, "big", quality)))] or [f"{stem}.tif"]
     per_id = -(-plan.unaligned_urls // len(ids))
     reqs = vs.interleave(
         [[(ident, r) for r in vs.unaligned_requests(info, per_id, f"{seed}.{ident}")] for ident in ids]
@@ -845,53 +850,36 @@ def unaligned(
     urls_file.write_text("".join(f"{quote(ident, safe='')}{r.url}\t{r.width}\t{r.height}\n" for ident, r in reqs))
     try:
         for rep in range(1, plan.repeats + 1):
-            for cfg in ("iiifserver", "iipsrv"):
-                c = scripts[cfg]
-                runner.shell(c["stop"], env)
-                started = runner.shell(c["start"], env)
-                if started.returncode:
-                    log(f"{cfg} failed to start: {started.stderr.strip()}")
-                    continue
-                time.sleep(1)
-                runner.run(
-                    [
-                        sys.executable,
-                        str(SHARED / "tile_load.py"),
-                        c["base"],
-                        "--urls-file",
-                        str(urls_file),
-                        "--mode",
-                        "cold",
-                        "-c",
-                        "8",
-                        "-d",
-                        str(plan.duration),
-                        "--pids-cmd",
-                        c["pids"],
-                        "--label",
-                        f"{cfg}/{label}-unaligned/r{rep}",
-                        "--json-out",
-                        str(jsonl),
-                        "--check",
-                        "10",
-                    ],
-                    env=env,
-                    check=False,
-                )
-                runner.shell(c["stop"], env)
+            for config in [c for c in ("iiifserver", "iipsrv") if c in plan.configs]:
+                server = servers.make(config, images, jpeg_quality=quality, checkout=checkout, args=serve)
+                try:
+                    server.stop()
+                    server.start()
+                    time.sleep(1)
+                    work = load.make_workload(server.base, "cold", urls_file=urls_file)
+                    record = load.run(
+                        server.base,
+                        work,
+                        concurrency=8,
+                        duration=plan.duration,
+                        pids=server.pids,
+                        label=f"{config}/{label}-unaligned/r{rep}",
+                        check=10,
+                    )
+                    load.append_jsonl(jsonl, record)
+                    log(load.describe(record))
+                except RuntimeError as e:
+                    log(f"{config}: {e}")
+                finally:
+                    server.stop()
     finally:
         urls_file.unlink(missing_ok=True)
 
 
 def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta: dict[str, Any]) -> None:
     """The .md: how, where and on what the run was made, the targets table, and every run."""
-    summary = subprocess.run(
-        [sys.executable, str(SHARED / "summarize.py"), str(jsonl)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
-    )
-    server_log = jsonl.with_suffix(".server.log")
+    all_runs = summary.read_runs([jsonl]) if jsonl.exists() else []
+    server_log = Path(meta.get("server_log") or jsonl.with_suffix(".server.log"))
     log_text = server_log.read_text(errors="replace") if server_log.exists() else ""
     tracebacks = log_text.count("Traceback")
     errors = sum(1 for line in log_text.splitlines() if " ERROR " in line)
@@ -914,9 +902,11 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
         f"{platform.release()}.",
         "- Versions: "
         + (
-            f"iiifserver {v.get('iiifserver', '?')}; pyvips {v.get('pyvips', '?')}; iipimage-server "
-            f"{v.get('iipimage-server', '?')}, lighttpd {v.get('lighttpd', '?')}, "
-            f"spawn-fcgi {v.get('spawn-fcgi', '?')}, memcached {v.get('memcached', '?')}; wrk {v.get('wrk', '?')}."
+            f"iiifserver {v.get('iiifserver', '?')} (Python {v.get('python', '?')}; uvicorn {v.get('uvicorn', '?')}, "
+            f"httptools {v.get('httptools', '?')}, uvloop {v.get('uvloop', '?')}; pyvips {v.get('pyvips', '?')}, "
+            f"libvips {v.get('libvips', '?')}); iipimage-server {v.get('iipimage-server', '?')}, "
+            f"lighttpd {v.get('lighttpd', '?')}, spawn-fcgi {v.get('spawn-fcgi', '?')}, "
+            f"memcached {v.get('memcached', '?')}; wrk {v.get('wrk', '?')}."
             if v
             else "not recorded."
         ),
@@ -936,15 +926,25 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
         f"- Matrix: concurrency {' '.join(map(str, plan['conc']))}, {plan['duration']} s per run, "
         f"{plan['repeats']} repeat(s) (median shown; peak RSS: the maximum); servers restarted and fresh "
         "identifiers before every cold run; 2 iiifserver workers, 2 iipsrv FastCGI processes behind lighttpd.",
-        "- Equal JPEG quality: output quality = the pyramid's stored quality (iipsrv `IIP_JPEG_Q`, iiifserver "
+        "- Equal JPEG quality: output quality = the pyramid's stored quality (iipsrv `JPEG_QUALITY`, iiifserver "
         "`--jpeg-quality`). Pyramids: 12000x9000 JPEG Q90 RGB 4:4:4 and Q85 YCbCr 4:2:0 "
-        "(`make_images.py`), 40000x25000 and 4000x2500 Q85 for the size target.",
+        "(`benchmarks/harness/images.py`), 40000x25000 and 4000x2500 Q85 for the size target.",
+        *(
+            [f"- Workloads: {', '.join(meta['only'])}; servers: {', '.join(meta.get('configs') or CONFIGS)}."]
+            if meta.get("only") and tuple(meta["only"]) != WORKLOADS
+            else []
+        ),
+        *(
+            [f"- iiifserver checkout: `{meta['server_checkout']}`."]
+            if meta.get("server_checkout") and Path(meta["server_checkout"]) != REPO
+            else []
+        ),
         "- Throughput is responses with status 2xx/3xx per second (`rps_ok`); CPU per tile is the server "
         "processes' CPU time over the run divided by the requests.",
         f"- Images and run dirs: `{meta.get('bench_root', '$BENCH_ROOT')}`. Raw runs: `{jsonl.name}` "
         "(one JSON line per run).",
-        f"- iiifserver log during the run (`{server_log.name}`, best effort): {tracebacks} tracebacks, "
-        f"{errors} ERROR lines.",
+        f"- iiifserver log during the run (`{server_log.name}`, not kept with the results): "
+        + (f"{tracebacks} tracebacks, {errors} ERROR lines." if server_log.exists() else "not found."),
         f"- Other processes used more than {BUSY_PCT} % of a core in {len(busy)} of {len(records)} runs "
         "(the `other CPU %` column below; such runs understate the server that ran in them)"
         + (f": {', '.join(busy[:12])}{' ...' if len(busy) > 12 else ''}." if busy else "."),
@@ -955,9 +955,9 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
         "",
         f"{passed}/{total} targets met.",
         "",
-        "## All runs (`summarize.py`)",
+        "## All runs",
         "",
-        summary.stdout.strip() if summary.returncode == 0 else "(no runs)",
+        summary.table(all_runs) if all_runs else "(no runs)",
         "",
     ]
     md.write_text("\n".join(text))

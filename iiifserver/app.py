@@ -25,11 +25,13 @@ from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
 from iiifserver.image import probe as probe_module
 from iiifserver.image import render as render_module
-from iiifserver.image import tiles
 from iiifserver.image.planner import Plan
-from iiifserver.image.service import ImageService, Lanes, Workers
+from iiifserver.image.service import BlockingOps, ImageService, Lanes
 from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
 from iiifserver.image.sources import FilesystemSource
+from iiifserver.image.tiff_directory import read_tile_index
+from iiifserver.image.tile_files import open_and_read
+from iiifserver.image.tile_grid import StoredTiles
 from iiifserver.logs import configure_logging
 from iiifserver.presentation.service import PresentationService
 from iiifserver.web import admin, image_routes, pages, presentation_routes
@@ -37,12 +39,16 @@ from iiifserver.web.assets import Assets
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
 from iiifserver.web.headers import CORSMiddleware
+from iiifserver.web.observer import AccessLog, Observer
+from iiifserver.web.response import Reply
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 
 
-def create_app(settings: Settings) -> Server:
+def create_app(settings: Settings, observer: Observer | None = None) -> IIIFApplication:
+    """The app; ``observer`` hears of every answered request (``web.observer``), by default
+    uvicorn's access log for the answers given in the protocol when ``access_log`` is on."""
     probe_module.configure_libvips()
     encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling)
 
@@ -54,11 +60,11 @@ def create_app(settings: Settings) -> Server:
     def render(path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
         return render_module.render(path, fmt, plan, encode, version)
 
-    def tile_index(path: Path, info: SourceInfo) -> tiles.StoredTiles | None:
+    def tile_index(path: Path, info: SourceInfo) -> StoredTiles | None:
         if not settings.tile_passthrough or info.format is not SourceFormat.TIFF or not info.is_tiled:
             return None
         try:
-            return tiles.read_tile_index(path, info.levels)
+            return read_tile_index(path, info.levels)
         except (OSError, ValueError) as exc:  # no passthrough for this file; rendering still works
             log.warning("no stored-tile index for %s: %s", path, exc)
             return None
@@ -74,7 +80,7 @@ def create_app(settings: Settings) -> Server:
     service = ImageService(
         settings,
         FilesystemSource(settings.images),
-        Workers(probe=probe, render=render, tile_index=tile_index, read_tile=tiles.open_and_read),
+        BlockingOps(probe=probe, render=render, tile_index=tile_index, read_tile=open_and_read),
         lanes,
         cache,
     )
@@ -133,18 +139,20 @@ def create_app(settings: Settings) -> Server:
     image_endpoints = image_routes.endpoints(service, settings, memo)
     routes = [
         Route("/health", health, methods=["GET", "HEAD"]),
-        *pages.routes(settings, Assets(), object_exists, describe),
+        *pages.routes(settings, Assets(run_io=lanes.io.run), object_exists, describe),
         *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": fast_path_stats()}),
         *image_routes.routes(image_endpoints),
         *presentation_routes.routes(presentation, settings),
     ]
-    app = Server(
+    app = IIIFApplication(
         routes=routes,
         middleware=[Middleware(CORSMiddleware)],
         exception_handlers={HTTPException: http_exception_handler, Exception: unexpected_error_handler},
         lifespan=lifespan,
     )
-    app.fast_path = FastPath(app.framework, service, memo, image_endpoints)
+    if observer is None and settings.access_log:
+        observer = AccessLog()  # uvicorn's access log misses the answers the HTTP protocol gives itself
+    app.fast_path = FastPath(app.framework, service, memo, image_endpoints, observer)
     app.state.settings = settings
     app.state.image_service = service
     app.state.presentation = presentation
@@ -152,12 +160,13 @@ def create_app(settings: Settings) -> Server:
     return app
 
 
-class Server(Starlette):
+class IIIFApplication(Starlette):
     """Starlette with the fast path in front of its whole middleware stack.
 
     Starlette always puts its error middleware outermost; a repeated IIIF request or a tile miss
     has no use for it (the image endpoints answer their own errors) and paid for it on every
-    request. Everything else goes through the framework as usual.
+    request. Everything else goes through the framework as usual. ``web.http_protocol`` finds
+    ``answer_in_protocol`` and ``observer`` here.
     """
 
     fast_path: FastPath | None = None
@@ -169,9 +178,14 @@ class Server(Starlette):
         else:
             await super().__call__(scope, receive, send)
 
-    def answer_at_once(self, scope: Scope) -> tuple[int, bytes, bytes] | None:
-        """For ``web.http_protocol``: a repeated request answered before any task is started."""
-        return self.fast_path.answer_at_once(scope) if self.fast_path is not None else None
+    def answer_in_protocol(self, scope: Scope) -> Reply | None:
+        """For ``web.http_protocol``: a repeated request or a cold tile answered before any task is started."""
+        return self.fast_path.answer_in_protocol(scope) if self.fast_path is not None else None
+
+    @property
+    def observer(self) -> Observer | None:
+        """What hears of every answered request (``web.observer``), whichever way it was answered."""
+        return self.fast_path.observer if self.fast_path is not None else None
 
     async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)

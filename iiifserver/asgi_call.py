@@ -6,10 +6,16 @@ would over HTTP) and collecting the response.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
-from starlette.types import ASGIApp, Message
+# The ASGI signatures, spelled out so that this module needs no web framework.
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 
 async def call(
@@ -35,12 +41,16 @@ async def call(
     response_headers: list[tuple[str, str]] = []
     body = bytearray()
     sent = False
+    # The client "disconnects" only once the whole response is in: responses that watch for a
+    # disconnect while they stream (files) would otherwise stop after the first chunk.
+    complete = asyncio.Event()
 
     async def receive() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": b"", "more_body": False}
+        await complete.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
@@ -50,6 +60,8 @@ async def call(
             response_headers.extend((k.decode("latin-1"), v.decode("latin-1")) for k, v in message["headers"])
         elif message["type"] == "http.response.body":
             body.extend(message.get("body", b""))
+            if not message.get("more_body", False):
+                complete.set()
 
     try:
         await app(scope, receive, send)

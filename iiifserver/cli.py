@@ -1,7 +1,9 @@
 """The ``iiifserver`` command line.
 
 Owns: the commands and their flags. ``serve`` flags map one to one onto ``Settings`` fields
-(generated from them, so a new setting is a new flag with no extra code). Commands do their
+(generated from them, so a new setting is a new flag with no extra code); the other commands
+that need settings take ``--config FILE`` and repeatable ``--setting NAME=VALUE`` instead, so
+their ``--help`` shows their own options rather than forty server flags. Commands do their
 work through the same modules the server uses.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import os
 import sys
@@ -40,6 +43,10 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         else:
             click_type = {"int": int, "float": float, "Path": click.Path(path_type=Path)}.get(kind, str)
             fn = click.option(flag, f.name, type=click_type, default=None, help=help_text)(fn)
+    return _config_option(fn)
+
+
+def _config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--config",
         "config_file",
@@ -47,6 +54,41 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="TOML file of settings (or env IIIFSERVER_CONFIG).",
     )(fn)
+
+
+def _setting_pairs(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=VALUE`` texts -> overrides, each value converted as its environment variable would be."""
+    names = [f.name for f in config.fields()]
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        raw_name, equals, value = pair.partition("=")
+        name = raw_name.strip().replace("-", "_")  # max-width and max_width alike
+        if not equals or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", ctx, param)
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]}?" if close else " (`iiifserver settings` lists them)"
+            raise click.BadParameter(f"unknown setting {raw_name.strip()!r}{hint}", ctx, param)
+        try:
+            overrides[name] = config.coerce_setting(name, value, name)
+        except SettingsError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return overrides
+
+
+def _setting_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config FILE`` and ``--setting NAME=VALUE``: defaults < file < environment < these."""
+    fn = click.option(
+        "--setting",
+        "-s",
+        "overrides",
+        multiple=True,
+        metavar="NAME=VALUE",
+        callback=_setting_pairs,
+        help="Set one setting (repeatable), e.g. -s images=scans -s max_width=4000; "
+        "names and values as in the TOML file. Wins over --config and IIIFSERVER_* variables.",
+    )(fn)
+    return _config_option(fn)
 
 
 def _load(config_file: Path | None, overrides: dict[str, Any]) -> Settings:
@@ -85,7 +127,7 @@ def server_config(settings: Settings) -> uvicorn.Config:
     """How ``serve`` runs uvicorn: worker processes build the app from ``WORKER_ENV``."""
     import uvicorn
 
-    from iiifserver.web.http_protocol import HttpProtocol
+    from iiifserver.web import uvicorn_contract
 
     return uvicorn.Config(
         "iiifserver.app:worker_app",
@@ -94,11 +136,12 @@ def server_config(settings: Settings) -> uvicorn.Config:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http=HttpProtocol,
+        # Ours (web/http_protocol.py) when the uvicorn internals it needs hold, else uvicorn's own.
+        http=uvicorn_contract.http_protocol(),
         log_level=settings.log_level,
         access_log=settings.access_log,
         # X-Forwarded-* are handled by web/urls.py, from trusted proxies only. uvicorn's proxy
-        # middleware would also wrap the app and hide its answer_at_once from the protocol.
+        # middleware would also wrap the app and hide its answer_in_protocol from the protocol.
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
@@ -106,9 +149,9 @@ def server_config(settings: Settings) -> uvicorn.Config:
 
 
 @main.command()
-@_settings_options
-def settings(config_file: Path | None, **overrides: Any) -> None:
-    """Print the settings in force (after TOML file, environment and flags), as TOML."""
+@_setting_options
+def settings(config_file: Path | None, overrides: dict[str, Any]) -> None:
+    """Print the settings in force (after TOML file, environment and --setting), as TOML."""
     resolved = _load(config_file, overrides)
     for f in config.fields():
         value = getattr(resolved, f.name)
@@ -145,8 +188,10 @@ def _build_demo(out: Path, *, large: bool) -> list[Path]:
 @click.argument("path")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Write the body here.")
 @click.option("--header", "-H", "show_headers", is_flag=True, help="Print status and headers to stderr.")
-@_settings_options
-def get(path: str, output: Path | None, show_headers: bool, config_file: Path | None, **overrides: Any) -> None:
+@_setting_options
+def get(
+    path: str, output: Path | None, show_headers: bool, config_file: Path | None, overrides: dict[str, Any]
+) -> None:
     """Answer one request in-process, without a network server: PATH like /iiif/3/ID/info.json."""
     settings = _load(config_file, overrides)
     import asyncio
@@ -183,8 +228,8 @@ def cache() -> None:
 
 @cache.command("purge")
 @click.argument("identifier", required=False)
-@_settings_options
-def cache_purge(identifier: str | None, config_file: Path | None, **overrides: Any) -> None:
+@_setting_options
+def cache_purge(identifier: str | None, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Remove IDENTIFIER's cached tiles (all tiles without one) from the disk cache.
 
     Running servers sharing the cache folder drop their memory tiers within a second.
@@ -223,8 +268,8 @@ def _cli_base(settings: Settings) -> str:
     default=None,
     help="Also write every document here: OBJECT/manifest.json, collection.json, collection/PATH.json.",
 )
-@_settings_options
-def manifests_build(out: Path | None, config_file: Path | None, **overrides: Any) -> None:
+@_setting_options
+def manifests_build(out: Path | None, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Build every manifest and collection (ids under public_url), reporting each bad description."""
     settings = _load(config_file, overrides)
     failures = asyncio.run(_build_all(settings, out, progress=True))
@@ -239,8 +284,8 @@ def manifests_build(out: Path | None, config_file: Path | None, **overrides: Any
     default=None,
     help="Also check every document against this JSON Schema (the IIIF Presentation 3.0 schema).",
 )
-@_settings_options
-def manifests_validate(schema: Path | None, config_file: Path | None, **overrides: Any) -> None:
+@_setting_options
+def manifests_validate(schema: Path | None, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Check every description and its images, and build each document; exit 1 on any problem."""
     settings = _load(config_file, overrides)
     validator = None
@@ -333,8 +378,8 @@ async def _build_all(settings: Settings, out: Path | None, *, progress: bool, va
 @manifests.command("import")
 @click.argument("spreadsheet", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--force", is_flag=True, help="Replace descriptions that already exist.")
-@_settings_options
-def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, **overrides: Any) -> None:
+@_setting_options
+def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Turn a CSV spreadsheet (one row per object or per page) into one YAML description per object.
 
     A spreadsheet can also be served as it is by putting it in the manifests folder.
@@ -422,7 +467,7 @@ def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, *
     help="Also describe the converted images as one object: writes MANIFESTS/NAME.yaml.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar; only the summary.")
-@_settings_options
+@_setting_options
 def convert(
     sources: tuple[Path, ...],
     out_dir: Path,
@@ -436,7 +481,7 @@ def convert(
     object_name: str | None,
     quiet: bool,
     config_file: Path | None,
-    **overrides: Any,
+    overrides: dict[str, Any],
 ) -> None:
     """Convert masters (files, or folders recursively) into tiled pyramidal TIFFs in OUT.
 

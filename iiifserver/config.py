@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iiifserver.image.planner import Limits
-
 ENV_PREFIX = "IIIFSERVER_"
 # The serve command hands its resolved settings to uvicorn's worker processes through this.
 WORKER_ENV = "IIIFSERVER_WORKER_SETTINGS"
@@ -27,6 +25,22 @@ DEFAULT_IMAGES = Path("demo-images")
 
 def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Server-imposed output limits, advertised in info.json and enforced on every request.
+
+    Here rather than in the planner that enforces them: settings are the bottom layer, and
+    ``Settings.limits`` builds one.
+    """
+
+    max_width: int
+    max_height: int
+    max_area: int
+    allow_upscaling: bool = True
+    # ``^max`` blows the region up to the limits (the spec's letter) instead of meaning ``max``.
+    upscale_max_to_limits: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +189,11 @@ def _from_toml(path: Path) -> dict[str, Any]:
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     return {name: _coerce(_field(name), value, f"{path}: {name}") for name, value in table.items()}
+
+
+def coerce_setting(name: str, value: Any, where: str) -> Any:
+    """``value`` converted to setting ``name``'s type, as the environment's text is; ``SettingsError`` if not."""
+    return _coerce(_field(name), value, where)
 
 
 def _field(name: str) -> dataclasses.Field[Any]:

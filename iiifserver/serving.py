@@ -4,7 +4,9 @@ Owns: the sockets the workers accept on. uvicorn binds one socket in the parent 
 worker accepts from it; the event loop (libuv) accepts every connection waiting when it wakes,
 so a client that opens a few keep-alive connections at once (a proxy's upstream pool, a load
 generator) often lands entirely on one worker while the others idle. Here each worker binds
-its own socket with ``SO_REUSEPORT`` and the kernel spreads new connections over them.
+its own socket with ``SO_REUSEPORT`` and the kernel spreads new connections over them. That
+leans on how uvicorn hands sockets to its workers (``web.uvicorn_contract`` checks it before
+start-up; when it does not hold, the workers share one socket, as uvicorn does by default).
 Must not know: the app, IIIF.
 """
 
@@ -17,6 +19,8 @@ from collections.abc import Iterator
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
+
+from iiifserver.web import uvicorn_contract
 
 
 def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -62,6 +66,9 @@ def run(config: uvicorn.Config) -> None:
             server.run()
             if not server.started:
                 sys.exit(3)  # uvicorn's exit status for a failed start-up
+            return
+        if not uvicorn_contract.per_worker_sockets():
+            Multiprocess(config, sockets=[config.bind_socket()]).run()  # what uvicorn.run does
             return
         # Fails here, in the parent, if the port is taken (by anything not sharing it).
         reuseport_socket(config.host, config.port, config.backlog).close()

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test,bench]"
+[ "${1:-}" = "--test" ] && extras="[test,bench,docs]"
 
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then

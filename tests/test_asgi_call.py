@@ -40,3 +40,21 @@ def test_error_after_response_is_returned() -> None:
 def test_error_before_response_propagates() -> None:
     with pytest.raises(RuntimeError, match="nothing was sent"):
         asyncio.run(call(fails_before_sending, "/"))
+
+
+async def streams_until_disconnect(scope: Scope, receive: Receive, send: Send) -> None:
+    """Like a file response: two chunks, and a watcher that stops it when the client leaves."""
+    await receive()  # the request
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    watcher = asyncio.ensure_future(receive())
+    for chunk in (b"first ", b"second"):
+        await asyncio.sleep(0)
+        if watcher.done():
+            return  # the client left: a real server stops sending
+        await send({"type": "http.response.body", "body": chunk, "more_body": chunk == b"first "})
+    assert (await watcher)["type"] == "http.disconnect"
+
+
+def test_the_client_stays_until_the_whole_body_is_in() -> None:
+    status, _, body = asyncio.run(call(streams_until_disconnect, "/viewers/x.js"))
+    assert (status, body) == (200, b"first second")

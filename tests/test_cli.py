@@ -1,4 +1,5 @@
-"""The command line: flags map onto settings; `get` answers one request in-process."""
+"""The command line: ``serve`` flags map onto settings, the other commands take ``--config`` and
+``--setting NAME=VALUE``; `get` answers one request in-process."""
 
 from __future__ import annotations
 
@@ -32,25 +33,96 @@ def test_every_setting_is_a_serve_flag() -> None:
         assert "IIIFSERVER_" + f.name.upper() in result.output
 
 
+def _settings(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["settings", *args], env=env)
+    return result.exit_code, result.output
+
+
 def test_settings_command_shows_layers(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text("port = 9001\n")
-    result = CliRunner().invoke(
-        main, ["settings", "--config", str(toml), "--max-area", "123456"], env={"IIIFSERVER_WORKERS": "3"}
-    )
-    assert result.exit_code == 0, result.output
-    lines = set(result.output.splitlines())
+    code, output = _settings("--config", str(toml), "--setting", "max_area=123456", env={"IIIFSERVER_WORKERS": "3"})
+    assert code == 0, output
+    lines = set(output.splitlines())
     assert {"port = 9001", "workers = 3", "max_area = 123456", "allow_upscaling = true"} <= lines
 
 
-def test_bad_flag_value_is_a_usage_error() -> None:
-    result = CliRunner().invoke(main, ["settings", "--jpeg-quality", "300"])
+@pytest.mark.parametrize(
+    ("pair", "line"),
+    [
+        ("max_width=4000", "max_width = 4000"),
+        ("max-width=4000", "max_width = 4000"),  # the flag spelling works too
+        ("queue_timeout=2.5", "queue_timeout = 2.5"),
+        ("allow_upscaling=off", "allow_upscaling = false"),
+        ("tile_passthrough=yes", "tile_passthrough = true"),
+        ("images=scans/a=b", 'images = "scans/a=b"'),  # only the first '=' separates
+        ("public_url=", 'public_url = ""'),
+        ("log_level=warning", 'log_level = "warning"'),
+    ],
+)
+def test_setting_values_are_converted_to_the_setting_type(pair: str, line: str) -> None:
+    code, output = _settings("-s", pair, env={})
+    assert code == 0, output
+    assert line in output.splitlines()
+
+
+def test_setting_is_repeatable_and_the_last_one_wins() -> None:
+    code, output = _settings("-s", "port=8001", "--setting", "workers=2", "-s", "port=8002", env={})
+    assert code == 0, output
+    assert {"port = 8002", "workers = 2"} <= set(output.splitlines())
+
+
+def test_setting_wins_over_config_file_and_environment(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("port = 9001\nworkers = 5\nmax_width = 100\n")
+    env = {"IIIFSERVER_PORT": "9002", "IIIFSERVER_WORKERS": "6"}
+    code, output = _settings("--config", str(toml), "-s", "port=9003", env=env)
+    assert code == 0, output
+    # --setting > environment > file > defaults
+    assert {"port = 9003", "workers = 6", "max_width = 100", "max_height = 10000"} <= set(output.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("max_widht=4000", "unknown setting 'max_widht'; did you mean max_width?"),
+        ("colour=red", "unknown setting 'colour' (`iiifserver settings` lists them)"),
+        ("port", "'port' is not NAME=VALUE"),
+        ("=8000", "'=8000' is not NAME=VALUE"),
+        ("port=eighty", "port: expected int, got 'eighty'"),
+        ("queue_timeout=soon", "queue_timeout: expected float, got 'soon'"),
+        ("allow_upscaling=maybe", "allow_upscaling: expected bool, got 'maybe'"),
+    ],
+)
+def test_bad_setting_is_a_usage_error_naming_it(pair: str, message: str) -> None:
+    code, output = _settings("-s", pair, env={})
+    assert code == 2
+    assert "Invalid value for '--setting'" in output
+    assert message in output
+
+
+def test_out_of_range_setting_is_a_usage_error() -> None:
+    code, output = _settings("-s", "jpeg_quality=300", env={})
+    assert code == 2
+    assert "jpeg_quality must be 1-100" in output
+
+
+@pytest.mark.parametrize(
+    "command", [["settings"], ["get", "/x"], ["cache", "purge"], ["manifests", "build"], ["convert", "a"]]
+)
+def test_only_serve_has_one_flag_per_setting(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--setting NAME=VALUE" in result.output
+    assert "--config" in result.output
+    assert "--max-width" not in result.output
+    result = CliRunner().invoke(main, [*command, "--max-width", "10"])
     assert result.exit_code == 2
-    assert "jpeg_quality must be 1-100" in result.output
+    assert "No such option '--max-width'" in result.output
 
 
 def test_get_info_json(image_root: Path) -> None:
-    result = CliRunner().invoke(main, ["get", "/iiif/3/pic/info.json", "--images", str(image_root)])
+    result = CliRunner().invoke(main, ["get", "/iiif/3/pic/info.json", "-s", f"images={image_root}"])
     assert result.exit_code == 0, result.output
     assert '"width":1200' in result.output
     assert '"id":"http://localhost/iiif/3/pic"' in result.output
@@ -59,7 +131,7 @@ def test_get_info_json(image_root: Path) -> None:
 def test_get_image_to_file(image_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.png"
     result = CliRunner().invoke(
-        main, ["get", "/iiif/3/pic/full/300,/90/gray.png", "-o", str(out), "--images", str(image_root)]
+        main, ["get", "/iiif/3/pic/full/300,/90/gray.png", "-o", str(out), "-s", f"images={image_root}"]
     )
     assert result.exit_code == 0, result.output
     with Image.open(io.BytesIO(out.read_bytes())) as img:
@@ -68,7 +140,7 @@ def test_get_image_to_file(image_root: Path, tmp_path: Path) -> None:
 
 
 def test_get_error_exits_non_zero(image_root: Path) -> None:
-    result = CliRunner().invoke(main, ["get", "/iiif/3/missing/info.json", "-H", "--images", str(image_root)])
+    result = CliRunner().invoke(main, ["get", "/iiif/3/missing/info.json", "-H", "-s", f"images={image_root}"])
     assert result.exit_code == 1
     assert "HTTP 404" in result.output
 
@@ -76,7 +148,7 @@ def test_get_error_exits_non_zero(image_root: Path) -> None:
 def test_cache_purge_command(image_root: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     runner = CliRunner()
-    args = ["--images", str(image_root), "--cache", str(cache_dir)]
+    args = ["-s", f"images={image_root}", "--setting", f"cache={cache_dir}"]
     for path in ("/iiif/3/pic/full/100,/0/default.png", "/iiif/3/pic.tif/full/90,/0/default.png"):
         assert runner.invoke(main, ["get", path, "-o", str(tmp_path / "x"), *args]).exit_code == 0
     entries = [p for p in cache_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
@@ -85,7 +157,7 @@ def test_cache_purge_command(image_root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "purged 2 cached tiles for 'pic'" in result.output
     assert not [p for p in cache_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    result = runner.invoke(main, ["cache", "purge", "--cache", str(tmp_path / "none")])
+    result = runner.invoke(main, ["cache", "purge", "-s", f"cache={tmp_path / 'none'}"])
     assert result.exit_code == 0
     assert "nothing to purge" in result.output
 
@@ -111,4 +183,4 @@ def test_served_protocol_answers_repeats_at_once(
         protocol = HttpProtocol(config=uvicorn_config, server_state=state, app_state={}, _loop=loop)
     finally:
         loop.close()
-    assert protocol.answers_at_once
+    assert protocol.answers_in_protocol

@@ -1,7 +1,9 @@
-"""Tiered tile cache: memory first, then disk, behind one small async facade.
+"""Tiered tile cache: memory first, then disk, behind one small facade.
 
 Owns: the order of the tiers, promotion of disk hits into memory, keeping blocking disk calls off the
-event loop, and noticing purges made by other worker processes.
+event loop, and noticing purges made by other worker processes. Users go through this facade,
+never to a tier directly: the memory tier without a thread hop (``get_memory``, ``put_memory``),
+the disk tier from a worker thread (``get_disk_blocking``) or through ``run_blocking`` (``get``, ``put``).
 Must not know: how keys are built, how entries are rendered, HTTP, which thread pool runs the
 blocking calls (it is handed ``run_blocking``).
 """
@@ -45,10 +47,22 @@ class TileCache:
         self._generation: int | None = None  # the disk purge generation the memory tier reflects
         self._next_generation_check = 0.0
         self._checking = False
+        # The memory tier's own methods, bound once: no thread hop, no await, and no extra call
+        # on the hot path of every tile request.
+        self.get_memory: Callable[[str], Entry | None] = memory.get
+        self.put_memory: Callable[[str, Entry], bool] = memory.put
 
-    def get_memory(self, key: str) -> Entry | None:
-        """Memory tier only: no thread hop, no await; the hot path of every tile request."""
-        return self.memory.get(key)
+    @property
+    def has_disk(self) -> bool:
+        return self.disk is not None
+
+    def get_disk_blocking(self, identifier: str, key: str) -> Entry | None:
+        """The disk tier only, in the caller's thread (a worker thread: it blocks); never raises.
+
+        For callers that already run in a worker thread (a disk lookup and the render it may save
+        in one hop); no promotion: the caller keeps what it returns.
+        """
+        return self.disk.get(identifier, key) if self.disk is not None else None
 
     async def get(self, identifier: str, key: str) -> Entry | None:
         """Memory, then disk (in a worker thread); a disk hit is promoted into memory.

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from iiifserver.image.planner import Limits, max_size
+from iiifserver.config import Limits
+from iiifserver.image.planner import max_size
 from iiifserver.image.request import Format, Quality
 from iiifserver.image.source_info import Colour, SourceInfo
 

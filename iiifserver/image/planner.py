@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
+from iiifserver.config import Limits
 from iiifserver.errors import BadRequest, NotImplementedFeature
 from iiifserver.image.request import (
     ApiVersion,
@@ -28,18 +29,6 @@ from iiifserver.image.request import (
     format_size,
 )
 from iiifserver.image.source_info import Colour, Level, SourceInfo
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Server-imposed output limits, advertised in info.json and enforced on every request."""
-
-    max_width: int
-    max_height: int
-    max_area: int
-    allow_upscaling: bool = True
-    # ``^max`` blows the region up to the limits (the spec's letter) instead of meaning ``max``.
-    upscale_max_to_limits: bool = False
 
 
 @dataclass(frozen=True, slots=True)

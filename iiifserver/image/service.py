@@ -1,11 +1,11 @@
-"""Async orchestration of an image or info request.
+"""The request path of an image: from an identifier and a parsed request to the response body.
 
-Owns: the flow identifier -> source file (version cache, else a stat in a worker thread) ->
-SourceInfo and stored-tile index (cached by source version) -> resolved request -> canonical
-form and cache key -> memory tier (no thread hop) -> single-flight: stored-tile passthrough,
-else disk tier and render in one hop into a bounded lane -> cache put.
-Must not know: the web framework, pyvips (probe/render/tile reading are functions it is given,
-and run in worker threads).
+Owns: known source (``SourceRegistry``) -> resolved request -> canonical form and cache key ->
+memory tier (no thread hop) -> stored tile from the page cache (on the loop) -> single-flight:
+stored tile read in a worker thread, else disk tier and render in one hop into a bounded lane ->
+cache put; which lane a request runs in; the service's counters.
+Must not know: the web framework, pyvips (render and tile reading are functions it is given, and
+run in worker threads), how identifiers are resolved and trusted (the registry's business).
 
 A cache entry is only ever stored under the version of the bytes that produced it: renders and
 tile reads check the file they opened against the version the key was built from, and a file
@@ -17,63 +17,41 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import cachetools
-
 from iiifserver.cache.entry import Entry
-from iiifserver.cache.keys import KeyHasher
 from iiifserver.cache.singleflight import SingleFlight
 from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
-from iiifserver.errors import IIIFError, ServiceUnavailable, SourceChanged, UnsupportedSource
+from iiifserver.errors import ServiceUnavailable, SourceChanged
 from iiifserver.image import canonical, planner, tile_codec
+from iiifserver.image.passthrough import TileRef, stored_tile_for
 from iiifserver.image.request import ApiVersion, ImageRequest
-from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
-from iiifserver.image.sources import Source, SourceFile, VersionCache, cache_names
-from iiifserver.image.tiles import (
-    StoredTiles,
-    TileFiles,
-    TileGrid,
-    TileRef,
-    open_checked,
-    stored_tile_for,
-)
+from iiifserver.image.source_info import SourceFormat, SourceVersion
+from iiifserver.image.source_registry import KnownSource, ProbeFn, SourceRegistry, TileIndexFn
+from iiifserver.image.sources import Source, SourceFile, cache_names
+from iiifserver.image.tile_files import TileFiles
+from iiifserver.image.tile_grid import TileGrid
 
 log = logging.getLogger(__name__)
 
 # Bump when the bytes served for a canonical request change, so old cache entries die.
 RENDER_VERSION = "3"
-FOUND_MEMO_SIZE = 4096
 # Requests at most this large (output and decoded crop) use the tile lane.
 TILE_LANE_OUTPUT_PIXELS = 1024 * 1024
 TILE_LANE_CROP_PIXELS = 4 * 1024 * 1024
 
-ProbeFn = Callable[[Path], SourceInfo]
-TileIndexFn = Callable[[Path, SourceInfo], StoredTiles | None]
 RenderFn = Callable[[Path, SourceFormat, planner.Plan, SourceVersion], bytes]
 TileReadFn = Callable[[Path, SourceVersion, TileGrid, int], tuple[bytes, int]]  # tile, open descriptor
 
 
 @dataclass(frozen=True, slots=True)
-class Found:
-    file: SourceFile
-    info: SourceInfo
-    stored: StoredTiles | None = None  # JPEG tile index for passthrough, when the source has one
-    keys: KeyHasher = field(init=False, repr=False, compare=False)  # cache keys of this version
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", KeyHasher(self.file.cache_name, self.file.version.token))
-
-
-@dataclass(frozen=True, slots=True)
 class Prepared:
     identifier: str  # as requested
-    found: Found
+    source: KnownSource
     plan: planner.Plan
     media_type: str
     canonical_v3: str  # region/size/rotation/quality.format in 3.0 canonical form
@@ -83,7 +61,7 @@ class Prepared:
 
     @property
     def version(self) -> SourceVersion:
-        return self.found.file.version
+        return self.source.file.version
 
 
 @dataclass(slots=True)
@@ -109,8 +87,8 @@ class Lanes:
 
 
 @dataclass(frozen=True, slots=True)
-class Workers:
-    """The blocking functions the service calls in worker threads."""
+class BlockingOps:
+    """The blocking functions the service calls in worker threads (pyvips and file reads live there)."""
 
     probe: ProbeFn
     render: RenderFn
@@ -119,133 +97,40 @@ class Workers:
 
 
 class ImageService:
+    """The image requests of one worker process. Event loop only; blocking work goes to ``lanes``."""
+
     def __init__(
-        self, settings: Settings, source: Source, workers: Workers, lanes: Lanes, cache: TileCache | None = None
+        self, settings: Settings, source: Source, ops: BlockingOps, lanes: Lanes, cache: TileCache | None = None
     ) -> None:
         self.settings = settings
         self.limits = settings.limits
         self.cache = cache
         self.lanes = lanes
         self.counters = Counters()
-        self._source = source
-        self._workers = workers
+        self._ops = ops
         chroma = "420" if settings.jpeg_chroma_subsampling else "auto"
         self._render_tag = f"r{RENDER_VERSION}/q{settings.jpeg_quality}/{chroma}/w{settings.webp_quality}"
-        self._facts: cachetools.LRUCache[tuple[Path, SourceVersion], tuple[SourceInfo, StoredTiles | None]] = (
-            cachetools.LRUCache(4096)
-        )
-        self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
-        self._lock = threading.Lock()  # _facts and _errors are filled from worker threads
-        # The last Found of each identifier, while the version cache trusts that very file:
-        # a cold tile then finds its image with two dict lookups.
-        self._found: dict[str, Found] = {}
-        self._versions = VersionCache(settings.source_check_interval)
         self._flights: SingleFlight[Entry] = SingleFlight()
-        self._checks: SingleFlight[Found] = SingleFlight()
-        self._rechecks: set[str] = set()  # identifiers being re-checked in the background
-        self._background: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
         self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
         self._tile_files = TileFiles()
+        self.registry = SourceRegistry(
+            source,
+            ops.probe,
+            ops.tile_index,
+            check_interval=settings.source_check_interval,
+            lane=lanes.io,
+            recheck_lane=lanes.rechecks,
+            tile_files=self._tile_files,
+        )
+        # The registry's answers, bound once: ``current_version`` and ``find_if_known`` are on
+        # the answered-at-once path, which a delegating method would make a call longer.
+        self.find: Callable[[str], Awaitable[KnownSource]] = self.registry.find
+        self.find_if_known: Callable[[str], KnownSource | None] = self.registry.find_if_known
+        self.current_version: Callable[[str], SourceVersion | None] = self.registry.current_version
+        self.forget: Callable[[str | None], None] = self.registry.forget
         # Edge tiles pass through too, cut losslessly or stretched by a pixel, with libturbojpeg.
         self._edge_crops = settings.tile_passthrough and tile_codec.available()
         self._encoding = tile_codec.Encoding(settings.jpeg_quality, settings.jpeg_chroma_subsampling)
-
-    # -- identifier -> facts ---------------------------------------------------------------------
-
-    async def find(self, identifier: str) -> Found:
-        """Resolve and probe ``identifier``: from memory when recently seen, else in a worker thread.
-
-        Concurrent checks of one identifier share one thread hop. A busy identifier is re-checked
-        in the background before its trust runs out: under load a thread waits milliseconds for
-        the GIL, and every request of an identifier whose check had expired used to wait for it.
-        """
-        found = self.found_nowait(identifier)
-        if found is not None:
-            return found
-        lane = self.lanes.io
-        job = functools.partial(self._find_and_open, identifier, self._versions.peek(identifier))
-        if self._versions.interval <= 0:  # "check on every request": nothing shared
-            return self._adopt(await lane.run(job))
-        return await self._checks.run_in(identifier, lane, job, self._adopt)
-
-    def found_nowait(self, identifier: str) -> Found | None:
-        """``find`` from memory only (no I/O, no await); None: ``find`` must check."""
-        file, due = self._versions.lookup(identifier)
-        if file is None:
-            return None
-        if due:
-            self._recheck_soon(identifier)
-        found = self._found.get(identifier)
-        if found is not None and found.file is file:
-            return found
-        with self._lock:
-            facts = self._facts.get((file.path, file.version))
-        if facts is None:
-            return None
-        if len(self._found) >= FOUND_MEMO_SIZE:
-            del self._found[next(iter(self._found))]  # the oldest
-        found = self._found[identifier] = Found(file, *facts)
-        return found
-
-    def _adopt(self, checked: tuple[Found, int | None]) -> Found:
-        """On the loop, after a check: keep the tile descriptor it opened, trust the version."""
-        found, fd = checked
-        if fd is not None:
-            self._tile_files.adopt(found.file.path, found.file.version, fd)
-        self._versions.put(found.file)
-        return found
-
-    def _find_and_open(self, identifier: str, previous: SourceFile | None = None) -> tuple[Found, int | None]:
-        """``_find_blocking``, and a descriptor for stored-tile reads in the same thread hop: the
-        first tiles of a new identifier are then read inline, not each in a thread of its own.
-        Re-checking an unchanged ``previous`` file costs one ``stat`` and opens nothing."""
-        found = self._find_blocking(identifier, previous)
-        if found.stored is None or found.file == previous:
-            return found, None
-        try:
-            return found, open_checked(found.file.path, found.file.version)
-        except (OSError, SourceChanged):  # the tile read finds out again and decides
-            return found, None
-
-    def _recheck_soon(self, identifier: str) -> None:
-        if identifier in self._rechecks:
-            return
-        self._rechecks.add(identifier)
-
-        async def recheck() -> None:
-            try:
-                # Its own thread: a request that must wait for a check never queues behind these.
-                job = functools.partial(self._find_and_open, identifier, self._versions.peek(identifier))
-                await self._checks.run_in(identifier, self.lanes.rechecks, job, self._adopt)
-            except Exception:  # gone, unreadable, overloaded: the next request checks it itself
-                self._versions.forget(identifier)
-            finally:
-                self._rechecks.discard(identifier)
-
-        task = asyncio.get_running_loop().create_task(recheck())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _find_blocking(self, identifier: str, previous: SourceFile | None = None) -> Found:
-        file = self._source.resolve(identifier) if previous is None else self._source.recheck(previous)
-        key = (file.path, file.version)
-        with self._lock:
-            facts = self._facts.get(key)
-            error = self._errors.get(key)
-        if error is not None:
-            raise error
-        if facts is None:
-            try:
-                info = self._workers.probe(file.path)
-            except UnsupportedSource as exc:
-                # Bad sources are remembered briefly, so a flood of requests does not re-probe.
-                with self._lock:
-                    self._errors[key] = exc
-                raise
-            facts = (info, self._workers.tile_index(file.path, info))
-            with self._lock:
-                self._facts[key] = facts
-        return Found(file, *facts)
 
     async def purge(self, identifier: str | None) -> int:
         """Drop ``identifier``'s cached responses, whichever file name it was reached by (all for None)."""
@@ -256,28 +141,25 @@ class ImageService:
             return await self.cache.purge(None)
         return sum([await self.cache.purge(name) for name in cache_names(identifier)])
 
-    def forget(self, identifier: str | None = None) -> None:
-        """Drop what is remembered of ``identifier``'s file (all for None): it is stat-ed again."""
-        self._versions.forget(identifier)
-
     # -- image requests --------------------------------------------------------------------------
 
     async def prepare(self, identifier: str, request: ImageRequest) -> Prepared:
         """Everything but the pixels: enough for the canonical URL, the key and a 304."""
         return self._prepare(identifier, await self.find(identifier), request)
 
-    def prepare_nowait(self, identifier: str, request: ImageRequest) -> Prepared | None:
-        """``prepare`` when the identifier's facts are in memory; None: ``prepare`` must check."""
-        found = self.found_nowait(identifier)
-        return None if found is None else self._prepare(identifier, found, request)
+    def prepare_if_known(self, identifier: str, request: ImageRequest) -> Prepared | None:
+        """``prepare`` when the identifier's source is known and trusted (no I/O, no await);
+        None: ``prepare`` must check it."""
+        known = self.find_if_known(identifier)
+        return None if known is None else self._prepare(identifier, known, request)
 
-    def _prepare(self, identifier: str, found: Found, request: ImageRequest) -> Prepared:
-        resolved = planner.resolve(request, found.info, self.limits)
+    def _prepare(self, identifier: str, known: KnownSource, request: ImageRequest) -> Prepared:
+        resolved = planner.resolve(request, known.info, self.limits)
         canonical_v3 = canonical.canonical_path(resolved, ApiVersion.V3)
-        plan = planner.plan(resolved, found.info)
+        plan = planner.plan(resolved, known.info)
         return Prepared(
             identifier=identifier,
-            found=found,
+            source=known,
             plan=plan,
             media_type=request.format.media_type,
             canonical_v3=canonical_v3,
@@ -286,42 +168,34 @@ class ImageService:
                 if request.version is ApiVersion.V3
                 else canonical.canonical_path(resolved, request.version)
             ),
-            key=found.keys.key(canonical_v3, self._render_tag),
+            key=known.keys.key(canonical_v3, self._render_tag),
             passthrough=(
-                stored_tile_for(found.stored, found.info.levels, plan, edges=self._edge_crops, stretch=self._edge_crops)
-                if found.stored is not None
+                stored_tile_for(known.stored, known.info.levels, plan, edges=self._edge_crops, stretch=self._edge_crops)
+                if known.stored is not None
                 else None
             ),
         )
 
-    def current_version(self, identifier: str) -> SourceVersion | None:
-        """The version ``identifier`` is trusted to have now, without any I/O; None: check it."""
-        file, due = self._versions.lookup(identifier)
-        if file is None:
-            return None
-        if due:
-            self._recheck_soon(identifier)
-        return file.version
-
     def cached_key(self, key: str) -> Entry | None:
+        """``cached`` by key (a remembered response's): the memory tier only."""
         return self.cache.get_memory(key) if self.cache is not None else None
 
     def cached(self, prepared: Prepared) -> Entry | None:
         """The memory tier only: no await, no thread hop (hot tiles)."""
         return self.cache.get_memory(prepared.key) if self.cache is not None else None
 
-    def entry_nowait(self, prepared: Prepared) -> Entry | None:
-        """The body from the memory tier or a stored tile in the page cache, without awaiting or
-        leaving the loop; None: ``fetch`` must produce it."""
+    def entry_at_once(self, prepared: Prepared) -> Entry | None:
+        """The body when it can be had at once: from the memory tier, or a stored tile in the page
+        cache; no await, no thread. None: ``fetch`` must produce it."""
         entry = self.cached(prepared)
         if entry is None and prepared.passthrough is not None:
-            entry = self._stored_nowait(prepared)
+            entry = self._stored_at_once(prepared)
         return entry
 
     async def fetch(self, prepared: Prepared) -> Entry:
         """The response body: disk tier, else stored tile, else render; concurrent twins share one."""
         if prepared.passthrough is not None:
-            entry = self._stored_nowait(prepared)
+            entry = self._stored_at_once(prepared)
             if entry is not None:
                 return entry
         if prepared.passthrough is None:
@@ -341,7 +215,7 @@ class ImageService:
             )
         return await self._flights.run(prepared.key, lambda: self._produce(prepared))
 
-    def _stored_nowait(self, prepared: Prepared) -> Entry | None:
+    def _stored_at_once(self, prepared: Prepared) -> Entry | None:
         """A stored tile whose bytes are in the page cache, without leaving the loop.
 
         The commonest cold request. It needs no single flight: twins each read tens of
@@ -350,9 +224,9 @@ class ImageService:
         """
         ref = prepared.passthrough
         assert ref is not None
-        file = prepared.found.file
+        file = prepared.source.file
         try:
-            tile = self._tile_files.read_nowait(file.path, file.version, ref.grid, ref.index)
+            tile = self._tile_files.read_if_cached(file.path, file.version, ref.grid, ref.index)
             if tile is not None:
                 tile = self._cut(tile, ref)
         except ValueError:
@@ -363,7 +237,7 @@ class ImageService:
         self.counters.passthrough_inline += 1
         entry = Entry(tile, prepared.media_type, file.cache_name)
         if self.cache is not None:
-            self.cache.memory.put(prepared.key, entry)
+            self.cache.put_memory(prepared.key, entry)
         return entry
 
     async def _produce(self, prepared: Prepared) -> Entry:
@@ -387,8 +261,8 @@ class ImageService:
             # Memory now, so the next request hits; the disk copy (an fsync) is written in the
             # background rather than making every waiter of this flight wait for it. Stored
             # tiles are already on disk in the source, disk hits are there too: memory only.
-            self.cache.memory.put(prepared.key, entry)
-            if rendered and self.cache.disk is not None:
+            self.cache.put_memory(prepared.key, entry)
+            if rendered and self.cache.has_disk:
                 task = asyncio.get_running_loop().create_task(self.cache.put(entry.identifier, prepared.key, entry))
                 self._disk_writes.add(task)
                 task.add_done_callback(self._disk_writes.discard)
@@ -403,7 +277,7 @@ class ImageService:
 
     async def _entry(self, prepared: Prepared) -> tuple[Entry, bool]:
         """The stored tile, else the disk tier's copy, else a render; and whether it was rendered."""
-        file = prepared.found.file
+        file = prepared.source.file
         if prepared.passthrough is not None:
             ref = prepared.passthrough
             try:
@@ -439,29 +313,28 @@ class ImageService:
 
     def _disk_or_render(self, prepared: Prepared) -> tuple[Entry, bool]:
         """In a worker thread: the disk tier's entry (never raises), else a fresh render."""
-        file = prepared.found.file
-        disk = self.cache.disk if self.cache is not None else None
-        if disk is not None and prepared.passthrough is None:
-            found = disk.get(file.cache_name, prepared.key)
-            if found is not None:
-                return found, False
-        body = self._workers.render(file.path, prepared.found.info.format, prepared.plan, file.version)
+        file = prepared.source.file
+        if self.cache is not None and prepared.passthrough is None:
+            stored = self.cache.get_disk_blocking(file.cache_name, prepared.key)
+            if stored is not None:
+                return stored, False
+        body = self._ops.render(file.path, prepared.source.info.format, prepared.plan, file.version)
         return Entry(body, prepared.media_type, file.cache_name), True
 
     async def _stored_tile(self, file: SourceFile, grid: TileGrid, index: int) -> bytes:
         """From the page cache on the loop (never blocks), else opened and read in a worker thread
         of the I/O lane (not behind 2-millisecond renders), keeping the descriptor for next time."""
-        cached = self._tile_files.read_nowait(file.path, file.version, grid, index)
+        cached = self._tile_files.read_if_cached(file.path, file.version, grid, index)
         if cached is not None:
             return cached
-        tile, fd = await self.lanes.io.run(self._workers.read_tile, file.path, file.version, grid, index)
+        tile, fd = await self.lanes.io.run(self._ops.read_tile, file.path, file.version, grid, index)
         self._tile_files.adopt(file.path, file.version, fd)
         return tile
 
     async def drain(self) -> None:
         """Wait for background disk writes and source re-checks (shutdown, tests)."""
-        while self._disk_writes or self._background:
-            await asyncio.gather(*self._disk_writes, *self._background, return_exceptions=True)
+        while self._disk_writes or self.registry.background:
+            await asyncio.gather(*self._disk_writes, *self.registry.background, return_exceptions=True)
 
     def close(self) -> None:
         self._tile_files.close()

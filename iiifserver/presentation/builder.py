@@ -34,7 +34,8 @@ from iiif_prezi3 import (
 )
 
 from iiifserver.image.request import encode_identifier
-from iiifserver.presentation.description import (
+from iiifserver.presentation.description import folder_label
+from iiifserver.presentation.model import (
     Agent,
     Description,
     LanguageMap,
@@ -42,7 +43,6 @@ from iiifserver.presentation.description import (
     MetadataEntry,
     ObjectDescription,
     RangeSpec,
-    folder_label,
 )
 
 PRESENTATION_PREFIX = "/iiif/presentation/3"

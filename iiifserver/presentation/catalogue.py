@@ -29,9 +29,7 @@ import yaml
 from iiifserver.image.sources import EXTENSIONS
 from iiifserver.presentation import spreadsheet
 from iiifserver.presentation.description import (
-    Description,
     DescriptionError,
-    ObjectDescription,
     check_object_id,
     folder_label,
     lists_pages,
@@ -39,6 +37,7 @@ from iiifserver.presentation.description import (
     parse_collection,
     parse_object,
 )
+from iiifserver.presentation.model import Description, ObjectDescription
 
 log = logging.getLogger(__name__)
 

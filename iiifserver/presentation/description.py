@@ -1,9 +1,10 @@
-"""Object descriptions: the checked, frozen form of one ``manifests/`` entry.
+"""Object descriptions: the format of one ``manifests/`` entry and its parser.
 
 Owns: the description format (field names, value shapes, what is required) and every check
 that needs no filesystem: language maps, rights URIs, behaviours, page and range references.
-``parse_description`` turns the mapping read from YAML, JSON or a CSV row group into a
-``Description`` or raises ``DescriptionError`` naming the field and the reason.
+``parse_object`` and ``parse_collection`` turn the mapping read from YAML, JSON or a CSV row
+group into the frozen values of ``model`` or raise ``DescriptionError`` naming the field and
+the reason. Also the naming rules the catalogue shares: object ids, natural order, folder labels.
 Must not know: files, images, HTTP, iiif_prezi3.
 """
 
@@ -12,14 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from iiifserver.errors import IIIFError
-
-# A language map: BCP 47 tag (or "none") -> values, in the order written.
-LanguageMap = tuple[tuple[str, tuple[str, ...]], ...]
+from iiifserver.presentation.model import (
+    Agent,
+    Description,
+    LanguageMap,
+    Link,
+    MetadataEntry,
+    ObjectDescription,
+    Page,
+    RangeSpec,
+)
 
 MANIFEST_BEHAVIORS = frozenset(
     {"auto-advance", "no-auto-advance", "repeat", "no-repeat", "unordered", "individuals", "continuous", "paged"}
@@ -87,80 +94,6 @@ class DescriptionError(IIIFError):
         self.source = source
         self.field = field
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A web resource (homepage, seeAlso, logo)."""
-
-    id: str
-    type: str
-    label: LanguageMap = ()
-    format: str = ""
-    profile: str = ""
-    language: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Agent:
-    """A provider: the institution behind the object."""
-
-    id: str
-    label: LanguageMap
-    homepage: tuple[Link, ...] = ()
-    logo: tuple[Link, ...] = ()
-    see_also: tuple[Link, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataEntry:
-    label: LanguageMap
-    value: LanguageMap
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    image: str  # image identifier, relative to the image root
-    label: LanguageMap = ()
-    summary: LanguageMap = ()
-    behavior: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RangeSpec:
-    """A table-of-contents entry: pages (0-based indexes) and sub-ranges, in order."""
-
-    label: LanguageMap
-    members: tuple[int | RangeSpec, ...]
-    behavior: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Description:
-    """What is shared by objects and collections (``COLLECTION_FIELDS``)."""
-
-    source: str  # where it came from, for messages: ``book.yaml``, ``catalogue.csv row 4``
-    label: LanguageMap = ()
-    summary: LanguageMap = ()
-    metadata: tuple[MetadataEntry, ...] = ()
-    rights: str = ""
-    required_statement: MetadataEntry | None = None
-    provider: tuple[Agent, ...] = ()
-    homepage: tuple[Link, ...] = ()
-    see_also: tuple[Link, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectDescription(Description):
-    # Empty ``pages``: the images of the folder named like the object, in natural order.
-    pages: tuple[Page, ...] = ()
-    ranges: tuple[RangeSpec, ...] = ()
-    nav_date: str = ""
-    behavior: tuple[str, ...] = ()
-    viewing_direction: str = ""
-    thumbnail: int | None = None  # page index; None: the first page
-    thumbnail_image: str = ""  # an image that is not a page
-    collection: str | None = None  # explicit collection path ("" is the top collection)
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -555,12 +488,7 @@ _LOGO_FORMATS = ((".png", "image/png"), (".jpg", "image/jpeg"), (".jpeg", "image
 
 def _image_format(url: str) -> str:
     path = urlsplit(url).path.lower()
-    for ext, media in (
-        (".png", "image/png"),
-        (".jpg", "image/jpeg"),
-        (".jpeg", "image/jpeg"),
-        (".svg", "image/svg+xml"),
-    ):
+    for ext, media in _LOGO_FORMATS:
         if path.endswith(ext):
             return media
     return "image/jpeg" if "/iiif/" in path else ""

@@ -24,7 +24,8 @@ import orjson
 from iiifserver.errors import IIIFError, NotFound
 from iiifserver.image import info as info_doc
 from iiifserver.image.planner import max_size
-from iiifserver.image.service import Found, ImageService
+from iiifserver.image.service import ImageService
+from iiifserver.image.source_registry import KnownSource
 from iiifserver.presentation import builder
 from iiifserver.presentation.catalogue import Catalogue, ObjectEntry, Scanner
 from iiifserver.presentation.description import DescriptionError
@@ -200,8 +201,8 @@ class PresentationService:
             mtime = max(mtime, result.file.version.mtime_ns)
         return facts, versions, mtime
 
-    def _image_facts(self, identifier: str, found: Found) -> builder.ImageFacts:
-        info = found.info
+    def _image_facts(self, identifier: str, known: KnownSource) -> builder.ImageFacts:
+        info = known.info
         limits = self._images.limits
         sizes = tuple((s["width"], s["height"]) for s in info_doc.sizes(info, limits))
         return builder.ImageFacts(identifier, info.width, info.height, sizes, max_size(info.width, info.height, limits))

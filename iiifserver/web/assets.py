@@ -14,6 +14,9 @@ Two spellings of every asset:
 - ``/viewers/{name}/{file}``: for the embed snippets other sites copy, so a viewer upgrade
   does not break them; cached for an hour, revalidated by ETag.
 
+Finding a file and reading its size and date are file-system calls: they run in the I/O lane
+given as ``run_io`` (the server's), like every other file access off the tile path; the body is
+streamed by Starlette's ``FileResponse``.
 Must not know: IIIF, manifests, pages.
 """
 
@@ -21,10 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -37,6 +43,7 @@ SITE_DIR = Path(__file__).resolve().parent / "pages" / "static"
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=3600"
+RunBlocking = Callable[..., Awaitable[Any]]
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", re.ASCII)
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -101,9 +108,10 @@ def package_version(package: AssetPackage) -> str:
 class Assets:
     """Resolves and serves allow-listed files; ``url()`` gives the versioned URL pages use."""
 
-    def __init__(self, packages: tuple[AssetPackage, ...] = PACKAGES) -> None:
+    def __init__(self, packages: tuple[AssetPackage, ...] = PACKAGES, run_io: RunBlocking | None = None) -> None:
         self.packages = {p.name: p for p in packages}
-        self.versions = {p.name: package_version(p) for p in packages}
+        self.versions = {p.name: package_version(p) for p in packages}  # at start-up, before serving
+        self.run_io = run_io  # None: look files up in the caller's thread (tests, one-off uses)
 
     def url(self, name: str, relative: str) -> str:
         return f"/viewers/{name}@{self.versions[name]}/{relative}"
@@ -124,16 +132,30 @@ class Assets:
             return None
         return path, bool(at)
 
+    def lookup(self, spec: str, relative: str) -> tuple[Path, bool, os.stat_result] | None:
+        """``resolve`` plus the file's ``stat``: all the file-system work of one request but the body."""
+        found = self.resolve(spec, relative)
+        if found is None:
+            return None
+        path, versioned = found
+        try:
+            return path, versioned, path.stat()
+        except OSError:  # removed since resolve() saw it
+            return None
+
     async def endpoint(self, request: Request) -> Response:
-        found = self.resolve(request.path_params["package"], request.path_params["file"])
+        spec, relative = request.path_params["package"], request.path_params["file"]
+        if self.run_io is None:
+            found = self.lookup(spec, relative)
+        else:
+            found = await self.run_io(self.lookup, spec, relative)
         if found is None:
             return PlainTextResponse(
                 "404 Not Found: no such viewer asset\n",
                 status_code=404,
                 headers={"cache-control": "no-store", "x-content-type-options": "nosniff"},
             )
-        path, versioned = found
-        stat = path.stat()
+        path, versioned, stat = found
         tag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
         headers = {
             "cache-control": IMMUTABLE if versioned else SHORT,

@@ -7,22 +7,28 @@ identifier's source version (``ImageService.current_version``) is the one it was
 only when the memory tier still holds the body; anything else (a miss, another version,
 ``If-Modified-Since``) goes the full way through the app, which records a fresh entry.
 Every other GET/HEAD of an Image API path goes straight to its ``image_routes`` endpoint,
-without the framework's middleware and routing (the endpoint adds CORS itself); asked to
-answer at once (``answer_at_once``), the endpoint gets that chance too, after the memo.
+without the framework's middleware and routing (the endpoint adds CORS itself); asked by the
+HTTP protocol to answer without a task (``answer_in_protocol``), the endpoint gets that chance
+too, after the memo. Every request that reaches the ASGI app passes here, so this is where the
+observer (``web.observer``) hears of those the protocol did not answer itself.
 Must not know: IIIF grammar, images. It replays what ``image_routes`` recorded.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import cachetools
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_info import SourceVersion
+from iiifserver.web.headers import etag_matches
+from iiifserver.web.observer import Observer, RequestInfo, Way, notify
+from iiifserver.web.response import Reply, image_reply, send_reply, without_header
 
 # Where FastPath leaves the key it computed, for the endpoint that records the answer.
 MEMO_KEY = "iiifserver.memo_key"
@@ -41,38 +47,15 @@ class Memo:
     etag: bytes
     # Every header of the 200 but content-length, as HTTP/1.1 lines ("name: value" CRLF), encoded
     # once. Only the lines are kept: up to 65,536 answers per worker, and a tuple of pairs besides
-    # cost about a kilobyte each. The rare ASGI replay and 304 derive theirs from them.
+    # cost about a kilobyte each. The ASGI replay and the 304 derive theirs from them.
     lines: bytes
     key: str | None = None  # the memory tier holds the body (images)
     body: bytes | None = None  # or the body itself (info.json: small, rebuilt per version)
 
-    @classmethod
-    def of(
-        cls,
-        identifier: str,
-        version: SourceVersion,
-        etag: bytes,
-        headers: Iterable[tuple[bytes, bytes]],
-        *,
-        key: str | None = None,
-        body: bytes | None = None,
-    ) -> Memo:
-        return cls(identifier, version, etag, header_lines(headers), key=key, body=body)
-
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        pairs = (line.split(b": ", 1) for line in self.lines.split(b"\r\n")[:-1])
-        return [(name, value) for name, value in pairs]
-
     @property
     def lines_304(self) -> bytes:
         """The 304's lines: no content-type."""
-        return b"".join(line for line in self.lines.splitlines(keepends=True) if not line.startswith(b"content-type:"))
-
-
-def header_lines(headers: Iterable[tuple[bytes, bytes]], skip: bytes = b"") -> bytes:
-    """``name: value`` CRLF lines, as ``web.http_protocol`` writes them."""
-    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers if name != skip)
+        return without_header(self.lines, b"content-type")
 
 
 class ResponseMemo:
@@ -112,81 +95,104 @@ class ResponseMemo:
         self._entries[key] = memo
 
 
-# status, every header as encoded "name: value" CRLF lines (content-length too), body
-AtOnce = tuple[int, bytes, bytes]
-
-
 class Endpoint(Protocol):
     def handles(self, path: str) -> bool: ...
 
-    def answer_at_once(self, scope: Scope) -> AtOnce | None: ...
+    def answer_in_protocol(self, scope: Scope) -> Reply | None: ...
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+    async def reply(self, scope: Scope) -> Reply: ...
 
 
 class FastPath:
     """Replays memoised answers of GET/HEAD ``/iiif/`` requests, sends the other GET/HEAD of
-    ``endpoints``' paths to them directly; everything else passes through."""
+    ``endpoints``' paths to them directly; everything else passes through to ``app``. Every HTTP
+    request it is given is reported to ``observer`` (when there is one) once answered."""
 
     def __init__(
-        self, app: ASGIApp, service: ImageService, memo: ResponseMemo, endpoints: Sequence[Endpoint] = ()
+        self,
+        app: ASGIApp,
+        service: ImageService,
+        memo: ResponseMemo,
+        endpoints: Sequence[Endpoint] = (),
+        observer: Observer | None = None,
     ) -> None:
         self.app = app
         self.service = service
         self.memo = memo
         self.endpoints = tuple(endpoints)
-        self.tiles_at_once = 0  # requests an endpoint answered at once (cold tiles)
+        self.observer = observer
+        self.tiles_in_protocol = 0  # cold tiles an endpoint answered in the protocol
 
     def stats(self) -> dict[str, int]:
-        return {**self.memo.stats(), "tiles_at_once": self.tiles_at_once}
+        return {**self.memo.stats(), "tiles_in_protocol": self.tiles_in_protocol}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        observer = self.observer
+        start = time.monotonic() if observer is not None else 0.0
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"].startswith("/iiif/"):
-            found = self._replay(scope)
-            if found is not None:
+            reply = self._replay(scope, Way.MEMO)
+            if reply is None:
+                endpoint = self._endpoint(scope["path"])
+                if endpoint is not None:
+                    reply = await endpoint.reply(scope)
+            else:
                 self.memo.hits += 1
-                memo, body = found
-                if body is None:
-                    status, headers = 304, [(k, v) for k, v in memo.headers if k != b"content-type"]
-                else:
-                    status, headers = 200, [*memo.headers, (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body if body and scope["method"] == "GET" else b""})
+            if reply is not None:
+                await send_reply(reply, send)
+                if observer is not None:
+                    notify(observer, request_info(scope, start), reply.status, len(reply.body), reply.way)
                 return
-            path = scope["path"]
-            for endpoint in self.endpoints:
-                if endpoint.handles(path):
-                    await endpoint(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if observer is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+        else:
+            await self._framework_observed(observer, start, scope, receive, send)
 
-    def answer_at_once(self, scope: Scope) -> AtOnce | None:
-        """The answer to an HTTP ``scope`` as (status, encoded header lines, body) without
-        awaiting anything (the HTTP protocol asks before it starts a task): the memoised one,
-        else the endpoint's own (``ImageEndpoint.answer_at_once``: cold tiles); ``None`` when the
-        request must go the full way."""
+    async def _framework_observed(
+        self, observer: Observer, start: float, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        status, sent = 500, 0  # an app that raises before starting: uvicorn answers 500
+
+        async def counting(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting)
+        finally:
+            notify(observer, request_info(scope, start), status, sent, Way.FRAMEWORK)
+
+    def answer_in_protocol(self, scope: Scope) -> Reply | None:
+        """The complete answer to an HTTP ``scope`` without awaiting anything, for the HTTP
+        protocol to write before it starts a task: the memoised one, else the endpoint's own
+        (``ImageEndpoint.answer_in_protocol``: cold tiles); ``None`` when the request must go
+        the full way."""
         method = scope["method"]
         if (method != "GET" and method != "HEAD") or not scope["path"].startswith("/iiif/"):
             return None
-        found = self._replay(scope)
-        if found is None:
-            path = scope["path"]
-            for endpoint in self.endpoints:
-                if endpoint.handles(path):
-                    answer = endpoint.answer_at_once(scope)
-                    if answer is not None:
-                        self.tiles_at_once += 1
-                    return answer
+        reply = self._replay(scope, Way.PROTOCOL_MEMO)
+        if reply is not None:
+            self.memo.hits += 1
+            return reply
+        endpoint = self._endpoint(scope["path"])
+        if endpoint is None:
             return None
-        self.memo.hits += 1
-        memo, body = found
-        if body is None:
-            return 304, memo.lines_304, b""
-        lines = memo.lines + b"content-length: %d\r\n" % len(body)
-        return 200, lines, body if method == "GET" else b""
+        reply = endpoint.answer_in_protocol(scope)
+        if reply is not None:
+            self.tiles_in_protocol += 1
+        return reply
 
-    def _replay(self, scope: Scope) -> tuple[Memo, bytes | None] | None:
-        """The memo for ``scope`` and the body to send (None: 304), if it may be replayed."""
+    def _endpoint(self, path: str) -> Endpoint | None:
+        for endpoint in self.endpoints:
+            if endpoint.handles(path):
+                return endpoint
+        return None
+
+    def _replay(self, scope: Scope, way: Way) -> Reply | None:
+        """The memoised answer to ``scope`` (200, or 304 when its ETag matches), if it may be replayed."""
         if scope.get("query_string"):
             return None
         headers = _headers(scope["headers"], _PICKED)
@@ -195,17 +201,31 @@ class FastPath:
         if memo is None or self.service.current_version(memo.identifier) != memo.version:
             return None
         if_none_match = headers.get(b"if-none-match")
-        if if_none_match is None and b"if-modified-since" in headers:
-            return None  # date comparison: the full path does it
-        if if_none_match is not None and _etag_matches(if_none_match, memo.etag):
-            return memo, None
+        if if_none_match is None:
+            if b"if-modified-since" in headers:
+                return None  # date comparison: the full path does it
+        elif etag_matches(if_none_match, memo.etag):
+            return image_reply(304, memo.lines_304, b"", way, head=True)
         body = memo.body
         if body is None:
             entry = self.service.cached_key(memo.key) if memo.key is not None else None
             if entry is None:
                 return None
             body = entry.body
-        return memo, body
+        return image_reply(200, memo.lines, body, way, head=scope["method"] == "HEAD")
+
+
+def request_info(scope: Scope, start: float) -> RequestInfo:
+    """What the observer learns of an ASGI request answered now."""
+    return RequestInfo(
+        scope["method"],
+        scope.get("raw_path") or scope["path"].encode(),
+        scope.get("query_string", b""),
+        scope.get("http_version", "1.1"),
+        scope.get("client"),
+        start,
+        time.monotonic() - start,
+    )
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> dict[bytes, bytes]:
@@ -215,13 +235,3 @@ def _headers(raw: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> di
         if name in names and name not in found:
             found[name] = value
     return found
-
-
-def _etag_matches(header: bytes, etag: bytes) -> bool:
-    for candidate in header.split(b","):
-        tag = candidate.strip()
-        if tag.startswith(b"W/"):
-            tag = tag[2:]
-        if tag == etag or tag == b"*":
-            return True
-    return False

@@ -2,7 +2,7 @@
 
 Owns: CORS (a pure ASGI middleware, so errors and 404s get it too, and OPTIONS preflights are
 answered for every path), content negotiation of JSON-LD documents, Link, ETag,
-Last-Modified and conditional-request checks.
+Last-Modified and conditional-request checks (``etag_matches``: the one ETag matcher).
 """
 
 from __future__ import annotations
@@ -118,20 +118,38 @@ def http_date(mtime_ns: int) -> str:
 
 def not_modified(headers: Headers, tag: str, mtime_ns: int) -> bool:
     """RFC 9110 section 13.2.2: If-None-Match wins; If-Modified-Since only without it."""
-    return not_modified_by(headers.get("if-none-match"), headers.get("if-modified-since"), tag, mtime_ns)
+    if_none_match = headers.get("if-none-match")
+    if_modified_since = headers.get("if-modified-since")
+    return not_modified_by(
+        None if if_none_match is None else if_none_match.encode("latin-1"),
+        None if if_modified_since is None else if_modified_since.encode("latin-1"),
+        tag.encode("latin-1"),
+        mtime_ns,
+    )
 
 
-def not_modified_by(if_none_match: str | None, if_modified_since: str | None, tag: str, mtime_ns: int) -> bool:
-    """``not_modified`` given the two header values (None: absent)."""
+def not_modified_by(if_none_match: bytes | None, if_modified_since: bytes | None, tag: bytes, mtime_ns: int) -> bool:
+    """``not_modified`` given the two raw header values (None: absent) and the encoded ETag."""
     if if_none_match is not None:
-        candidates = [c.strip().removeprefix("W/") for c in if_none_match.split(",")]
-        return "*" in candidates or tag in candidates
+        return etag_matches(if_none_match, tag)
     if if_modified_since:
         try:
-            since = parsedate_to_datetime(if_modified_since)
+            since = parsedate_to_datetime(if_modified_since.decode("latin-1"))
         except (TypeError, ValueError):
             return False
         if since.tzinfo is None:
             return False
         return int(mtime_ns // 1_000_000_000) <= int(since.timestamp())
+    return False
+
+
+def etag_matches(if_none_match: bytes, tag: bytes) -> bool:
+    """Whether an If-None-Match value lists ``tag`` (weak comparison: ``W/`` ignored) or is ``*``.
+    The only ETag matcher: the memo replay and the full path both ask it."""
+    for candidate in if_none_match.split(b","):
+        candidate = candidate.strip()
+        if candidate.startswith(b"W/"):
+            candidate = candidate[2:]
+        if candidate == tag or candidate == b"*":
+            return True
     return False

@@ -5,31 +5,34 @@ as soon as the app starts the response and the body when it comes, two system ca
 does; for the small tiles and info.json documents of a deep-zoom viewer the second call costs
 a tenth of the whole request. The head is held and goes out with the body in one vectored
 write, or alone when the response ends without one (HEAD, 304) or the connection closes.
-Also owns: answering at once. An app may offer ``answer_at_once(scope)``: a synchronous lookup
-that either returns a complete response (status, headers, body) or ``None``. For a GET or HEAD
-whose connection has nothing else in flight, the protocol asks it as soon as the request's
-headers are parsed and, on an answer, writes the response right there: no task, no ASGI
-messages, no trip round the event loop. That is how repeated tiles and info.json documents
-are served (they spent two thirds of their time in that machinery), and cold stored tiles. Anything else, and every
-``None``, goes the usual way through uvicorn's request cycle.
-Must not know: IIIF, the app. It sees bytes on a transport and, at most, that one lookup.
+Also owns: answering in the protocol. An app may offer ``answer_in_protocol(scope)``: a
+synchronous lookup that returns either a complete ``web.response.Reply`` or ``None``. For a GET
+or HEAD whose connection has nothing else in flight, the protocol asks it as soon as the
+request's headers are parsed and, on a reply, writes it right there: no task, no ASGI messages,
+no trip round the event loop. That is how repeated tiles and info.json documents are served
+(they spent two thirds of their time in that machinery), and cold stored tiles. Anything else,
+and every ``None``, goes the usual way through uvicorn's request cycle. An app may also offer an
+``observer`` (``web.observer``): it hears of each request answered here.
+This class leans on uvicorn internals (``web.uvicorn_contract`` lists and checks them before
+the server starts, and falls back to uvicorn's stock protocol when they do not hold).
+Must not know: IIIF, the app. It sees bytes on a transport and, at most, that lookup and observer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-# status, every header (content-length included) as encoded "name: value" CRLF lines, body
-# (empty for HEAD)
-Answer = tuple[int, bytes, bytes]
-AnswerAtOnce = Callable[[dict[str, Any]], Answer | None]
+from iiifserver.web.observer import Observer, RequestInfo, notify
+from iiifserver.web.response import Reply
+
+AnswerInProtocol = Callable[[dict[str, Any]], Reply | None]
 
 _HEAD_START = b"HTTP/1.1 "
 _HEAD_END = b"\r\n\r\n"
@@ -88,7 +91,7 @@ def _is_head(data: bytes | bytearray | memoryview) -> bool:
 
 
 class _Answered:
-    """Stands in for uvicorn's request cycle once a request was answered at once: complete, so
+    """Stands in for uvicorn's request cycle once a request was answered here: complete, so
     the parser's later callbacks (body, message end) and a disconnect leave it alone."""
 
     __slots__ = ()
@@ -107,26 +110,27 @@ _CONNECTION_CLOSE = b"connection: close\r\n"
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a ``CoalescingTransport``, answering at once what the
-    app's ``answer_at_once`` can."""
+    """uvicorn's httptools protocol over a ``CoalescingTransport``, answering itself what the
+    app's ``answer_in_protocol`` can."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        at_once = getattr(self.app, "answer_at_once", None)
-        self._at_once: AnswerAtOnce | None = at_once if callable(at_once) else None
+        lookup = getattr(self.app, "answer_in_protocol", None)
+        self._lookup: AnswerInProtocol | None = lookup if callable(lookup) else None
+        self._observer: Observer | None = getattr(self.app, "observer", None)
         self._defaults: list[tuple[bytes, bytes]] | None = None
         self._default_lines = b""
 
     @property
-    def answers_at_once(self) -> bool:
+    def answers_in_protocol(self) -> bool:
         """Whether the app offers the lookup (uvicorn's own middlewares, when on, hide it)."""
-        return self._at_once is not None
+        return self._lookup is not None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
 
     def on_headers_complete(self) -> None:
-        if self._at_once is None or not self._answered_at_once(self._at_once):
+        if self._lookup is None or not self._answered_in_protocol(self._lookup):
             super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -135,7 +139,7 @@ class HttpProtocol(HttpToolsProtocol):
             transport.flush()  # a response without a body write: its head alone
         super().on_response_complete()
 
-    def _answered_at_once(self, at_once: AnswerAtOnce) -> bool:
+    def _answered_in_protocol(self, lookup: AnswerInProtocol) -> bool:
         cycle = self.cycle
         if (cycle is not None and not cycle.response_complete) or self.pipeline:
             return False  # an earlier request on this connection is still being answered
@@ -143,6 +147,8 @@ class HttpProtocol(HttpToolsProtocol):
             return False
         if self.limit_concurrency is not None:
             return False  # uvicorn's own check decides
+        observer = self._observer
+        start = time.monotonic() if observer is not None else 0.0
         parser = self.parser
         method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
@@ -162,10 +168,10 @@ class HttpProtocol(HttpToolsProtocol):
         scope["path"] = path
         scope["raw_path"] = raw_path
         scope["query_string"] = url.query or b""
-        answer = at_once(scope)
-        if answer is None:
+        reply = lookup(scope)
+        if reply is None:
             return False  # uvicorn sets up the same scope again and runs the app
-        status, lines, body = answer
+        status, lines, body, way = reply
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
         defaults = self.server_state.default_headers  # a new list each second (the date)
         if defaults is not self._defaults:
@@ -174,15 +180,6 @@ class HttpProtocol(HttpToolsProtocol):
         head = b"".join(
             (STATUS_LINE[status], self._default_lines, lines, b"" if keep_alive else _CONNECTION_CLOSE, b"\r\n")
         )
-        if self.access_log:
-            self.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(self.scope),
-                scope["method"],
-                get_path_with_query_string(self.scope),
-                scope["http_version"],
-                status,
-            )
         self.cycle = _ANSWERED  # type: ignore[assignment]
         transport = self.transport
         if body:
@@ -190,6 +187,17 @@ class HttpProtocol(HttpToolsProtocol):
         else:
             transport.write(head)
             transport.flush()  # type: ignore[attr-defined]
+        if observer is not None:
+            info = RequestInfo(
+                scope["method"],
+                raw_path,
+                scope["query_string"],
+                scope["http_version"],
+                scope["client"],
+                start,
+                time.monotonic() - start,
+            )
+            notify(observer, info, status, len(body), way)
         if not keep_alive:
             transport.close()
         self.on_response_complete()

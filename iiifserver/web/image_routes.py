@@ -5,13 +5,14 @@ cannot tell a sub-folder identifier from an extra segment), and turning service 
 responses with their headers. The grammar lives in ``image/request.py``, the flow in
 ``image/service.py``.
 
-The endpoint is a plain ASGI app that ``FastPath`` calls directly for GET and HEAD: a tile miss
-is the request a deep-zoom viewer makes most, and the framework's middleware, routing and
-response objects cost as much CPU as reading and sending a stored tile. It adds the CORS
-headers itself for that reason; the Starlette routes remain for the other methods (405).
-Cheaper still, ``answer_at_once``: the plain tile request of an image already open whose body
-needs no await (a stored tile in the page cache, or the memory tier) is answered synchronously,
-before uvicorn starts a task; that cut a cold tile's CPU by about a third.
+The endpoint's ``reply`` is what ``FastPath`` awaits directly for GET and HEAD: a tile miss is
+the request a deep-zoom viewer makes most, and the framework's middleware, routing and response
+objects cost as much CPU as reading and sending a stored tile. It adds the CORS headers itself
+for that reason; the Starlette routes remain for the other methods (405). Cheaper still,
+``answer_in_protocol``: the plain tile request of an image already open whose body needs no
+await (a stored tile in the page cache, or the memory tier) is answered synchronously, before
+uvicorn starts a task; that cut a cold tile's CPU by about a third. Every answer, whichever of
+the two gives it, is built by ``web.response.image_reply``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from iiifserver.image.service import ImageService, Prepared
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response, server_error_response
-from iiifserver.web.fast_path import MEMO_KEY, AtOnce, Memo, MemoKey, ResponseMemo, header_lines
+from iiifserver.web.fast_path import MEMO_KEY, Memo, MemoKey, ResponseMemo
+from iiifserver.web.observer import Way
+from iiifserver.web.response import Reply, header_lines, image_reply, send_reply
 from iiifserver.web.urls import BASE_HEADERS, first_values, scope_base
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,6 @@ _CORS = h.CORS_RESPONSE_HEADERS
 # The request headers this module reads; parsed once per request.
 _READS = (*BASE_HEADERS, b"accept", b"if-none-match", b"if-modified-since")
 RawHeaders = list[tuple[bytes, bytes]]
-Answer = tuple[int, RawHeaders, bytes]  # status, headers (no content-length), body
 
 
 class ImageEndpoint:
@@ -74,11 +76,11 @@ class ImageEndpoint:
     def handles(self, path: str) -> bool:
         return path.startswith(self.prefix)
 
-    def answer_at_once(self, scope: Scope) -> AtOnce | None:
+    def answer_in_protocol(self, scope: Scope) -> Reply | None:
         """A plain tile request (``parse_tile_request``) of an identifier already open, whose body
         is in the memory tier or a stored tile in the page cache, answered without awaiting:
         the cold tiles of a deep-zoom view, for ``web.http_protocol``. The same status, headers
-        and body as ``__call__``; None for anything else, which then goes the full way (so do
+        and body as ``reply``; None for anything else, which then goes the full way (so do
         conditional requests and requests with a query)."""
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
         if not raw.startswith(self._raw_prefix) or scope.get("query_string"):
@@ -92,8 +94,8 @@ class ImageEndpoint:
             return None
         try:
             identifier = decode_identifier(segment)
-            prepared = self.service.prepare_nowait(identifier, image_request)
-            entry = None if prepared is None else self.service.entry_nowait(prepared)
+            prepared = self.service.prepare_if_known(identifier, image_request)
+            entry = None if prepared is None else self.service.entry_at_once(prepared)
             if prepared is None or entry is None:
                 return None
             base = f"{scope_base(scope, self.settings, request.headers)}{PREFIXES[self.version]}"
@@ -105,45 +107,49 @@ class ImageEndpoint:
         if self.memo is not None:
             memo = Memo(identifier, prepared.version, tag.encode(), lines, key=prepared.key)
             self.memo.put(request.memo_key(self.memo), memo)
-        body = entry.body
-        lines += b"content-length: %d\r\n" % len(body)
-        return 200, lines, b"" if scope["method"] == "HEAD" else body
+        return image_reply(200, lines, entry.body, Way.PROTOCOL_TILE, head=scope["method"] == "HEAD")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def reply(self, scope: Scope) -> Reply:
+        """The full answer to a GET or HEAD: a document, an image, a redirect, a 304 or an error."""
         request = _Request(scope, first_values(scope["headers"], _READS))
         try:
-            status, headers, body = await _dispatch(request, self.version, self.service, self.settings, self.memo)
+            return await _dispatch(request, self.version, self.service, self.settings, self.memo)
         except IIIFError as exc:
             error = error_response(exc)
-            status, headers, body = error.status_code, [*error.raw_headers, *h.CORS_RESPONSE_HEADERS], bytes(error.body)
+            headers = [*error.raw_headers, *h.CORS_RESPONSE_HEADERS]
         except Exception:
             # FastPath calls this endpoint outside the framework's error middleware: the same
             # answer here (logged once, a bare 500, never a trace), and the worker goes on.
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             error = server_error_response()
-            status, headers, body = error.status_code, list(error.raw_headers), bytes(error.body)
-        else:
-            if status != 304:
-                headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+            headers = list(error.raw_headers)
+        lines = header_lines(headers, skip=b"content-length")
+        return image_reply(error.status_code, lines, bytes(error.body), Way.ENDPOINT, head=request.head)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_reply(await self.reply(scope), send)
 
 
 class _Request:
     """What the handlers read of a request."""
 
-    __slots__ = ("headers", "scope")
+    __slots__ = ("head", "headers", "scope")
 
     def __init__(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
         self.scope = scope
         self.headers = headers
+        self.head = scope["method"] == "HEAD"
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)
         return None if value is None else value.decode("latin-1")
 
     def not_modified(self, tag: str, mtime_ns: int) -> bool:
-        return h.not_modified_by(self.header(b"if-none-match"), self.header(b"if-modified-since"), tag, mtime_ns)
+        get = self.headers.get
+        return h.not_modified_by(get(b"if-none-match"), get(b"if-modified-since"), tag.encode(), mtime_ns)
+
+    def reply(self, status: int, headers: RawHeaders, body: bytes = b"") -> Reply:
+        return image_reply(status, header_lines(headers), body, Way.ENDPOINT, head=self.head)
 
     def memo_key(self, memo: ResponseMemo) -> MemoKey:
         key: MemoKey | None = self.scope.get(MEMO_KEY)  # computed by FastPath already
@@ -168,7 +174,7 @@ def routes(endpoints: list[ImageEndpoint]) -> list[Route]:
 
 async def _dispatch(
     request: _Request, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None
-) -> Answer:
+) -> Reply:
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     prefix = PREFIXES[version].encode() + b"/"
     if not raw.startswith(prefix):
@@ -178,7 +184,7 @@ async def _dispatch(
     if len(segments) == 1 and segments[0]:
         identifier = decode_identifier(segments[0])
         location = f"{base}/{encode_identifier(identifier)}/info.json"
-        return 303, [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"), *_CORS], b""
+        return request.reply(303, [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"), *_CORS])
     if len(segments) == 2 and segments[1] == b"info.json":
         return await _info(request, version, decode_identifier(segments[0]), base, service, settings, memo)
     if len(segments) == 5:
@@ -197,7 +203,7 @@ async def _info(
     service: ImageService,
     settings: Settings,
     memo: ResponseMemo | None,
-) -> Answer:
+) -> Reply:
     found = await service.find(identifier)
     service_id = f"{base}/{encode_identifier(identifier)}"
     tag = h.etag(f"i{version.value}-{found.file.version.token}-{_digest(service_id)}")
@@ -210,14 +216,15 @@ async def _info(
         *_CORS,
     ]
     if request.not_modified(tag, found.file.version.mtime_ns):
-        return 304, headers, b""
+        return request.reply(304, headers)
     builder = info_doc.info_v3 if version is ApiVersion.V3 else info_doc.info_v2
     body = orjson.dumps(builder(service_id, found.info, service.limits))
     media_type = h.negotiate_json_ld(request.header(b"accept"), _CONTEXT[version], default_ld=version is ApiVersion.V3)
     headers.append((b"content-type", media_type.encode("latin-1")))
+    lines = header_lines(headers)
     if memo is not None:
-        _remember(memo, request, found.file.identifier, found.file.version, tag, headers, body=body)
-    return 200, headers, body
+        _remember(memo, request, found.file.identifier, found.file.version, tag, lines, body=body)
+    return image_reply(200, lines, body, Way.ENDPOINT, head=request.head)
 
 
 async def _image(
@@ -229,16 +236,17 @@ async def _image(
     service: ImageService,
     settings: Settings,
     memo: ResponseMemo | None,
-) -> Answer:
+) -> Reply:
     prepared = await service.prepare(identifier, image_request)
     tag, headers = _image_headers(version, base, prepared, settings)
     if request.not_modified(tag, prepared.version.mtime_ns):
-        return 304, headers, b""
+        return request.reply(304, headers)
     entry = service.cached(prepared) or await service.fetch(prepared)
     headers.append((b"content-type", entry.media_type.encode("latin-1")))
+    lines = header_lines(headers)
     if memo is not None:
-        _remember(memo, request, identifier, prepared.version, tag, headers, key=prepared.key)
-    return 200, headers, entry.body
+        _remember(memo, request, identifier, prepared.version, tag, lines, key=prepared.key)
+    return image_reply(200, lines, entry.body, Way.ENDPOINT, head=request.head)
 
 
 def _image_headers(version: ApiVersion, base: str, prepared: Prepared, settings: Settings) -> tuple[str, RawHeaders]:
@@ -260,13 +268,13 @@ def _remember(
     identifier: str,
     version: SourceVersion,
     tag: str,
-    headers: RawHeaders,
+    lines: bytes,
     *,
     key: str | None = None,
     body: bytes | None = None,
 ) -> None:
-    """Record this answer for the fast path (every header but content-length)."""
-    memo.put(request.memo_key(memo), Memo.of(identifier, version, tag.encode(), headers, key=key, body=body))
+    """Record this answer for the fast path (``lines``: every header but content-length)."""
+    memo.put(request.memo_key(memo), Memo(identifier, version, tag.encode(), lines, key=key, body=body))
 
 
 def _param(segment: bytes) -> str:

@@ -79,6 +79,31 @@ def test_put_reaches_both_tiers(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_memory_tier_calls_go_through_the_facade_without_a_thread_hop(tmp_path: Path) -> None:
+    tiered, blocking = make(tmp_path)
+    assert tiered.put_memory(key(1), entry())
+    assert tiered.get_memory(key(1)) == entry()
+    assert not tiered.put_memory(key(2), entry(size=2_000_000))  # larger than the memory tier
+    assert tiered.get_memory(key(2)) is None
+    assert tiered.disk is not None
+    assert tiered.disk.get("img", key(1)) is None  # memory only
+    assert blocking.calls == []
+
+
+def test_blocking_disk_lookup_reads_the_disk_tier_only(tmp_path: Path) -> None:
+    """For a caller already in a worker thread: no run_blocking, no promotion into memory."""
+    DiskCache(tmp_path, 10_000_000).put("img", key(1), entry())
+    tiered, blocking = make(tmp_path)
+    assert tiered.has_disk
+    assert tiered.get_disk_blocking("img", key(1)) == entry()
+    assert tiered.get_disk_blocking("img", key(2)) is None
+    assert tiered.get_memory(key(1)) is None
+    assert blocking.calls == []
+    memory_only, _ = make(tmp_path, disk=False)
+    assert not memory_only.has_disk
+    assert memory_only.get_disk_blocking("img", key(1)) is None
+
+
 def test_disk_hit_is_promoted_to_memory(tmp_path: Path) -> None:
     async def main() -> None:
         DiskCache(tmp_path, 10_000_000).put("img", key(1), entry())  # written by another process

@@ -6,16 +6,23 @@ the PIL manipulator, serving the validation image on 127.0.0.1): on port 8765 as
 shipped (its info.json declares level1) and on 8766 with info.json patched to
 declare level2, which its PIL manipulator implements. ``samples.json`` records
 each sample's command line, exit code and the test lists the harness would have
-passed in. These tests need neither the validator venvs nor a server.
+passed in. The ng samples but the unreachable-server one were captured with the
+predecessor of ``tests/e2e/ng_validate.py``, whose output the wrapper keeps line
+for line (tested below with a stand-in validator package). These tests need
+neither the validator venvs nor a server.
 """
 
 import dataclasses
+import enum
 import json
+import sys
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
+from tests.e2e import ng_validate
 from tests.e2e import validators as v
 
 DATA = Path(__file__).parent / "data"
@@ -256,12 +263,22 @@ def test_ng_several_failed_checks_per_test() -> None:
     assert result.failed["info_json"].startswith("info.json failed: required field: id | ")
 
 
-def test_ng_crash_without_summary_is_a_run_error() -> None:
+def test_ng_run_that_cannot_start_is_a_run_error() -> None:
     result = parse_ng_sample("ng-connection-refused.txt")
     assert result.passed == ()
     assert result.skipped == ()
     assert set(result.failed) == {v.RUN_ERROR}
     assert "Connection refused" in result.failed[v.RUN_ERROR]
+    assert "(exit code 2)" in result.failed[v.RUN_ERROR]
+
+
+def test_ng_crash_without_summary_is_a_run_error() -> None:
+    text = sample("ng-3.0-reference-level2.txt")
+    cut = text.index("PASS id_basic\n")
+    result = v.parse_ng_output(text[:cut] + "Traceback (most recent call last):\n", returncode=1)
+    assert v.RUN_ERROR in result.failed
+    assert "no 'N passed, N failed' summary (exit code 1)" in result.failed[v.RUN_ERROR]
+    assert result.skipped == ()  # nothing is known of the tests that did not report
 
 
 def test_ng_summary_mismatch_is_a_run_error() -> None:
@@ -272,13 +289,131 @@ def test_ng_summary_mismatch_is_a_run_error() -> None:
 
 
 def test_ng_command_line() -> None:
-    assert v.NG_WRAPPER.resolve() == (v.REPO_ROOT.parent / "shared" / "conformance" / "ng_validate.py")
+    assert v.NG_WRAPPER == v.REPO_ROOT / "tests" / "e2e" / "ng_validate.py"
+    assert v.NG_WRAPPER.is_file()
     assert v.ng_command("http://127.0.0.1:9/iiif/2/", v2=True) == [
         str(v.NG_PYTHON),
         str(v.NG_WRAPPER),
         "--v2",
         "http://127.0.0.1:9/iiif/2",
     ]
+    assert v.ng_command("http://127.0.0.1:9/iiif/3", validation_id="other")[2:] == [
+        "--validation-id",
+        "other",
+        "http://127.0.0.1:9/iiif/3",
+    ]
+
+
+# ---------------------------------------------------------------- ng wrapper
+#
+# The wrapper runs in the validator venv, importing iiif_validator inside main(); here a stand-in
+# package gives it known results, so its output format is tested against the parser in-process.
+
+
+class _Failure(NamedTuple):
+    expected: str
+    received: str
+    url: str
+    details: str = "Validation failed"
+
+
+class _Success(NamedTuple):
+    details: str = "Validation successful"
+
+
+class _Features(NamedTuple):
+    compliance_level: enum.Enum
+    extra_qualities: list[str]
+    extra_formats: list[str]
+    extra_features: list[str]
+    supports_caching: bool
+
+
+class _Level(enum.Enum):
+    LEVEL_2 = 2
+
+
+def _stand_in_validator(monkeypatch: pytest.MonkeyPatch, results: list[tuple[str, object]], reachable: bool) -> None:
+    class Version(enum.Enum):
+        V2 = "2.0"
+        V3 = "3.0"
+
+    class Server(NamedTuple):
+        base_url: str
+        validation_id: str
+        version: Version
+
+        def info_url(self) -> str:
+            return f"{self.base_url}/{self.validation_id}/info.json"
+
+        def feature_set(self) -> _Features:
+            if not reachable:
+                raise OSError("[Errno 111] Connection refused")
+            return _Features(_Level.LEVEL_2, ["gray"], ["png"], ["mirroring"], True)
+
+    def run_tests(server: Server, max_threads: int = 4) -> list[tuple[type, object]]:
+        assert server.base_url == "http://127.0.0.1:9/iiif/3"  # the trailing slash is dropped
+        return [(type("T", (), {"__module__": f"iiif_validator.tests.{name}"}), out) for name, out in results]
+
+    test_module = types.ModuleType("iiif_validator.tests.test")
+    test_module.__dict__.update(IIIFVersion=Version, TargetServer=Server, ValidationFailure=_Failure)
+    validate_module = types.ModuleType("iiif_validator.validate")
+    validate_module.__dict__.update(run_tests=run_tests)
+    for name, module in {
+        "iiif_validator": types.ModuleType("iiif_validator"),
+        "iiif_validator.tests": types.ModuleType("iiif_validator.tests"),
+        "iiif_validator.tests.test": test_module,
+        "iiif_validator.validate": validate_module,
+    }.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_ng_wrapper_output_parses_back(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    results: list[tuple[str, object]] = [
+        ("id_basic", _Success()),
+        ("http_cors", [_Success(), _Failure("*", "none\nat all" + "x" * 400, "http://u/1", "no CORS header")]),
+        ("size_wh", _Success()),
+        ("info_json", [_Failure("id", "missing", "http://u/2"), _Failure("type", "missing", "http://u/3")]),
+    ]
+    _stand_in_validator(monkeypatch, results, reachable=True)
+    code = ng_validate.main(["http://127.0.0.1:9/iiif/3/"])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert code == 1
+    assert lines[0] == (
+        "version=3.0 level=LEVEL_2 extraQualities=['gray'] extraFormats=['png'] "
+        "extraFeatures=['mirroring'] caching=True"
+    )
+    assert lines[-1] == "3 passed, 3 failed"
+    cors = next(line for line in lines if line.startswith("FAIL http_cors: "))
+    # received is flattened onto the line and cut, so one check is one line
+    assert cors == f"FAIL http_cors: no CORS header | expected: * | received: none at all{'x' * 289} | url: http://u/1"
+    result = v.parse_ng_output(
+        out, all_tests=["id_basic", "http_cors", "size_wh", "info_json", "format_gif"], returncode=code
+    )
+    assert result.passed == ("id_basic", "size_wh")
+    assert set(result.failed) == {"http_cors", "info_json"}
+    assert len(result.failed["info_json"].splitlines()) == 2
+    assert result.skipped == ("format_gif",)
+
+
+def test_ng_wrapper_exits_0_when_all_pass(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _stand_in_validator(monkeypatch, [("id_basic", _Success()), ("size_wh", [_Success(), _Success()])], reachable=True)
+    code = ng_validate.main(["http://127.0.0.1:9/iiif/3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[-1] == "3 passed, 0 failed"
+    assert v.parse_ng_output(out, returncode=code).ok
+
+
+def test_ng_wrapper_unreachable_server(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _stand_in_validator(monkeypatch, [], reachable=False)
+    code = ng_validate.main(["http://127.0.0.1:9/iiif/3", "--validation-id", "abc"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert out == "cannot read http://127.0.0.1:9/iiif/3/abc/info.json: OSError: [Errno 111] Connection refused\n"
+    result = v.parse_ng_output(out, returncode=code)
+    assert set(result.failed) == {v.RUN_ERROR}
 
 
 # -------------------------------------------------------------------- shared

@@ -63,17 +63,18 @@ Classic validator (PyPI ``iiif-validator`` 1.0.5, Python 3.11 venv)
       server cannot be reached.
 
 ng validator (PyPI ``iiif-validator-ng`` 0.1.0, Python 3.12 venv)
-    Run through the project's wrapper ``../shared/conformance/ng_validate.py``
-    (the package's own CLI always exits 0)::
+    Run through the project's wrapper ``tests/e2e/ng_validate.py`` (the
+    package's own CLI always exits 0)::
 
-        .venv-validators/ng/bin/python ../shared/conformance/ng_validate.py [--v2] \\
+        .venv-validators/ng/bin/python tests/e2e/ng_validate.py [--v2] \\
             http://127.0.0.1:PORT/PREFIX
 
     Output: one ``version=... level=LEVEL_n ...`` line describing what it read
     from info.json, then one ``PASS name`` or ``FAIL name: details |
     expected: ... | received: ... | url: ...`` line per *check* (a test
     module reports several, in thread-completion order), then ``N passed, N
-    failed``. A test is passed here if all of its checks passed. ng chooses
+    failed``; exit 1 if a check failed. When info.json cannot be read it
+    prints why, no summary, and exits 2. A test is passed here if all of its checks passed. ng chooses
     tests by the level and extra features the server's info.json declares;
     the version's other tests are reported as skipped.
 
@@ -95,7 +96,7 @@ INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-validators.sh"
 CLASSIC_PYTHON = VENV_ROOT / "classic" / "bin" / "python"
 CLASSIC_SCRIPT = VENV_ROOT / "classic" / "bin" / "iiif-validate.py"
 NG_PYTHON = VENV_ROOT / "ng" / "bin" / "python"
-NG_WRAPPER = REPO_ROOT / ".." / "shared" / "conformance" / "ng_validate.py"
+NG_WRAPPER = Path(__file__).resolve().with_name("ng_validate.py")  # the project's own, next to this file
 
 # The identifier both validators expect: the 10x10 colour-grid test image.
 VALIDATION_ID = "67352ccc-d1b0-11e1-89ae-279075081939"

@@ -14,15 +14,22 @@ RGBA): the independent reference the render tests compare against. For lossy sou
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import pyvips
 import tifffile
 
+from iiifserver.app import create_app
+from iiifserver.config import Settings
 from iiifserver.image.probe import configure_libvips
+from iiifserver.image.service import ImageService
+from iiifserver.image.sources import SourceFile
+from tests.image.pyramids import Pyramid, jpeg_pyramid, layout, pyramid_of
 
 TILE = 256
 FULL_W, FULL_H = 3000, 2000
@@ -286,3 +293,120 @@ def corrupt_level0(source_dir: Path, rgb_pages: Sample) -> Sample:
             fh.seek(offset)
             fh.write(rng.integers(0, 256, count, dtype=np.uint8).tobytes())
     return Sample(path, rgb_pages.pixels)
+
+
+# -- an ImageService over one small JPEG pyramid (test_service.py, test_source_registry.py) ------
+
+
+@pytest.fixture(scope="session")
+def picture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pic.tif``: 512x384, 256 px JPEG tiles, alone in its folder."""
+    path = tmp_path_factory.mktemp("service") / "pic.tif"
+    image = pyvips.Image.perlin(512, 384, cell_size=32, seed=5, uchar=True)
+    image.tiffsave(str(path), tile=True, tile_width=256, tile_height=256, pyramid=True, compression="jpeg", Q=85)
+    return path
+
+
+class Counting:
+    """Counts the source resolutions (stats) an ImageService's registry makes."""
+
+    def __init__(self, service: ImageService) -> None:
+        self.calls = 0
+        source = service.registry._source
+        original, original_recheck = source.resolve, source.recheck
+
+        def resolve(identifier: str) -> SourceFile:
+            self.calls += 1
+            time.sleep(0.02)  # a slow stat (network storage): concurrent requests overlap it
+            return original(identifier)
+
+        def recheck(file: SourceFile) -> SourceFile:
+            self.calls += 1
+            self.rechecks += 1
+            time.sleep(0.02)
+            return original_recheck(file)
+
+        self.rechecks = 0
+        source.resolve = resolve  # type: ignore[method-assign]
+        source.recheck = recheck  # type: ignore[method-assign]
+
+
+def make_service(images: Path, tmp_path: Path, interval: float) -> tuple[Any, ImageService, Counting]:
+    """An app over ``images`` whose identifiers are trusted for ``interval`` seconds, its
+    ImageService and the counter of its stats."""
+    app = create_app(Settings(images=images, cache=tmp_path / "cache", source_check_interval=interval))
+    service: ImageService = app.state.image_service
+    service.registry._versions._random = lambda: 0.0  # due for a re-check after exactly half the interval
+    return app, service, Counting(service)
+
+
+# -- JPEG pyramids of the stored-tile tests (tests/image/pyramids.py) --------------------------
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiles")
+
+
+@pytest.fixture(scope="session")
+def full_rgb(base_rgb: np.ndarray) -> pyvips.Image:
+    return pyvips.Image.new_from_array(np.ascontiguousarray(base_rgb[:FULL_H, :FULL_W])).copy(interpretation="srgb")
+
+
+@pytest.fixture(scope="session")
+def q90_pages(work_dir: Path, full_rgb: pyvips.Image) -> Pyramid:
+    """3000x2000, Q90: libvips stores RGB 4:4:4 tiles (Photometric RGB), each with its own APP14."""
+    pyramid = jpeg_pyramid(full_rgb, work_dir / "q90.tif", Q=90)
+    assert layout(pyramid.path) == (2, (0x11, 0x11, 0x11))  # RGB 4:4:4
+    return pyramid
+
+
+@pytest.fixture(scope="session")
+def q85_pages(work_dir: Path, full_rgb: pyvips.Image) -> Pyramid:
+    """3000x2000, Q85: YCbCr 4:2:0 tiles."""
+    pyramid = jpeg_pyramid(full_rgb, work_dir / "q85.tif", Q=85)
+    assert layout(pyramid.path) == (6, (0x22, 0x11, 0x11))  # YCbCr 4:2:0
+    return pyramid
+
+
+@pytest.fixture(scope="session")
+def grey_pages(work_dir: Path, full_rgb: pyvips.Image) -> Pyramid:
+    pyramid = jpeg_pyramid(full_rgb.colourspace("b-w"), work_dir / "grey.tif", Q=85)
+    assert layout(pyramid.path) == (1, (0x11,))
+    return pyramid
+
+
+@pytest.fixture(scope="session")
+def q85_subifd(work_dir: Path, full_rgb: pyvips.Image) -> Pyramid:
+    return jpeg_pyramid(full_rgb, work_dir / "q85_subifd.tif", Q=85, subifd=True)
+
+
+@pytest.fixture(scope="session")
+def q95_subifd(rgb_subifd_jpeg: Sample) -> Pyramid:
+    """conftest's SubIFD pyramid: JPEG Q95, RGB."""
+    return pyramid_of(rgb_subifd_jpeg.path)
+
+
+@pytest.fixture(scope="session")
+def odd_512(work_dir: Path, base_rgb: np.ndarray) -> Pyramid:
+    """3001x2001 (no level a multiple of the tile size) in 512 px tiles."""
+    image = pyvips.Image.new_from_array(np.ascontiguousarray(base_rgb)).copy(interpretation="srgb")
+    return jpeg_pyramid(image, work_dir / "odd_512.tif", tile=512, Q=85)
+
+
+@pytest.fixture(scope="session")
+def odd_256(work_dir: Path, base_rgb: np.ndarray) -> Pyramid:
+    image = pyvips.Image.new_from_array(np.ascontiguousarray(base_rgb[:1301, :1777])).copy(interpretation="srgb")
+    return jpeg_pyramid(image, work_dir / "odd_256.tif", Q=90)
+
+
+@pytest.fixture(scope="session")
+def odd_64(work_dir: Path, base_rgb: np.ndarray) -> Pyramid:
+    """1279x1023 in 64 px tiles: each halving floors off nearly a pixel (1279 = 8 * 159 + 7)."""
+    image = pyvips.Image.new_from_array(np.ascontiguousarray(base_rgb[:1023, :1279])).copy(interpretation="srgb")
+    return jpeg_pyramid(image, work_dir / "odd_64.tif", tile=64, Q=85)
+
+
+@pytest.fixture(scope="session")
+def bigtiff(work_dir: Path, full_rgb: pyvips.Image) -> Pyramid:
+    return jpeg_pyramid(full_rgb.crop(0, 0, 1600, 1200), work_dir / "bigtiff.tif", Q=85, bigtiff=True)

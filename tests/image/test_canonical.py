@@ -6,9 +6,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from iiifserver.config import Limits
 from iiifserver.errors import BadRequest, NotImplementedFeature
 from iiifserver.image.canonical import canonical_path
-from iiifserver.image.planner import Limits, Resolved, resolve
+from iiifserver.image.planner import Resolved, resolve
 from iiifserver.image.request import ApiVersion, parse_image_request
 from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo
 

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from iiifserver.config import Limits
 from iiifserver.errors import BadRequest, NotImplementedFeature
 from iiifserver.image.planner import (
     Box,
-    Limits,
     Plan,
     Resolved,
     choose_level,

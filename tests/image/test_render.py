@@ -49,8 +49,9 @@ import pytest
 import pyvips
 from PIL import Image
 
+from iiifserver.config import Limits
 from iiifserver.errors import SourceDamaged
-from iiifserver.image.planner import Box, Limits, Plan, Resolved, plan, resolve
+from iiifserver.image.planner import Box, Plan, Resolved, plan, resolve
 from iiifserver.image.probe import probe
 from iiifserver.image.render import EncodeOptions, render
 from iiifserver.image.request import parse_image_request

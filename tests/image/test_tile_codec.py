@@ -4,7 +4,7 @@ The stretch is checked against a direct float evaluation of the same linear, cen
 resampling, and against libvips' bicubic enlargement (what the renderer does to the same
 crop); the encoded tiles are checked for size, colour model, chroma subsampling and
 quantisation tables against what libvips' jpegsave writes with the same settings. The lossless
-crop is tested on real pyramids in ``test_tiles.py``.
+crop is tested on real pyramids in ``test_passthrough.py``.
 """
 
 from __future__ import annotations

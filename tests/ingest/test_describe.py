@@ -34,7 +34,7 @@ def test_object_description_lists_pages_in_natural_order(pages: Path, tmp_path: 
     images, manifests = tmp_path / "images", tmp_path / "manifests"
     out = images / "books" / "b1"
     code, output = run(
-        str(pages), "--out", str(out), "--object", "b1", "--images", str(images), "--manifests", str(manifests)
+        str(pages), "--out", str(out), "--object", "b1", "-s", f"images={images}", "-s", f"manifests={manifests}"
     )
     assert code == 0, output
     assert "object b1: 3 pages in" in output
@@ -48,7 +48,7 @@ def test_object_description_lists_pages_in_natural_order(pages: Path, tmp_path: 
         ],
     }
     # an existing description is kept unless --force; the images are up to date by then
-    args = [str(pages), "--out", str(out), "--object", "b1", "--images", str(images), "--manifests", str(manifests)]
+    args = [str(pages), "--out", str(out), "--object", "b1", "-s", f"images={images}", "-s", f"manifests={manifests}"]
     code, output = run(*args)
     assert code == 2
     assert "b1.yaml exists; --force replaces it" in output
@@ -58,10 +58,10 @@ def test_object_description_lists_pages_in_natural_order(pages: Path, tmp_path: 
     written = yaml.safe_load((manifests / "b1.yaml").read_text(encoding="utf-8"))
     assert [p["image"] for p in written["pages"]] == ["books/b1/page-1", "books/b1/page-10"]
     # The description is published: the presentation side serves it as a manifest of those pages.
-    code, output = _cli("manifests", "validate", "--images", str(images), "--manifests", str(manifests))
+    code, output = _cli("manifests", "validate", "-s", f"images={images}", "-s", f"manifests={manifests}")
     assert code == 0, output
     code, output = _cli(
-        "get", "/iiif/presentation/3/b1/manifest", "--images", str(images), "--manifests", str(manifests)
+        "get", "/iiif/presentation/3/b1/manifest", "-s", f"images={images}", "-s", f"manifests={manifests}"
     )
     assert code == 0, output
     manifest = json.loads(output)
@@ -77,9 +77,8 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 def test_output_outside_the_image_root_is_a_usage_error(pages: Path, tmp_path: Path) -> None:
-    code, output = run(
-        str(pages), "--out", str(tmp_path / "elsewhere"), "--object", "b1", "--images", str(tmp_path / "images")
-    )
+    images = tmp_path / "images"
+    code, output = run(str(pages), "--out", str(tmp_path / "elsewhere"), "--object", "b1", "-s", f"images={images}")
     assert code == 2
     assert "--object needs the output folder" in output
     assert not (tmp_path / "elsewhere").exists()  # nothing converted
@@ -89,11 +88,47 @@ def test_no_description_when_a_master_failed(pages: Path, tmp_path: Path) -> Non
     (pages / "page-3.jpg").write_bytes((pages / "page-1.jpg").read_bytes()[:500])
     images, manifests = tmp_path / "images", tmp_path / "manifests"
     code, output = run(
-        str(pages), "--out", str(images / "b"), "--object", "b", "--images", str(images), "--manifests", str(manifests)
+        str(pages),
+        "--out",
+        str(images / "b"),
+        "--object",
+        "b",
+        "-s",
+        f"images={images}",
+        "-s",
+        f"manifests={manifests}",
     )
     assert code == 1
     assert "object b: not described, as some masters failed" in output
     assert not (manifests / "b.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("image=x", "unknown setting 'image'; did you mean images?"),
+        ("manifests", "'manifests' is not NAME=VALUE"),
+        ("workers=two", "workers: expected int, got 'two'"),
+    ],
+)
+def test_bad_setting_stops_convert_before_any_work(pages: Path, tmp_path: Path, setting: str, message: str) -> None:
+    out = tmp_path / "images" / "b"
+    code, output = run(str(pages), "--out", str(out), "--object", "b", "--setting", setting)
+    assert code == 2
+    assert message in output
+    assert not out.exists()
+
+
+def test_setting_from_the_environment_and_the_flag(
+    pages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, manifests = tmp_path / "images", tmp_path / "manifests"
+    monkeypatch.setenv("IIIFSERVER_IMAGES", str(images))
+    monkeypatch.setenv("IIIFSERVER_MANIFESTS", str(tmp_path / "elsewhere"))
+    code, output = run(str(pages), "--out", str(images / "b"), "--object", "b", "-s", f"manifests={manifests}")
+    assert code == 0, output
+    assert (manifests / "b.yaml").is_file()  # the flag wins over IIIFSERVER_MANIFESTS
+    assert not (tmp_path / "elsewhere").exists()
 
 
 @pytest.mark.parametrize("name", ["", "../x", "a//b", "a b", "/abs", ".hidden", "a\\b"])

@@ -12,13 +12,13 @@ import pytest
 from tests.web.conftest import save_pyramid, solid
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO.parent / "shared" / "conformance" / "iiif_3_0.json"
+SCHEMA = REPO / "tests" / "data" / "conformance" / "iiif_3_0.json"  # source and licence: its README.md
 
 
 @pytest.fixture(scope="session")
 def schema_validator() -> jsonschema.Draft7Validator:
     """The official Presentation 3.0 schema, with format checks (navDate must be a date-time)."""
-    assert SCHEMA.is_file(), f"the Presentation 3.0 schema is missing: {SCHEMA} (../shared/conformance)"
+    assert SCHEMA.is_file(), f"the Presentation 3.0 schema is missing: {SCHEMA}"
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
 

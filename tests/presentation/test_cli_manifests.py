@@ -34,8 +34,8 @@ def test_build_writes_every_document(tmp_path: Path) -> None:
     images, manifests = _tree(tmp_path)
     out = tmp_path / "out"
     code, output = _run(
-        "manifests", "build", "--images", str(images), "--manifests", str(manifests), "--out", str(out),
-        "--public-url", "https://iiif.example.org",
+        "manifests", "build", "-s", f"images={images}", "-s", f"manifests={manifests}", "--out", str(out),
+        "-s", "public_url=https://iiif.example.org",
     )  # fmt: skip
     assert code == 0, output
     assert "0 problem(s)" in output
@@ -56,8 +56,8 @@ def test_build_writes_collection_pages(tmp_path: Path) -> None:
         make_image(images / f"extra-{n}.tif", 50, 50)
     out = tmp_path / "out"
     code, output = _run(
-        "manifests", "build", "--images", str(images), "--manifests", str(manifests), "--out", str(out),
-        "--collection-page-size", "2",
+        "manifests", "build", "-s", f"images={images}", "-s", f"manifests={manifests}", "--out", str(out),
+        "-s", "collection_page_size=2",
     )  # fmt: skip
     assert code == 0, output
     assert len(json.loads((out / "collection.json").read_text())["items"]) == 3  # 5 members, 2 a page
@@ -70,7 +70,7 @@ def test_validate_reports_each_problem_and_fails(tmp_path: Path) -> None:
     write(manifests / "bad-field.yaml", "label: x\ncolour: red\npages: [painting]\n")
     write(manifests / "bad-yaml.yaml", "label: [oops\n")
     write(manifests / "missing-image.yaml", "label: x\npages: [painting, nowhere/p1]\n")
-    code, output = _run("manifests", "validate", "--images", str(images), "--manifests", str(manifests))
+    code, output = _run("manifests", "validate", "-s", f"images={images}", "-s", f"manifests={manifests}")
     assert code == 1
     assert "bad-rights.yaml: field 'rights'" in output
     assert "bad-field.yaml: field 'colour': unknown field" in output
@@ -83,7 +83,7 @@ def test_validate_reports_each_problem_and_fails(tmp_path: Path) -> None:
 def test_validate_passes_on_good_descriptions_with_the_schema(tmp_path: Path) -> None:
     images, manifests = _tree(tmp_path)
     code, output = _run(
-        "manifests", "validate", "--images", str(images), "--manifests", str(manifests), "--schema", str(SCHEMA)
+        "manifests", "validate", "-s", f"images={images}", "-s", f"manifests={manifests}", "--schema", str(SCHEMA)
     )
     assert code == 0, output
     assert "all descriptions are valid" in output
@@ -100,7 +100,7 @@ def test_import_writes_one_yaml_per_object(tmp_path: Path) -> None:
         "album,album/b,Back,,,,\n"
         "broken,painting,,X,X,,https://nope.example/\n",
     )
-    code, output = _run("manifests", "import", str(sheet), "--manifests", str(manifests))
+    code, output = _run("manifests", "import", str(sheet), "-s", f"manifests={manifests}")
     assert code == 1  # one bad object
     assert "catalogue.csv line 4: field 'rights'" in output
     data = yaml.safe_load((manifests / "album.yaml").read_text(encoding="utf-8"))
@@ -112,10 +112,10 @@ def test_import_writes_one_yaml_per_object(tmp_path: Path) -> None:
     assert data["metadata"] == [{"label": {"en": "Creator", "fr": "Auteur"}, "value": {"none": "Anonyme"}}]
     assert not (manifests / "broken.yaml").exists()
     # The written description serves.
-    code, output = _run("manifests", "validate", "--images", str(images), "--manifests", str(manifests))
+    code, output = _run("manifests", "validate", "-s", f"images={images}", "-s", f"manifests={manifests}")
     assert code == 0, output
     # A second import does not overwrite, unless forced.
-    code, output = _run("manifests", "import", str(sheet), "--manifests", str(manifests))
+    code, output = _run("manifests", "import", str(sheet), "-s", f"manifests={manifests}")
     assert "exists (use --force" in output
-    code, output = _run("manifests", "import", str(sheet), "--manifests", str(manifests), "--force")
+    code, output = _run("manifests", "import", str(sheet), "-s", f"manifests={manifests}", "--force")
     assert "1 descriptions written" in output

@@ -14,16 +14,8 @@ from typing import Any
 
 import pytest
 
-from iiifserver.presentation.description import (
-    Agent,
-    DescriptionError,
-    LanguageMap,
-    Link,
-    MetadataEntry,
-    ObjectDescription,
-    Page,
-    parse_object,
-)
+from iiifserver.presentation.description import DescriptionError, parse_object
+from iiifserver.presentation.model import Agent, LanguageMap, Link, MetadataEntry, ObjectDescription, Page
 from iiifserver.presentation.spreadsheet import ATTRIBUTION_LABEL, Column, SheetObject, parse_header, read_sheet
 
 SOURCE = "catalogue.csv"

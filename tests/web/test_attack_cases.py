@@ -1,9 +1,15 @@
 """Attack cases A01-A17 (identifier -> filesystem) and B01-B12 (parameter grammar) over HTTP.
 
-One parametrised row per case of ``/work/shared/reference/attack-cases.md`` groups A and B that
-has an HTTP surface. Every path is sent byte-exact through ``iiifserver.asgi_call`` (httpx would
-normalise ``/../`` and re-encode), and every response is checked for leaks: no image-root path,
-no traceback. Rows marked 2xx also check what came back (size, canonical link).
+One parametrised row per attack case with an HTTP surface. Group A turns an identifier against
+the filesystem: encoded and raw dot segments, double encoding, absolute paths, sibling-prefix
+escapes, symlinks out of the image root, slashes and gen-delims, NUL, invalid UTF-8, Unicode
+normalisation, control characters, long identifiers, directories and FIFOs, non-TIFF content.
+Group B abuses the parameter grammar: non-ASCII digits, signs, nan/inf, rotation range, empty
+regions, sub-pixel output, integer overflow, upscaling, unknown values, missing segments.
+
+Every path is sent byte-exact through ``iiifserver.asgi_call`` (httpx would normalise ``/../``
+and re-encode), and every response is checked for leaks: no image-root path, no traceback.
+Rows marked 2xx also check what came back (size, canonical link).
 """
 
 from __future__ import annotations

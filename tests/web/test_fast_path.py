@@ -17,6 +17,8 @@ from iiifserver.asgi_call import call
 from iiifserver.config import Settings
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.web.fast_path import Memo, ResponseMemo
+from iiifserver.web.observer import Way
+from iiifserver.web.response import header_lines, header_pairs
 
 TILE = "/iiif/3/pic/0,0,256,256/256,/0/default.jpg"
 RENDER = "/iiif/3/pic/10,10,300,200/150,/0/default.png"
@@ -133,7 +135,7 @@ def test_errors_are_never_replayed(root: Path, tmp_path: Path) -> None:
 
 
 def uvicorn_scope(path: str, method: str = "GET") -> dict[str, Any]:
-    """The scope uvicorn's protocol has when it asks ``answer_at_once`` (before any task)."""
+    """The scope uvicorn's protocol has when it asks ``answer_in_protocol`` (before any task)."""
     raw, _, query = path.partition("?")
     return {
         "type": "http",
@@ -152,29 +154,29 @@ def uvicorn_scope(path: str, method: str = "GET") -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", [TILE, INFO])
-def test_answer_at_once_is_the_replay(root: Path, tmp_path: Path, path: str) -> None:
+def test_answer_in_protocol_is_the_replay(root: Path, tmp_path: Path, path: str) -> None:
     app = make(root, tmp_path)
-    assert app.answer_at_once(uvicorn_scope(path)) is None  # nothing memoised yet
+    assert app.answer_in_protocol(uvicorn_scope(path)) is None  # nothing memoised yet
     status, headers, body = get(app, path, headers=[("host", "testserver")])
-    answer = app.answer_at_once(uvicorn_scope(path))
-    assert answer is not None
-    assert answer[0] == status
-    assert answer[2] == body
-    lines = answer[1].decode().split("\r\n")
+    reply = app.answer_in_protocol(uvicorn_scope(path))
+    assert reply is not None
+    assert (reply.status, reply.way) == (status, Way.PROTOCOL_MEMO)
+    assert reply.body == body
+    lines = reply.header_lines.decode().split("\r\n")
     assert lines[-1] == ""  # every line ends with CRLF; the protocol adds the blank line
     assert dict(line.split(": ", 1) for line in lines[:-1]) == headers
-    head = app.answer_at_once(uvicorn_scope(path, "HEAD"))
-    assert head[1] == answer[1]  # same headers, content-length of the full body
-    assert head[2] == b""
+    head = app.answer_in_protocol(uvicorn_scope(path, "HEAD"))
+    assert head.header_lines == reply.header_lines  # same headers, content-length of the full body
+    assert head.body == b""
     not_modified = uvicorn_scope(path)
-    not_modified["headers"].append((b"if-none-match", headers["etag"].encode()))
-    status_304, lines_304, body_304 = app.answer_at_once(not_modified)
+    not_modified["headers"].append((b"if-none-match", b'W/"other", ' + headers["etag"].encode()))
+    status_304, lines_304, body_304, _ = app.answer_in_protocol(not_modified)
     assert (status_304, body_304) == (304, b"")
     assert b"content-type" not in lines_304
     assert b"content-length" not in lines_304
     assert b"etag: " + headers["etag"].encode() in lines_304
-    assert app.answer_at_once(uvicorn_scope(path, "POST")) is None
-    assert app.answer_at_once(uvicorn_scope(path + "?x=1")) is None
+    assert app.answer_in_protocol(uvicorn_scope(path, "POST")) is None
+    assert app.answer_in_protocol(uvicorn_scope(path + "?x=1")) is None
     assert memo(app).hits == 3
 
 
@@ -185,13 +187,13 @@ def test_a_memo_keeps_only_encoded_lines_and_derives_the_rest() -> None:
         (b"x-note", b"a: b"),  # a value with the separator in it
         (b"content-type", b"image/jpeg"),
     ]
-    memo = Memo.of("a", SourceVersion(1, 2, 3), b'"abc"', headers, key="k")
+    memo = Memo("a", SourceVersion(1, 2, 3), b'"abc"', header_lines(headers), key="k")
     assert memo.lines == b"".join(b"%s: %s\r\n" % pair for pair in headers)
-    assert memo.headers == headers
+    assert header_pairs(memo.lines) == headers
     assert memo.lines_304 == b"".join(b"%s: %s\r\n" % pair for pair in headers[:3])
 
 
-# -- cold tiles answered at once ---------------------------------------------------------------
+# -- cold tiles answered in the protocol ------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -228,13 +230,13 @@ def osd_paths(identifier: str, width: int, height: int, *, exact: bool, version:
     return paths
 
 
-def at_once(app: Any, path: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, str], bytes] | None:
+def in_protocol(app: Any, path: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, str], bytes] | None:
     scope = uvicorn_scope(path, method)
     scope["headers"] += [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
-    answer = app.answer_at_once(scope)
-    if answer is None:
+    reply = app.answer_in_protocol(scope)
+    if reply is None:
         return None
-    status, lines, body = answer
+    status, lines, body, _ = reply
     return status, dict(line.split(": ", 1) for line in lines.decode().split("\r\n")[:-1]), body
 
 
@@ -242,79 +244,79 @@ def at_once(app: Any, path: str, method: str = "GET", **headers: str) -> tuple[i
     ("identifier", "exact", "version"),
     [("odd", False, "3"), ("odd", True, "3"), ("grey", True, "3"), ("odd", False, "2")],
 )
-def test_cold_tiles_answered_at_once_are_the_full_answer(
+def test_cold_tiles_answered_in_protocol_are_the_full_answer(
     odd_root: Path, tmp_path: Path, identifier: str, exact: bool, version: str
 ) -> None:
     """Every stored tile a viewer asks for (whole, cut at the edge, stretched by a pixel) is
-    answered at once, with the status, headers and bytes the full path gives; the others (the
+    answered in the protocol, with the status, headers and bytes the full path gives; the others (the
     80 px overview, rendered) go the full way and are replayed after."""
     app, full = make(odd_root, tmp_path / "a"), make(odd_root, tmp_path / "b")
     paths = osd_paths(identifier, 1000, 750, exact=exact, version=version)
-    assert at_once(app, paths[0]) is None  # not opened yet: the full path opens it
+    assert in_protocol(app, paths[0]) is None  # not opened yet: the full path opens it
     get(app, f"/iiif/{version}/{identifier}/info.json", headers=[("host", "testserver")])
     answered, left = 0, []
     for path in paths:
         expected = get(full, path, headers=[("host", "testserver")])
         assert expected[0] == 200
-        answer = at_once(app, path)
+        answer = in_protocol(app, path)
         if answer is None:
             left.append(path)
             assert get(app, path, headers=[("host", "testserver")]) == expected
-            answer = at_once(app, path)  # now memoised
+            answer = in_protocol(app, path)  # now memoised
             assert answer is not None
         else:
             answered += 1
         assert answer == expected, path
     counters = app.state.image_service.counters
-    assert answered == app.fast_path.tiles_at_once == counters.passthrough == 12 + 4 + 1
+    assert answered == app.fast_path.tiles_in_protocol == counters.passthrough == 12 + 4 + 1
     assert counters.stretched == 1  # the 250x188 tile from 250x187
     assert counters.renders == len(left) == len(paths) - answered
     assert all(path.split("/")[-3].startswith("125,") for path in left)  # 1/8: no such level
     assert memo(app).hits == len(left)
 
 
-def test_tile_requests_not_answered_at_once(odd_root: Path, tmp_path: Path) -> None:
+def test_tile_requests_not_answered_in_protocol(odd_root: Path, tmp_path: Path) -> None:
     app = make(odd_root, tmp_path)
     tile = "/iiif/3/odd/256,256,256,256/256,/0/default.jpg"
     get(app, "/iiif/3/odd/info.json", headers=[("host", "testserver")])
     headers = get(app, "/iiif/3/odd/0,0,256,256/256,/0/default.jpg", headers=[("host", "testserver")])[1]
     # Conditional requests: the full path compares (the memo answers If-None-Match of memoised ones).
-    assert at_once(app, tile, if_none_match=headers["etag"]) is None
-    assert at_once(app, tile, if_modified_since=headers["last-modified"]) is None
-    assert at_once(app, tile + "?v=1") is None
+    assert in_protocol(app, tile, if_none_match=headers["etag"]) is None
+    assert in_protocol(app, tile, if_modified_since=headers["last-modified"]) is None
+    assert in_protocol(app, tile + "?v=1") is None
     # Errors and renders: the full path answers them.
-    assert at_once(app, "/iiif/3/odd/2000,0,256,256/256,/0/default.jpg") is None  # outside: 400
+    assert in_protocol(app, "/iiif/3/odd/2000,0,256,256/256,/0/default.jpg") is None  # outside: 400
     assert get(app, "/iiif/3/odd/2000,0,256,256/256,/0/default.jpg")[0] == 400
-    assert at_once(app, "/iiif/3/odd/0,0,256,256/512,/0/default.jpg") is None  # upscale: 400 in 3.0
-    assert at_once(app, "/iiif/3/odd/10,10,256,256/256,/0/default.jpg") is None  # unaligned: rendered
-    assert at_once(app, "/iiif/3/odd/0,0,256,256/256,/0/default.png") is None
-    assert at_once(app, "/iiif/3/nothing/0,0,256,256/256,/0/default.jpg") is None  # 404 from the full path
-    assert at_once(app, "/iiif/3/od%ZZd/0,0,256,256/256,/0/default.jpg") is None
-    assert app.fast_path.tiles_at_once == 0
+    assert in_protocol(app, "/iiif/3/odd/0,0,256,256/512,/0/default.jpg") is None  # upscale: 400 in 3.0
+    assert in_protocol(app, "/iiif/3/odd/10,10,256,256/256,/0/default.jpg") is None  # unaligned: rendered
+    assert in_protocol(app, "/iiif/3/odd/0,0,256,256/256,/0/default.png") is None
+    assert in_protocol(app, "/iiif/3/nothing/0,0,256,256/256,/0/default.jpg") is None  # 404 from the full path
+    assert in_protocol(app, "/iiif/3/od%ZZd/0,0,256,256/256,/0/default.jpg") is None
+    assert app.fast_path.tiles_in_protocol == 0
     # HEAD: the GET's headers, no body.
-    head = at_once(app, tile, "HEAD")
+    head = in_protocol(app, tile, "HEAD")
     assert head is not None
     assert head[2] == b""
     assert head[1]["content-length"] == str(len(get(app, tile, headers=[("host", "testserver")])[2]))
-    assert app.fast_path.tiles_at_once == 1
+    assert app.fast_path.tiles_in_protocol == 1
     stats = app.fast_path.stats()
-    assert stats["tiles_at_once"] == 1
+    assert stats["tiles_in_protocol"] == 1
 
 
-def test_a_replaced_source_is_not_answered_at_once(odd_root: Path, tmp_path: Path) -> None:
+def test_a_replaced_source_is_not_answered_in_protocol(odd_root: Path, tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(odd_root / "odd.tif", images / "odd.tif")
     app = make(images, tmp_path / "cache", source_check_interval=0.2)
     tile = "/iiif/3/odd/0,0,256,256/256,/0/default.jpg"
     get(app, "/iiif/3/odd/info.json", headers=[("host", "testserver")])
-    first = at_once(app, "/iiif/3/odd/256,0,256,256/256,/0/default.jpg")
+    first = in_protocol(app, "/iiif/3/odd/256,0,256,256/256,/0/default.jpg")
     assert first is not None
     replacement = images / ".next.tif"
     shutil.copy(odd_root / "grey.tif", replacement)
     os.replace(replacement, images / "odd.tif")
     time.sleep(0.25)
-    assert at_once(app, tile) is None  # its trust ran out: the full path checks the file
+    assert in_protocol(app, tile) is None  # its trust ran out: the full path checks the file
     _, headers, body = get(app, tile, headers=[("host", "testserver")])
     assert headers["etag"] != first[1]["etag"]
     with pyvips.Image.new_from_buffer(body, "") as decoded:

@@ -1,5 +1,5 @@
-"""The HTTP protocol: one write per response, nothing held back; repeated requests answered at
-once, in order, framed exactly as uvicorn frames them."""
+"""The HTTP protocol: one write per response, nothing held back; repeated requests answered in
+the protocol, in order, framed exactly as uvicorn frames them, each reported to the observer."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from iiifserver.web.http_protocol import CoalescingTransport, HttpProtocol
+from iiifserver.web.observer import AccessLog, Observer, RequestInfo, Way
+from iiifserver.web.response import Reply
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
 
@@ -105,7 +107,7 @@ def test_writelines_flushes_a_held_head_first() -> None:
     assert real.calls == [("write", HEAD), ("writelines", [b"a", b"b"])]
 
 
-# --- answering at once ---------------------------------------------------------------------
+# --- answering in the protocol ---------------------------------------------------------------
 
 DATE = (b"date", b"Sun, 22 Nov 2026 10:00:00 GMT")
 HIT_LINES = b'content-type: image/jpeg\r\netag: "k"\r\ncontent-length: 4\r\n'
@@ -135,20 +137,31 @@ class Connection(Recorder):
         pass
 
 
-class App:
-    """Answers ``/hit/...`` at once (as the fast path does for a memoised request) and
-    everything through ASGI; ``/slow`` waits for ``release``."""
+class Observed:
+    """An observer that records every call."""
 
     def __init__(self) -> None:
+        self.calls: list[tuple[RequestInfo, int, int, Way]] = []
+
+    def answered(self, request: RequestInfo, status: int, bytes_sent: int, way: Way) -> None:
+        self.calls.append((request, status, bytes_sent, way))
+
+
+class App:
+    """Answers ``/hit/...`` in the protocol (as the fast path does for a memoised request) and
+    everything through ASGI; ``/slow`` waits for ``release``."""
+
+    def __init__(self, observer: Observer | None = None) -> None:
         self.asked: list[dict[str, Any]] = []
         self.called: list[str] = []
         self.release = asyncio.Event()
+        self.observer = observer
 
-    def answer_at_once(self, scope: dict[str, Any]) -> tuple[int, bytes, bytes] | None:
+    def answer_in_protocol(self, scope: dict[str, Any]) -> Reply | None:
         self.asked.append(dict(scope))
         if not scope["path"].startswith("/hit/"):
             return None
-        return 200, HIT_LINES, b"" if scope["method"] == "HEAD" else b"tile"
+        return Reply(200, HIT_LINES, b"" if scope["method"] == "HEAD" else b"tile", Way.PROTOCOL_MEMO)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.called.append(scope["path"])
@@ -316,17 +329,70 @@ def test_expect_continue_and_a_full_send_buffer_go_the_usual_way() -> None:
     asyncio.run(run())
 
 
-def test_answers_at_once_are_access_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_answers_in_the_protocol_are_access_logged_through_the_observer(caplog: pytest.LogCaptureFixture) -> None:
     async def run() -> None:
-        app = App()
-        protocol, _, _ = connect(app, access_log=True)
-        protocol.access_log = True
-        protocol.data_received(b"GET /hit/a?q=1 HTTP/1.1\r\n\r\n")
+        app = App(observer=AccessLog())
+        protocol, _, state = connect(app, access_log=True)
+        protocol.access_log = False  # uvicorn's own log of the ASGI answers: not this test's subject
+        protocol.data_received(b"GET /hit/a%20b?q=1 HTTP/1.1\r\n\r\nGET /miss HTTP/1.1\r\n\r\n")
+        await asyncio.gather(*state.tasks)
         protocol.connection_lost(None)
 
     with caplog.at_level(logging.INFO, logger="uvicorn.access"):
         asyncio.run(run())
-    assert any('"GET /hit/a?q=1 HTTP/1.1" 200' in record.getMessage() for record in caplog.records)
+    messages = [record.getMessage() for record in caplog.records if record.name == "uvicorn.access"]
+    # The ASGI answer (/miss) is uvicorn's to log: the observer leaves it alone.
+    assert messages == ['127.0.0.1:50000 - "GET /hit/a%20b?q=1 HTTP/1.1" 200']
+    # uvicorn's formatter unpacks exactly these five arguments.
+    assert len(caplog.records[0].args) == 5  # type: ignore[arg-type]
+
+
+def test_each_answer_in_the_protocol_is_observed_once() -> None:
+    async def run() -> None:
+        observer = Observed()
+        app = App(observer=observer)
+        protocol, _, state = connect(app)
+        protocol.data_received(b"GET /hit/a?q=1 HTTP/1.1\r\n\r\nHEAD /hit/b HTTP/1.0\r\n\r\n")
+        assert [(status, sent, way) for _, status, sent, way in observer.calls] == [
+            (200, 4, Way.PROTOCOL_MEMO),
+            (200, 0, Way.PROTOCOL_MEMO),
+        ]
+        first, second = observer.calls[0][0], observer.calls[1][0]
+        assert (first.method, first.raw_path, first.query_string, first.http_version) == (
+            "GET",
+            b"/hit/a",
+            b"q=1",
+            "1.1",
+        )
+        assert first.client == ("127.0.0.1", 50000)
+        assert 0 <= first.duration < 1
+        assert first.start <= second.start
+        assert (second.method, second.http_version) == ("HEAD", "1.0")
+        protocol, _, state = connect(app)
+        protocol.data_received(b"GET /miss HTTP/1.1\r\n\r\n")
+        await asyncio.gather(*state.tasks)
+        assert len(observer.calls) == 2  # an ASGI answer is the app's to report (FastPath does)
+        protocol.connection_lost(None)
+
+    asyncio.run(run())
+
+
+def test_a_failing_observer_never_breaks_the_response(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def answered(self, request: RequestInfo, status: int, bytes_sent: int, way: Way) -> None:
+            raise RuntimeError("observer bug")
+
+    async def run() -> bytes:
+        protocol, connection, _ = connect(App(observer=Broken()))
+        protocol.data_received(b"GET /hit/a HTTP/1.1\r\n\r\n")
+        protocol.connection_lost(None)
+        return sent(connection)
+
+    with caplog.at_level(logging.ERROR, logger="iiifserver.web.observer"):
+        out = asyncio.run(run())
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert out.endswith(b"\r\n\r\ntile")
+    assert "request observer failed" in caplog.text
 
 
 def test_an_app_without_the_lookup_is_served_as_usual() -> None:
@@ -343,6 +409,7 @@ def test_an_app_without_the_lookup_is_served_as_usual() -> None:
         protocol.data_received(b"GET /hit/a HTTP/1.1\r\n\r\n")
         await asyncio.gather(*state.tasks)
         assert sent(connection).startswith(b"HTTP/1.1 204 No Content")
+        assert not protocol.answers_in_protocol
         protocol.connection_lost(None)
 
     asyncio.run(run())

@@ -19,7 +19,7 @@ from iiifserver.asgi_call import call
 from iiifserver.config import Settings
 from iiifserver.image.service import ImageService
 from iiifserver.image.tile_codec import available as lossless_crop_available
-from iiifserver.image.tiles import open_and_read
+from iiifserver.image.tile_files import open_and_read
 
 TOKEN = "test-admin-token-0123456789"
 
@@ -262,10 +262,11 @@ def test_inline_edge_tiles_are_cut_losslessly(images: Path, tmp_path: Path) -> N
 
 def _corrupt_tile(path: Path, level: int, index: int) -> None:
     """Write a stray marker into the middle of one stored tile's entropy-coded data."""
-    from iiifserver.image import probe, tiles
+    from iiifserver.image import probe
+    from iiifserver.image.tiff_directory import read_tile_index
 
     info = probe.probe(path, plain_max_pixels=10**8, max_source_pixels=10**10)
-    stored = tiles.read_tile_index(path, info.levels)
+    stored = read_tile_index(path, info.levels)
     assert stored is not None
     grid = stored.levels[level]
     assert grid is not None

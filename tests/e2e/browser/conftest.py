@@ -2,7 +2,7 @@
 
 The IIIF server is the e2e ``live_server`` (``http://127.0.0.1:PORT``). The second origin is a
 small static HTTP server on ``http://localhost:OTHER`` (another host name and port, so another
-origin) serving pages made of the README's embed snippets. Chromium is ``/usr/bin/chromium``
+origin) serving pages made of the embed snippets in ``docs/viewers.md``. Chromium is ``/usr/bin/chromium``
 (``scripts/install.sh --test`` installs it with apt); Playwright never downloads a browser.
 """
 
@@ -40,10 +40,10 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 AXE = REPO / "viewers" / "node_modules" / "axe-core" / "axe.min.js"
-README = (REPO / "README.md").read_text(encoding="utf-8")
+VIEWERS_DOC = (REPO / "docs" / "viewers.md").read_text(encoding="utf-8")
 EXAMPLE = "https://iiif.example.org"
 
-# Console errors and failed requests that are the viewers' own and harmless (README: "Browser
+# Console errors and failed requests that are the viewers' own and harmless (docs/viewers.md: "Browser
 # tests and the console messages they allow"); anything else fails a test.
 ALLOWED_CONSOLE = (
     re.compile(r"Accessing element\.ref was removed in React 19"),  # Mirador 4's bundled MUI
@@ -57,8 +57,8 @@ TILE = re.compile(r"/iiif/[23]/[^/]+/(\d+),(\d+),(\d+),(\d+)/(\d+),(\d*)/0/defau
 
 
 def snippet(name: str) -> str:
-    match = re.search(rf"<!-- embed-snippet: {name} -->\n```html\n(.*?)```", README, re.S)
-    assert match is not None, f"README has no embed snippet {name!r}"
+    match = re.search(rf"<!-- embed-snippet: {name} -->\n```html\n(.*?)```", VIEWERS_DOC, re.S)
+    assert match is not None, f"docs/viewers.md has no embed snippet {name!r}"
     return match.group(1)
 
 
@@ -163,7 +163,7 @@ class OtherOrigin:
 
 @pytest.fixture(scope="package")
 def other_origin(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtherOrigin]:
-    """Pages on another origin embedding the README's snippets, pointed at the live server."""
+    """Pages on another origin embedding the docs' snippets, pointed at the live server."""
     root = tmp_path_factory.mktemp("other-origin")
     for name in ("osd", "mirador", "uv", "iframe"):
         body = snippet(name).replace(EXAMPLE, live_server.base)

@@ -39,7 +39,7 @@ def test_region_panel_with_output_has_no_serious_violations(page: Page, live_ser
 def test_viewer_pages_chrome_has_no_serious_violations(
     page: Page, live_server: LiveServer, path: str, viewer: str
 ) -> None:
-    """Scoped to our own header: Mirador's and UV's insides are theirs (README)."""
+    """Scoped to our own header: Mirador's and UV's insides are theirs (docs/viewers.md)."""
     page.goto(live_server.base + path)
     page.wait_for_selector(viewer)
     assert axe(page, ".site-header") == []

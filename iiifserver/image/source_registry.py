@@ -1,0 +1,193 @@
+"""Which source file an identifier stands for, what is known of it, and how long that is trusted.
+
+Owns: identifier -> ``SourceFile`` (the version cache, else a stat in a worker thread; concurrent
+checks of one identifier share one thread hop; a busy identifier is re-checked in the background
+before its trust runs out); the facts of each source version (``SourceInfo`` and the stored-tile
+index, probed once in a worker thread; an unsupported file is remembered briefly); and the last
+``KnownSource`` of each identifier, so that a trusted one is found without I/O.
+Must not know: image requests, plans, the tile cache, the web framework, pyvips (the probe and
+the tile index are functions it is given, and run in worker threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cachetools
+
+from iiifserver.cache.keys import KeyHasher
+from iiifserver.cache.singleflight import SingleFlight
+from iiifserver.concurrency import Lane
+from iiifserver.errors import IIIFError, SourceChanged, UnsupportedSource
+from iiifserver.image.source_info import SourceInfo, SourceVersion
+from iiifserver.image.sources import Source, SourceFile, VersionCache
+from iiifserver.image.tile_files import TileFiles, open_checked
+from iiifserver.image.tile_grid import StoredTiles
+
+KNOWN_MEMO_SIZE = 4096
+
+ProbeFn = Callable[[Path], SourceInfo]
+TileIndexFn = Callable[[Path, SourceInfo], StoredTiles | None]
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSource:
+    """One version of a source file and what is known of it: its facts and its cache keys."""
+
+    file: SourceFile
+    info: SourceInfo
+    stored: StoredTiles | None = None  # JPEG tile index for passthrough, when the source has one
+    keys: KeyHasher = field(init=False, repr=False, compare=False)  # cache keys of this version
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", KeyHasher(self.file.cache_name, self.file.version.token))
+
+
+class SourceRegistry:
+    """Identifier -> ``KnownSource``. Event loop only, except the ``_blocking`` parts (worker threads).
+
+    ``tile_files`` is shared with the request path: a check that finds a new version opens its
+    descriptor for stored-tile reads in the same thread hop, so the first tiles of a new
+    identifier are read on the loop, not each in a thread of its own.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        probe: ProbeFn,
+        tile_index: TileIndexFn,
+        *,
+        check_interval: float,
+        lane: Lane,
+        recheck_lane: Lane,
+        tile_files: TileFiles,
+    ) -> None:
+        self._source = source
+        self._probe = probe
+        self._tile_index = tile_index
+        self._lane = lane
+        self._recheck_lane = recheck_lane
+        self._tile_files = tile_files
+        self._facts: cachetools.LRUCache[tuple[Path, SourceVersion], tuple[SourceInfo, StoredTiles | None]] = (
+            cachetools.LRUCache(4096)
+        )
+        self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
+        self._lock = threading.Lock()  # _facts and _errors are filled from worker threads
+        # The last KnownSource of each identifier, while the version cache trusts that very file:
+        # a cold tile then finds its image with two dict lookups.
+        self._known: dict[str, KnownSource] = {}
+        self._versions = VersionCache(check_interval)
+        self._checks: SingleFlight[KnownSource] = SingleFlight()
+        self._rechecks: set[str] = set()  # identifiers being re-checked in the background
+        self.background: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
+
+    async def find(self, identifier: str) -> KnownSource:
+        """Resolve and probe ``identifier``: from memory when recently seen, else in a worker thread.
+
+        Concurrent checks of one identifier share one thread hop. A busy identifier is re-checked
+        in the background before its trust runs out: under load a thread waits milliseconds for
+        the GIL, and every request of an identifier whose check had expired used to wait for it.
+        """
+        known = self.find_if_known(identifier)
+        if known is not None:
+            return known
+        job = functools.partial(self._find_and_open, identifier, self._versions.peek(identifier))
+        if self._versions.interval <= 0:  # "check on every request": nothing shared
+            return self._adopt(await self._lane.run(job))
+        return await self._checks.run_in(identifier, self._lane, job, self._adopt)
+
+    def find_if_known(self, identifier: str) -> KnownSource | None:
+        """``find`` from memory only (no I/O, no await); None: ``find`` must check."""
+        file, due = self._versions.lookup(identifier)
+        if file is None:
+            return None
+        if due:
+            self._recheck_soon(identifier)
+        known = self._known.get(identifier)
+        if known is not None and known.file is file:
+            return known
+        with self._lock:
+            facts = self._facts.get((file.path, file.version))
+        if facts is None:
+            return None
+        if len(self._known) >= KNOWN_MEMO_SIZE:
+            del self._known[next(iter(self._known))]  # the oldest
+        known = self._known[identifier] = KnownSource(file, *facts)
+        return known
+
+    def current_version(self, identifier: str) -> SourceVersion | None:
+        """The version ``identifier`` is trusted to have now, without any I/O; None: check it."""
+        file, due = self._versions.lookup(identifier)
+        if file is None:
+            return None
+        if due:
+            self._recheck_soon(identifier)
+        return file.version
+
+    def forget(self, identifier: str | None = None) -> None:
+        """Drop what is remembered of ``identifier``'s file (all for None): it is stat-ed again."""
+        self._versions.forget(identifier)
+
+    def _adopt(self, checked: tuple[KnownSource, int | None]) -> KnownSource:
+        """On the loop, after a check: keep the tile descriptor it opened, trust the version."""
+        known, fd = checked
+        if fd is not None:
+            self._tile_files.adopt(known.file.path, known.file.version, fd)
+        self._versions.put(known.file)
+        return known
+
+    def _find_and_open(self, identifier: str, previous: SourceFile | None = None) -> tuple[KnownSource, int | None]:
+        """``_find_blocking``, and a descriptor for stored-tile reads in the same thread hop.
+        Re-checking an unchanged ``previous`` file costs one ``stat`` and opens nothing."""
+        known = self._find_blocking(identifier, previous)
+        if known.stored is None or known.file == previous:
+            return known, None
+        try:
+            return known, open_checked(known.file.path, known.file.version)
+        except (OSError, SourceChanged):  # the tile read finds out again and decides
+            return known, None
+
+    def _recheck_soon(self, identifier: str) -> None:
+        if identifier in self._rechecks:
+            return
+        self._rechecks.add(identifier)
+
+        async def recheck() -> None:
+            try:
+                # Its own thread: a request that must wait for a check never queues behind these.
+                job = functools.partial(self._find_and_open, identifier, self._versions.peek(identifier))
+                await self._checks.run_in(identifier, self._recheck_lane, job, self._adopt)
+            except Exception:  # gone, unreadable, overloaded: the next request checks it itself
+                self._versions.forget(identifier)
+            finally:
+                self._rechecks.discard(identifier)
+
+        task = asyncio.get_running_loop().create_task(recheck())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def _find_blocking(self, identifier: str, previous: SourceFile | None = None) -> KnownSource:
+        file = self._source.resolve(identifier) if previous is None else self._source.recheck(previous)
+        key = (file.path, file.version)
+        with self._lock:
+            facts = self._facts.get(key)
+            error = self._errors.get(key)
+        if error is not None:
+            raise error
+        if facts is None:
+            try:
+                info = self._probe(file.path)
+            except UnsupportedSource as exc:
+                # Bad sources are remembered briefly, so a flood of requests does not re-probe.
+                with self._lock:
+                    self._errors[key] = exc
+                raise
+            facts = (info, self._tile_index(file.path, info))
+            with self._lock:
+                self._facts[key] = facts
+        return KnownSource(file, *facts)

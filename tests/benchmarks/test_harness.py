@@ -1,0 +1,351 @@
+"""The pure parts of the benchmark harness (benchmarks/harness/ and side_by_side.py): URL lists, wrk
+output, response checks, result records, the summary table, alias files, server configuration and
+the side-by-side plan. No server is started and no load is run here."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import side_by_side as sbs
+from benchmarks import viewer_sessions as vs
+from benchmarks.harness import images as img
+from benchmarks.harness import load, servers, summary
+from benchmarks.harness import matrix as mx
+
+# ---------------------------------------------------------------- URLs
+
+
+def test_cold_list_has_every_tile_of_every_identifier_once() -> None:
+    ids = ["a.tif", "b c.tif"]
+    urls = load.cold_urls(ids, 3000, 2000, "/iiif/3", random.Random(1))
+    info = load.pyramid(3000, 2000)
+    expected = {
+        load.tile_url(info, "/iiif/3", ident, s, c, r, "w,")
+        for ident in ids
+        for s in info.scales
+        for c in range(info.grid(s)[0])
+        for r in range(info.grid(s)[1])
+    }
+    assert len(urls) == len(expected) == 2 * info.n_tiles()
+    assert set(urls) == expected
+    assert all(u[0].startswith(("/iiif/3/a.tif/", "/iiif/3/b%20c.tif/")) for u in urls)
+
+
+def test_cold_list_opens_each_image_coarsest_first_and_interleaves_identifiers() -> None:
+    ids = [f"x{i}.tif" for i in range(6)]
+    urls = load.cold_urls(ids, 12000, 9000, "/iiif", random.Random(3))
+    first = [u for u in urls if u[0].startswith("/iiif/x0.tif/")]
+    # the one-tile level (scale 64) first: the whole image, 188 px wide (ceil(12000 / 64))
+    assert first[0] == ("/iiif/x0.tif/full/188,/0/default.jpg", 188, 141)
+    head = [u[0].split("/")[2] for u in urls[:400]]
+    assert len(set(head)) > 1  # several identifiers' steps in the first few hundred URLs
+
+
+def test_cold_list_is_deterministic_per_seed() -> None:
+    a = load.cold_urls(["a"], 4000, 2500, "/p", random.Random(7))
+    b = load.cold_urls(["a"], 4000, 2500, "/p", random.Random(7))
+    c = load.cold_urls(["a"], 4000, 2500, "/p", random.Random(8))
+    assert a == b
+    assert a != c
+    assert sorted(a) == sorted(c)
+
+
+def test_tile_sizes_follow_openseadragon() -> None:
+    info = load.pyramid(1000, 700)
+    assert info.scales == (1, 2, 4)
+    assert load.tile_url(info, "/i", "x", 1, 3, 2, "w,") == ("/i/x/768,512,232,188/232,/0/default.jpg", 232, 188)
+    assert load.tile_url(info, "/i", "x", 2, 1, 1, "w,h") == ("/i/x/512,512,488,188/244,94/0/default.jpg", 244, 94)
+    assert load.tile_url(info, "/i", "x", 4, 0, 0, "w,") == ("/i/x/full/250,/0/default.jpg", 250, 175)
+
+
+def test_hot_set_is_distinct_tiles_of_one_identifier() -> None:
+    hot = load.hot_set("a.tif", 12000, 9000, "/iiif/3", random.Random(1), 64)
+    assert len(hot) == len(set(hot)) == 64
+    assert all(u[0].startswith("/iiif/3/a.tif/") for u in hot)
+    repeated = load.repeated(hot, random.Random(1), total=1000)
+    assert len(repeated) == 64 * (1000 // 64)
+    assert set(repeated) == set(hot)
+
+
+def test_url_list_lines() -> None:
+    text = "# comment\n\n/iiif/3/a/full/max/0/default.jpg\t10\t20\nb/info.json\n c/full/5,/0/default.jpg\t\t\n"
+    assert load.parse_url_list(text, "/iiif/3") == [
+        ("/iiif/3/a/full/max/0/default.jpg", 10, 20),
+        ("/iiif/3/b/info.json", None, None),
+        ("/iiif/3/c/full/5,/0/default.jpg", None, None),
+    ]
+
+
+def test_workload_from_a_url_file(tmp_path: Path) -> None:
+    listed = tmp_path / "urls.txt"
+    listed.write_text("x/full/9,/0/default.jpg\t9\t9\ny/full/9,/0/default.jpg\t9\t9\n")
+    cold = load.make_workload("http://127.0.0.1:1/iiif", "cold", urls_file=listed)
+    assert [u[0] for u in cold.urls] == ["/iiif/x/full/9,/0/default.jpg", "/iiif/y/full/9,/0/default.jpg"]
+    assert cold.from_file
+    assert not cold.warm
+    hot = load.make_workload("http://127.0.0.1:1/iiif", "hot", urls_file=listed)
+    assert set(hot.warm) == set(cold.urls)
+    assert len(hot.urls) == 50_000
+    info = load.make_workload("http://127.0.0.1:1/iiif/3", "info", ["a", "b"])
+    assert {u[0] for u in info.urls} == {"/iiif/3/a/info.json", "/iiif/3/b/info.json"}
+
+
+def test_only_loopback_targets() -> None:
+    assert load.check_loopback("http://127.0.0.1:8083/iiif/3") == "http://127.0.0.1:8083"
+    assert load.check_loopback("http://localhost:8/x") == "http://localhost:8"
+    with pytest.raises(ValueError, match="loopback"):
+        load.check_loopback("http://example.org/iiif")
+
+
+# ---------------------------------------------------------------- wrk output and checks
+
+WRK_STDOUT = """Running 5s test @ http://127.0.0.1:8083
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.21ms    2.10ms  40.00ms   95.00%
+  25000 requests in 5.00s, 300.00MB read
+Requests/sec:   5000.00
+WRK_RESULT {"requests":25000,"duration_us":5000000,"bytes":300000000,"err_connect":0,"err_read":0,\
+"err_write":0,"err_status":250,"err_timeout":3,"lat_mean_us":1210.5,"lat_max_us":40000,"lat_p50_us":800,\
+"lat_p90_us":2000,"lat_p99_us":9000,"wraps":2}
+"""
+
+
+def test_parse_wrk_reads_the_result_line() -> None:
+    r = load.parse_wrk(WRK_STDOUT)
+    assert r["requests"] == 25000
+    assert r["lat_p99_us"] == 9000
+    assert r["wraps"] == 2
+    with pytest.raises(ValueError, match="no WRK_RESULT"):
+        load.parse_wrk("Running 5s test\nunable to connect to 127.0.0.1:1\n")
+
+
+def test_lua_script_prints_every_field_the_driver_reads() -> None:
+    lua = load.LUA.read_text()
+    assert 'io.write("WRK_RESULT {"' in lua
+    for name in load.parse_wrk(WRK_STDOUT):
+        assert f'"{name}":' in lua
+
+
+def test_result_record() -> None:
+    work = load.Workload("cold", [("/a", 1, 1), ("/b", 1, 1), ("/a", 1, 1)], ids=2, width=10, height=20)
+    r = load.result_record(
+        load.parse_wrk(WRK_STDOUT),
+        work,
+        label="iiifserver/big/r1",
+        concurrency=8,
+        base="http://127.0.0.1:8083/iiif/3",
+        pids=[5, 6],
+        server_s=7.5,
+        wrk_s=0.5,
+        wall_s=5.0,
+        busy_pct=100.0,
+        ncpu=2,
+        peak_rss=300 * 2**20,
+    )
+    assert r["rps"] == 5000.0
+    assert r["rps_ok"] == 4950.0  # non-2xx/3xx responses are not throughput
+    assert r["errors"] == 253
+    assert (r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"], r["mean_ms"]) == (0.8, 2.0, 9.0, 40.0, 1.21)
+    assert r["avg_bytes"] == 12000
+    assert r["server_cpu_pct"] == 150.0
+    assert r["wrk_cpu_pct"] == 10.0
+    assert r["other_cpu_pct"] == 40.0  # 2 cores fully busy = 200 %, minus server and wrk
+    assert r["server_cpu_ms_per_req"] == 0.3
+    assert r["server_peak_rss_mb"] == 300
+    assert (r["unique_urls"], r["list_len"], r["wraps"]) == (2, 3, 2)
+
+
+def jpeg(width: int, height: int) -> bytes:
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9)
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + bytes(3)
+    return b"\xff\xd8" + app0 + sof + b"\xff\xd9"
+
+
+def test_jpeg_size_and_response_checks() -> None:
+    assert load.jpeg_size(jpeg(256, 141)) == (256, 141)
+    assert load.jpeg_size(b"GIF89a") is None
+    tile = "/i/x/0,0,256,256/256,/0/default.jpg"
+    assert load.check_response(tile, 200, jpeg(256, 256), 256, 256, 0) is None
+    assert load.check_response(tile, 200, jpeg(255, 256), 256, 256, 0) == "got 255x256, want 256x256"
+    assert load.check_response(tile, 200, jpeg(255, 255), 256, 256, 1) is None  # rounding slack
+    assert load.check_response(tile, 404, b"", 256, 256, 0) == "status 404"
+    assert load.check_response(tile, 200, b"<html>", None, None, 0) == "not a JPEG"
+    assert load.check_response("/i/x/info.json", 200, b'{"width": 5}', None, None, 0) is None
+    assert load.check_response("/i/x/info.json", 200, b"{}", None, None, 0) == "info.json without width"
+
+
+# ---------------------------------------------------------------- summary
+
+
+def run_record(label: str, mode: str, c: int, rps: float, **extra: Any) -> dict[str, Any]:
+    base = {
+        "label": label,
+        "mode": mode,
+        "concurrency": c,
+        "rps": rps,
+        "rps_ok": rps,
+        "p50_ms": 1.0,
+        "p99_ms": 5.0,
+        "server_cpu_pct": 180.0,
+        "server_cpu_ms_per_req": 0.5,
+        "wrk_cpu_pct": 8.0,
+        "other_cpu_pct": 1.0,
+        "errors": 0,
+        "wraps": 0,
+        "avg_bytes": 12000,
+        "time": "2026-11-22T10:00:00+0000",
+    }
+    return {**base, **extra}
+
+
+def test_summary_table_groups_repeats() -> None:
+    runs = [
+        run_record("iiifserver/big/r1", "cold", 8, 9000.0),
+        run_record("iipsrv/big/r1", "cold", 8, 2000.0, errors=2),
+        run_record("iiifserver/big/r2", "cold", 8, 9100.0, wraps=1),
+    ]
+    lines = summary.table(runs).splitlines()
+    assert lines[0].startswith("| server | image | mode | c | req/s (each run)")
+    assert lines[2] == (
+        "| iiifserver | big | cold | 8 | 9000.0 / 9100.0 | 1.0 / 1.0 | 5.0 / 5.0 | 180 / 180 | 0.50 / 0.50 "
+        "| 8 / 8 | 1 / 1 | 0 (wrapped) | 12000 |"
+    )
+    assert lines[3].startswith("| iipsrv | big | cold | 8 | 2000.0 |")
+    assert "| 2 | 12000 |" in lines[3]
+    excluded = summary.table(runs, exclude_wrapped=True).splitlines()
+    assert "| 9000.0 |" in excluded[2]
+    assert summary.table(runs, since="2027").splitlines()[2:] == []
+
+
+def test_summary_reads_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(run_record(f"x/img/r{i}", "hot", 64, 10.0 * i)) + "\n" for i in (1, 2)))
+    assert [r["rps"] for r in summary.read_runs([path])] == [10.0, 20.0]
+    assert summary.main([str(path)]) == 0
+
+
+# ---------------------------------------------------------------- images (names and aliases; no pixels)
+
+
+def test_image_names() -> None:
+    assert img.stem("big") == "artwork_big"
+    assert img.stem("big", 85) == "artwork_big_q85"
+    assert img.alias_names("giga", 85, 2) == ["artwork_giga_q85_00.tif", "artwork_giga_q85_01.tif"]
+    assert mx.label_image("big", 85) == "big-q85"
+    assert mx.label_image("10mp", 85) == "10mp-q85"
+
+
+def test_aliases_symlinks_then_copies(tmp_path: Path) -> None:
+    master = tmp_path / "artwork_big_q85.tif"
+    master.write_bytes(b"pyramid")
+    links = img.make_aliases(master, 3)
+    assert [p.name for p in links] == img.alias_names("big", 85, 3)
+    assert all(p.is_symlink() and os.readlink(p) == master.name for p in links)
+    assert img.count_aliases(tmp_path, "big", 85) == 3
+    copies = img.make_aliases(master, 2, copies=True)
+    for p in copies:
+        assert not p.is_symlink()
+        assert p.read_bytes() == b"pyramid"
+        assert p.stat().st_ino != master.stat().st_ino  # a distinct file, as in a real collection
+    assert links[2].is_symlink()  # beyond the count: untouched
+    mtime = copies[0].stat().st_mtime_ns
+    img.make_aliases(master, 2, copies=True)
+    assert copies[0].stat().st_mtime_ns == mtime  # an up-to-date copy is kept
+
+
+def test_alias_pool_gives_fresh_identifiers_per_config() -> None:
+    said: list[str] = []
+    pool = mx.AliasPool("big", 90, available=5, per_run=2, log=said.append)
+    assert pool.take("iiifserver") == ["artwork_big_00.tif", "artwork_big_01.tif"]
+    assert pool.take("iiifserver") == ["artwork_big_02.tif", "artwork_big_03.tif"]
+    assert pool.take("iipsrv") == ["artwork_big_00.tif", "artwork_big_01.tif"]
+    assert said == []
+    assert pool.take("iiifserver") == ["artwork_big_00.tif", "artwork_big_01.tif"]
+    assert said == ["# warning: identifiers reused for iiifserver (make more aliases)"]
+    assert mx.AliasPool("big", 85, 0, 3, said.append).take("x") == ["artwork_big_q85.tif"]
+
+
+# ---------------------------------------------------------------- servers (configuration only)
+
+
+def test_iipsrv_configuration(tmp_path: Path) -> None:
+    peer = servers.Iipsrv(tmp_path / "images", run_dir=tmp_path / "run", jpeg_quality=85)
+    assert peer.base == "http://127.0.0.1:8081/iiif"
+    conf = peer.lighttpd_conf()
+    assert 'server.bind = "127.0.0.1"' in conf
+    assert "server.port = 8081" in conf
+    assert f'"socket" => "{tmp_path / "run" / "iipsrv.sock"}"' in conf
+    env = peer.iipsrv_env()
+    assert env["JPEG_QUALITY"] == "85"
+    assert env["FILESYSTEM_PREFIX"] == f"{(tmp_path / 'images').resolve()}/"
+    assert env["MEMCACHED_SERVERS"] == ""  # unset, iipsrv would try localhost:11211 on every request
+    with_memcached = servers.make("iipsrv-memcached", tmp_path, run_dir=tmp_path / "run")
+    assert isinstance(with_memcached, servers.Iipsrv)
+    assert with_memcached.iipsrv_env()["MEMCACHED_SERVERS"] == "127.0.0.1:11311"
+    assert peer.pids() == []  # nothing recorded, nothing running
+
+
+def test_iiifserver_command_uses_the_given_checkout(tmp_path: Path) -> None:
+    server = servers.make("iiifserver", tmp_path / "images", run_dir=tmp_path / "run", checkout=tmp_path / "old",
+                          args=["--jpeg-quality", "85"])  # fmt: skip
+    assert isinstance(server, servers.IiifServer)
+    assert server.base == "http://127.0.0.1:8083/iiif/3"
+    cmd = server.command()
+    assert cmd[0] == str(tmp_path / "old" / ".venv" / "bin" / "iiifserver")
+    assert cmd[1:4] == ["serve", "--host", "127.0.0.1"]
+    assert cmd[-2:] == ["--jpeg-quality", "85"]
+    with pytest.raises(RuntimeError, match="install that checkout"):
+        server.start()
+    with pytest.raises(ValueError, match="unknown server"):
+        servers.make("nginx", tmp_path)
+
+
+def test_pid_files_name_one_process(tmp_path: Path) -> None:
+    pid_file = tmp_path / "x.pid"
+    servers.write_pids(pid_file, [os.getpid()])
+    [(pid, started)] = servers.read_pids(pid_file)
+    assert pid == os.getpid()
+    assert started == servers.start_time(os.getpid())
+    assert servers.live(servers.read_pids(pid_file)) == [os.getpid()]
+    pid_file.write_text(f"{os.getpid()} 1\n")  # same PID, another start time: a reused PID
+    assert servers.live(servers.read_pids(pid_file)) == []
+
+
+# ---------------------------------------------------------------- side_by_side
+
+
+def test_only_and_configs_options() -> None:
+    assert sbs.parse_only("cold, hot") == ("cold", "hot")
+    with pytest.raises(Exception, match="unknown workload"):
+        sbs.parse_only("cold,warm")
+    assert sbs.parse_configs("iiifserver") == ("iiifserver",)
+    with pytest.raises(Exception, match="unknown server"):
+        sbs.parse_configs("nginx")
+
+
+def test_plan_for_some_workloads() -> None:
+    full = sbs.Plan.make(False, None, None)
+    quick_pair = sbs.Plan.make(True, None, None, only=("cold", "hot"))
+    assert full.conc == [1, 8, 64]
+    assert (quick_pair.conc, quick_pair.repeats, quick_pair.duration) == ([8], 1, 10)
+    assert quick_pair.minutes() < full.minutes() / 5
+    assert quick_pair.minutes() == pytest.approx(2 * 3 * 2 * 15 / 60)
+    tiles = vs.ImageInfo(12000, 9000, scale_factors=(1, 2, 4, 8, 16, 32, 64)).n_tiles()
+    assert quick_pair.min_cold_urls <= quick_pair.links_big * tiles  # a cold run cannot run out
+    copies = sbs.Plan.make(True, None, None, copies=True)
+    assert copies.links_big < quick_pair.links_big  # copies cost disk: only what this run needs
+    assert copies.min_cold_urls <= (copies.links_big - 2) * tiles
+
+
+def test_result_file_stem() -> None:
+    stem = sbs.result_stem("2026-11-23", "vm", "Intel(R) Xeon(R) Processor @ 2.30GHz", True, "before")
+    assert stem == "2026-11-23-vm-intel-xeon-processor-2-30ghz-quick-before"
+    assert sbs.result_stem("2026-11-23", "vm", "Intel Xeon", False, "") == "2026-11-23-vm-intel-xeon"
