@@ -6,20 +6,20 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from iiifserver import config
 from iiifserver.cache.disk import DiskCache
 from iiifserver.cache.memory import MemoryCache
+from iiifserver.cache.shared import SharedCache
 from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
@@ -27,19 +27,28 @@ from iiifserver.image import probe as probe_module
 from iiifserver.image import render as render_module
 from iiifserver.image.planner import Plan
 from iiifserver.image.service import BlockingOps, ImageService, Lanes
-from iiifserver.image.source_info import SourceFormat, SourceInfo, SourceVersion
+from iiifserver.image.source_info import (
+    SOURCE_INFO_FORMAT,
+    SourceFormat,
+    SourceInfo,
+    SourceVersion,
+    decode_source_info,
+    encode_source_info,
+)
 from iiifserver.image.sources import FilesystemSource
 from iiifserver.image.tiff_directory import read_tile_index
 from iiifserver.image.tile_files import open_and_read
 from iiifserver.image.tile_grid import StoredTiles
 from iiifserver.logs import configure_logging
 from iiifserver.presentation.service import PresentationService
-from iiifserver.web import admin, image_routes, pages, presentation_routes
+from iiifserver.web import admin, health, image_routes, pages, presentation_routes
 from iiifserver.web.assets import Assets
+from iiifserver.web.connection_guard import ConnectionLimits
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
 from iiifserver.web.headers import CORSMiddleware
-from iiifserver.web.observer import AccessLog, Observer
+from iiifserver.web.metrics import Metrics
+from iiifserver.web.observer import AccessLog, Observer, combined
 from iiifserver.web.response import Reply
 
 log = logging.getLogger(__name__)
@@ -47,18 +56,30 @@ MIB = 1024 * 1024
 
 
 def create_app(settings: Settings, observer: Observer | None = None) -> IIIFApplication:
-    """The app; ``observer`` hears of every answered request (``web.observer``), by default
-    uvicorn's access log for the answers given in the protocol when ``access_log`` is on."""
+    """The app; ``observer`` hears of every answered request (``web.observer``), as do the
+    metrics (``metrics`` setting) and the access log (``access_log``)."""
     probe_module.configure_libvips()
+    probe_module.set_opened_budget(nbytes=settings.opened_levels_mb * MIB)
     encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling)
 
     def probe(path: Path) -> SourceInfo:
-        return probe_module.probe(
-            path, plain_max_pixels=settings.plain_max_pixels, max_source_pixels=settings.max_source_pixels
-        )
+        def here() -> SourceInfo:
+            return probe_module.probe(
+                path, plain_max_pixels=settings.plain_max_pixels, max_source_pixels=settings.max_source_pixels
+            )
+
+        # Facts another instance probed are read from the shared tier instead of the file's headers.
+        shared = cache.shared if cache is not None else None
+        return here() if shared is None else _probe_through_shared(shared, settings, path, here)
 
     def render(path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
-        return render_module.render(path, fmt, plan, encode, version)
+        if metrics is None:
+            return render_module.render(path, fmt, plan, encode, version)
+        started = time.perf_counter()
+        try:
+            return render_module.render(path, fmt, plan, encode, version)
+        finally:
+            metrics.rendered(time.perf_counter() - started)
 
     def tile_index(path: Path, info: SourceInfo) -> StoredTiles | None:
         if not settings.tile_passthrough or info.format is not SourceFormat.TIFF or not info.is_tiled:
@@ -69,11 +90,17 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             log.warning("no stored-tile index for %s: %s", path, exc)
             return None
 
+    run_dir = config.metrics_dir()  # the folder ``serve`` made for this run's worker files
+    metrics = (
+        Metrics(lambda: _cache_figures(service), lambda: _lane_figures(lanes), run_dir) if settings.metrics else None
+    )
+    workers = admin.WorkerStats(run_dir)
     threads = settings.render_threads
     lanes = Lanes(
         io=Lane("io", max(4, threads), settings.max_waiting, settings.queue_timeout),
-        tile=Lane("tile", threads, settings.max_waiting, settings.queue_timeout),
-        heavy=Lane("heavy", settings.heavy_threads, settings.max_waiting, settings.queue_timeout),
+        # One nice value for both render lanes: libvips' worker threads are shared between them.
+        tile=Lane("tile", threads, settings.max_waiting, settings.queue_timeout, settings.render_nice),
+        heavy=Lane("heavy", settings.heavy_threads, settings.max_waiting, settings.queue_timeout, settings.render_nice),
         background=Lane("background", 1, settings.max_waiting, settings.queue_timeout),
     )
     cache = _tile_cache(settings, lanes.io)
@@ -93,7 +120,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         check_interval=settings.source_check_interval,
         page_size=settings.collection_page_size,
     )
-    memo = ResponseMemo(settings.trusted_proxy_set)
+    memo = ResponseMemo(settings.trusted_proxy_networks)
 
     def describe() -> dict[str, object]:
         return {
@@ -111,9 +138,6 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         entry = (await presentation.catalogue()).objects.get(object_id)
         return entry is not None
 
-    async def health(request: Request) -> Response:
-        return PlainTextResponse("ok\n", headers={"cache-control": "no-store"})
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher = None
@@ -123,24 +147,58 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             disk = cache.disk
             await lanes.io.run(disk.scan)
             watcher = asyncio.create_task(_watch_purges(cache))
+        shared_link = None
+        if cache is not None and cache.shared is not None:
+            # Up or down before the first request (one warning when down), then kept connected.
+            await lanes.io.run(cache.shared.ping)
+            shared_link = asyncio.create_task(cache.shared.keep_connected(lanes.rechecks.run))
+        publisher = asyncio.create_task(_publish_every_second(metrics, workers, lambda: worker_figures(), lanes.io))
         try:
             yield
         finally:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+            if metrics is not None:
+                metrics.close()
+            workers.forget()
             await service.drain()
             service.close()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            if shared_link is not None and cache is not None and cache.shared is not None:
+                shared_link.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shared_link
+                cache.shared.close()
 
     def fast_path_stats() -> dict[str, int]:
         return app.fast_path.stats() if app.fast_path is not None else {}
 
+    def worker_figures() -> dict[str, object]:
+        return {**service.stats(), "fast_path": fast_path_stats()}
+
     image_endpoints = image_routes.endpoints(service, settings, memo)
     routes = [
-        Route("/health", health, methods=["GET", "HEAD"]),
+        *health.routes(
+            settings.images,
+            settings.cache if settings.disk_cache_mb else None,
+            settings.workers,
+            workers.live_workers,
+            lanes.io.run,
+            service.damaged,
+        ),
+        *(metrics.routes(settings.metrics_token, lanes.io.run) if metrics is not None else []),
         *pages.routes(settings, Assets(run_io=lanes.io.run), object_exists, describe),
-        *admin.routes(service, settings.admin_token, extra_stats=lambda: {"fast_path": fast_path_stats()}),
+        *admin.routes(
+            service,
+            settings.admin_token,
+            extra_stats=lambda: {"fast_path": fast_path_stats()},
+            workers=workers,
+            run_io=lanes.io.run,
+        ),
         *image_routes.routes(image_endpoints),
         *presentation_routes.routes(presentation, settings),
     ]
@@ -150,9 +208,12 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         exception_handlers={HTTPException: http_exception_handler, Exception: unexpected_error_handler},
         lifespan=lifespan,
     )
-    if observer is None and settings.access_log:
-        observer = AccessLog()  # uvicorn's access log misses the answers the HTTP protocol gives itself
+    # uvicorn's own access log is off (``cli.server_config``): it missed the answers the HTTP
+    # protocol gives itself. This one hears every request.
+    access_log = AccessLog(settings.log_format, settings.trusted_proxy_networks) if settings.access_log else None
+    observer = combined([observer, metrics, access_log])
     app.fast_path = FastPath(app.framework, service, memo, image_endpoints, observer)
+    app.connection_limits = ConnectionLimits.from_settings(settings)
     app.state.settings = settings
     app.state.image_service = service
     app.state.presentation = presentation
@@ -170,6 +231,7 @@ class IIIFApplication(Starlette):
     """
 
     fast_path: FastPath | None = None
+    connection_limits: ConnectionLimits | None = None  # read by web.connection_guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.fast_path is not None and scope["type"] == "http":
@@ -192,11 +254,110 @@ class IIIFApplication(Starlette):
 
 
 def _tile_cache(settings: Settings, io: Lane) -> TileCache | None:
-    if settings.memory_cache_mb == 0 and settings.disk_cache_mb == 0:
+    if settings.memory_cache_mb == 0 and settings.disk_cache_mb == 0 and not settings.shared_cache_url:
         return None
     disk = DiskCache(settings.cache, settings.disk_cache_mb * MIB) if settings.disk_cache_mb else None
     # A zero-byte memory tier stores nothing: the disk tier then answers every hit.
-    return TileCache(MemoryCache(settings.memory_cache_mb * MIB), disk, io.run)
+    return TileCache(MemoryCache(settings.memory_cache_mb * MIB), disk, io.run, shared=_shared_cache(settings))
+
+
+def _shared_cache(settings: Settings) -> SharedCache | None:
+    if not settings.shared_cache_url:
+        return None
+    return SharedCache(
+        settings.shared_cache_url,
+        timeout=settings.shared_cache_timeout,
+        max_entry_bytes=settings.shared_cache_max_entry_kb * 1024,
+        ttl=settings.shared_cache_ttl,
+        prefix=settings.shared_cache_prefix,
+        # One connection per thread that may call it: the lanes' threads.
+        max_connections=max(4, settings.render_threads) + settings.render_threads + settings.heavy_threads + 2,
+    )
+
+
+def _probe_through_shared(
+    shared: SharedCache, settings: Settings, path: Path, probe: Callable[[], SourceInfo]
+) -> SourceInfo:
+    """``path``'s facts from the shared tier, else ``probe()`` (blocking: runs in a worker thread)
+    and shared when the file stayed the same version throughout. Damaged and unsupported sources
+    raise from the probe and are never shared.
+
+    Named by the real path under the image root, not the identifier (every identifier of one file
+    shares), and the version stat'd now, so a replaced file is another name (the registry checks
+    the version it resolved against the file after this returns); also by the encoding version and
+    the probe's limits, which decide whether a file is served at all.
+    """
+    root = Path(os.path.realpath(settings.images))
+    try:
+        before = SourceVersion.of(os.stat(path))
+    except OSError:
+        return probe()  # the probe reports it
+    if not path.is_relative_to(root):
+        return probe()
+    name = "/".join(
+        (
+            f"source-info-{SOURCE_INFO_FORMAT}",
+            f"{settings.plain_max_pixels}-{settings.max_source_pixels}",
+            before.token,
+            path.relative_to(root).as_posix(),
+        )
+    )
+    info = shared.load_facts(name, decode_source_info)
+    if info is not None:
+        return info
+    info = probe()
+    try:
+        unchanged = SourceVersion.of(os.stat(path)) == before
+    except OSError:
+        unchanged = False
+    if unchanged:  # else these may be another file's facts: not filed under ``before``
+        shared.put_facts(name, encode_source_info(info))
+    return info
+
+
+def _cache_figures(service: ImageService) -> dict[str, int]:
+    """The cumulative figures ``web.metrics`` publishes, from this process's service and tiers."""
+    figures = {"renders": service.counters.renders, "passthrough": service.counters.passthrough}
+    cache = service.cache
+    if cache is not None:
+        figures["memory_hits"] = cache.memory.stats.hits
+        figures["memory_misses"] = cache.memory.stats.misses
+        if cache.disk is not None:
+            figures["disk_hits"] = cache.disk.stats.hits
+            figures["disk_misses"] = cache.disk.stats.misses
+        if cache.shared is not None:
+            shared = cache.shared.stats
+            figures["shared_hits"] = shared.hits
+            figures["shared_misses"] = shared.misses
+            figures["shared_facts_hits"] = shared.facts_hits
+            figures["shared_facts_misses"] = shared.facts_misses
+            figures["shared_up"] = int(shared.up)
+    return figures
+
+
+def _lane_figures(lanes: Lanes) -> dict[str, int]:
+    figures: dict[str, int] = {}
+    for lane in (lanes.io, lanes.tile, lanes.heavy, lanes.rechecks):
+        figures[lane.name] = lane.waiting
+        figures[f"{lane.name}:busy"] = lane.busy
+    return figures
+
+
+async def _publish_every_second(
+    metrics: Metrics | None, workers: admin.WorkerStats, figures: Callable[[], dict[str, object]], io: Lane
+) -> None:
+    """Metrics to prometheus_client's files and this worker's figures to its stats file."""
+    while True:
+        try:
+            if metrics is not None:
+                metrics.publish()
+            if workers.directory is not None:
+                await io.run(workers.publish, figures())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a publisher that dies silently would freeze every figure
+            log.exception("publishing metrics")
+        await asyncio.sleep(1.0)
 
 
 async def _watch_purges(cache: TileCache) -> None:
@@ -211,7 +372,7 @@ async def _watch_purges(cache: TileCache) -> None:
 def worker_app() -> Starlette:
     """Factory for uvicorn's worker processes: the settings the ``serve`` command resolved."""
     settings = config.worker_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     # Caches keep many long-lived objects; full collections walking them show up as tail
     # latency. Start-up objects are frozen out of collection and young collections run less often.

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import difflib
 import logging
+import math
 import os
 import sys
 import unicodedata
@@ -109,23 +111,88 @@ def main() -> None:
 def serve(config_file: Path | None, **overrides: Any) -> None:
     """Run the server (uvicorn). With the default image folder, prepares the demo collection first."""
     settings = _load(config_file, overrides)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.images == DEFAULT_IMAGES:
         _build_demo(settings.images, large=True)
-    if not settings.images.is_dir():
-        raise click.UsageError(f"image folder {settings.images} does not exist")
-    settings.cache.mkdir(parents=True, exist_ok=True)
+    settings = _check_folders(settings)
     from iiifserver import serving
 
     os.environ[config.WORKER_ENV] = settings.to_json()  # read back by each worker process
-    click.echo(f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True)
     uvicorn_config = server_config(settings)
-    serving.run(uvicorn_config)
+    try:
+        serving.check_port_free(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    # The run folder: every worker's metric values (prometheus_client's multiprocess mode) and
+    # statistics, so that one scrape or one /admin/stats covers them all. Fresh for each run.
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="iiifserver-run-") as run_dir:
+        # Set before prometheus_client is first imported: it picks its value store (files or
+        # memory) at import time, and with one worker the app runs in this very process.
+        os.environ[config.METRICS_DIR_ENV] = run_dir
+        from iiifserver.web import metrics
+
+        metrics.prepare_directory(Path(run_dir))
+        click.echo(
+            f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True
+        )
+        try:
+            serving.run(uvicorn_config, on_worker_exit=lambda pid: metrics.mark_process_dead(pid, Path(run_dir)))
+        finally:
+            # The folder goes with this block: nothing run later in this process may point at it.
+            os.environ.pop(config.METRICS_DIR_ENV, None)
+
+
+def _check_folders(settings: Settings) -> Settings:
+    """The image and cache folders, checked before any worker starts: a mistake in them is a
+    one-line usage error (exit 2), not a traceback from every worker. A cache folder that exists
+    but cannot be written (read-only mount, permissions) is a degraded start instead: the server
+    runs without the disk tier, and says so once."""
+    images = settings.images
+    if not images.exists():
+        raise click.UsageError(f"image folder {images} does not exist")
+    if not images.is_dir():
+        raise click.UsageError(f"image folder {images} is not a folder")
+    if not os.access(images, os.R_OK | os.X_OK):
+        raise click.UsageError(f"image folder {images} cannot be read")
+    if settings.disk_cache_mb == 0:
+        return settings
+    cache = settings.cache
+    if cache.exists() and not cache.is_dir():
+        raise click.UsageError(f"cache folder {cache} is not a folder")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise click.UsageError(f"cache folder {cache} cannot be made: part of its path is a file") from None
+    except OSError as exc:
+        return _without_disk_cache(settings, exc)
+    problem = _probe_writable(cache)
+    return settings if problem is None else _without_disk_cache(settings, problem)
+
+
+def _probe_writable(folder: Path) -> OSError | None:
+    """None if a file can be made in ``folder`` (and is removed again), else the error."""
+    probe = folder / f".write-probe.{os.getpid()}"
+    try:
+        probe.open("xb").close()
+        probe.unlink()
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _without_disk_cache(settings: Settings, exc: OSError) -> Settings:
+    reason = exc.strerror or type(exc).__name__
+    warning = f"warning: cache folder {settings.cache} is not writable ({reason}): serving without the disk cache"
+    click.echo(warning, err=True)
+    return dataclasses.replace(settings, disk_cache_mb=0)
 
 
 def server_config(settings: Settings) -> uvicorn.Config:
     """How ``serve`` runs uvicorn: worker processes build the app from ``WORKER_ENV``."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from iiifserver.web import uvicorn_contract
 
@@ -139,22 +206,31 @@ def server_config(settings: Settings) -> uvicorn.Config:
         # Ours (web/http_protocol.py) when the uvicorn internals it needs hold, else uvicorn's own.
         http=uvicorn_contract.http_protocol(),
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        # web.observer.AccessLog logs every request, those answered in the protocol too.
+        access_log=False,
+        # JSON lines: uvicorn's own loggers go to the root handler and its JSON formatter.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
         # X-Forwarded-* are handled by web/urls.py, from trusted proxies only. uvicorn's proxy
         # middleware would also wrap the app and hide its answer_in_protocol from the protocol.
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Idle keep-alive connections: web/connection_guard.py closes them in both our protocol
+        # and the fallback; uvicorn's own timer (whole seconds) only in uvicorn's stock protocol.
+        timeout_keep_alive=math.ceil(settings.keep_alive_timeout),
     )
 
 
 @main.command()
 @_setting_options
 def settings(config_file: Path | None, overrides: dict[str, Any]) -> None:
-    """Print the settings in force (after TOML file, environment and --setting), as TOML."""
+    """Print the settings in force (after TOML file, environment and --setting), as TOML; tokens masked."""
     resolved = _load(config_file, overrides)
     for f in config.fields():
         value = getattr(resolved, f.name)
+        if f.name in config.SECRET_SETTINGS and value:
+            click.echo(f'{f.name} = "********"  # set; not shown')
+            continue
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, int | float):
@@ -252,6 +328,64 @@ def cache_purge(identifier: str | None, config_file: Path | None, overrides: dic
     click.echo(f"purged {removed} cached tiles {what} ({settings.cache})")
 
 
+@main.command()
+@click.argument("identifiers", nargs=-1)
+@click.option("--strict", is_flag=True, help="Images without a recorded checksum fail the check too.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Files hashed at once [default: cores, at most 4]."
+)
+@click.option("--quiet", is_flag=True, help="No progress lines; only problems and the summary.")
+@_setting_options
+def verify(
+    identifiers: tuple[str, ...],
+    strict: bool,
+    threads: int | None,
+    quiet: bool,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+) -> None:
+    """Check converted images against the SHA-256 that `convert` recorded in their stamps.
+
+    Checks IDENTIFIERs, or every image under the image folder without any. Reads only; never
+    changes a file. Exit status: 0 all intact (images without a checksum are warnings), 1 if any
+    image changed, could not be read or was not found (or, with --strict, has no checksum),
+    2 usage error.
+    """
+    settings = _load(config_file, overrides)
+    from iiifserver.ingest import verify as checks
+
+    root = settings.images
+    if not root.is_dir():
+        raise click.UsageError(f"image folder {root} does not exist")
+    if identifiers:
+        files, missing = checks.named_files(root, [unicodedata.normalize("NFC", i) for i in identifiers])
+    else:
+        files, missing = checks.image_files(root), []
+    for identifier in missing:
+        click.echo(f"not found: {identifier}", err=True)
+
+    def progress(p: checks.Progress) -> None:
+        mb_done, mb_total = p.bytes_done / 1e6, p.bytes_total / 1e6
+        click.echo(f"verify: {p.files_done}/{p.files_total} files, {mb_done:.0f}/{mb_total:.0f} MB", err=True)
+
+    counts = dict.fromkeys(checks.Verdict, 0)
+    workers = threads or min(4, os.cpu_count() or 1)
+    for finding in checks.verify(files, root, threads=workers, progress=None if quiet else progress):
+        counts[finding.verdict] += 1
+        if finding.verdict is not checks.Verdict.OK:
+            level = "warning" if finding.verdict is checks.Verdict.NO_CHECKSUM and not strict else "error"
+            click.echo(f"{level}: {finding.name}: {finding.verdict.value} ({finding.detail})", err=True)
+    click.echo(
+        f"{counts[checks.Verdict.OK]} intact, {counts[checks.Verdict.CHANGED]} changed, "
+        f"{counts[checks.Verdict.UNREADABLE]} unreadable, {counts[checks.Verdict.NO_CHECKSUM]} without a checksum, "
+        f"{len(missing)} not found ({root})",
+        err=True,
+    )
+    failed = missing or any(counts[v] for v in checks.Verdict if v.is_problem)
+    if failed or (strict and counts[checks.Verdict.NO_CHECKSUM]):
+        sys.exit(1)
+
+
 @main.group()
 def manifests() -> None:
     """Object descriptions and the Presentation API documents built from them."""
@@ -306,7 +440,7 @@ def manifests_validate(schema: Path | None, config_file: Path | None, overrides:
 
 async def _build_all(settings: Settings, out: Path | None, *, progress: bool, validator: Any = None) -> int:
     from iiifserver.app import create_app
-    from iiifserver.errors import IIIFError
+    from iiifserver.errors import IIIFError, SourceDamaged
     from iiifserver.presentation.builder import object_path
 
     app = create_app(settings)
@@ -366,6 +500,13 @@ async def _build_all(settings: Settings, out: Path | None, *, progress: bool, va
                 tmp.write_bytes(document.body)
                 os.replace(tmp, path)
             built += 1
+    # Damaged sources are left out of collections and folder-built objects, so no document fails
+    # for them: list each found while building (a described object's damaged page failed above).
+    for identifier, reason in app.state.image_service.damaged().items():
+        message = str(SourceDamaged(reason, identifier=identifier))
+        if message not in reported:  # an object whose every image is damaged has said so already
+            click.echo(f"FAIL {message}", err=True)
+            failures += 1
     await app.state.image_service.drain()
     objects = sum(1 for e in catalogue.objects.values() if e.error is None)
     click.echo(
@@ -464,7 +605,7 @@ def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, o
     "--object",
     "object_name",
     default=None,
-    help="Also describe the converted images as one object: writes MANIFESTS/NAME.yaml.",
+    help="Also describe the converted images as one object: writes MANIFESTS/NAME.yaml, or adds new pages to it.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar; only the summary.")
 @_setting_options
@@ -510,9 +651,6 @@ def convert(
             try:
                 describe.check_name(object_name)
                 describe.check_inside(out_dir, settings.images)
-                existing = settings.manifests / f"{object_name}{describe.DESCRIPTION_SUFFIX}"
-                if existing.exists() and not force:
-                    raise describe.DescriptionError(f"{existing} exists; --force replaces it")
             except describe.DescriptionError as exc:
                 raise click.UsageError(str(exc)) from None
         batch = BatchOptions(jobs=pool.jobs, memory_budget_mb=memory_budget_mb, force=force, progress=not quiet)
@@ -527,11 +665,15 @@ def convert(
             else:
                 outputs = [o.output for o in summary.outcomes if o.status is not Status.FAILED and o.output is not None]
                 try:
-                    written = describe.write_description(
-                        settings.manifests, object_name, outputs, settings.images, force=force
-                    )
+                    if force or not describe.description_path(settings.manifests, object_name).exists():
+                        written = describe.write_description(
+                            settings.manifests, object_name, outputs, settings.images, force=force
+                        )
+                        click.echo(f"object {object_name}: {len(outputs)} pages in {written}", err=True)
+                    else:  # an existing object: new pages join it, everything written there stays
+                        written, added = describe.add_pages(settings.manifests, object_name, outputs, settings.images)
+                        click.echo(f"object {object_name}: {len(added)} pages added to {written}", err=True)
                 except describe.DescriptionError as exc:
                     raise click.UsageError(str(exc)) from None
-                click.echo(f"object {object_name}: {len(outputs)} pages in {written}", err=True)
         if not summary.ok:
             sys.exit(1)

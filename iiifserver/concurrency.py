@@ -4,7 +4,9 @@ Owns: running blocking functions (libvips, file I/O) in worker threads with admi
 each lane has a fixed number of threads, a bounded number of waiters and a queue timeout, and
 sheds load with ``ServiceUnavailable`` (503 + Retry-After) instead of queueing without end.
 Tiles and large renders have separate lanes so that a flood of big requests cannot starve the
-deep-zoom viewers.
+deep-zoom viewers. A job whose caller leaves while it waits (the client went away, a deadline
+passed) is dropped before it starts; one already running cannot be stopped and keeps its slot
+until it ends.
 Must not know: IIIF, HTTP.
 
 A thread pool per lane and a count of free threads. A job is handed to a thread in the
@@ -13,12 +15,20 @@ that finishes hands its slot to the next waiter. The thread hands its result str
 future on the caller's loop: under load every loop iteration takes milliseconds, and asyncio's
 own hand-off (``run_in_executor``, wrapped in ``shield`` to survive a cancelled caller) costs
 three iterations on the way back where this costs two.
+
+A lane may run its threads at a lower scheduling priority (``nice``): the event loop that answers
+stored tiles then wins the CPU over pixel work at once instead of sharing it. libvips does a
+pipeline's pixel work in its own worker threads, which inherit the nice value of the thread that
+creates them and are reused by later pipelines of any lane, so render lanes should share one
+value (the server gives the tile and heavy lanes the same).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,17 +41,34 @@ T = TypeVar("T")
 Deliver = Callable[[T | None, BaseException | None], None]  # (result, error) of a job, on the loop
 
 
+def _lower_priority(nice: int) -> None:
+    """Add ``nice`` to the calling thread's nice value (Linux: per thread), once, as it starts.
+
+    Raising it needs no privilege; where it fails (another OS) the thread runs at the usual
+    priority, which is only slower under contention, never wrong.
+    """
+    if nice <= 0:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+
+
 class Lane:
-    def __init__(self, name: str, threads: int, max_waiting: int, queue_timeout: float) -> None:
+    def __init__(self, name: str, threads: int, max_waiting: int, queue_timeout: float, nice: int = 0) -> None:
         self.name = name
         self.threads = threads
         self.max_waiting = max_waiting
         self.queue_timeout = queue_timeout
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"iiif-{name}")
+        self.nice = nice
+        self._executor = ThreadPoolExecutor(
+            threads, thread_name_prefix=f"iiif-{name}", initializer=_lower_priority, initargs=(nice,)
+        )
         self._free = threads
         self._queue: deque[asyncio.Future[None]] = deque()  # waiters for a slot, in order
         self._busy = 0
         self._waiting = 0
+        self.dropped = 0  # jobs whose caller left while they waited: never started
 
     @property
     def waiting(self) -> int:
@@ -117,6 +144,7 @@ class Lane:
                 turn.cancel()  # _release skips it
             if isinstance(exc, TimeoutError):
                 raise ServiceUnavailable(f"server busy ({self.name} queue timeout)", retry_after=5) from None
+            self.dropped += 1
             raise
         finally:
             self._waiting -= 1

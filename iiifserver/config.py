@@ -9,6 +9,7 @@ worker processes all read the field list below, so a setting is declared exactly
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tomllib
@@ -41,6 +42,9 @@ class Limits:
     allow_upscaling: bool = True
     # ``^max`` blows the region up to the limits (the spec's letter) instead of meaning ``max``.
     upscale_max_to_limits: bool = False
+    # Largest output area of lossless formats (png, tif); 0: only the limits above. Not in info.json,
+    # which has no per-format limits: such requests are refused (403), never silently made smaller.
+    max_lossless_pixels: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +67,24 @@ class Settings:
         "Public base URL (e.g. https://images.example.org). Empty: taken from each request's Host, "
         "and X-Forwarded-Proto/Host/Prefix from trusted proxies.",
     )
-    trusted_proxies: str = _setting("127.0.0.1", "Comma-separated addresses whose X-Forwarded-* headers are believed.")
+    trusted_proxies: str = _setting(
+        "127.0.0.1",
+        "Comma-separated addresses or CIDR ranges (10.0.0.0/8, fd00::/8) whose X-Forwarded-* headers are believed.",
+    )
     max_width: int = _setting(10000, "Largest output width (info.json maxWidth).")
     max_height: int = _setting(10000, "Largest output height (info.json maxHeight).")
     max_area: int = _setting(25_000_000, "Largest output area in pixels (info.json maxArea).")
+    max_full_pixels: int = _setting(
+        0,
+        "Largest area in pixels a 'max' size may give, in any format, for terms that limit full-size "
+        "downloads; 0: only max_area. Lowers the maxArea info.json advertises and enforces to it, so "
+        "'max' stays truthful and explicit sizes cannot go round it.",
+    )
+    max_lossless_pixels: int = _setting(
+        0,
+        "Largest output area in pixels of lossless formats (png, tif); larger ones are refused with "
+        "403 (jpg and webp are not limited by it). 0: only the general limits.",
+    )
     allow_upscaling: bool = _setting(True, "Serve '^' (upscaled) sizes up to the limits.")
     upscale_max_to_limits: bool = _setting(
         False, "Make '^max' scale the region up to the limits; off: '^max' is the same as 'max'."
@@ -87,8 +105,46 @@ class Settings:
     )
     tile_threads: int = _setting(0, "Threads rendering tile-sized requests (0: four per core).")
     heavy_threads: int = _setting(1, "Threads rendering large requests, so they cannot starve tiles.")
+    render_nice: int = _setting(
+        10,
+        "Nice value added to the render threads (tile and heavy lanes, and the libvips workers they "
+        "start), so the event loop answering stored tiles and cache hits wins the CPU over pixel work "
+        "under load; 0: same priority as the loop (Linux; elsewhere ignored).",
+    )
+    opened_levels_mb: int = _setting(
+        32,
+        "Decoded pixels, in MB, each render thread may keep in the image levels it holds open between "
+        "requests (libvips' tile caches); a level that could need more is opened for each request. A "
+        "worker may keep this times (tile_threads + heavy_threads).",
+    )
     max_waiting: int = _setting(256, "Requests allowed to wait for a render thread before 503.")
     queue_timeout: float = _setting(15.0, "Seconds a request may wait for a render thread before 503.")
+    render_timeout: float = _setting(
+        30.0,
+        "Seconds a request waits for its image (queue and render) before 503 with Retry-After; 0: no "
+        "limit. A render already running is not stopped (libvips cannot be interrupted): it holds its "
+        "thread until it ends, and its result is cached for the retry.",
+    )
+    header_timeout: float = _setting(
+        10.0,
+        "Seconds a client has to send a request's headers, from its first byte (from the connection's "
+        "opening for the first request); then 408 and the connection is closed.",
+    )
+    body_timeout: float = _setting(
+        30.0, "Seconds a client has to send a request's body once its headers are in; then 408 and close."
+    )
+    keep_alive_timeout: float = _setting(5.0, "Seconds an idle keep-alive connection is kept open.")
+    max_request_line: int = _setting(
+        8192, "Longest request target (the URL of the request line), in bytes; longer: 414 and close."
+    )
+    max_header_bytes: int = _setting(
+        32768, "Largest request head (request line and headers), in bytes; larger: 431 and close."
+    )
+    max_connections: int = _setting(
+        4096,
+        "Open connections per worker process (at most the open-files limit less 256). At the cap the "
+        "oldest idle connections are closed first; with none idle, new ones get 503 and are closed.",
+    )
     source_check_interval: float = _setting(
         1.0,
         "Seconds an identifier's file and version are trusted before they are checked again "
@@ -103,20 +159,62 @@ class Settings:
     disk_cache_mb: int = _setting(
         4096, "Tile cache on disk under the cache folder, shared by the workers, in MiB (0: off)."
     )
+    shared_cache_url: str = _setting(
+        "",
+        "Shared cache tier behind memory and disk, for several instances: a Redis or Valkey URL "
+        "(redis://host:6379/0, rediss:// for TLS, redis://:password@host/0); empty: off. Holds rendered "
+        "responses and image facts; a tile rendered by one instance is served by the others without a render.",
+    )
+    shared_cache_timeout: float = _setting(
+        0.1,
+        "Seconds a shared-cache call may take (connect, read, write) before the tier counts as down; "
+        "while down it is skipped, and reconnected in the background (back-off up to 30 s).",
+    )
+    shared_cache_max_entry_kb: int = _setting(
+        1024, "Largest response body, in KiB, written to the shared tier (larger ones stay on this host)."
+    )
+    shared_cache_ttl: int = _setting(
+        0,
+        "Seconds a shared-cache entry lives; 0: no expiry (bound the Redis with maxmemory and "
+        "maxmemory-policy allkeys-lru).",
+    )
+    shared_cache_prefix: str = _setting(
+        "iiifserver:", "Prefix of every Redis key the shared tier writes (several deployments may share a Redis)."
+    )
     admin_token: str = _setting(
         "", "Bearer token for the /admin endpoints (cache purge, stats); empty: the endpoints are off."
     )
     cache_control: str = _setting("public, max-age=2592000", "Cache-Control header of image and info.json responses.")
     log_level: str = _setting("info", "Log level: critical, error, warning, info, debug.")
     access_log: bool = _setting(False, "Log every request (costs throughput).")
+    log_format: str = _setting(
+        "text", "Log line format: text (human-readable) or json (one JSON object per line, access log included)."
+    )
+    metrics: bool = _setting(True, "Serve Prometheus metrics at /metrics (summed over the worker processes).")
+    metrics_token: str = _setting(
+        "", "Bearer token /metrics requires; empty: /metrics is open (keep it on an internal network)."
+    )
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_width, self.max_height, self.max_area, self.allow_upscaling, self.upscale_max_to_limits)
+        max_area = min(self.max_area, self.max_full_pixels) if self.max_full_pixels > 0 else self.max_area
+        return Limits(
+            self.max_width,
+            self.max_height,
+            max_area,
+            self.allow_upscaling,
+            self.upscale_max_to_limits,
+            self.max_lossless_pixels,
+        )
 
     @property
     def trusted_proxy_set(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
+    def trusted_proxy_networks(self) -> TrustedProxies:
+        """``trusted_proxies`` as a membership test that understands CIDR ranges."""
+        return TrustedProxies(self.trusted_proxies)
 
     @property
     def render_threads(self) -> int:
@@ -131,6 +229,58 @@ class Settings:
 
 class SettingsError(ValueError):
     """A setting has a value of the wrong type or an unknown name."""
+
+
+# Settings whose values are secrets: ``iiifserver settings`` masks them.
+SECRET_SETTINGS = frozenset({"admin_token", "metrics_token", "shared_cache_url"})  # the URL may hold a password
+
+
+class TrustedProxies:
+    """``address in proxies`` for the addresses and CIDR ranges of ``trusted_proxies``.
+
+    On the request path of every proxied request: the answer is remembered per client address
+    (a handful of proxies in practice; bounded, so a flood of client addresses only refills it).
+    """
+
+    __slots__ = ("_exact", "_known", "_networks")
+    MAX_REMEMBERED = 4096
+
+    def __init__(self, text: str) -> None:
+        exact: set[str] = set()
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            if "/" in item:
+                try:
+                    networks.append(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    raise SettingsError(f"trusted_proxies: {item!r} is not an address or CIDR range") from None
+            else:
+                exact.add(item)  # also names such as "localhost" or a Unix socket's peer, compared as text
+        self._exact = frozenset(exact)
+        self._networks = tuple(networks)
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str):
+            return False
+        if address in self._exact:
+            return True
+        if not self._networks:
+            return False
+        known = self._known.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                known = any(ip in network for network in self._networks)
+            if len(self._known) >= self.MAX_REMEMBERED:
+                self._known.clear()
+            self._known[address] = known
+        return known
 
 
 def fields() -> tuple[dataclasses.Field[Any], ...]:
@@ -237,21 +387,49 @@ def _validated(settings: Settings) -> Settings:
     for name in ("max_width", "max_height", "max_area", "plain_max_pixels", "max_source_pixels"):
         if getattr(settings, name) < 1:
             problems.append(f"{name} must be positive")
+    for name in ("max_full_pixels", "max_lossless_pixels"):
+        if getattr(settings, name) < 0:
+            problems.append(f"{name} must be >= 0 (0: no extra limit)")
     for name in ("jpeg_quality", "webp_quality"):
         if not 1 <= getattr(settings, name) <= 100:
             problems.append(f"{name} must be 1-100")
     if settings.memory_cache_mb < 0 or settings.disk_cache_mb < 0:
         problems.append("memory_cache_mb and disk_cache_mb must be >= 0")
+    if settings.shared_cache_url and not settings.shared_cache_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append("shared_cache_url must start with redis://, rediss:// or unix://")
+    if settings.shared_cache_timeout <= 0 or settings.shared_cache_max_entry_kb < 1 or settings.shared_cache_ttl < 0:
+        problems.append("shared_cache_timeout must be positive, shared_cache_max_entry_kb >= 1, shared_cache_ttl >= 0")
+    if settings.opened_levels_mb < 0:
+        problems.append("opened_levels_mb must be >= 0")
     if settings.admin_token and len(settings.admin_token) < 16:
         problems.append("admin_token must be at least 16 characters")
     if settings.collection_page_size < 1:
         problems.append("collection_page_size must be >= 1")
     if settings.source_check_interval < 0:
         problems.append("source_check_interval must be >= 0")
+    if settings.render_timeout < 0:
+        problems.append("render_timeout must be >= 0")
+    if not 0 <= settings.render_nice <= 19:
+        problems.append("render_nice must be between 0 and 19")
     if settings.tile_threads < 0 or settings.heavy_threads < 1:
         problems.append("tile_threads must be >= 0 and heavy_threads >= 1")
+    for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+        if getattr(settings, name) <= 0:
+            problems.append(f"{name} must be positive")
+    if settings.max_request_line < 256 or settings.max_header_bytes < settings.max_request_line:
+        problems.append("max_request_line must be >= 256 and max_header_bytes >= max_request_line")
+    if settings.max_connections < 1:
+        problems.append("max_connections must be >= 1")
     if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
         problems.append("public_url must start with http:// or https://")
+    if settings.log_format not in {"text", "json"}:
+        problems.append("log_format must be text or json")
+    if settings.metrics_token and len(settings.metrics_token) < 16:
+        problems.append("metrics_token must be at least 16 characters")
+    try:
+        TrustedProxies(settings.trusted_proxies)
+    except SettingsError as exc:
+        problems.append(str(exc))
     if settings.log_level not in {"critical", "error", "warning", "info", "debug"}:
         problems.append("log_level must be one of critical, error, warning, info, debug")
     if problems:
@@ -265,6 +443,18 @@ def _path_or_none(text: str | None) -> Path | None:
 
 def _dump(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
+
+
+# prometheus_client's multiprocess mode: the folder every worker writes its metric values to
+# (the library reads this variable itself; ``serve`` sets it before the workers start).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir() -> Path | None:
+    """The multiprocess metrics folder ``serve`` set up for this run, if any (a variable left
+    pointing at a folder that is gone counts as none)."""
+    text = os.environ.get(METRICS_DIR_ENV)
+    return Path(text) if text and Path(text).is_dir() else None
 
 
 def worker_settings() -> Settings:

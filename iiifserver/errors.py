@@ -59,9 +59,27 @@ class UnsupportedSource(IIIFError):
 
 
 class SourceDamaged(IIIFError):
-    """The source opened but its pixels could not be decoded (damaged tiles, I/O error)."""
+    """A damaged source: not the image its name says (truncated, unreadable header, not an image at
+    all) or pixels that cannot be decoded. A server-side fault, not a missing feature: 500.
+
+    ``identifier`` is filled in where the identifier is known (the source registry), so the body
+    names the source an operator must replace; ``detail`` is the reason, never a path.
+    """
 
     status = 500
+
+    def __init__(self, detail: str, *, identifier: str = "", parameter: str | None = "identifier") -> None:
+        super().__init__(detail, parameter=parameter)
+        self.identifier = identifier
+
+    def named(self, identifier: str) -> SourceDamaged:
+        """The same damage, naming the source it was found in."""
+        return SourceDamaged(self.detail, identifier=identifier, parameter=self.parameter)
+
+    def __str__(self) -> str:
+        if self.identifier:
+            return f"the source {self.identifier!r} is damaged: {self.detail}"
+        return super().__str__()
 
 
 class ServiceUnavailable(IIIFError):
@@ -74,5 +92,12 @@ class ServiceUnavailable(IIIFError):
         self.retry_after = retry_after
 
 
-class SourceChanged(Exception):
-    """The source file changed while it was being read; the caller retries once with a fresh stat."""
+class SourceChanged(ServiceUnavailable):
+    """The source file changed while it was being read: replaced (``os.replace``, a copy over it)
+    between the stat that named its version and the read. Retryable: 503 with ``Retry-After``, as the
+    next request sees the new file. ``where`` is for logs only (it may be a path); the client is told
+    no more than that the image changed."""
+
+    def __init__(self, where: str = "", *, retry_after: int = 1) -> None:
+        super().__init__("the image changed while it was read; retry", retry_after=retry_after)
+        self.where = where

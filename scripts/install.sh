@@ -43,6 +43,32 @@ if [ -n "$extras" ] && ! command -v vips >/dev/null 2>&1; then
   fi
 fi
 
+# nginx: tests/deploy/test_nginx.py runs deploy/nginx/iiifserver.conf in front of a live server.
+if [ -n "$extras" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: apt-get install nginx (the reverse-proxy tests)"
+    { apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+           && apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1; }; } \
+      || echo "install: nginx could not be installed: the reverse-proxy tests will be skipped"
+  else
+    echo "install: note: nginx is missing (apt-get install nginx); the reverse-proxy tests need it"
+  fi
+fi
+
+# redis-server: tests/cache/test_shared.py and tests/e2e/test_scale_out.py run the shared cache tier against it.
+if [ -n "$extras" ] && ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: apt-get install redis-server (the shared cache tier's tests)"
+    { apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+           && apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1; }; } \
+      || echo "install: redis-server could not be installed: the shared cache tests will be skipped"
+  else
+    echo "install: note: redis-server is missing (apt-get install redis-server); the shared cache tests need it"
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "install: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from iiifserver.cli import main
-from iiifserver.config import WORKER_ENV, Settings, fields
+from iiifserver.config import WORKER_ENV, Settings, fields, settings_from_json
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,70 @@ def test_served_protocol_answers_repeats_at_once(
     finally:
         loop.close()
     assert protocol.answers_in_protocol
+
+
+# --- serve: the folders are checked before anything starts -------------------------------------
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """``serve`` stopped where it would start uvicorn: the settings the workers would get."""
+    from iiifserver import cli, serving
+
+    monkeypatch.setenv(WORKER_ENV, "")  # serve sets it; restored after the test
+    runs: list[Settings] = []
+    monkeypatch.setattr(cli, "server_config", lambda settings: settings)
+    monkeypatch.setattr(serving, "run", lambda settings, **_: runs.append(settings))
+    monkeypatch.setattr(serving, "check_port_free", lambda *_: None, raising=False)  # port 8000 may be taken
+    return runs
+
+
+def serve(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["serve", *args])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("images", "cache", "message"),
+    [
+        pytest.param("pic.tif", "cache", "image folder {images} is not a folder", id="images-is-a-file"),
+        pytest.param("no/such", "cache", "image folder {images} does not exist", id="images-missing-parent"),
+        pytest.param(".", "pic.tif", "cache folder {cache} is not a folder", id="cache-is-a-file"),
+        pytest.param(".", "pic.tif/cache", "part of its path is a file", id="cache-under-a-file"),
+    ],
+)
+def test_serve_with_a_bad_folder_is_a_one_line_usage_error(
+    started: list[Settings], image_root: Path, tmp_path: Path, images: str, cache: str, message: str
+) -> None:
+    images_path, cache_path = image_root / images, image_root / cache
+    code, output = serve("--images", str(images_path), "--cache", str(cache_path))
+    assert code == 2
+    assert message.format(images=images_path, cache=cache_path) in output
+    assert "Traceback" not in output
+    assert started == []
+
+
+def test_serve_with_an_unwritable_cache_starts_without_the_disk_tier(
+    started: list[Settings], image_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iiifserver import cli
+
+    # Tests run as root, where permissions do not bite: the probe answers as a read-only mount would.
+    monkeypatch.setattr(cli, "_probe_writable", lambda folder: OSError(30, "Read-only file system"))
+    code, output = serve("--images", str(image_root), "--cache", str(tmp_path / "cache"))
+    assert code == 0, output
+    assert output.count("warning:") == 1
+    assert "not writable (Read-only file system): serving without the disk cache" in output
+    assert [s.disk_cache_mb for s in started] == [0]
+    assert settings_from_json(os.environ[WORKER_ENV]).disk_cache_mb == 0
+
+
+def test_serve_creates_a_missing_cache_folder_and_keeps_the_disk_tier(
+    started: list[Settings], image_root: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "new" / "cache"
+    code, output = serve("--images", str(image_root), "--cache", str(cache))
+    assert code == 0, output
+    assert cache.is_dir()
+    assert list(cache.iterdir()) == []  # the write probe leaves nothing behind
+    assert started[0].disk_cache_mb == Settings().disk_cache_mb

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable
@@ -234,3 +236,49 @@ def test_a_job_queued_at_call_gets_a_thread_freed_before_it_was_awaited() -> Non
         return await asyncio.wait_for(_awaited(queued), 1)
 
     assert asyncio.run(go()) == "next"
+
+
+def _own_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_a_niced_lane_runs_its_threads_below_the_loop_and_leaves_the_loop_alone() -> None:
+    base = _own_nice()
+    lane = Lane("heavy", 1, 10, 1.0, nice=5)
+    plain = Lane("io", 1, 10, 1.0)
+
+    async def go() -> tuple[int, int, int]:
+        return await lane.run(_own_nice), await plain.run(_own_nice), _own_nice()
+
+    try:
+        niced, unniced, loop = asyncio.run(go())
+    finally:
+        lane.shutdown()
+        plain.shutdown()
+    assert niced == min(19, base + 5)
+    assert unniced == base
+    assert loop == base
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_threads_a_niced_lane_thread_starts_inherit_its_priority() -> None:
+    # libvips' worker threads are started by the render thread that first needs them: they
+    # inherit its nice value, which is what keeps pixel work below the event loop.
+    base = _own_nice()
+    lane = Lane("tile", 1, 10, 1.0, nice=3)
+
+    def child_nice() -> int:
+        box: list[int] = []
+        child = threading.Thread(target=lambda: box.append(_own_nice()))
+        child.start()
+        child.join()
+        return box[0]
+
+    async def go() -> int:
+        return await lane.run(child_nice)
+
+    try:
+        assert asyncio.run(go()) == min(19, base + 3)
+    finally:
+        lane.shutdown()

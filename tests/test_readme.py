@@ -63,9 +63,13 @@ def _prose(text: str) -> str:
     return INLINE_CODE.sub("", FENCE.sub("", text))
 
 
+HTML_ANCHOR = re.compile(r'<a id="([^"]+)"></a>')
+
+
 def _anchors(path: Path) -> set[str]:
     text = FENCE.sub("", path.read_text(encoding="utf-8"))
-    return {slugify(INLINE_CODE.sub(lambda m: m.group(0).strip("`"), h), "-") for h in HEADING.findall(text)}
+    headings = {slugify(INLINE_CODE.sub(lambda m: m.group(0).strip("`"), h), "-") for h in HEADING.findall(text)}
+    return headings | set(HTML_ANCHOR.findall(text))  # and <a id="..."></a> where a list item is the target
 
 
 def _relative_links(path: Path) -> list[str]:

@@ -5,15 +5,19 @@ LRU eviction, purges and the purge generation.
 Must not know: the event loop (every method blocks; the caller runs it in a worker thread), the
 memory tier, IIIF.
 
-Layout (``v1`` is the layout version: a new layout gets a new folder, never a migration)::
+Layout (``v2`` is the layout version: a new layout gets a new folder, never a migration; ``v1``
+entries lacked the key in their header and are ignored)::
 
-    <root>/v1/<digest[:2]>/<identifier digest>/<key>     one entry: header + body
-    <root>/v1/<digest[:2]>/<identifier digest>/<key>.<pid>.<random>.tmp   a write in progress
-    <root>/v1/.purge-generation   decimal counter, bumped by every purge (replaced atomically)
-    <root>/v1/.usage              shared byte estimate (8 bytes, updated under flock)
-    <root>/v1/.evict.lock         held (flock) by the one process scanning or evicting
-    <root>/v1/.generation.lock    held (flock) while the generation is bumped
-    <root>/v1/.trash/             purged folders, renamed here and then deleted
+    <root>/v2/<digest[:2]>/<identifier digest>/<key>     one entry: header (with its key) + body
+    <root>/v2/<digest[:2]>/<identifier digest>/<key>.<pid>.<random>.tmp   a write in progress
+    <root>/v2/.purge-generation   decimal counter, bumped by every purge (replaced atomically)
+    <root>/v2/.usage              shared byte estimate (8 bytes, updated under flock)
+    <root>/v2/.evict.lock         held (flock) by the one process scanning or evicting
+    <root>/v2/.generation.lock    held (flock) while the generation is bumped
+    <root>/v2/.trash/             purged folders, renamed here and then deleted
+
+An entry is bound to its key: the header holds the key, and a file found under another key's name
+(swapped, copied or restored by hand) is a miss and is removed, like a damaged one.
 
 Several processes share the tree safely because every state change is one atomic filesystem
 operation: an entry appears by ``os.replace`` of a complete, fsynced temp file from the same folder
@@ -45,12 +49,13 @@ from iiifserver.cache.keys import identifier_digest
 
 log = logging.getLogger(__name__)
 
-LAYOUT = "v1"
+LAYOUT = "v2"
 MAGIC = b"IIIFtile"
-FORMAT_VERSION = 1
-# magic, format version, media type length, reserved, CRC-32 of the body, body length; then the
-# media type (ASCII) and the body. The file size must equal header + media type + body exactly.
-HEADER = struct.Struct(">8sBBHIQ")
+FORMAT_VERSION = 2
+# magic, format version, media type length, reserved, the entry's key (20 bytes: its 40 hex digits),
+# CRC-32 of the body, body length; then the media type (ASCII) and the body. The file size must
+# equal header + media type + body exactly.
+HEADER = struct.Struct(">8sBBH20sIQ")
 
 _KEY = re.compile(r"[0-9a-f]{40}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
@@ -170,7 +175,7 @@ class DiskCache:
         # From here the fd pins the file: an eviction or purge unlinking it cannot cut the read short.
         try:
             st = os.fstat(fd)
-            entry = _decode(_read_exactly(fd, st.st_size), identifier)
+            entry = _decode(_read_exactly(fd, st.st_size), identifier, key)
             if entry is not None and time.time() - st.st_mtime >= self.touch_interval:
                 _touch(fd)
         except OSError:
@@ -195,7 +200,7 @@ class DiskCache:
         warning is logged when the failures start and one line when writes work again.
         """
         path = self._entry_path(identifier, key)
-        prefix = _encode_header(entry)
+        prefix = _encode_header(entry, key)
         size = len(prefix) + len(entry.body)
         if size > self.max_entry_bytes:
             return False
@@ -589,21 +594,26 @@ class DiskCache:
 # --- entry format --------------------------------------------------------------------------------
 
 
-def _encode_header(entry: Entry) -> bytes:
+def _encode_header(entry: Entry, key: str) -> bytes:
     media = entry.media_type.encode("ascii")
     if len(media) > 255:
         raise ValueError("media type longer than 255 bytes")
     body = entry.body
-    return HEADER.pack(MAGIC, FORMAT_VERSION, len(media), 0, zlib.crc32(body), len(body)) + media
+    return HEADER.pack(MAGIC, FORMAT_VERSION, len(media), 0, bytes.fromhex(key), zlib.crc32(body), len(body)) + media
 
 
-def _decode(data: bytes, identifier: str) -> Entry | None:
-    """The entry in ``data``, or None if it is not a complete, intact entry (E03, E17)."""
+def _decode(data: bytes, identifier: str, key: str) -> Entry | None:
+    """The entry in ``data``, or None if it is not a complete, intact entry of ``key`` (E03, E17)."""
     if len(data) < HEADER.size:
         return None
-    magic, version, media_length, _reserved, crc, body_length = HEADER.unpack_from(data)
+    magic, version, media_length, _reserved, stored_key, crc, body_length = HEADER.unpack_from(data)
     start = HEADER.size + media_length
     if magic != MAGIC or version != FORMAT_VERSION or len(data) != start + body_length:
+        return None
+    if stored_key != bytes.fromhex(key):
+        # Intact, but another key's entry: a file moved or copied under this name. Serving it would
+        # answer one request with another's image.
+        log.warning("disk cache entry %s holds the entry of key %s; removed", key, stored_key.hex())
         return None
     body = data[start:]
     if zlib.crc32(body) != crc:

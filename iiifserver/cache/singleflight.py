@@ -7,6 +7,7 @@ Must not know: what the work is (a render, a probe), caching, HTTP; which thread
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -74,6 +75,10 @@ class SingleFlight(Generic[T]):
         result into the outcome (``failed`` its exception into the one the callers get) on the
         loop, in the iteration the thread hands it back, and every caller is woken right there:
         one loop iteration sooner than a task awaiting the thread could (then the callers).
+
+        A job still waiting for a thread when its last caller leaves (client gone, deadline
+        passed) is dropped before it starts, giving its queue place back. Once started it runs
+        to its end (a thread cannot be stopped) and ``then`` still keeps its outcome.
         """
         loop = asyncio.get_running_loop()
         flight = self._flights.get(key)
@@ -100,7 +105,19 @@ class SingleFlight(Generic[T]):
                 flight.task = loop.create_task(self._wait_for_thread(key, flight, waiting))
         waiter: asyncio.Future[T] = loop.create_future()
         flight.waiters.append(waiter)
+        if flight.task is not None and not flight.task.done():  # queued: this caller may be the last to leave
+            waiter.add_done_callback(functools.partial(self._left, key, flight))
         return await waiter
+
+    def _left(self, key: str, flight: _Flight[T], waiter: asyncio.Future[T]) -> None:
+        """A caller of a ``run_in`` flight stopped waiting: drop the job if it has not started and
+        nobody waits for it any more."""
+        task = flight.task
+        if not waiter.cancelled() or task is None or task.done():
+            return  # an outcome, or a job already handed to a thread
+        if all(other.done() for other in flight.waiters):
+            self._end(key, flight)
+            task.cancel()  # the lane gives the queue place back (``concurrency.Lane``)
 
     async def _wait_for_thread(self, key: str, flight: _Flight[T], waiting: Awaitable[None]) -> None:
         try:

@@ -1,9 +1,10 @@
-"""Tiered tile cache: memory first, then disk, behind one small facade.
+"""Tiered tile cache: memory first, then disk, then the shared tier, behind one small facade.
 
-Owns: the order of the tiers, promotion of disk hits into memory, keeping blocking disk calls off the
-event loop, and noticing purges made by other worker processes. Users go through this facade,
-never to a tier directly: the memory tier without a thread hop (``get_memory``, ``put_memory``),
-the disk tier from a worker thread (``get_disk_blocking``) or through ``run_blocking`` (``get``, ``put``).
+Owns: the order of the tiers (memory, disk, shared), promotion of lower-tier hits into the upper
+ones, keeping blocking disk and shared-tier calls off the event loop, and noticing purges made by
+other worker processes. Users go through this facade, never to a tier directly: the memory tier
+without a thread hop (``get_memory``, ``put_memory``), the disk and shared tiers from a worker
+thread (``get_lower_blocking``) or through ``run_blocking`` (``get``, ``put``).
 Must not know: how keys are built, how entries are rendered, HTTP, which thread pool runs the
 blocking calls (it is handed ``run_blocking``).
 """
@@ -14,15 +15,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 from iiifserver.cache.disk import DiskCache
 from iiifserver.cache.entry import Entry
 from iiifserver.cache.memory import MemoryCache
+from iiifserver.cache.shared import SharedCache
 
 log = logging.getLogger(__name__)
 
 RunBlocking = Callable[..., Awaitable[Any]]
+# Which lower tier answered ``get_lower_blocking``.
+LowerTier = Literal["disk", "shared"]
 
 
 class TileCache:
@@ -39,9 +43,11 @@ class TileCache:
         run_blocking: RunBlocking,
         *,
         generation_interval: float = 1.0,
+        shared: SharedCache | None = None,
     ) -> None:
         self.memory = memory
         self.disk = disk
+        self.shared = shared
         self._run_blocking = run_blocking
         self._generation_interval = generation_interval
         self._generation: int | None = None  # the disk purge generation the memory tier reflects
@@ -56,6 +62,10 @@ class TileCache:
     def has_disk(self) -> bool:
         return self.disk is not None
 
+    @property
+    def has_shared(self) -> bool:
+        return self.shared is not None
+
     def get_disk_blocking(self, identifier: str, key: str) -> Entry | None:
         """The disk tier only, in the caller's thread (a worker thread: it blocks); never raises.
 
@@ -64,33 +74,66 @@ class TileCache:
         """
         return self.disk.get(identifier, key) if self.disk is not None else None
 
+    def get_lower_blocking(self, identifier: str, key: str) -> tuple[Entry, LowerTier] | None:
+        """The disk tier, then the shared tier, in the caller's (worker) thread; never raises.
+
+        No promotion here: the caller keeps a hit in memory and, for a shared hit, writes it to
+        disk in the background (``put(..., to_shared=False)``), off the response's path.
+        """
+        if self.disk is not None:
+            entry = self.disk.get(identifier, key)
+            if entry is not None:
+                return entry, "disk"
+        if self.shared is not None:
+            entry = self.shared.get(identifier, key)
+            if entry is not None:
+                return entry, "shared"
+        return None
+
+    def _lower_promoting(self, identifier: str, key: str) -> Entry | None:
+        found = self.get_lower_blocking(identifier, key)
+        if found is None:
+            return None
+        entry, tier = found
+        if tier == "shared" and self.disk is not None:
+            self.disk.put(identifier, key, entry)
+        return entry
+
     async def get(self, identifier: str, key: str) -> Entry | None:
-        """Memory, then disk (in a worker thread); a disk hit is promoted into memory.
+        """Memory, then disk and shared (in one worker thread); a hit is promoted into the upper tiers.
 
         The disk tier never raises; an exception of ``run_blocking`` itself (a saturated lane
         answering 503) propagates, because turning it into a miss would trade a cheap read for a
         render.
         """
         entry = self.memory.get(key)
-        if entry is not None or self.disk is None:
+        if entry is not None or (self.disk is None and self.shared is None):
             return entry
-        found: Entry | None = await self._run_blocking(self.disk.get, identifier, key)
+        lookup = self._lower_promoting if self.shared is not None else self.disk.get  # type: ignore[union-attr]
+        found: Entry | None = await self._run_blocking(lookup, identifier, key)
         if found is not None:
             self.memory.put(key, found)
         return found
 
-    async def put(self, identifier: str, key: str, entry: Entry, *, to_disk: bool = True) -> None:
-        """Store in memory now, then on disk (in a worker thread). Disk failures never propagate:
-        the response is ready and the disk tier is only a second chance."""
+    async def put(
+        self, identifier: str, key: str, entry: Entry, *, to_disk: bool = True, to_shared: bool = True
+    ) -> None:
+        """Store in memory now, then on disk and in the shared tier (one worker thread). Failures
+        never propagate: the response is ready and the lower tiers are only a second chance."""
         if entry.identifier != identifier:
             raise ValueError("entry.identifier differs from identifier")
         self.memory.put(key, entry)
-        if not to_disk or self.disk is None:
+        disk = self.disk if to_disk else None
+        shared = self.shared if to_shared else None
+        if disk is None and shared is None:
             return
         try:
-            await self._run_blocking(self.disk.put, identifier, key, entry)
-        except Exception as exc:  # the lane's 503 or anything else: losing a disk write is harmless
-            log.debug("disk cache write skipped: %r", exc)
+            if shared is None:
+                await self._run_blocking(disk.put, identifier, key, entry)  # type: ignore[union-attr]
+            else:
+                await self._run_blocking(_put_lower, disk, shared, identifier, key, entry)
+        except Exception as exc:  # the lane's 503 or anything else: losing a write is harmless
+            log.debug("disk or shared cache write skipped: %r", exc)
 
     async def purge(self, identifier: str | None) -> int:
         """Remove ``identifier``'s entries (all for None) from both tiers. Returns the larger of the
@@ -103,6 +146,9 @@ class TileCache:
             if self._generation is None or result.generation == self._generation + 1:
                 # Our own bump: our memory tier is purged right below, no need to drop it all.
                 self._generation = result.generation
+        if self.shared is not None:
+            # Before memory too; other instances' memory tiers keep their copies (no broadcast).
+            disk_removed = max(disk_removed, await self._run_blocking(self.shared.purge, identifier))
         memory_removed = self.memory.purge(identifier)
         return max(memory_removed, disk_removed)
 
@@ -140,4 +186,14 @@ class TileCache:
         if self.disk is not None:
             stats["disk"] = asdict(self.disk.stats)
             stats["disk"]["generation"] = self._generation
+        if self.shared is not None:
+            stats["shared"] = asdict(self.shared.stats)
         return stats
+
+
+def _put_lower(disk: DiskCache | None, shared: SharedCache | None, identifier: str, key: str, entry: Entry) -> None:
+    """In a worker thread: the disk write, then the shared one (each never raises)."""
+    if disk is not None:
+        disk.put(identifier, key, entry)
+    if shared is not None:
+        shared.put(identifier, key, entry)

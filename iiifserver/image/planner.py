@@ -2,12 +2,18 @@
 
 Owns: resolving an ``ImageRequest`` against the image's dimensions and the server limits
 (region box, output size, upscaling, rotation bounding box) into a ``Resolved`` request, and
-turning that into a ``Plan`` for the renderer (which pyramid level, which crop box there).
+turning that into a ``Plan`` for the renderer (which pyramid level, which crop box there) with
+its cost: the pixels libvips must decode, and whether that makes it heavy work.
 Every image-dependent error is raised here; the renderer never validates.
 Must not know: pyvips, files, HTTP.
 
 Rounding (the spec leaves it to the implementation): derived dimensions round half up;
 ``!w,h`` never exceeds its box; percent regions round both edges so adjacent regions tile.
+
+Limits apply to the image returned, that is after rotation (attack cases C04, C05): a rotated
+image is its bounding box, up to twice the area at 45 degrees and the sides swapped at 90. An
+explicit size whose rotated box is over a limit is a 400, like any size over the limits; ``max``,
+``^max`` and ``!w,h`` are clamped so that the rotated box fits, as they are clamped to the limits.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from iiifserver.config import Limits
-from iiifserver.errors import BadRequest, NotImplementedFeature
+from iiifserver.errors import BadRequest, Forbidden, NotImplementedFeature
 from iiifserver.image.request import (
     ApiVersion,
     Format,
@@ -81,9 +87,17 @@ class Plan:
     source_colour: Colour
     source_has_icc: bool
     source_has_alpha: bool
+    # What libvips must decode for it, in pixels (``decode_pixels``), and whether that, the
+    # output or a free rotation make it heavy work (``heavy``): the service runs heavy plans in
+    # their own lane so that they cannot hold up the tiles of pyramids.
+    decode_pixels: int = 0
+    heavy: bool = False
 
 
-ROTATED_AREA_FACTOR = 4
+# A plan is heavy beyond these: an output (after rotation) over 1 MP, or a decode over 4 MP.
+# A 256 px tile of a pyramid decodes at most 4 stored tiles (512 x 512 for 256 px tiles).
+HEAVY_OUTPUT_PIXELS = 1024 * 1024
+HEAVY_DECODE_PIXELS = 4 * 1024 * 1024
 
 
 def round_half_up(value: Decimal | float) -> int:
@@ -93,16 +107,12 @@ def round_half_up(value: Decimal | float) -> int:
 def resolve(request: ImageRequest, info: SourceInfo, limits: Limits) -> Resolved:
     """Check ``request`` against the image and the limits; compute region and output size."""
     region = resolve_region(request, info.width, info.height)
-    width, height, upscaled, is_max = resolve_size(request, region, limits)
     # The parser bounds degrees to 0..360; Decimal's % would round a long 359.99... up to 360.
     degrees = request.rotation.degrees
     if degrees >= 360:
         degrees -= 360
-    out_w, out_h = rotated_size(width, height, degrees)
-    # A rotated box covers (w + h)^2 / 2 at 45 degrees: twice the area for a square, more for
-    # long shapes. Allow that for every output within the limits up to 4:1, refuse beyond.
-    if out_w * out_h > ROTATED_AREA_FACTOR * limits.max_area:
-        raise BadRequest(f"rotated output {out_w}x{out_h} is larger than this server allows", parameter="rotation")
+    width, height, upscaled, is_max = resolve_size(request, region, limits, degrees)
+    check_lossless_area(request, width, height, degrees, limits)
     if request.quality is Quality.DEFAULT:
         render_quality = Quality.GRAY if info.colour is Colour.GRAY else Quality.COLOR
     else:
@@ -191,8 +201,14 @@ def upscaled_max_size(width: int, height: int, limits: Limits) -> tuple[int, int
     return max_size(max(1, w), max(1, h), limits)  # guard against rounding past a limit
 
 
-def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[int, int, bool, bool]:
-    """Output (width, height, upscaled, is_max) before rotation. Raises 400 / 501."""
+def resolve_size(
+    request: ImageRequest, region: Box, limits: Limits, degrees: Decimal = Decimal(0)
+) -> tuple[int, int, bool, bool]:
+    """Output (width, height, upscaled, is_max) before rotation by ``degrees``. Raises 400 / 501.
+
+    The image rotated by ``degrees`` must be within the limits too: clamped sizes are fitted to
+    them, explicit ones refused.
+    """
     size = request.size
     rw, rh = region.w, region.h
     v2 = request.version is ApiVersion.V2
@@ -230,6 +246,7 @@ def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[in
             h = round_half_up(rh * size.percent / 100)
     if clamp:
         w, h = max_size(w, h, limits)
+        w, h = _fit_rotated(rw, rh, w, h, degrees, limits)
     if w < 1 or h < 1:
         raise BadRequest(f"size {_fmt(request)} gives an image smaller than one pixel", parameter="size")
     upscaled = w > rw or h > rh
@@ -248,12 +265,73 @@ def resolve_size(request: ImageRequest, region: Box, limits: Limits) -> tuple[in
             f"maxHeight {limits.max_height}, maxArea {limits.max_area})",
             parameter="size",
         )
+    out_w, out_h = rotated_size(w, h, degrees)
+    if not within(out_w, out_h, limits):
+        raise BadRequest(
+            f"size {w}x{h} rotated by {degrees} degrees is {out_w}x{out_h}, larger than this server allows "
+            f"(maxWidth {limits.max_width}, maxHeight {limits.max_height}, maxArea {limits.max_area})",
+            parameter="rotation",
+        )
     # ``max`` and ``^max`` are the canonical names of these two sizes (section 4.8).
     # ``^max`` names the upscaled size only where ``^max`` requests it (upscale_max_to_limits).
     is_max = (w, h) == plain_max or (
         upscaled and limits.upscale_max_to_limits and (w, h) == upscaled_max_size(rw, rh, limits)
     )
     return w, h, upscaled, is_max
+
+
+# Formats a full-size copy in which is an exact copy of the master: what download terms limit.
+LOSSLESS_FORMATS = frozenset({Format.PNG, Format.TIF})
+
+
+def check_lossless_area(request: ImageRequest, width: int, height: int, degrees: Decimal, limits: Limits) -> None:
+    """Refuse (403) a lossless output larger than ``limits.max_lossless_pixels`` (0: no such limit).
+
+    A policy on top of the size limits, kept out of ``resolve_size``: info.json cannot say it (its
+    limits are per image, not per format), so ``max`` is never made smaller for it; a client that
+    asks too much is told to pick a lossy format or a smaller size.
+    """
+    cap = limits.max_lossless_pixels
+    if cap <= 0 or request.format not in LOSSLESS_FORMATS:
+        return
+    out_w, out_h = rotated_size(width, height, degrees)
+    if out_w * out_h > cap:
+        raise Forbidden(
+            f"a {request.format.value} image of {out_w}x{out_h} pixels is larger than this server serves in "
+            f"lossless formats ({cap} pixels); ask for jpg or webp, or a smaller size",
+            parameter="format",
+        )
+
+
+def within(width: int, height: int, limits: Limits) -> bool:
+    return width <= limits.max_width and height <= limits.max_height and width * height <= limits.max_area
+
+
+def _fit_rotated(rw: int, rh: int, w: int, h: int, degrees: Decimal, limits: Limits) -> tuple[int, int]:
+    """The largest size of at most ``w`` x ``h``, shaped like the ``rw`` x ``rh`` region, whose
+    bounding box rotated by ``degrees`` is within the limits (``w`` x ``h`` when it already is).
+
+    The box grows with either side, so a bisection over the long side finds it; the short side
+    is derived as everywhere else (half up, at least 1 px). Sizes of 1 px that still do not fit
+    are left for the caller's check to refuse.
+    """
+    if within(*rotated_size(w, h, degrees), limits):
+        return w, h
+    wide = w >= h
+
+    def size(long: int) -> tuple[int, int]:
+        if wide:
+            return long, min(h, max(1, round_half_up(Decimal(rh * long) / rw)))
+        return min(w, max(1, round_half_up(Decimal(rw * long) / rh))), long
+
+    lo, hi = 1, w if wide else h  # size(lo) is the answer when nothing larger fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if within(*rotated_size(*size(mid), degrees), limits):
+            lo = mid
+        else:
+            hi = mid - 1
+    return size(lo)
 
 
 def _confined(rw: int, rh: int, bw: int, bh: int, *, may_upscale: bool) -> tuple[int, int]:
@@ -285,9 +363,13 @@ def plan(resolved: Resolved, info: SourceInfo) -> Plan:
     sy = level_scale(info.height, level.height)
     x0, x1 = _crop_span(region.x, region.w, sx, level.width)
     y0, y1 = _crop_span(region.y, region.h, sy, level.height)
+    crop = Box(x0, y0, x1 - x0, y1 - y0)
+    decode = decode_pixels(info, level, crop)
+    out_w, out_h = resolved.output_size
+    heavy = out_w * out_h > HEAVY_OUTPUT_PIXELS or decode > HEAVY_DECODE_PIXELS or resolved.degrees % 90 != 0
     return Plan(
         level=level,
-        crop=Box(x0, y0, x1 - x0, y1 - y0),
+        crop=crop,
         width=resolved.width,
         height=resolved.height,
         mirror=resolved.mirror,
@@ -297,7 +379,26 @@ def plan(resolved: Resolved, info: SourceInfo) -> Plan:
         source_colour=info.colour,
         source_has_icc=info.has_icc,
         source_has_alpha=info.has_alpha,
+        decode_pixels=decode,
+        heavy=heavy,
     )
+
+
+def decode_pixels(info: SourceInfo, level: Level, crop: Box) -> int:
+    """Pixels libvips decodes to produce ``crop`` of ``level``: the stored tiles it touches, or,
+    for an untiled source, the whole level.
+
+    A JPEG or PNG is decoded from its top down (and a random-access crop of one decodes it
+    all); a strip TIFF is read whole strips at a time, and many (the 40 MP scans served under
+    ``plain_max_pixels``) hold one strip: a 256 px tile of one costs as much as the whole image.
+    """
+    if not info.is_tiled:
+        return level.width * level.height
+    tw, th = info.tile_width, info.tile_height
+    x0, y0 = crop.x // tw * tw, crop.y // th * th
+    x1 = min(level.width, -(-(crop.x + crop.w) // tw) * tw)
+    y1 = min(level.height, -(-(crop.y + crop.h) // th) * th)
+    return (x1 - x0) * (y1 - y0)
 
 
 def level_scale(full: int, level: int) -> float:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import cachetools
 import pyvips
 
-from iiifserver.errors import Forbidden, SourceChanged, UnsupportedSource
+from iiifserver.errors import Forbidden, SourceChanged, SourceDamaged, UnsupportedSource
+from iiifserver.image import tiff_directory
 from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo, SourceVersion
 
 log = logging.getLogger(__name__)
@@ -54,19 +55,26 @@ def sniff(path: Path) -> SourceFormat:
         return SourceFormat.JPEG
     if head.startswith(_PNG_MAGIC):
         return SourceFormat.PNG
-    raise UnsupportedSource("the source is not a TIFF, JPEG or PNG image", parameter="identifier")
+    # Its name promised an image (sources are found by extension): a damaged file, not a missing feature.
+    raise SourceDamaged("the file is not a TIFF, JPEG or PNG image")
 
 
 def probe(path: Path, *, plain_max_pixels: int, max_source_pixels: int) -> SourceInfo:
-    """Read a source's structure from its headers. Raises ``UnsupportedSource``."""
+    """Read a source's structure from its headers. Raises ``SourceDamaged`` (not an image, header
+    unreadable) or ``UnsupportedSource`` (an image this server will not serve)."""
     fmt = sniff(path)
     try:
         first = open_level(path, fmt, Level(0, 0))
         levels = _levels(path, first) if fmt is SourceFormat.TIFF else (Level(first.width, first.height),)
         fields = set(first.get_fields())
     except pyvips.Error as exc:
-        log.warning("cannot read header of %s: %s", path, str(exc).strip().splitlines()[:1])
-        raise UnsupportedSource("the source image is damaged or unreadable", parameter="identifier") from None
+        # The source registry logs the damage once per source version, naming the identifier.
+        log.debug("cannot read header of %s: %s", path, str(exc).strip().splitlines()[:1])
+        raise SourceDamaged("the image header is damaged or unreadable (a truncated file?)") from None
+    if fmt is SourceFormat.TIFF:
+        truncated = tiff_directory.truncation(path, levels)
+        if truncated is not None:
+            raise SourceDamaged(truncated)
     width, height = first.width, first.height
     if width * height > max_source_pixels:
         raise UnsupportedSource(
@@ -96,10 +104,80 @@ def probe(path: Path, *, plain_max_pixels: int, max_source_pixels: int) -> Sourc
     )
 
 
-# Opened levels per render thread: reopening a TIFF (open, IFD parse) costs about a third of a
-# small tile's render; one image shared by threads would serialise them on libtiff's lock.
+# Opened levels kept per render thread: reopening a TIFF (open, IFD parse) costs about a third of
+# a small tile's render; one image shared by threads would serialise them on libtiff's lock. But
+# an opened level keeps what libvips decoded for it while it lives (a tiled TIFF: a cache of two
+# rows of tiles; a strip TIFF, JPEG or PNG opened for random access: up to every pixel), so the
+# cache is bounded by that footprint in bytes, and by a count (each open level holds a file).
 OPENED_PER_THREAD = 64
+OPENED_BYTES_PER_THREAD = 32 * 1024 * 1024
+_BAND_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4, "double": 8}
+_BAND_BYTES |= {"complex": 8, "dpcomplex": 16}
 _opened = threading.local()
+_budget = {"count": OPENED_PER_THREAD, "bytes": OPENED_BYTES_PER_THREAD}
+
+
+def set_opened_budget(*, count: int | None = None, nbytes: int | None = None) -> None:
+    """Bound the opened levels each render thread keeps (threads started later, or emptied, see it)."""
+    if count is not None:
+        _budget["count"] = max(0, count)
+    if nbytes is not None:
+        _budget["bytes"] = max(0, nbytes)
+    _opened.__dict__.clear()  # this thread's cache is rebuilt with the new bounds
+
+
+def decoded_footprint(image: Any) -> int:
+    """Most decoded bytes libvips keeps for ``image`` (opened with ``access="random"``) between renders.
+
+    A tiled TIFF level has a tile cache of ``2 * (1 + width // tile_width)`` tiles (libvips'
+    tiffload); anything else may end up decoded whole.
+    """
+    pel = int(image.bands) * _BAND_BYTES.get(str(image.format), 8)
+    fields = set(image.get_fields())
+    if "tile-width" in fields and "tile-height" in fields:
+        tw, th = int(image.get("tile-width")), int(image.get("tile-height"))
+        across, down = -(-image.width // tw), -(-image.height // th)
+        tiles = min(across * down, 2 * (1 + image.width // tw))
+        return int(tiles * tw * th * pel)
+    return int(image.width * image.height * pel)
+
+
+class OpenedLevels:
+    """An LRU of opened levels bounded by count and by the sum of their ``decoded_footprint``.
+
+    A level heavier than the whole byte budget is not kept: it is opened for each render and its
+    decoded pixels are freed with the render's pipeline.
+    """
+
+    def __init__(self, max_count: int, max_bytes: int) -> None:
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[tuple[str, str, int, int], tuple[Any, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: tuple[str, str, int, int]) -> Any:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: tuple[str, str, int, int], image: Any, weight: int) -> bool:
+        """Keep ``image``, evicting the least recently used; False when it is too heavy to keep."""
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.nbytes -= old[1]
+        if weight > self.max_bytes or self.max_count < 1:
+            return False
+        while self._items and (len(self._items) >= self.max_count or self.nbytes + weight > self.max_bytes):
+            _, (_, w) = self._items.popitem(last=False)
+            self.nbytes -= w
+        self._items[key] = (image, weight)
+        self.nbytes += weight
+        return True
 
 
 def open_level_cached(path: Path, fmt: SourceFormat, level: Level, version: SourceVersion) -> Any:
@@ -107,19 +185,25 @@ def open_level_cached(path: Path, fmt: SourceFormat, level: Level, version: Sour
 
     The file is checked after opening: if the path no longer holds ``version`` (replaced since
     it was stat-ed), ``SourceChanged`` is raised, so pixels are never filed under the wrong version.
+    What is kept is bounded per thread (``OpenedLevels``): see ``set_opened_budget``.
     """
-    cache: cachetools.LRUCache[tuple[str, str, int, int], Any] | None = getattr(_opened, "cache", None)
+    cache: OpenedLevels | None = getattr(_opened, "cache", None)
     if cache is None:
-        cache = _opened.cache = cachetools.LRUCache(OPENED_PER_THREAD)
+        cache = _opened.cache = OpenedLevels(_budget["count"], _budget["bytes"])
     key = (str(path), version.token, level.page, level.subifd)
     image = cache.get(key)
     if image is None:
         image = open_level(path, fmt, level)
-        st = os.stat(path)
-        if SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns) != version:
+        if SourceVersion.of(os.stat(path)) != version:
             raise SourceChanged(str(path))
-        cache[key] = image
+        cache.put(key, image, decoded_footprint(image))
     return image
+
+
+def opened_stats() -> tuple[int, int]:
+    """(levels, footprint bytes) kept by the calling thread."""
+    cache: OpenedLevels | None = getattr(_opened, "cache", None)
+    return (len(cache), cache.nbytes) if cache is not None else (0, 0)
 
 
 def open_level(path: Path, fmt: SourceFormat, level: Level, *, access: str = "random") -> Any:

@@ -20,19 +20,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from iiifserver.cache.entry import Entry
 from iiifserver.cache.singleflight import SingleFlight
 from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
-from iiifserver.errors import ServiceUnavailable, SourceChanged
+from iiifserver.errors import ServiceUnavailable, SourceChanged, SourceDamaged
 from iiifserver.image import canonical, planner, tile_codec
 from iiifserver.image.passthrough import TileRef, stored_tile_for
 from iiifserver.image.request import ApiVersion, ImageRequest
 from iiifserver.image.source_info import SourceFormat, SourceVersion
 from iiifserver.image.source_registry import KnownSource, ProbeFn, SourceRegistry, TileIndexFn
-from iiifserver.image.sources import Source, SourceFile, cache_names
+from iiifserver.image.sources import Source, SourceFile, cache_names, raise_if_changed
 from iiifserver.image.tile_files import TileFiles
 from iiifserver.image.tile_grid import TileGrid
 
@@ -40,10 +41,13 @@ log = logging.getLogger(__name__)
 
 # Bump when the bytes served for a canonical request change, so old cache entries die.
 RENDER_VERSION = "3"
-# Requests at most this large (output and decoded crop) use the tile lane.
-TILE_LANE_OUTPUT_PIXELS = 1024 * 1024
-TILE_LANE_CROP_PIXELS = 4 * 1024 * 1024
+# Retry-After of a request that outlived ``render_timeout``: its render may still be running,
+# and a retry after it ends is a cache hit.
+RENDER_TIMEOUT_RETRY_AFTER = 5
 
+# Where a response body came from: the memory tier, a stored tile, the disk tier, the shared tier
+# (another instance rendered it), a render.
+Origin = Literal["memory", "passthrough", "disk", "shared", "render"]
 RenderFn = Callable[[Path, SourceFormat, planner.Plan, SourceVersion], bytes]
 TileReadFn = Callable[[Path, SourceVersion, TileGrid, int], tuple[bytes, int]]  # tile, open descriptor
 
@@ -72,6 +76,7 @@ class Counters:
     stretched: int = 0  # of which edge tiles decoded and stretched by the pixel their level lacks
     passthrough_fallbacks: int = 0
     source_changed: int = 0
+    render_timeouts: int = 0  # requests answered 503 after ``render_timeout``
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +115,7 @@ class ImageService:
         self._ops = ops
         chroma = "420" if settings.jpeg_chroma_subsampling else "auto"
         self._render_tag = f"r{RENDER_VERSION}/q{settings.jpeg_quality}/{chroma}/w{settings.webp_quality}"
-        self._flights: SingleFlight[Entry] = SingleFlight()
+        self._flights: SingleFlight[tuple[Entry, Origin]] = SingleFlight()
         self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
         self._tile_files = TileFiles()
         self.registry = SourceRegistry(
@@ -128,6 +133,8 @@ class ImageService:
         self.find_if_known: Callable[[str], KnownSource | None] = self.registry.find_if_known
         self.current_version: Callable[[str], SourceVersion | None] = self.registry.current_version
         self.forget: Callable[[str | None], None] = self.registry.forget
+        # Damaged sources found so far, identifier -> reason (readiness details, manifests validate).
+        self.damaged: Callable[[], dict[str, str]] = self.registry.damaged
         # Edge tiles pass through too, cut losslessly or stretched by a pixel, with libturbojpeg.
         self._edge_crops = settings.tile_passthrough and tile_codec.available()
         self._encoding = tile_codec.Encoding(settings.jpeg_quality, settings.jpeg_chroma_subsampling)
@@ -194,26 +201,50 @@ class ImageService:
 
     async def fetch(self, prepared: Prepared) -> Entry:
         """The response body: disk tier, else stored tile, else render; concurrent twins share one."""
+        return (await self.fetch_with_origin(prepared))[0]
+
+    async def fetch_with_origin(self, prepared: Prepared) -> tuple[Entry, Origin]:
+        """``fetch``, and where the body came from (metrics and logs tell the ways apart)."""
         if prepared.passthrough is not None:
             entry = self._stored_at_once(prepared)
             if entry is not None:
-                return entry
+                return entry, "passthrough"
         if prepared.passthrough is None:
             entry = self.cached(prepared)  # a flight that just ended
             if entry is not None:
-                return entry
-            # One thread hop for the disk lookup and the render: under load every hop back to
-            # the loop costs a loop iteration or more, and a first view's small renders are its
-            # slowest tiles.
-            lane = self.lanes.tile if is_tile_sized(prepared.plan) else self.lanes.heavy
-            return await self._flights.run_in(
-                prepared.key,
-                lane,
-                functools.partial(self._disk_or_render, prepared),
-                functools.partial(self._kept, prepared),
-                functools.partial(self._failed, prepared),
-            )
-        return await self._flights.run(prepared.key, lambda: self._produce(prepared))
+                return entry, "memory"
+        # The render deadline: this request stops waiting, and its job is dropped if it is still
+        # queued and nobody else waits for it (single flight). A job already running cannot be
+        # stopped (a libvips call in a thread cannot be killed): it keeps its lane slot until it
+        # ends, and its entry, made for this key from the version it checked, is kept as usual.
+        timeout = self.settings.render_timeout
+        deadline = asyncio.timeout(timeout if timeout > 0 else None)
+        try:
+            async with deadline:
+                if prepared.passthrough is not None:
+                    return await self._flights.run(prepared.key, lambda: self._produce(prepared))
+                # One thread hop for the disk lookup and the render: under load every hop back
+                # to the loop costs a loop iteration or more, and a first view's small renders
+                # are its slowest tiles.
+                return await self._flights.run_in(
+                    prepared.key,
+                    self._lane(prepared.plan),
+                    functools.partial(self._disk_or_render, prepared),
+                    functools.partial(self._kept, prepared),
+                    functools.partial(self._failed, prepared),
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self.counters.render_timeouts += 1
+            raise ServiceUnavailable(
+                f"the image took longer than {timeout:g} s to render; retry", retry_after=RENDER_TIMEOUT_RETRY_AFTER
+            ) from None
+
+    def _lane(self, plan: planner.Plan) -> Lane:
+        """Heavy plans (the planner's decode-cost estimate) run apart, so tiles of pyramids keep
+        their latency under a flood of strip-TIFF tiles, big regions or large outputs."""
+        return self.lanes.heavy if plan.heavy else self.lanes.tile
 
     def _stored_at_once(self, prepared: Prepared) -> Entry | None:
         """A stored tile whose bytes are in the page cache, without leaving the loop.
@@ -240,21 +271,23 @@ class ImageService:
             self.cache.put_memory(prepared.key, entry)
         return entry
 
-    async def _produce(self, prepared: Prepared) -> Entry:
+    async def _produce(self, prepared: Prepared) -> tuple[Entry, Origin]:
         """A stored tile the page cache did not hold (or that failed its checks): read in a
         thread, else rendered."""
         if self.cache is not None:
             entry = self.cache.get_memory(prepared.key)  # a flight that just ended
             if entry is not None:
-                return entry
+                return entry, "memory"
         try:
             return self._kept(prepared, await self._entry(prepared))
-        except SourceChanged as exc:
+        except (SourceChanged, SourceDamaged) as exc:
             raise self._failed(prepared, exc) from None
 
-    def _kept(self, prepared: Prepared, produced: tuple[Entry, bool]) -> Entry:
-        """Keep an entry: memory now, the disk tier in the background when it was rendered."""
-        entry, rendered = produced
+    def _kept(self, prepared: Prepared, produced: tuple[Entry, Origin]) -> tuple[Entry, Origin]:
+        """Keep an entry: memory now, the lower tiers in the background when it was rendered (a
+        shared hit: the disk tier only)."""
+        entry, origin = produced
+        rendered = origin == "render"
         if rendered:
             self.counters.renders += 1
         if self.cache is not None:
@@ -262,21 +295,26 @@ class ImageService:
             # background rather than making every waiter of this flight wait for it. Stored
             # tiles are already on disk in the source, disk hits are there too: memory only.
             self.cache.put_memory(prepared.key, entry)
-            if rendered and self.cache.has_disk:
-                task = asyncio.get_running_loop().create_task(self.cache.put(entry.identifier, prepared.key, entry))
+            if (rendered and (self.cache.has_disk or self.cache.has_shared)) or (
+                origin == "shared" and self.cache.has_disk
+            ):
+                put = self.cache.put(entry.identifier, prepared.key, entry, to_shared=rendered)
+                task = asyncio.get_running_loop().create_task(put)
                 self._disk_writes.add(task)
                 task.add_done_callback(self._disk_writes.discard)
-        return entry
+        return entry, origin
 
     def _failed(self, prepared: Prepared, error: BaseException) -> BaseException:
+        if isinstance(error, SourceDamaged):  # logged once per version, listed, named in the body
+            return self.registry.damage_found(prepared.identifier, prepared.source.file, error)
         if not isinstance(error, SourceChanged):
             return error
         self.counters.source_changed += 1
         self.forget(prepared.identifier)
         return ServiceUnavailable("the image changed while it was read; retry", retry_after=1)
 
-    async def _entry(self, prepared: Prepared) -> tuple[Entry, bool]:
-        """The stored tile, else the disk tier's copy, else a render; and whether it was rendered."""
+    async def _entry(self, prepared: Prepared) -> tuple[Entry, Origin]:
+        """The stored tile, else the disk or shared tier's copy, else a render; and which it was."""
         file = prepared.source.file
         if prepared.passthrough is not None:
             ref = prepared.passthrough
@@ -289,9 +327,8 @@ class ImageService:
                 log.warning("stored tile %d of %r unusable (%s); rendering", ref.index, prepared.identifier, exc)
             else:
                 self._count_stored(ref)
-                return Entry(cut, prepared.media_type, file.cache_name), False
-        lane = self.lanes.tile if is_tile_sized(prepared.plan) else self.lanes.heavy
-        return await lane.run(self._disk_or_render, prepared)
+                return Entry(cut, prepared.media_type, file.cache_name), "passthrough"
+        return await self._lane(prepared.plan).run(self._disk_or_render, prepared)
 
     def _cut(self, tile: bytes, ref: TileRef) -> bytes | None:
         """The stored tile as the response: whole, cut to its valid area, or stretched by the
@@ -311,15 +348,22 @@ class ImageService:
         if ref.stretched:
             self.counters.stretched += 1
 
-    def _disk_or_render(self, prepared: Prepared) -> tuple[Entry, bool]:
-        """In a worker thread: the disk tier's entry (never raises), else a fresh render."""
+    def _disk_or_render(self, prepared: Prepared) -> tuple[Entry, Origin]:
+        """In a worker thread: the disk tier's entry, else the shared tier's (never raise), else a
+        fresh render."""
         file = prepared.source.file
         if self.cache is not None and prepared.passthrough is None:
-            stored = self.cache.get_disk_blocking(file.cache_name, prepared.key)
-            if stored is not None:
-                return stored, False
-        body = self._ops.render(file.path, prepared.source.info.format, prepared.plan, file.version)
-        return Entry(body, prepared.media_type, file.cache_name), True
+            found = self.cache.get_lower_blocking(file.cache_name, prepared.key)
+            if found is not None:
+                return found
+        try:
+            body = self._ops.render(file.path, prepared.source.info.format, prepared.plan, file.version)
+        except SourceDamaged:
+            # The renderer opens the file by name: one replaced since its stat is another image, and
+            # what fails on it is a change (503, retry), not damage.
+            raise_if_changed(file.path, file.version)
+            raise
+        return Entry(body, prepared.media_type, file.cache_name), "render"
 
     async def _stored_tile(self, file: SourceFile, grid: TileGrid, index: int) -> bytes:
         """From the page cache on the loop (never blocks), else opened and read in a worker thread
@@ -341,7 +385,7 @@ class ImageService:
 
     def stats(self) -> dict[str, object]:
         lanes = {
-            lane.name: {"threads": lane.threads, "busy": lane.busy, "waiting": lane.waiting}
+            lane.name: {"threads": lane.threads, "busy": lane.busy, "waiting": lane.waiting, "dropped": lane.dropped}
             for lane in (self.lanes.io, self.lanes.tile, self.lanes.heavy, self.lanes.rechecks)
         }
         return {
@@ -353,11 +397,3 @@ class ImageService:
 
 def _asdict(counters: Counters) -> dict[str, int]:
     return {name: getattr(counters, name) for name in counters.__dataclass_fields__}
-
-
-def is_tile_sized(plan: planner.Plan) -> bool:
-    return (
-        plan.width * plan.height <= TILE_LANE_OUTPUT_PIXELS
-        and plan.crop.w * plan.crop.h <= TILE_LANE_CROP_PIXELS
-        and plan.degrees % 90 == 0
-    )

@@ -3,8 +3,10 @@
 Owns: identifier -> ``SourceFile`` (the version cache, else a stat in a worker thread; concurrent
 checks of one identifier share one thread hop; a busy identifier is re-checked in the background
 before its trust runs out); the facts of each source version (``SourceInfo`` and the stored-tile
-index, probed once in a worker thread; an unsupported file is remembered briefly); and the last
-``KnownSource`` of each identifier, so that a trusted one is found without I/O.
+index, probed once in a worker thread; an unsupported file is remembered briefly, a damaged one
+for as long as that version is on disk); the last ``KnownSource`` of each identifier, so that a
+trusted one is found without I/O; and the damaged sources found so far (``damaged()``: identifier
+-> reason, each logged once per source version, for readiness details and ``manifests validate``).
 Must not know: image requests, plans, the tile cache, the web framework, pyvips (the probe and
 the tile index are functions it is given, and run in worker threads).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +26,16 @@ import cachetools
 from iiifserver.cache.keys import KeyHasher
 from iiifserver.cache.singleflight import SingleFlight
 from iiifserver.concurrency import Lane
-from iiifserver.errors import IIIFError, SourceChanged, UnsupportedSource
+from iiifserver.errors import IIIFError, SourceChanged, SourceDamaged, UnsupportedSource
 from iiifserver.image.source_info import SourceInfo, SourceVersion
-from iiifserver.image.sources import Source, SourceFile, VersionCache
+from iiifserver.image.sources import Source, SourceFile, VersionCache, raise_if_changed
 from iiifserver.image.tile_files import TileFiles, open_checked
 from iiifserver.image.tile_grid import StoredTiles
 
+log = logging.getLogger(__name__)
+
 KNOWN_MEMO_SIZE = 4096
+DAMAGED_LIST_SIZE = 10_000  # identifiers listed by ``damaged()``; the oldest go first beyond it
 
 ProbeFn = Callable[[Path], SourceInfo]
 TileIndexFn = Callable[[Path, SourceInfo], StoredTiles | None]
@@ -77,6 +83,10 @@ class SourceRegistry:
             cachetools.LRUCache(4096)
         )
         self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
+        # A damaged version stays damaged: remembered (not re-probed) until the file changes.
+        damaged_versions: cachetools.LRUCache[tuple[Path, SourceVersion], SourceDamaged] = cachetools.LRUCache(4096)
+        self._damaged_versions = damaged_versions
+        self._damaged: dict[str, tuple[SourceVersion, str]] = {}  # identifier -> (version, reason)
         self._lock = threading.Lock()  # _facts and _errors are filled from worker threads
         # The last KnownSource of each identifier, while the version cache trusts that very file:
         # a cold tile then finds its image with two dict lookups.
@@ -129,6 +139,29 @@ class SourceRegistry:
             self._recheck_soon(identifier)
         return file.version
 
+    def damaged(self) -> dict[str, str]:
+        """The damaged sources found so far (by a request, a manifest or a collection), identifier
+        -> reason, sorted by identifier. Reasons never name a path. A source leaves the list when
+        a new version of its file is read without damage."""
+        with self._lock:
+            return {identifier: reason for identifier, (_, reason) in sorted(self._damaged.items())}
+
+    def damage_found(self, identifier: str, file: SourceFile, exc: SourceDamaged) -> SourceDamaged:
+        """Record damage found in ``identifier``'s file (once per version: one log line) and return
+        the error naming it. Any thread."""
+        with self._lock:
+            seen = self._damaged.get(identifier)
+            new = seen is None or seen[0] != file.version
+            if new:
+                self._damaged.pop(identifier, None)
+                if len(self._damaged) >= DAMAGED_LIST_SIZE:
+                    del self._damaged[next(iter(self._damaged))]
+                self._damaged[identifier] = (file.version, exc.detail)
+        if new:
+            # Logged by identifier (the operator's name for it); the path is theirs to look up.
+            log.error("damaged source %r: %s (its requests answer 500)", identifier, exc.detail)
+        return exc.named(identifier)
+
     def forget(self, identifier: str | None = None) -> None:
         """Drop what is remembered of ``identifier``'s file (all for None): it is stat-ed again."""
         self._versions.forget(identifier)
@@ -177,17 +210,31 @@ class SourceRegistry:
         with self._lock:
             facts = self._facts.get(key)
             error = self._errors.get(key)
+            damage = self._damaged_versions.get(key)
+        if damage is not None:
+            raise self.damage_found(identifier, file, damage)
         if error is not None:
             raise error
         if facts is None:
             try:
                 info = self._probe(file.path)
+            except SourceDamaged as exc:
+                raise_if_changed(file.path, file.version)  # replaced since the stat: a change, not damage
+                with self._lock:
+                    self._damaged_versions[key] = exc
+                raise self.damage_found(identifier, file, exc) from None
             except UnsupportedSource as exc:
                 # Bad sources are remembered briefly, so a flood of requests does not re-probe.
                 with self._lock:
                     self._errors[key] = exc
                 raise
             facts = (info, self._tile_index(file.path, info))
+            # Probed by name: the facts are this version's only if the file is still it (one stat,
+            # once per version), else another file's dimensions would be filed under this version.
+            raise_if_changed(file.path, file.version)
             with self._lock:
                 self._facts[key] = facts
+                seen = self._damaged.get(identifier)
+                if seen is not None and seen[0] != file.version:
+                    del self._damaged[identifier]  # replaced by a good file
         return KnownSource(file, *facts)

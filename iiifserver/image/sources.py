@@ -28,7 +28,7 @@ from typing import Protocol
 
 import cachetools
 
-from iiifserver.errors import NotFound
+from iiifserver.errors import NotFound, SourceChanged
 from iiifserver.image.source_info import SourceVersion
 
 PYRAMID_EXTENSIONS = (".tif", ".tiff", ".ptif")
@@ -74,7 +74,7 @@ class FilesystemSource:
             found = self._stat_inside_root(candidate)
             if found is not None:
                 real, st = found
-                version = SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
+                version = SourceVersion.of(st)
                 # Named as addressed (not the symlink target): aliases keep caches of their own.
                 return SourceFile(identifier, real, version, unicodedata.normalize("NFC", candidate))
         raise NotFound(f"no image {identifier!r}", parameter="identifier")
@@ -94,7 +94,7 @@ class FilesystemSource:
             st = os.stat(os.path.join(self.root, file.name))
         except OSError:
             return self.resolve(file.identifier)
-        if stat.S_ISREG(st.st_mode) and SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns) == file.version:
+        if stat.S_ISREG(st.st_mode) and SourceVersion.of(st) == file.version:
             return file
         return self.resolve(file.identifier)
 
@@ -127,6 +127,21 @@ class FilesystemSource:
         if not stat.S_ISREG(st.st_mode):
             return None  # folders, FIFOs (opening one blocks), devices, sockets
         return Path(real), st
+
+
+def raise_if_changed(path: Path, version: SourceVersion) -> None:
+    """Raise ``SourceChanged`` unless ``path`` still holds ``version``. Blocking: one ``stat``.
+
+    For the error paths (and the one-off probe) of reads that open a file by name: a file replaced
+    between the stat that named its version and the open is read as another file (other
+    dimensions, other tile offsets), and what fails on it is a retryable change, not damage.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise SourceChanged(str(path)) from None
+    if SourceVersion.of(st) != version:
+        raise SourceChanged(str(path))
 
 
 class VersionCache:

@@ -33,6 +33,7 @@ _NATIVE = "<" if sys.byteorder == "little" else ">"
 _WIDTH, _HEIGHT, _BITS, _COMPRESSION, _PHOTOMETRIC = 256, 257, 258, 259, 262
 _SAMPLES, _PLANAR, _TILE_W, _TILE_H, _TILE_OFFSETS, _TILE_COUNTS = 277, 284, 322, 323, 324, 325
 _SUBIFDS, _SAMPLE_FORMAT, _JPEG_TABLES = 330, 339, 347
+_STRIP_OFFSETS, _STRIP_COUNTS = 273, 279
 
 _TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 6: 1, 7: 1, 8: 2, 9: 4, 13: 4, 16: 8, 17: 8, 18: 8}
 _UNSIGNED = {1: "B", 3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}  # BYTE SHORT LONG IFD LONG8 IFD8
@@ -60,6 +61,43 @@ def read_tile_index(path: Path, levels: Sequence[Level]) -> StoredTiles:
         return StoredTiles(tuple(_level_grid(reader, level) for level in levels))
     finally:
         os.close(fd)
+
+
+def truncation(path: Path, levels: Sequence[Level]) -> str | None:
+    """Why the image data of ``levels`` is not all inside the file (a truncated copy), or None.
+
+    libvips opens a TIFF cut short as long as its first directory survives, and only fails (or
+    renders black) on the missing tiles: checking that every tile or strip of every level ends
+    inside the file finds the damage when the source is opened. Reads directories and tag arrays
+    only. ``OSError`` propagates.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = _Reader(fd)
+        for level in levels:
+            offset = reader.page_offset(level.page)
+            if offset is None:
+                return "the file ends before its last pyramid level (truncated)"
+            ifd = reader.ifd(offset)
+            if level.subifd >= 0:
+                subifds = reader.ints(ifd, _SUBIFDS)
+                if subifds is None or level.subifd >= len(subifds):
+                    return "the file ends before its last pyramid level (truncated)"
+                ifd = reader.ifd(subifds[level.subifd])
+            offsets = reader.int_array(ifd, _TILE_OFFSETS) or reader.int_array(ifd, _STRIP_OFFSETS)
+            counts = reader.int_array(ifd, _TILE_COUNTS) or reader.int_array(ifd, _STRIP_COUNTS)
+            if not offsets or not counts or len(offsets) != len(counts):
+                return "a pyramid level lists no image data"
+            if max(map(int.__add__, offsets, counts)) > reader.size:
+                return "the file ends before its image data (truncated)"
+        page = 0
+        while reader.page_offset(page) is not None:  # the chain's next link must be in the file too
+            page += 1
+    except _Malformed:
+        return "the file ends inside its directories (truncated)"
+    finally:
+        os.close(fd)
+    return None
 
 
 def _level_grid(reader: _Reader, level: Level) -> TileGrid | None:

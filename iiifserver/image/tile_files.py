@@ -89,7 +89,7 @@ def open_checked(path: Path, version: SourceVersion) -> int:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
-        if SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns) != version:
+        if SourceVersion.of(st) != version:
             raise SourceChanged(str(path))
     except BaseException:
         os.close(fd)

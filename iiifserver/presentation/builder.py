@@ -35,6 +35,7 @@ from iiif_prezi3 import (
 
 from iiifserver.image.request import encode_identifier
 from iiifserver.presentation.description import folder_label
+from iiifserver.presentation.html_subset import plain_text
 from iiifserver.presentation.model import (
     Agent,
     Description,
@@ -124,7 +125,7 @@ def build_manifest(
         canvases.append(Canvas(**canvas))
 
     fields = _common(description, base)
-    fields["label"] = fields.get("label") or {"none": [object_id.rpartition("/")[2]]}
+    fields["label"] = fields.get("label") or {"none": [plain_text(object_id.rpartition("/")[2])]}
     thumbnail_image = description.thumbnail_image or description.pages[description.thumbnail or 0].image
     fields["thumbnail"] = [_thumbnail(base, images[thumbnail_image])]
     if description.nav_date:
@@ -214,7 +215,9 @@ def build_collection(
     fields = _common(description, base) if description is not None else {}
     name = path.rpartition("/")[2]
     fields["label"] = fields.get("label") or (
-        {"none": [folder_label(name)]} if path else {"en": ["Collections"], "fr": ["Collections"], "nl": ["Collecties"]}
+        {"none": [plain_text(folder_label(name))]}
+        if path
+        else {"en": ["Collections"], "fr": ["Collections"], "nl": ["Collecties"]}
     )
     whole = collection_url(base, path)
     if page == 0 and len(members) > page_size:
@@ -240,7 +243,10 @@ def build_collection(
         chosen = list(members)
     items = []
     for member in chosen:
-        ref: dict[str, Any] = {"label": _lang(member.label) or {"none": [member.id.rpartition("/")[2]]}}
+        tail = member.id.rpartition("/")[2]
+        # A sub-collection without a label has the label of its own document (the folder's name).
+        fallback = folder_label(tail) if member.kind == "Collection" else tail
+        ref: dict[str, Any] = {"label": _lang(member.label) or {"none": [plain_text(fallback)]}}
         if member.thumbnail is not None:
             ref["thumbnail"] = [_thumbnail(base, member.thumbnail)]
         if member.kind == "Manifest":

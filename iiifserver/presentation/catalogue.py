@@ -1,7 +1,8 @@
 """The catalogue: every publishable object and collection, from ``manifests/`` and the image folders.
 
 Owns: finding descriptions (``*.yaml``, ``*.yml``, ``*.json``, ``*.csv``; ``_collection.yaml`` for a
-collection's own labels), reading them (with errors that name the file), the folder defaults
+collection's own labels), reading them (within ``loader``'s limits; any failure, foreseen or not,
+is that file's ``DescriptionError`` naming it, never the scan's), the folder defaults
 (a folder of images is an object; a loose image at the top is one too), natural page order,
 and the collection tree. A scan is blocking file work: it runs in a worker thread.
 Must not know: HTTP, iiif_prezi3, image formats beyond file extensions.
@@ -27,7 +28,7 @@ import orjson
 import yaml
 
 from iiifserver.image.sources import EXTENSIONS
-from iiifserver.presentation import spreadsheet
+from iiifserver.presentation import loader, spreadsheet
 from iiifserver.presentation.description import (
     DescriptionError,
     check_object_id,
@@ -252,6 +253,10 @@ class Scanner:
             description = parse_object(data, source, folder_images)
         except DescriptionError as exc:
             return ObjectEntry(object_id, None, exc, parent, origin, token, mtime)
+        except Exception as exc:  # a fault of ours on odd input is still only this object's
+            log.debug("parsing %s failed", source, exc_info=True)
+            error = DescriptionError(source, "", f"cannot be read ({type(exc).__name__})")
+            return ObjectEntry(object_id, None, error, parent, origin, token, mtime)
         collection = parent if description.collection is None else description.collection
         return ObjectEntry(object_id, description, None, collection, origin, token, mtime)
 
@@ -310,6 +315,10 @@ class Scanner:
                 except DescriptionError as exc:
                     error = exc
                     catalogue.problems.append(exc)
+                except Exception as exc:  # only this collection's labels are lost
+                    log.debug("parsing %s failed", source, exc_info=True)
+                    error = DescriptionError(source, "", f"cannot be read ({type(exc).__name__})")
+                    catalogue.problems.append(error)
             ordered = sorted(
                 members.get(path, ()), key=lambda i: (natural_key(_first_label(objects[i])), natural_key(i))
             )
@@ -319,7 +328,25 @@ class Scanner:
 
 
 def read_description_file(path: Path, relative: str) -> Any:
-    """File -> parsed data, or the ``DescriptionError`` saying why it cannot be read (never raises)."""
+    """File -> parsed data, or the ``DescriptionError`` saying why it cannot be read (never raises).
+
+    Whatever goes wrong inside one file (broken syntax, a limit of ``loader`` passed, or a fault we
+    did not foresee) is that file's error: the other objects keep serving.
+    """
+    try:
+        return _read(path, relative)
+    except DescriptionError as exc:
+        return exc
+    except RecursionError:
+        return DescriptionError(relative, "", "nests too deeply to be read")
+    except MemoryError:
+        return DescriptionError(relative, "", "is too large to be read")
+    except Exception as exc:  # one file's fault must never escape the scan
+        log.debug("reading %s failed", relative, exc_info=True)
+        return DescriptionError(relative, "", f"cannot be read ({type(exc).__name__})")
+
+
+def _read(path: Path, relative: str) -> Any:
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_DESCRIPTION_BYTES + 1)
@@ -334,18 +361,22 @@ def read_description_file(path: Path, relative: str) -> Any:
     lower = relative.lower()
     if lower.endswith(".csv"):
         return spreadsheet.read_sheet(text, relative)
-    if lower.endswith(".json"):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            return DescriptionError(relative, "", f"broken JSON: {exc}")
     try:
-        return yaml.safe_load(text)
+        if lower.endswith(".json"):
+            try:
+                return loader.load_json(text)
+            except orjson.JSONDecodeError as exc:
+                return DescriptionError(relative, "", f"broken JSON: {exc}")
+        return loader.load_yaml(text)
+    except loader.LimitError as exc:
+        return DescriptionError(relative, "", str(exc))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         return DescriptionError(relative, "", f"broken YAML{where}: {problem}")
+    except ValueError as exc:  # a scalar YAML cannot convert, e.g. an integer of 5,000 digits
+        return DescriptionError(relative, "", f"has a value that cannot be read: {str(exc)[:200]}")
 
 
 def _first_label(entry: ObjectEntry) -> str:

@@ -1,7 +1,8 @@
 """Object descriptions: the format of one ``manifests/`` entry and its parser.
 
 Owns: the description format (field names, value shapes, what is required) and every check
-that needs no filesystem: language maps, rights URIs, behaviours, page and range references.
+that needs no filesystem: language maps (with the HTML rule of each property applied through
+``html_subset``), rights URIs, behaviours, page and range references.
 ``parse_object`` and ``parse_collection`` turn the mapping read from YAML, JSON or a CSV row
 group into the frozen values of ``model`` or raise ``DescriptionError`` naming the field and
 the reason. Also the naming rules the catalogue shares: object ids, natural order, folder labels.
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from iiifserver.errors import IIIFError
+from iiifserver.presentation.html_subset import plain_text, rich_text
 from iiifserver.presentation.model import (
     Agent,
     Description,
@@ -119,7 +121,8 @@ def parse_object(data: Any, source: str, folder_images: Sequence[str] = ()) -> O
         pages = tuple(p.page(item, f"pages[{i}]") for i, item in enumerate(p.sequence(mapping["pages"], "pages")))
     else:
         pages = tuple(
-            Page(image, label=(("none", (folder_label(image.rpartition("/")[2]),)),)) for image in folder_images
+            Page(image, label=(("none", (plain_text(folder_label(image.rpartition("/")[2])),)),))
+            for image in folder_images
         )
     if not pages:
         raise p.fail("pages", "the object has no images (list them under pages, or put them in its folder)")
@@ -168,8 +171,8 @@ def folder_label(name: str) -> str:
     return text[0].upper() + text[1:] if text.islower() else text
 
 
-def language_map(value: Any, source: str, field_name: str) -> LanguageMap:
-    return _Parser(source).language_map(value, field_name)
+def language_map(value: Any, source: str, field_name: str, *, html: bool = False) -> LanguageMap:
+    return _Parser(source).language_map(value, field_name, html=html)
 
 
 def is_rights_uri(uri: str) -> bool:
@@ -244,8 +247,14 @@ class _Parser:
 
     # IIIF values
 
-    def language_map(self, value: Any, field_name: str, *, required: bool = False) -> LanguageMap:
-        """``"text"`` or ``["a", "b"]`` (language "none") or ``{fr: "…", en: ["…"]}``."""
+    def language_map(self, value: Any, field_name: str, *, required: bool = False, html: bool = False) -> LanguageMap:
+        """``"text"`` or ``["a", "b"]`` (language "none") or ``{fr: "…", en: ["…"]}``.
+
+        Values are made safe here, once: ``html`` properties (summary, the value of a metadata or
+        requiredStatement pair) keep the allowed HTML subset, all others are plain text
+        (Presentation 3.0, "HTML Markup in Property Values"; see ``html_subset``).
+        """
+        clean = rich_text if html else plain_text
         if value is None or value == "" or value == {} or value == []:
             if required:
                 raise self.fail(field_name, "is required")
@@ -256,7 +265,7 @@ class _Parser:
         for language, texts in value.items():
             if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
                 raise self.fail(field_name, f"{language!r} is not a language tag (BCP 47, e.g. fr, en, nl, or none)")
-            items = [self.text(t, f"{field_name}.{language}") for t in self.one_or_many(texts)]
+            items = [clean(self.text(t, f"{field_name}.{language}")).strip() for t in self.one_or_many(texts)]
             items = [t for t in items if t]
             if items:
                 out.append((language, tuple(items)))
@@ -277,7 +286,7 @@ class _Parser:
         return {
             "source": self.source,
             "label": self.language_map(mapping.get("label"), "label"),
-            "summary": self.language_map(mapping.get("summary"), "summary"),
+            "summary": self.language_map(mapping.get("summary"), "summary", html=True),
             "metadata": tuple(
                 self.pair(item, f"metadata[{i}]")
                 for i, item in enumerate(self.sequence(mapping.get("metadata"), "metadata"))
@@ -296,7 +305,7 @@ class _Parser:
         self.known_fields(mapping, frozenset({"label", "value"}), field_name)
         return MetadataEntry(
             self.language_map(mapping.get("label"), f"{field_name}.label", required=True),
-            self.language_map(mapping.get("value"), f"{field_name}.value", required=True),
+            self.language_map(mapping.get("value"), f"{field_name}.value", required=True, html=True),
         )
 
     def links(
@@ -353,7 +362,7 @@ class _Parser:
         return Page(
             image=self.image_id(mapping.get("image"), f"{field_name}.image"),
             label=self.language_map(mapping.get("label"), f"{field_name}.label"),
-            summary=self.language_map(mapping.get("summary"), f"{field_name}.summary"),
+            summary=self.language_map(mapping.get("summary"), f"{field_name}.summary", html=True),
             behavior=self.behaviors(mapping.get("behavior"), f"{field_name}.behavior", CANVAS_BEHAVIORS),
         )
 

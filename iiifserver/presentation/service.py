@@ -2,26 +2,28 @@
 
 Owns: when the catalogue is rescanned (at most every ``source_check_interval`` seconds, on
 demand), the keys of built documents (the object's description, each page's source version, the
-public base URL, the builder version), the bounded cache of built JSON, and turning missing or
-unreadable images into description errors that name the page.
+public base URL, the builder version), the bounded cache of built JSON, turning missing or
+unreadable images into description errors that name the page, and leaving damaged sources out
+(a folder-built object's damaged pages; a collection's objects with no undamaged image to show).
 Must not know: HTTP, iiif_prezi3 (``builder`` has it), pyvips.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import cachetools
 import orjson
 
-from iiifserver.errors import IIIFError, NotFound
+from iiifserver.errors import IIIFError, NotFound, SourceDamaged
 from iiifserver.image import info as info_doc
 from iiifserver.image.planner import max_size
 from iiifserver.image.service import ImageService
@@ -29,11 +31,14 @@ from iiifserver.image.source_registry import KnownSource
 from iiifserver.presentation import builder
 from iiifserver.presentation.catalogue import Catalogue, ObjectEntry, Scanner
 from iiifserver.presentation.description import DescriptionError
+from iiifserver.presentation.model import ObjectDescription
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RunBlocking = Callable[..., Awaitable[Any]]
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
+BUILT_FROM_FOLDERS = ("folder", "image")  # catalogue origins whose pages nobody chose by hand
+SUB_COLLECTION_THUMBNAIL_TRIES = 8  # objects tried for a sub-collection's thumbnail
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class Keyed:
     key: str
     mtime_ns: int
     images: dict[str, builder.ImageFacts]
+    description: ObjectDescription | None = None  # a folder-built object without its damaged pages
 
 
 class PresentationService:
@@ -74,6 +80,7 @@ class PresentationService:
         self._scanned_at = 0.0
         self._scan_lock = asyncio.Lock()
         self._logged: set[str] = set()
+        self._left_out: set[tuple[str, str]] = set()  # (object, image) damaged pages already logged
         self._documents: cachetools.LRUCache[str, Document] = cachetools.LRUCache(
             DOCUMENT_CACHE_BYTES, getsizeof=lambda doc: len(doc.body) + 200
         )
@@ -110,9 +117,14 @@ class PresentationService:
         if entry.description.thumbnail_image:
             wanted.append(entry.description.thumbnail_image)
         fields = [f"pages[{i}].image" for i in range(len(entry.description.pages))] + ["thumbnail"]
-        facts, versions, mtime = await self._facts(entry, wanted, fields)
+        folder_built = entry.origin in BUILT_FROM_FOLDERS
+        facts, versions, mtime = await self._facts(entry, wanted, fields, drop_damaged=folder_built)
         key = _key("m", builder.BUILDER_VERSION, object_id, entry.token, base, *versions)
-        return Keyed(key, max(mtime, entry.mtime_ns), facts)
+        description = None
+        if folder_built and len(facts) < len(set(wanted)):
+            pages = tuple(page for page in entry.description.pages if page.image in facts)
+            description = dataclasses.replace(entry.description, pages=pages, thumbnail=None)
+        return Keyed(key, max(mtime, entry.mtime_ns), facts, description)
 
     async def manifest(self, object_id: str, base: str, keyed: Keyed | None = None) -> Document:
         keyed = keyed or await self.manifest_key(object_id, base)
@@ -122,7 +134,7 @@ class PresentationService:
         catalogue = await self.catalogue()
         entry = catalogue.objects[object_id]
         assert entry.description is not None
-        description = entry.description
+        description = keyed.description or entry.description
         built = await self._run_io(builder.build_manifest, base, object_id, description, keyed.images)
         return self._keep(Document(keyed.key, orjson.dumps(built), keyed.mtime_ns))
 
@@ -136,12 +148,8 @@ class PresentationService:
         if entry.error is not None:
             raise entry.error
         members: list[builder.Member] = []
-        for sub in entry.collections:
-            sub_entry = catalogue.collections[sub]
-            label = sub_entry.description.label if sub_entry.description is not None else ()
-            members.append(builder.Member("Collection", sub, label, None))
         objects = [catalogue.objects[i] for i in entry.objects if catalogue.objects[i].error is None]
-        count = len(members) + len(objects)
+        count = len(entry.collections) + len(objects)
         pages = max(1, -(-count // self._page_size))
         if page < 0 or page > pages or (page and count <= self._page_size):
             raise NotFound(f"no page {page} of collection {path!r}", parameter="page")
@@ -149,18 +157,26 @@ class PresentationService:
         shown = range(0) if page == 0 and count > self._page_size else _window(count, page, self._page_size)
         versions: list[str] = [catalogue.token]
         mtime = 0
-        offset = len(members)  # sub-collections come first
+        for index, sub in enumerate(entry.collections):  # sub-collections come first
+            sub_entry = catalogue.collections[sub]
+            label = sub_entry.description.label if sub_entry.description is not None else ()
+            facts = None
+            if index in shown:  # the thumbnail of its first object that has one
+                for candidate in _objects_under(catalogue, sub, SUB_COLLECTION_THUMBNAIL_TRIES):
+                    thumbnail = await self._thumbnail(candidate, versions)
+                    if thumbnail:
+                        facts, mtime = thumbnail[0], max(mtime, thumbnail[1])
+                        break
+            members.append(builder.Member("Collection", sub, label, facts))
+        offset = len(members)
         for index, entry_obj in enumerate(objects):
             facts = None
-            if index + offset in shown and entry_obj.first_image is not None:
-                try:
-                    found = await self._images.find(entry_obj.first_image)
-                except IIIFError:
-                    pass  # a collection still lists an object whose thumbnail image is gone
-                else:
-                    facts = self._image_facts(entry_obj.first_image, found)
-                    versions.append(found.file.version.token)
-                    mtime = max(mtime, found.file.version.mtime_ns)
+            if index + offset in shown:
+                thumbnail = await self._thumbnail(entry_obj, versions)
+                if thumbnail is False:
+                    continue  # every image it could show is damaged: its manifest would fail
+                if thumbnail:
+                    facts, mtime = thumbnail[0], max(mtime, thumbnail[1])
             assert entry_obj.description is not None
             members.append(builder.Member("Manifest", entry_obj.id, entry_obj.description.label, facts))
         key = _key("c", builder.BUILDER_VERSION, path, str(page), str(self._page_size), base, *versions)
@@ -180,16 +196,53 @@ class PresentationService:
 
     # -- helpers --------------------------------------------------------------------------------
 
+    async def _thumbnail(
+        self, entry: ObjectEntry, versions: list[str]
+    ) -> tuple[builder.ImageFacts, int] | Literal[False] | None:
+        """The facts and mtime of an object's thumbnail image (its version added to ``versions``);
+        None when it has none to show (still listed); False when it must be left out of
+        collections: its thumbnail image is damaged and, for a folder-built object, every page."""
+        if entry.first_image is None or entry.description is None:
+            return None
+        candidates = [entry.first_image]
+        if entry.origin in BUILT_FROM_FOLDERS:  # its manifest skips damaged pages: so does this
+            candidates += [page.image for page in entry.description.pages if page.image != entry.first_image]
+        for identifier in candidates:
+            try:
+                found = await self._images.find(identifier)
+            except SourceDamaged:
+                self._leave_out(entry.id, identifier)
+                continue
+            except IIIFError:
+                return None  # a collection still lists an object whose thumbnail image is gone
+            versions.append(f"{identifier}\0{found.file.version.token}")
+            return self._image_facts(identifier, found), found.file.version.mtime_ns
+        return False
+
+    def _leave_out(self, object_id: str, identifier: str) -> None:
+        if (object_id, identifier) not in self._left_out:
+            if len(self._left_out) >= 100_000:
+                self._left_out.clear()
+            self._left_out.add((object_id, identifier))
+            log.warning("object %r: damaged source %r left out", object_id, identifier)
+
     async def _facts(
-        self, entry: ObjectEntry, identifiers: Sequence[str], fields: Sequence[str]
+        self, entry: ObjectEntry, identifiers: Sequence[str], fields: Sequence[str], *, drop_damaged: bool = False
     ) -> tuple[dict[str, builder.ImageFacts], list[str], int]:
+        """Facts of each image; a damaged one is left out when ``drop_damaged`` (unless all are)."""
         results = await asyncio.gather(
             *(self._images.find(identifier) for identifier in identifiers), return_exceptions=True
         )
         facts: dict[str, builder.ImageFacts] = {}
         versions: list[str] = []
         mtime = 0
+        damaged = [r for r in results if isinstance(r, SourceDamaged)]
+        if drop_damaged and damaged and len(damaged) == len(results):
+            raise damaged[0]  # nothing left to show: the 500 that names the source
         for identifier, field_name, result in zip(identifiers, fields, results, strict=False):
+            if drop_damaged and isinstance(result, SourceDamaged):
+                self._leave_out(entry.id, identifier)
+                continue
             if isinstance(result, NotFound):
                 raise DescriptionError(_source(entry), field_name, f"no image {identifier!r} in the image folder")
             if isinstance(result, IIIFError):
@@ -210,6 +263,19 @@ class PresentationService:
     def _keep(self, document: Document) -> Document:
         self._documents[document.key] = document
         return document
+
+
+def _objects_under(catalogue: Catalogue, path: str, limit: int) -> list[ObjectEntry]:
+    """The first ``limit`` publishable objects of a collection, then of its sub-collections (depth first)."""
+    out: list[ObjectEntry] = []
+    stack = [path]
+    while stack and len(out) < limit:
+        entry = catalogue.collections.get(stack.pop())
+        if entry is None:
+            continue
+        out += [catalogue.objects[i] for i in entry.objects if catalogue.objects[i].error is None][: limit - len(out)]
+        stack.extend(reversed(entry.collections))
+    return out
 
 
 def _window(count: int, page: int, size: int) -> range:

@@ -17,7 +17,7 @@ Must not know: IIIF grammar, images. It replays what ``image_routes`` recorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,7 +61,7 @@ class Memo:
 class ResponseMemo:
     """Bounded LRU of ``Memo``; event loop only."""
 
-    def __init__(self, trusted_proxies: frozenset[str], maxsize: int = 65536) -> None:
+    def __init__(self, trusted_proxies: Container[str], maxsize: int = 65536) -> None:
         self.trusted = trusted_proxies
         self._entries: cachetools.LRUCache[MemoKey, Memo] = cachetools.LRUCache(maxsize)
         self.hits = 0  # requests answered from the memo
@@ -100,7 +100,7 @@ class Endpoint(Protocol):
 
     def answer_in_protocol(self, scope: Scope) -> Reply | None: ...
 
-    async def reply(self, scope: Scope) -> Reply: ...
+    async def reply(self, scope: Scope, receive: Receive | None = None) -> Reply: ...
 
 
 class FastPath:
@@ -134,7 +134,7 @@ class FastPath:
             if reply is None:
                 endpoint = self._endpoint(scope["path"])
                 if endpoint is not None:
-                    reply = await endpoint.reply(scope)
+                    reply = await endpoint.reply(scope, receive)
             else:
                 self.memo.hits += 1
             if reply is not None:
@@ -225,6 +225,7 @@ def request_info(scope: Scope, start: float) -> RequestInfo:
         scope.get("client"),
         start,
         time.monotonic() - start,
+        scope.get("headers", ()),
     )
 
 

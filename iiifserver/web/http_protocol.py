@@ -13,6 +13,9 @@ no trip round the event loop. That is how repeated tiles and info.json documents
 (they spent two thirds of their time in that machinery), and cold stored tiles. Anything else,
 and every ``None``, goes the usual way through uvicorn's request cycle. An app may also offer an
 ``observer`` (``web.observer``): it hears of each request answered here.
+Slow and greedy clients are bounded by ``web.connection_guard`` (deadlines, size and connection
+caps); its sweep also closes idle keep-alive connections, so unlike uvicorn's protocol this one
+arms no keep-alive timer per response.
 This class leans on uvicorn internals (``web.uvicorn_contract`` lists and checks them before
 the server starts, and falls back to uvicorn's stock protocol when they do not hold).
 Must not know: IIIF, the app. It sees bytes on a transport and, at most, that lookup and observer.
@@ -29,6 +32,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from iiifserver.web.connection_guard import ConnectionGuardMixin
 from iiifserver.web.observer import Observer, RequestInfo, notify
 from iiifserver.web.response import Reply
 
@@ -109,7 +113,7 @@ _ANSWERED = _Answered()
 _CONNECTION_CLOSE = b"connection: close\r\n"
 
 
-class HttpProtocol(HttpToolsProtocol):
+class HttpProtocol(ConnectionGuardMixin, HttpToolsProtocol):
     """uvicorn's httptools protocol over a ``CoalescingTransport``, answering itself what the
     app's ``answer_in_protocol`` can."""
 
@@ -130,14 +134,25 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
 
     def on_headers_complete(self) -> None:
+        if not self._guard_headers_complete():
+            return  # refused (request line too long) or the connection is closing
         if self._lookup is None or not self._answered_in_protocol(self._lookup):
-            super().on_headers_complete()
+            HttpToolsProtocol.on_headers_complete(self)
 
     def on_response_complete(self) -> None:
+        # uvicorn's own, less its keep-alive timer (a timer made and cancelled per response):
+        # the guard's sweep closes idle connections instead.
         transport = self.transport
         if isinstance(transport, CoalescingTransport):
             transport.flush()  # a response without a body write: its head alone
-        super().on_response_complete()
+        self.server_state.total_requests += 1
+        self._guard_response_complete()
+        if transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # the next pipelined request starts now
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
 
     def _answered_in_protocol(self, lookup: AnswerInProtocol) -> bool:
         cycle = self.cycle
@@ -196,6 +211,7 @@ class HttpProtocol(HttpToolsProtocol):
                 scope["client"],
                 start,
                 time.monotonic() - start,
+                scope["headers"],
             )
             notify(observer, info, status, len(body), way)
         if not keep_alive:

@@ -13,10 +13,17 @@ for that reason; the Starlette routes remain for the other methods (405). Cheape
 await (a stored tile in the page cache, or the memory tier) is answered synchronously, before
 uvicorn starts a task; that cut a cold tile's CPU by about a third. Every answer, whichever of
 the two gives it, is built by ``web.response.image_reply``.
+
+A request that goes to a lane (a render, a disk-tier read) watches its connection while it
+waits: when the client disconnects (``receive()`` answers ``http.disconnect``) the request stops
+waiting, which drops its job if still queued and nobody else waits for it, and is recorded as
+499 (nginx's "client closed request"; nothing reaches the client). Memory and page-cache hits
+answer without a watcher.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -26,6 +33,7 @@ import orjson
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from iiifserver.cache.entry import Entry
 from iiifserver.config import Settings
 from iiifserver.errors import BadRequest, IIIFError, NotFound
 from iiifserver.image import info as info_doc
@@ -37,7 +45,7 @@ from iiifserver.image.request import (
     parse_image_request,
     parse_tile_request,
 )
-from iiifserver.image.service import ImageService, Prepared
+from iiifserver.image.service import ImageService, Origin, Prepared
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response, server_error_response
@@ -56,6 +64,8 @@ _CONTEXT = {ApiVersion.V3: info_doc.CONTEXT_3, ApiVersion.V2: info_doc.CONTEXT_2
 # Longest raw (still %-encoded) region/size/rotation/quality.format segment accepted.
 MAX_PARAMETER_BYTES = 256
 _CORS = h.CORS_RESPONSE_HEADERS
+# The status recorded for a request whose client left before its answer (never sent).
+CLIENT_CLOSED_REQUEST = 499
 
 # The request headers this module reads; parsed once per request.
 _READS = (*BASE_HEADERS, b"accept", b"if-none-match", b"if-modified-since")
@@ -109,11 +119,14 @@ class ImageEndpoint:
             self.memo.put(request.memo_key(self.memo), memo)
         return image_reply(200, lines, entry.body, Way.PROTOCOL_TILE, head=scope["method"] == "HEAD")
 
-    async def reply(self, scope: Scope) -> Reply:
-        """The full answer to a GET or HEAD: a document, an image, a redirect, a 304 or an error."""
-        request = _Request(scope, first_values(scope["headers"], _READS))
+    async def reply(self, scope: Scope, receive: Receive | None = None) -> Reply:
+        """The full answer to a GET or HEAD: a document, an image, a redirect, a 304 or an error.
+        With ``receive``, a client that disconnects while its image is produced stops the wait."""
+        request = _Request(scope, first_values(scope["headers"], _READS), receive)
         try:
             return await _dispatch(request, self.version, self.service, self.settings, self.memo)
+        except ClientDisconnected:
+            return image_reply(CLIENT_CLOSED_REQUEST, b"", b"", Way.ENDPOINT, head=True)
         except IIIFError as exc:
             error = error_response(exc)
             headers = [*error.raw_headers, *h.CORS_RESPONSE_HEADERS]
@@ -127,18 +140,19 @@ class ImageEndpoint:
         return image_reply(error.status_code, lines, bytes(error.body), Way.ENDPOINT, head=request.head)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_reply(await self.reply(scope), send)
+        await send_reply(await self.reply(scope, receive), send)
 
 
 class _Request:
     """What the handlers read of a request."""
 
-    __slots__ = ("head", "headers", "scope")
+    __slots__ = ("head", "headers", "receive", "scope")
 
-    def __init__(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
+    def __init__(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive | None = None) -> None:
         self.scope = scope
         self.headers = headers
         self.head = scope["method"] == "HEAD"
+        self.receive = receive
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)
@@ -241,12 +255,55 @@ async def _image(
     tag, headers = _image_headers(version, base, prepared, settings)
     if request.not_modified(tag, prepared.version.mtime_ns):
         return request.reply(304, headers)
-    entry = service.cached(prepared) or await service.fetch(prepared)
+    entry = service.cached(prepared)
+    way = Way.MEMORY
+    if entry is None:
+        entry, origin = await _fetch(service, prepared, request.receive)
+        way = Way(origin)  # the same words
     headers.append((b"content-type", entry.media_type.encode("latin-1")))
     lines = header_lines(headers)
     if memo is not None:
         _remember(memo, request, identifier, prepared.version, tag, lines, key=prepared.key)
-    return image_reply(200, lines, entry.body, Way.ENDPOINT, head=request.head)
+    return image_reply(200, lines, entry.body, way, head=request.head)
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its image was being produced."""
+
+
+async def _fetch(service: ImageService, prepared: Prepared, receive: Receive | None) -> tuple[Entry, Origin]:
+    """``service.fetch_with_origin``, given up when the client disconnects meanwhile.
+
+    A watcher task reads ``receive`` and cancels this request's task on ``http.disconnect``;
+    cancelling drops the request's place in the single flight (and its queued job, when no
+    other request waits for it). Stored tiles in the page cache need no watcher: no waiting.
+    """
+    if receive is None:
+        return await service.fetch_with_origin(prepared)
+    if prepared.passthrough is not None:
+        entry = service.entry_at_once(prepared)
+        if entry is not None:
+            return entry, "passthrough"
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(receive, task))
+    try:
+        return await service.fetch_with_origin(prepared)
+    except asyncio.CancelledError:
+        # Ours (the watcher's) only when nobody else cancelled the task too (a shutdown).
+        if watcher.done() and not watcher.cancelled() and task.uncancel() == 0:
+            raise ClientDisconnected from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object]) -> None:
+    while True:
+        message = await receive()  # a GET's empty body first, then nothing until a disconnect
+        if message["type"] == "http.disconnect":
+            task.cancel()
+            return
 
 
 def _image_headers(version: ApiVersion, base: str, prepared: Prepared, settings: Settings) -> tuple[str, RawHeaders]:

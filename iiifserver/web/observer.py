@@ -1,10 +1,11 @@
 """The one hook every answered HTTP request passes through, whichever way it was answered.
 
 Owns: ``Way`` (the paths a request can take to its answer), ``RequestInfo`` (what an observer
-learns of the request), the ``Observer`` protocol, and ``AccessLog``, the observer that writes
-uvicorn's access-log line for the answers uvicorn never sees. Metrics, structured access logs
-and access-control checks plug in here: ``web.http_protocol`` calls the observer for the
-answers it gives itself, ``web.fast_path`` for every request that reaches the ASGI app.
+learns of the request), the ``Observer`` protocol, ``Observers`` (several behind one hook), and
+``AccessLog``, the one access log: every request, whichever way it was answered, in text or as
+JSON lines (uvicorn's own access log is off). Metrics (``web.metrics``) and access-control
+checks plug in here too: ``web.http_protocol`` calls the observer for the answers it gives
+itself, ``web.fast_path`` for every request that reaches the ASGI app.
 Without an observer (the default) each path pays one ``is None`` check.
 Must not know: IIIF, the framework, how a response is built.
 """
@@ -12,9 +13,17 @@ Must not know: IIIF, the framework, how a response is built.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
+import os
+import time
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import orjson
+
+from iiifserver.logs import ACCESS_LOGGER
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +36,12 @@ class Way(enum.Enum):
     MEMO = "memo"  # the memo, replayed through ASGI (uvicorn's stock protocol, a busy connection)
     ENDPOINT = "endpoint"  # the Image API endpoint, called directly by the fast path
     FRAMEWORK = "framework"  # Starlette's middleware and routing: pages, manifests, admin, errors
+    # The endpoint's image bodies, by where the body came from (``ImageService.fetch_with_origin``).
+    MEMORY = "memory"  # the memory tier
+    PASSTHROUGH = "passthrough"  # a stored tile of the source, as it is (or cut, or stretched)
+    DISK = "disk"  # the disk tier
+    SHARED = "shared"  # the shared tier (Redis): rendered by another instance
+    RENDER = "render"  # rendered by libvips
 
 
 ANSWERED_IN_PROTOCOL = frozenset({Way.PROTOCOL_MEMO, Way.PROTOCOL_TILE})
@@ -41,6 +56,7 @@ class RequestInfo:
     client: tuple[str, int] | None
     start: float  # time.monotonic() when the request was taken up
     duration: float  # seconds, until its response was handed to the transport
+    headers: Sequence[tuple[bytes, bytes]] = ()  # as in the ASGI scope: lower-case names
 
 
 class Observer(Protocol):
@@ -57,25 +73,121 @@ def notify(observer: Observer, request: RequestInfo, status: int, bytes_sent: in
         log.exception("request observer failed")
 
 
-class AccessLog:
-    """uvicorn's access-log line (same logger, same arguments, so uvicorn's formatter applies)
-    for the answers given in the HTTP protocol; uvicorn's request cycle logs the others itself."""
+class Observers:
+    """Several observers behind one hook, each told in turn (and each failure logged alone)."""
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger or logging.getLogger("uvicorn.access")
+    __slots__ = ("observers",)
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self.observers = tuple(observers)
 
     def answered(self, request: RequestInfo, status: int, bytes_sent: int, way: Way) -> None:
-        if way not in ANSWERED_IN_PROTOCOL:
+        for observer in self.observers:
+            notify(observer, request, status, bytes_sent, way)
+
+
+def combined(observers: Sequence[Observer | None]) -> Observer | None:
+    """One observer for all of ``observers`` (None among them left out); None when there is none."""
+    present = [observer for observer in observers if observer is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else Observers(present)
+
+
+_MAX_REQUEST_ID = 128
+
+
+class AccessLog:
+    """One line per answered request on the ``iiifserver.access`` logger, whichever way it was
+    answered: ``text`` (the default, human-readable) or ``json`` (one object per line).
+
+    Fields: time (ISO 8601, UTC, milliseconds), request id (the request's ``X-Request-Id`` when it
+    is printable and at most 128 characters, else one made here: a per-process random prefix and
+    a counter), client (the peer's address; behind a trusted proxy, the right-most address of
+    ``X-Forwarded-For`` that is not itself a trusted proxy), method, path (with query), status,
+    bytes (body bytes sent), duration (milliseconds), way (``Way``'s value). The id is not echoed
+    in the response: that would add a header to every answer given in the protocol.
+    """
+
+    def __init__(
+        self, fmt: str = "text", trusted_proxies: Container[str] = (), logger: logging.Logger | None = None
+    ) -> None:
+        if fmt not in ("text", "json"):
+            raise ValueError(f"unknown access log format {fmt!r}")
+        self.json = fmt == "json"
+        self.trusted = trusted_proxies
+        self.logger = logger or logging.getLogger(ACCESS_LOGGER)
+        self._prefix = os.urandom(4).hex()
+        self._counter = itertools.count(1)
+
+    def answered(self, request: RequestInfo, status: int, bytes_sent: int, way: Way) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
             return
         path = request.raw_path.decode("latin-1")
         if request.query_string:
             path = f"{path}?{request.query_string.decode('latin-1')}"
-        client = request.client
-        self.logger.info(
-            '%s - "%s %s HTTP/%s" %d',
-            f"{client[0]}:{client[1]}" if client else "",
-            request.method,
-            path,
-            request.http_version,
-            status,
-        )
+        request_id, forwarded_for = _picked(request.headers)
+        if request_id is None:
+            request_id = f"{self._prefix}-{next(self._counter):x}"
+        client = self.client(request.client, forwarded_for)
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        duration_ms = round(request.duration * 1000, 3)
+        if self.json:
+            line = orjson.dumps(
+                {
+                    "time": stamp,
+                    "request_id": request_id,
+                    "client": client,
+                    "method": request.method,
+                    "path": path,
+                    "http_version": request.http_version,
+                    "status": status,
+                    "bytes": bytes_sent,
+                    "duration_ms": duration_ms,
+                    "way": way.value,
+                }
+            ).decode()
+            self.logger.info("%s", line)
+        else:
+            self.logger.info(
+                '%s %s "%s %s HTTP/%s" %d %d %.3fms %s id=%s',
+                stamp,
+                client or "-",
+                request.method,
+                path,
+                request.http_version,
+                status,
+                bytes_sent,
+                duration_ms,
+                way.value,
+                request_id,
+            )
+
+    def client(self, peer: tuple[str, int] | None, forwarded_for: bytes | None) -> str:
+        """The client's address: the peer, or behind trusted proxies the right-most untrusted hop."""
+        if peer is None:
+            return ""
+        address = peer[0]
+        if forwarded_for is None or address not in self.trusted:
+            return address
+        hops = [hop.strip() for hop in forwarded_for.decode("latin-1").split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if hop not in self.trusted:
+                return hop[:64]  # a client-controlled value: bounded in the log
+            address = hop
+        return address[:64]  # every hop a trusted proxy: the left-most
+
+
+def _picked(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, bytes | None]:
+    request_id: str | None = None
+    forwarded_for: bytes | None = None
+    for name, value in headers:
+        if name == b"x-request-id" and request_id is None:
+            text = value.decode("latin-1").strip()
+            if 0 < len(text) <= _MAX_REQUEST_ID and text.isascii() and text.isprintable():
+                request_id = text
+        elif name == b"x-forwarded-for":
+            # Several headers are one list, in order.
+            forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+    return request_id, forwarded_for

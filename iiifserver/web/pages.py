@@ -143,11 +143,14 @@ class Pages:
             body=body,
             scripts=script_tags,
             page_class=html.escape(page_class),
+            home=html.escape(prefix + "/"),
         )
         return HTMLResponse(page, status_code=status, headers=self.headers(base, framable=framable))
 
     def not_found(self, request: Request, what: str) -> Response:
-        body = self.bodies["not_found"].substitute(what=html.escape(what))
+        # The way home keeps the prefix of a proxy (X-Forwarded-Prefix) or of the public URL.
+        home = urlsplit(public_base(request, self.settings)).path + "/"
+        body = self.bodies["not_found"].substitute(what=html.escape(what), home=html.escape(home))
         return self.render(request, body, {"page": "not_found"}, title="Not found", scripts=(), status=404)
 
     # -- endpoints -------------------------------------------------------------------------
@@ -208,6 +211,17 @@ class Pages:
         )
 
 
+def _prefixed(value: Any, prefix: str) -> Any:
+    """Every absolute path (a string starting with ``/``) in a JSON value, with ``prefix`` before it."""
+    if isinstance(value, str):
+        return prefix + value if value.startswith("/") else value
+    if isinstance(value, dict):
+        return {key: _prefixed(item, prefix) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_prefixed(item, prefix) for item in value]
+    return value
+
+
 def wants_html(request: Request) -> bool:
     """Browsers ask for text/html first; curl, viewers and monitors get the JSON description."""
     accept = request.headers.get("accept", "")
@@ -222,7 +236,8 @@ def routes(
     async def home(request: Request) -> Response:
         if wants_html(request):
             return await pages.landing(request)
-        return JSONResponse(describe())
+        # Paths as the client must send them: behind a proxy's prefix, with it.
+        return JSONResponse(_prefixed(describe(), urlsplit(public_base(request, settings)).path))
 
     out = [
         Route("/", home, methods=["GET", "HEAD"]),

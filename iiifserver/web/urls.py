@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from starlette.requests import Request
 from starlette.types import Scope
 
-from iiifserver.config import Settings
+from iiifserver.config import Settings, TrustedProxies
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?", re.ASCII)
 _PREFIX = re.compile(r"(?:/[A-Za-z0-9._~\-]+)*", re.ASCII)
@@ -57,8 +57,9 @@ def first_values(raw: Iterable[tuple[bytes, bytes]], names: Iterable[bytes]) -> 
 
 
 @functools.lru_cache(maxsize=16)
-def _trusted(trusted_proxies: str) -> frozenset[str]:
-    return frozenset(p.strip() for p in trusted_proxies.split(",") if p.strip())
+def _trusted(trusted_proxies: str) -> TrustedProxies:
+    # One per setting value, so its per-address memory of CIDR matches is shared by all requests.
+    return TrustedProxies(trusted_proxies)
 
 
 # Pure, and the same few inputs arrive on every request: remembered (bounded, so hostile Host

@@ -4,8 +4,10 @@ Owns: the list of uvicorn (and httptools) internals that ``web.http_protocol`` a
 build on, a check of each that serves nothing (attributes, signatures, and a scripted
 conversation with the protocol over a fake transport), and the choice made from it at
 start-up: our protocol and a socket per worker when everything holds; otherwise uvicorn's stock
-httptools protocol, or uvicorn's own shared socket, with one warning naming what failed. An
-upgrade outside ``TESTED`` (the range ``pyproject.toml`` pins) may cost speed, never correctness.
+httptools protocol with only the connection guard (``web.connection_guard``), or without it when
+even the guard's hooks fail (then say loudly that a proxy must bound clients), or uvicorn's own
+shared socket, with one warning naming what failed. An upgrade outside ``TESTED`` (the range
+``pyproject.toml`` pins) may cost speed, never correctness.
 Must not know: IIIF, the app.
 """
 
@@ -24,6 +26,10 @@ from iiifserver.web.observer import Way
 from iiifserver.web.response import Reply
 
 log = logging.getLogger(__name__)
+# The check's conversations speak through this: what uvicorn logs of them (say, a request it
+# could not parse once an internal changed) is the check's business, reported as a breach.
+_QUIET = logging.getLogger(__name__ + ".conversation")
+_QUIET.setLevel(logging.CRITICAL + 1)
 
 # The versions this contract was written and tested against: keep equal to pyproject.toml's pins.
 TESTED = {"uvicorn": ">=0.55,<0.56", "httptools": ">=0.9,<0.10", "uvloop": ">=0.23,<0.24"}
@@ -50,12 +56,26 @@ PROTOCOL_METHODS = (
     "shutdown",
     "on_headers_complete",
     "on_response_complete",
+    "_start_asgi_task",  # our on_response_complete starts the next pipelined request itself
 )
+# What web/connection_guard.py hooks into or reads, in our protocol and in the guarded fallback.
+GUARD_METHODS = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "on_message_begin",
+    "on_headers_complete",
+    "on_message_complete",
+    "on_response_complete",
+)
+GUARD_ATTRIBUTES = ("app", "server_state", "loop", "transport", "cycle")  # and ``url`` once a request begins
+CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "message_event")
 PARSER_METHODS = ("get_method", "get_http_version", "should_keep_alive", "should_upgrade")
 
 
 class Part(enum.Enum):
     PROTOCOL = "protocol"  # web/http_protocol.py: the HttpToolsProtocol subclass
+    GUARD = "guard"  # web/connection_guard.py: deadlines and caps, in both protocols
     SUPERVISOR = "supervisor"  # serving.py: Multiprocess with a socket bound in each worker
 
 
@@ -77,12 +97,21 @@ def http_protocol() -> type[asyncio.Protocol] | str:
     """The ``http`` for uvicorn's Config: ``web.http_protocol.HttpProtocol`` when its contract
     holds, else uvicorn's stock httptools protocol and one warning."""
     breaches = protocol_breaches()
-    if breaches:
-        _warn(breaches, "serving with uvicorn's stock httptools protocol (correct, slower)")
-        return STOCK_PROTOCOL
-    from iiifserver.web.http_protocol import HttpProtocol
+    if not breaches:
+        from iiifserver.web.http_protocol import HttpProtocol
 
-    return HttpProtocol
+        return HttpProtocol
+    if any(breach.part is Part.GUARD for breach in breaches):
+        _warn(
+            breaches,
+            "serving with uvicorn's stock httptools protocol WITHOUT the connection guard: slow and greedy "
+            "clients are unbounded, put a proxy with header/body timeouts and size limits in front",
+        )
+        return STOCK_PROTOCOL
+    from iiifserver.web.connection_guard import GuardedHttpToolsProtocol
+
+    _warn(breaches, "serving with uvicorn's stock httptools protocol and the connection guard (correct, slower)")
+    return GuardedHttpToolsProtocol
 
 
 def per_worker_sockets() -> bool:
@@ -137,7 +166,12 @@ def _warn(breaches: list[Breach], consequence: str) -> None:
 
 
 def protocol_breaches() -> list[Breach]:
-    """What ``web.http_protocol`` relies on that does not hold."""
+    """What ``web.http_protocol`` relies on that does not hold (the guard's needs included)."""
+    guard = guard_breaches()
+    return [*guard, *_own_protocol_breaches()] if guard else _own_protocol_breaches()
+
+
+def _own_protocol_breaches() -> list[Breach]:
     try:
         import httptools
         from uvicorn.config import Config
@@ -180,6 +214,7 @@ class _Transport:
     def __init__(self) -> None:
         self.calls: list[tuple[str, bytes]] = []
         self.closing = False
+        self.eof = False
 
     def write(self, data: bytes) -> None:
         self.calls.append(("write", bytes(data)))
@@ -203,7 +238,10 @@ class _Transport:
         pass
 
     def write_eof(self) -> None:
-        pass
+        self.eof = True
+
+    def can_write_eof(self) -> bool:
+        return True
 
     def abort(self) -> None:
         self.closing = True
@@ -243,6 +281,7 @@ def _converse(config_class: Any, state_class: Any) -> list[Breach]:
 
 
 def _conversation(config_class: Any, state_class: Any) -> list[Breach]:
+    from iiifserver.web.connection_guard import IDLE
     from iiifserver.web.http_protocol import HttpProtocol
 
     out: list[Breach] = []
@@ -254,6 +293,7 @@ def _conversation(config_class: Any, state_class: Any) -> list[Breach]:
     try:
         protocol = HttpProtocol(config=config, server_state=state, app_state={}, _loop=loop)
         protocol.access_log = False  # the check's own requests stay out of the server's access log
+        protocol.logger = _QUIET
         transport = _Transport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         out += [_protocol(f"protocol.{name} is missing") for name in PROTOCOL_ATTRIBUTES if not hasattr(protocol, name)]
@@ -274,15 +314,109 @@ def _conversation(config_class: Any, state_class: Any) -> list[Breach]:
         seen = (asked.get("method"), asked.get("path"), asked.get("raw_path"), asked.get("query_string"))
         if seen != ("GET", "/hit", b"/hit", b"q=1") or (b"host", b"h") not in asked.get("headers", []):
             out.append(_protocol(f"the lookup saw scope {seen!r}"))
-        loop.run_until_complete(asyncio.gather(*state.tasks))
+        if state.tasks:  # gather() of nothing would make a future on another loop
+            loop.run_until_complete(asyncio.gather(*state.tasks))
         written = b"".join(data for _, data in transport.calls[1:])
         if app.called != ["/miss"] or not (written.startswith(b"HTTP/1.1 200 OK\r\n") and written.endswith(b"miss")):
             out.append(_protocol(f"a miss after an answer went {app.called!r}, wrote {written[:60]!r}"))
         if state.total_requests != 2:
             out.append(_protocol(f"server_state.total_requests is {state.total_requests}, not 2"))
+        if protocol._phase != IDLE or protocol._open != 0 or protocol.timeout_keep_alive_task is not None:
+            out.append(_protocol(f"after two answers the guard sees phase {protocol._phase}, {protocol._open} open"))
         protocol.shutdown()
         if not transport.closing:
             out.append(_protocol("shutdown() left an idle connection open"))
+        protocol.connection_lost(None)
+    finally:
+        loop.close()
+    return out
+
+
+# -- the connection guard -------------------------------------------------------------------
+
+
+def guard_breaches() -> list[Breach]:
+    """What ``web.connection_guard`` relies on in uvicorn's stock protocol that does not hold."""
+    try:
+        from uvicorn.config import Config
+        from uvicorn.protocols.http import httptools_impl
+        from uvicorn.server import ServerState
+    except ImportError as exc:
+        return [_guard(f"import: {exc}")]
+    base = getattr(httptools_impl, "HttpToolsProtocol", None)
+    if not isinstance(base, type):
+        return [_guard("httptools_impl.HttpToolsProtocol is missing")]
+    out = [_guard(f"HttpToolsProtocol.{name} is missing") for name in GUARD_METHODS if not hasattr(base, name)]
+    for name in GUARD_METHODS[3:]:  # the parser's callbacks and uvicorn's response hook
+        if hasattr(base, name) and list(inspect.signature(getattr(base, name)).parameters) != ["self"]:
+            out.append(_guard(f"HttpToolsProtocol.{name} takes arguments besides self"))
+    if out:
+        return out
+    try:
+        return _guard_conversation(Config, ServerState)
+    except Exception as exc:  # any surprise is a breach, never a crash
+        return [_guard(f"conversation failed: {type(exc).__name__}: {exc}")]
+
+
+def _guard(what: str) -> Breach:
+    return Breach(Part.GUARD, what)
+
+
+def _guard_conversation(config_class: Any, state_class: Any) -> list[Breach]:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _guarded_connections(config_class, state_class)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop runs here: converse beside it
+        return pool.submit(_guarded_connections, config_class, state_class).result()
+
+
+def _guarded_connections(config_class: Any, state_class: Any) -> list[Breach]:
+    """uvicorn's stock protocol with only the guard, over fake transports: a request through the
+    app leaves the connection idle; a header block over the cap gets 431; a request target over
+    its cap (the head within it) gets 414 without reaching the app."""
+    from iiifserver.web.connection_guard import DONE, HEAD, IDLE, ConnectionLimits, GuardedHttpToolsProtocol
+
+    out: list[Breach] = []
+    app = _App()
+    app.connection_limits = ConnectionLimits(10.0, 10.0, 10.0, 64, 256, 8)  # type: ignore[attr-defined]
+    config = config_class(app=app, log_config=None, proxy_headers=False, lifespan="off")
+    state = state_class()
+    loop = asyncio.new_event_loop()
+    try:
+
+        def connect() -> tuple[GuardedHttpToolsProtocol, _Transport]:
+            protocol = GuardedHttpToolsProtocol(config=config, server_state=state, app_state={}, _loop=loop)
+            protocol.access_log = False
+            protocol.logger = _QUIET
+            transport = _Transport()
+            protocol.connection_made(transport)  # type: ignore[arg-type]
+            protocol._guard.quiet = True
+            return protocol, transport
+
+        protocol, transport = connect()
+        out += [_guard(f"protocol.{name} is missing") for name in GUARD_ATTRIBUTES if not hasattr(protocol, name)]
+        if out:
+            return out
+        protocol.data_received(b"GET /miss HTTP/1.1\r\nHost: h\r\n\r\n")
+        if state.tasks:  # gather() of nothing would make a future on another loop
+            loop.run_until_complete(asyncio.gather(*state.tasks))
+        cycle = protocol.cycle
+        out += [_guard(f"the request cycle has no {name}") for name in CYCLE_ATTRIBUTES if not hasattr(cycle, name)]
+        if app.called != ["/miss"] or protocol._phase != IDLE or protocol._open != 0:
+            out.append(_guard(f"after one answer: app saw {app.called!r}, phase {protocol._phase}"))
+        protocol.data_received(b"GET /miss HTTP/1.1\r\nX-Long: ")
+        if protocol._phase != HEAD or not isinstance(getattr(protocol, "url", None), bytes):
+            out.append(_guard("a request begun is not seen as reading its headers (or has no url)"))
+        protocol.data_received(b"x" * 300)
+        if not transport.calls or not transport.calls[-1][1].startswith(b"HTTP/1.1 431 ") or not transport.eof:
+            out.append(_guard(f"a header block over the cap was answered {transport.calls[-1:]!r}"))
+        protocol.connection_lost(None)
+        protocol, transport = connect()
+        protocol.data_received(b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")
+        written = b"".join(data for _, data in transport.calls)
+        if not written.startswith(b"HTTP/1.1 414 ") or protocol._phase != DONE or app.called != ["/miss"]:
+            out.append(_guard(f"a request target over the cap was answered {written[:40]!r}"))
         protocol.connection_lost(None)
     finally:
         loop.close()

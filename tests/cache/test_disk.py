@@ -38,7 +38,7 @@ def file_size(e: Entry) -> int:
 
 def entry_path(root: Path, identifier: str, k: str) -> Path:
     digest = identifier_digest(identifier)
-    return root / "v1" / digest[:2] / digest / k
+    return root / "v2" / digest[:2] / digest / k
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -131,6 +131,47 @@ def test_damaged_entry_is_a_miss_and_removed(cache: DiskCache, tmp_path: Path, d
     assert cache.get("img", key(1)) == entry(2_000)
 
 
+def test_swapped_entries_are_misses_removed_and_logged(
+    cache: DiskCache, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two intact entries swapped on disk: each is another key's answer, so neither is served."""
+    first, second = entry(500, fill=b"a"), entry(500, fill=b"b")
+    cache.put("img", key(1), first)
+    cache.put("img", key(2), second)
+    path_1, path_2 = entry_path(tmp_path, "img", key(1)), entry_path(tmp_path, "img", key(2))
+    data_1, data_2 = path_1.read_bytes(), path_2.read_bytes()
+    path_1.write_bytes(data_2)
+    path_2.write_bytes(data_1)
+    with caplog.at_level(logging.WARNING, logger="iiifserver.cache.disk"):
+        assert cache.get("img", key(1)) is None
+        assert cache.get("img", key(2)) is None
+    assert not path_1.exists()
+    assert not path_2.exists()
+    assert cache.stats.corrupt == 2
+    assert len(caplog.records) == 2
+    assert key(2) in caplog.records[0].getMessage()
+    assert cache.put("img", key(1), first)
+    assert cache.get("img", key(1)) == first
+
+
+def test_an_entry_copied_from_another_identifier_is_a_miss(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("other", key(1), entry(500, identifier="other", fill=b"o"))
+    target = entry_path(tmp_path, "img", key(2))
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(entry_path(tmp_path, "other", key(1)), target)
+    assert cache.get("img", key(2)) is None
+
+
+def test_entries_of_the_previous_layout_are_ignored(cache: DiskCache, tmp_path: Path) -> None:
+    cache.put("img", key(1), entry(500))
+    old = tmp_path / "v1" / entry_path(tmp_path, "img", key(1)).relative_to(tmp_path / "v2")
+    old.parent.mkdir(parents=True)
+    shutil.copyfile(entry_path(tmp_path, "img", key(1)), old)
+    cache.purge(None)
+    assert cache.get("img", key(1)) is None
+    assert old.exists()  # another layout's folder is never touched
+
+
 def test_scan_removes_stale_temp_files_but_keeps_live_ones(cache: DiskCache, tmp_path: Path) -> None:
     cache.put("img", key(1), entry(700))
     folder = entry_path(tmp_path, "img", key(1)).parent
@@ -158,7 +199,7 @@ def test_scan_resets_a_drifted_estimate(cache: DiskCache, tmp_path: Path) -> Non
 
 def test_scan_yields_to_another_process_holding_the_lock(cache: DiskCache, tmp_path: Path) -> None:
     cache.put("img", key(1), entry())
-    with open(tmp_path / "v1" / ".evict.lock", "w") as other:
+    with open(tmp_path / "v2" / ".evict.lock", "w") as other:
         fcntl.flock(other, fcntl.LOCK_EX)
         assert cache.scan().skipped
         assert cache.evict() == 0
@@ -192,7 +233,7 @@ def test_eviction_within_one_bucket_frees_just_enough(tmp_path: Path) -> None:
     assert cache.stats.evicted == 6
     assert cache.scan().entries == 5
     # Emptied identifier folders are removed, and a later put recreates its folder.
-    assert sum(1 for _ in (tmp_path / "v1").glob("??/*")) == 5
+    assert sum(1 for _ in (tmp_path / "v2").glob("??/*")) == 5
     assert cache.put("id0", key(0), entry(identifier="id0"))
 
 
@@ -324,7 +365,7 @@ def test_purge_one_identifier(cache: DiskCache, tmp_path: Path) -> None:
     assert cache.get("keep", key(9)) == entry(identifier="keep")
     assert cache.generation() == 1
     assert cache.stats.bytes == file_size(entry(identifier="keep"))
-    assert list((tmp_path / "v1" / ".trash").iterdir()) == []
+    assert list((tmp_path / "v2" / ".trash").iterdir()) == []
     assert cache.purge("drop") == 0
     assert cache.generation() == 2
 
@@ -343,7 +384,7 @@ def test_purge_everything(cache: DiskCache, tmp_path: Path) -> None:
 
 def test_interrupted_purge_is_finished_by_scan(cache: DiskCache, tmp_path: Path) -> None:
     cache.put("img", key(1), entry())
-    trash = tmp_path / "v1" / ".trash"
+    trash = tmp_path / "v2" / ".trash"
     trash.mkdir()
     entry_path(tmp_path, "img", key(1)).parent.rename(trash / "leftover")
     assert cache.scan().entries == 0

@@ -354,3 +354,31 @@ def test_run_in_work_is_kept_even_when_every_caller_left() -> None:
 
     asyncio.run(main())
     assert kept == ["tile"]
+
+
+def test_run_in_job_still_queued_is_dropped_when_every_caller_left() -> None:
+    lane = Lane("tile", 1, 10, 5.0)
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def main() -> None:
+        flight: SingleFlight[str] = SingleFlight()
+        busy = asyncio.create_task(flight.run_in("a", lane, lambda: release.wait(5) and "a", str))
+        await asyncio.sleep(0.01)
+        queued = [asyncio.create_task(flight.run_in("b", lane, lambda: ran.append("b") or "b", str)) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        assert lane.waiting == 1  # one job for both callers
+        queued[0].cancel()
+        await asyncio.sleep(0.01)
+        assert (lane.waiting, flight.in_flight) == (1, 2)  # the other caller still waits
+        queued[1].cancel()
+        async with asyncio.timeout(2):
+            while lane.waiting:
+                await asyncio.sleep(0.005)
+        assert (lane.dropped, flight.in_flight) == (1, 1)
+        release.set()
+        assert await busy == "a"
+        assert await flight.run_in("b", lane, lambda: "again", str) == "again"  # a fresh flight
+
+    asyncio.run(main())
+    assert ran == []

@@ -163,7 +163,7 @@ def plan_for(pyramid: Pyramid, url: str) -> Plan:
 
 def version_of(path: Path) -> SourceVersion:
     st = os.stat(path)
-    return SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
+    return SourceVersion.of(st)
 
 
 def first_whole_tile(pyramid: Pyramid) -> tuple[TileGrid, int]:

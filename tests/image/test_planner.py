@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -666,11 +668,15 @@ def test_rotated_size_follows_implementation_note_5(w: int, h: int, degrees: Dec
     assert rh >= 1
 
 
-def test_rotation_of_a_max_size_square_is_accepted() -> None:
+def test_max_of_a_square_rotated_45_degrees_is_fitted_to_max_area() -> None:
     square = source(20000, 20000)
     resolved = resolve_path("full/max/45/default.png", square, DEFAULT_LIMITS)
-    assert (resolved.width, resolved.height) == (5000, 5000)
-    assert resolved.output_size == (7071, 7071)
+    # 5000x5000 (max unrotated) would turn into 7071x7071, 50 MP: the largest square whose box
+    # fits 25 MP is 3535 (4999.2 -> 4999); 3536 gives 5000.7 -> 5001, 25.01 MP.
+    assert (resolved.width, resolved.height) == (3535, 3535)
+    assert resolved.output_size == (4999, 4999)
+    assert rotated_size(3536, 3536, Decimal(45)) == (5001, 5001)
+    assert not resolved.is_max  # canonically 3535,3535: asking that gives the same image
 
 
 # -- quality -------------------------------------------------------------------------------------
@@ -930,7 +936,9 @@ def requests(draw: st.DrawFn, info: SourceInfo) -> ImageRequest:
             "pct": f"pct:{_pct(draw)}",
         }[form]
     )
-    rotation = draw(st.sampled_from(["", "!"])) + draw(st.sampled_from(["0", "90", "180", "270", "22.5", "360"]))
+    rotation = draw(st.sampled_from(["", "!"])) + draw(
+        st.sampled_from(["0", "90", "180", "270", "22.5", "360", "45", "14", "359.9"])
+    )
     quality = draw(st.sampled_from(Quality)).value
     version = draw(st.sampled_from([V2, V3])) if not prefix else V3
     return parse_image_request(region, size, rotation, f"{quality}.jpg", version=version)
@@ -953,6 +961,10 @@ def test_accepted_requests_respect_the_limits_and_plan_inside_the_level(data: st
     assert 1 <= w <= lim.max_width
     assert 1 <= h <= lim.max_height
     assert w * h <= lim.max_area
+    out_w, out_h = resolved.output_size  # the image returned, after rotation, is within them too
+    assert out_w <= lim.max_width
+    assert out_h <= lim.max_height
+    assert out_w * out_h <= lim.max_area
     region = resolved.region
     assert 0 <= region.x < info.width
     assert 0 <= region.y < info.height
@@ -1017,24 +1029,195 @@ def test_round_half_up(quarters: int) -> None:
     assert round_half_up(Decimal(quarters) / 4) == half_up(Fraction(quarters, 4))
 
 
-# -- the rotated bounding box guard --------------------------------------------------------------
+# -- limits count after rotation (attack cases C04, C05) -----------------------------------------
+
+PANORAMA = source(14000, 3500)  # the issue's "large-panorama" shape, one level
 
 
-def test_any_rotation_of_max_within_default_limits_is_served() -> None:
-    # 12000x9000 at max is 5773x4330 under maxArea 25M; its 45-degree box is 7144x7144 (51 MP).
-    for degrees in ("45", "22.5", "333.3"):
-        resolved = resolve(parse_image_request("full", "max", degrees, "default.png"), BIG, DEFAULT_LIMITS)
-        w, h = resolved.output_size
-        assert w * h > 2 * DEFAULT_LIMITS.max_area or degrees != "45"
-        assert (resolved.width, resolved.height) == max_size(12000, 9000, DEFAULT_LIMITS)
-
-
-def test_rotated_box_beyond_four_times_max_area_is_refused() -> None:
-    # A long output within wide limits: 20000x1250 turns into a 15026x15026 box at 45 degrees.
-    limits = Limits(20000, 20000, 25_000_000)
-    wide = source(40000, 2500, pyramid(40000, 2500, count=1))
-    ok = resolve(parse_image_request("full", "20000,", "0", "default.png"), wide, limits)
-    assert (ok.width, ok.height) == (20000, 1250)
-    with pytest.raises(BadRequest, match="rotated output") as caught:
-        resolve(parse_image_request("full", "20000,", "45", "default.png"), wide, limits)
+@pytest.mark.parametrize(
+    ("path", "box"),
+    [
+        ("0,0,14000,3500/10000,/14/default.jpg", (10308, 4845)),  # 50 MP under maxArea 25 MP
+        ("0,0,14000,3499/10000,/44/default.webp", (8929, 8744)),  # 78 MP
+        ("full/10000,/45/default.jpg", (8839, 8839)),
+        ("full/pct:70/30/default.jpg", (9712, 7022)),
+        ("full/10000,2500/!30/default.png", (9910, 7165)),
+    ],
+)
+def test_explicit_sizes_whose_rotated_box_is_over_the_limits_are_400(path: str, box: tuple[int, int]) -> None:
+    region, size, _, quality = path.split("/")
+    unrotated = resolve_path(f"{region}/{size}/0/{quality}", PANORAMA, DEFAULT_LIMITS)  # within the limits
+    assert rotated_size(unrotated.width, unrotated.height, resolve_path(path, PANORAMA).degrees) == box
+    with pytest.raises(BadRequest, match="larger than this server allows") as caught:
+        resolve_path(path, PANORAMA, DEFAULT_LIMITS)
     assert caught.value.parameter == "rotation"
+    assert caught.value.status == 400
+
+
+# Limits that tell width from height, so that a swap shows.
+NARROW = Limits(max_width=8000, max_height=4000, max_area=10**9)
+
+
+@pytest.mark.parametrize(
+    ("rotation", "accepted"),
+    [("0", True), ("180", True), ("!0", True), ("!180", True), ("90", False), ("270", False), ("!90", False)],
+)
+def test_quarter_turns_swap_the_sides_before_the_limits_are_checked(rotation: str, accepted: bool) -> None:
+    wide = source(8000, 4000)
+    if accepted:
+        resolved = resolve_path(f"full/8000,4000/{rotation}/default.jpg", wide, NARROW)
+        assert resolved.output_size == (8000, 4000)
+    else:
+        with pytest.raises(BadRequest, match="rotated by"):
+            resolve_path(f"full/8000,4000/{rotation}/default.jpg", wide, NARROW)
+    # The size asked for counts as well as the image returned: 4000x8000 is too tall either way.
+    with pytest.raises(BadRequest, match="larger than this server allows"):
+        resolve_path(f"full/4000,8000/{rotation}/default.jpg", source(4000, 8000), NARROW)
+
+
+@pytest.mark.parametrize(
+    ("rotation", "size", "output"),
+    [
+        ("0", (8000, 4000), (8000, 4000)),
+        ("180", (8000, 4000), (8000, 4000)),
+        ("90", (4000, 2000), (2000, 4000)),
+        ("!270", (4000, 2000), (2000, 4000)),
+    ],
+)
+def test_max_of_quarter_turns_is_fitted_to_the_swapped_limits(
+    rotation: str, size: tuple[int, int], output: tuple[int, int]
+) -> None:
+    wide = source(16000, 8000)
+    for spelling in ("max", "!20000,20000"):
+        resolved = resolve_path(f"full/{spelling}/{rotation}/default.jpg", wide, NARROW)
+        assert (resolved.width, resolved.height) == size
+        assert resolved.output_size == output
+
+
+def test_max_of_the_panorama_at_any_angle_stays_within_the_limits() -> None:
+    for degrees in ("14", "44", "45", "22.5", "90", "135", "333.3", "359.99"):
+        for mirror in ("", "!"):
+            resolved = resolve_path(f"full/max/{mirror}{degrees}/default.jpg", PANORAMA, DEFAULT_LIMITS)
+            w, h = resolved.output_size
+            assert w <= 10000
+            assert h <= 10000
+            assert w * h <= 25_000_000
+            # and it is the largest such size: one more pixel on the long side does not fit
+            bigger = rotated_size(
+                resolved.width + 1, round_half_up(Decimal(3500 * (resolved.width + 1)) / 14000), resolved.degrees
+            )
+            assert resolved.width == 10000 or bigger[0] * bigger[1] > 25_000_000 or max(bigger) > 10000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 30000),
+    st.integers(1, 30000),
+    st.decimals(0, 359, places=1),
+    st.integers(1, 12000),
+    st.integers(1, 12000),
+    st.integers(1, 60_000_000),
+)
+def test_fitted_max_is_the_largest_within_the_limits_after_rotation(
+    width: int, height: int, degrees: Decimal, mw: int, mh: int, area: int
+) -> None:
+    limits = Limits(mw, mh, area)
+    info = source(width, height)
+    refused: BadRequest | None = None
+    try:
+        resolved = resolve_path(f"full/max/{degrees}/default.png", info, limits)
+    except BadRequest as exc:
+        refused = exc
+    if refused is not None:
+        # Only when not even a 1 px wide image fits once rotated (a long thin box at an angle).
+        assert refused.parameter == "rotation"
+        return
+    w, h = resolved.output_size
+    assert w <= mw
+    assert h <= mh
+    assert w * h <= area
+    unrotated_max = max_size(width, height, limits)
+    assert resolved.width <= unrotated_max[0]
+    assert resolved.height <= unrotated_max[1]
+    assert resolved.is_max is (rotated_size(*max_size(width, height, limits), degrees) == (w, h))
+
+
+# -- predicted size == rendered size -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rotation",
+    ["0", "90", "180", "270", "!0", "!90", "!270", "14", "!44", "45", "22.5", "0.5", "359.5", "123.4", "!300", "89.99"],
+)
+def test_the_rendered_image_has_the_planned_size(rotation: str, tmp_path: Path) -> None:
+    """The planner checks the limits against ``output_size``; the renderer must produce exactly it."""
+    import pyvips
+
+    from iiifserver.image.render import EncodeOptions, render
+
+    path = tmp_path / "odd.tif"
+    pyvips.Image.black(97, 61, bands=3).tiffsave(str(path), tile=True, tile_width=64, tile_height=64)
+    info = source(97, 61)
+    for size in ("max", "50,", "33,77"):
+        resolved = resolve_path(f"full/{size}/{rotation}/default.png", info, version=V2)
+        body = render(path, SourceFormat.TIFF, plan(resolved, info), EncodeOptions())
+        image = pyvips.Image.new_from_buffer(body, "")
+        assert (image.width, image.height) == resolved.output_size, (size, rotation)
+
+
+# -- decode cost and lane choice -----------------------------------------------------------------
+
+
+def untiled(width: int, height: int, fmt: SourceFormat = SourceFormat.TIFF) -> SourceInfo:
+    return replace(source(width, height), tile_width=0, tile_height=0, format=fmt)
+
+
+STRIP_40MP = untiled(7300, 5480)  # a single-strip scan under plain_max_pixels (40 MP)
+
+
+@pytest.mark.parametrize(
+    ("info", "path", "decode", "heavy"),
+    [
+        # a stored tile of a pyramid: that tile only
+        (BIG, "0,0,256,256/256,/0/default.jpg", 256 * 256, False),
+        (BIG, "1024,1024,1024,1024/256,/0/default.jpg", 256 * 256, False),  # at level 2
+        # unaligned: the four tiles it touches
+        (BIG, "100,100,256,256/256,/0/default.jpg", 512 * 512, False),
+        # an edge tile: the level ends before the tile grid does
+        (BIG, "11776,8960,224,40/224,/0/default.jpg", 224 * 40, False),
+        # the whole image small: a small level, whole
+        (BIG, "full/187,/0/default.jpg", 187 * 140, False),
+        # a big region at full resolution: many tiles, heavy
+        (BIG, "0,0,4096,4096/1000,/0/default.jpg", 1024 * 1024, False),  # at level 2
+        (source(12000, 9000), "0,0,4096,4096/1000,/0/default.jpg", 4096 * 4096, True),  # no level to read
+        (source(12000, 9000), "0,0,2048,2048/1000,/0/default.jpg", 2048 * 2048, False),  # 4 MP exactly
+        # a large output, however cheap to decode
+        (BIG, "full/1200,/0/default.jpg", 1500 * 1125, True),
+        # a free rotation: heavy whatever its size
+        (BIG, "0,0,256,256/256,/22.5/default.jpg", 256 * 256, True),
+        (BIG, "0,0,256,256/256,/!90/default.jpg", 256 * 256, False),
+        # untiled sources are decoded whole: a 256 px tile of a 40 MP strip TIFF is heavy ...
+        (STRIP_40MP, "0,0,256,256/256,/0/default.jpg", 7300 * 5480, True),
+        (untiled(6000, 4000, SourceFormat.JPEG), "0,0,512,512/256,/0/default.jpg", 24_000_000, True),
+        (untiled(6000, 4000, SourceFormat.PNG), "full/100,/0/default.jpg", 24_000_000, True),
+        # ... a small one is not
+        (untiled(1600, 1200), "0,0,256,256/256,/0/default.jpg", 1600 * 1200, False),
+    ],
+)
+def test_decode_cost_and_heavy_plans(info: SourceInfo, path: str, decode: int, heavy: bool) -> None:
+    p = plan(resolve_path(path, info), info)
+    assert p.decode_pixels == decode
+    assert p.heavy is heavy
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_decode_cost_covers_the_crop(data: st.DataObject) -> None:
+    info = data.draw(pyramids())
+    try:
+        request = data.draw(requests(info))
+        resolved = resolve(request, info, UNLIMITED)
+    except (BadRequest, NotImplementedFeature):
+        return
+    p = plan(resolved, info)
+    assert p.crop.w * p.crop.h <= p.decode_pixels <= p.level.width * p.level.height

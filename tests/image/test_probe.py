@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import pyvips
 import tifffile
 
-from iiifserver.errors import UnsupportedSource
+from iiifserver.errors import IIIFError, SourceDamaged, UnsupportedSource
 from iiifserver.image import probe as probe_module
 from iiifserver.image.probe import probe
 from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo
@@ -22,16 +24,18 @@ def _probe(sample: Sample, *, plain_max_pixels: int = PLAIN_MAX, max_source_pixe
     return probe(sample.path, plain_max_pixels=plain_max_pixels, max_source_pixels=max_source_pixels)
 
 
-def _refusal(sample: Sample, **limits: int) -> UnsupportedSource:
-    with pytest.raises(UnsupportedSource) as caught:
+def _refusal(sample: Sample, *, status: int = 501, **limits: int) -> IIIFError:
+    """A source refused: 501 for an image this server will not serve, 500 for a damaged one."""
+    with pytest.raises(IIIFError) as caught:
         _probe(sample, **limits)
     exc = caught.value
+    assert isinstance(exc, UnsupportedSource if status == 501 else SourceDamaged)
     # Error bodies name the identifier, never the filesystem (DESIGN: security invariants).
     for text in (str(exc), exc.detail):
         assert str(sample.path.parent) not in text
         assert sample.path.name not in text
     assert exc.parameter == "identifier"
-    assert exc.status == 501
+    assert exc.status == status
     return exc
 
 
@@ -154,7 +158,7 @@ def test_not_an_image_we_decode(request: pytest.FixtureRequest, fixture: str, mo
         raise AssertionError("probe opened a source it should have refused by its magic bytes")
 
     monkeypatch.setattr(probe_module, "open_level", must_not_decode)
-    exc = _refusal(request.getfixturevalue(fixture))
+    exc = _refusal(request.getfixturevalue(fixture), status=500)
     assert "not a TIFF, JPEG or PNG" in exc.detail
 
 
@@ -173,7 +177,7 @@ def test_libvips_operation_cache_is_off() -> None:
 
 
 def test_truncated_tiff(truncated_tiff: Sample) -> None:
-    exc = _refusal(truncated_tiff)
+    exc = _refusal(truncated_tiff, status=500)
     assert "damaged or unreadable" in exc.detail
 
 
@@ -205,7 +209,7 @@ def test_refusal_of_a_file_in_a_revealing_folder(tmp_path: Path, truncated_tiff:
     folder.mkdir()
     path = folder / "damaged.tif"
     path.write_bytes(truncated_tiff.path.read_bytes())
-    exc = _refusal(Sample(path))
+    exc = _refusal(Sample(path), status=500)
     assert "secret" not in str(exc)
 
 
@@ -220,7 +224,7 @@ def test_opened_levels_are_reused_per_thread_and_per_version(rgb_pages: Sample, 
 
     def version_of(path: Path) -> SourceVersion:
         st = os.stat(path)
-        return SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
+        return SourceVersion.of(st)
 
     path = tmp_path / "copy.tif"
     shutil.copyfile(rgb_pages.path, path)
@@ -239,8 +243,83 @@ def test_opened_levels_are_reused_per_thread_and_per_version(rgb_pages: Sample, 
     replacement = tmp_path / "next.tif"
     shutil.copyfile(rgb_pages.path, replacement)
     os.replace(replacement, path)
-    stale = SourceVersion(v1.inode, v1.size, v1.mtime_ns + 1)  # never opened under this key
+    stale = dataclasses.replace(v1, mtime_ns=v1.mtime_ns + 1)  # never opened under this key
     with pytest.raises(SourceChanged):
         open_level_cached(path, SourceFormat.TIFF, level, stale)
     fresh = open_level_cached(path, SourceFormat.TIFF, level, version_of(path))
     assert fresh is not first
+
+
+# -- the opened-level cache: bounded by decoded bytes ----------------------------------------
+
+
+@pytest.fixture
+def opened_budget() -> Iterator[None]:
+    """Restore the module's opened-level bounds (and this thread's cache) after a test changes them."""
+    saved = dict(probe_module._budget)
+    yield
+    probe_module.set_opened_budget(count=saved["count"], nbytes=saved["bytes"])
+
+
+def test_decoded_footprint_of_a_tiled_level_is_two_rows_of_tiles(rgb_pages: Sample, rgb16_pyramid: Sample) -> None:
+    image = pyvips.Image.tiffload(str(rgb_pages.path), page=0, access="random")
+    tw, th = int(image.get("tile-width")), int(image.get("tile-height"))
+    across, down = -(-3000 // tw), -(-2000 // th)
+    tiles = min(across * down, 2 * (1 + 3000 // tw))
+    assert tiles < across * down  # the cache holds rows, not the level
+    assert probe_module.decoded_footprint(image) == tiles * tw * th * 3
+    small = pyvips.Image.tiffload(str(rgb_pages.path), page=4, access="random")  # 187x125: one tile
+    assert probe_module.decoded_footprint(small) == tw * th * 3
+    deep = pyvips.Image.tiffload(str(rgb16_pyramid.path), page=3, access="random")
+    assert deep.format == "ushort"
+    assert probe_module.decoded_footprint(deep) == int(deep.get("tile-width")) * int(deep.get("tile-height")) * 3 * 2
+
+
+@pytest.mark.parametrize("fixture", ["strip_tiff", "plain_jpeg", "plain_png"])
+def test_decoded_footprint_of_an_untiled_source_is_all_of_it(request: pytest.FixtureRequest, fixture: str) -> None:
+    sample: Sample = request.getfixturevalue(fixture)
+    image = pyvips.Image.new_from_file(str(sample.path), access="random")
+    assert probe_module.decoded_footprint(image) == image.width * image.height * image.bands
+
+
+def test_opened_levels_evict_least_recent_by_bytes_and_count() -> None:
+    cache = probe_module.OpenedLevels(max_count=3, max_bytes=100)
+
+    def key(n: int) -> tuple[str, str, int, int]:
+        return (f"f{n}", "v", 0, -1)
+
+    assert cache.put(key(1), "one", 40)
+    assert cache.put(key(2), "two", 40)
+    assert cache.get(key(1)) == "one"  # now the most recent
+    assert cache.put(key(3), "three", 40)  # 120 > 100: the least recent (2) goes
+    assert cache.get(key(2)) is None
+    assert (len(cache), cache.nbytes) == (2, 80)
+    assert not cache.put(key(4), "huge", 101)  # heavier than the whole budget: not kept, nothing evicted
+    assert cache.get(key(4)) is None
+    assert (len(cache), cache.nbytes) == (2, 80)
+    assert cache.put(key(5), "a", 1)
+    assert cache.put(key(6), "b", 1)  # the count bound (3) evicts the least recent, 1
+    assert cache.get(key(1)) is None
+    assert (len(cache), cache.nbytes) == (3, 42)
+    assert cache.put(key(3), "three again", 10)  # replacing a key replaces its weight
+    assert (len(cache), cache.nbytes) == (3, 12)
+    assert not probe_module.OpenedLevels(max_count=0, max_bytes=100).put(key(1), "x", 1)
+
+
+def test_a_level_heavier_than_the_budget_is_opened_for_each_render(rgb_pages: Sample, opened_budget: None) -> None:
+    from iiifserver.image.probe import open_level_cached
+    from iiifserver.image.source_info import SourceVersion
+
+    version = SourceVersion.of(rgb_pages.path.stat())
+    small, full = Level(187, 125, page=4), Level(3000, 2000, page=0)
+    first_full = pyvips.Image.tiffload(str(rgb_pages.path), page=0, access="random")
+    probe_module.set_opened_budget(nbytes=probe_module.decoded_footprint(first_full) - 1)
+    kept = open_level_cached(rgb_pages.path, SourceFormat.TIFF, small, version)
+    assert open_level_cached(rgb_pages.path, SourceFormat.TIFF, small, version) is kept
+    a = open_level_cached(rgb_pages.path, SourceFormat.TIFF, full, version)
+    b = open_level_cached(rgb_pages.path, SourceFormat.TIFF, full, version)
+    assert a is not b  # not kept: its decoded tiles go with the render's pipeline
+    assert probe_module.opened_stats() == (1, probe_module.decoded_footprint(kept))
+    probe_module.set_opened_budget(nbytes=10**9)  # with room for it, the full level is kept too
+    c = open_level_cached(rgb_pages.path, SourceFormat.TIFF, full, version)
+    assert open_level_cached(rgb_pages.path, SourceFormat.TIFF, full, version) is c

@@ -1,11 +1,26 @@
-"""ImageService: the answered-at-once variants of the request path, from memory and the page cache only."""
+"""ImageService: the answered-at-once variants of the request path, from memory and the page cache
+only; the lane a render runs in, the render deadline and queued jobs nobody waits for any more."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from iiifserver.image.request import parse_tile_request
+import pytest
+import pyvips
+
+from iiifserver.app import create_app
+from iiifserver.config import Settings
+from iiifserver.errors import ServiceUnavailable
+from iiifserver.image.planner import Plan
+from iiifserver.image.request import ImageRequest, parse_tile_request
+from iiifserver.image.service import ImageService
+from iiifserver.image.source_info import SourceFormat, SourceVersion
 from tests.image.conftest import make_service
 
 
@@ -41,5 +56,132 @@ def test_at_once_variants_answer_from_memory_only(picture: Path, tmp_path: Path)
         await asyncio.sleep(0.6)
         assert service.prepare_if_known("pic", request) is None
         assert counting.calls == 1
+
+    asyncio.run(steps())
+
+
+# -- lanes by cost, the render deadline, queued jobs nobody waits for ------------------------------
+
+
+class GatedRender:
+    """A render fake for ``BlockingOps``: records each call, blocks while its file's gate is shut."""
+
+    def __init__(self, *gated: str) -> None:
+        self.gates = {name: threading.Event() for name in gated}
+        self.calls: list[str] = []
+        self.running = threading.Semaphore(0)  # released once per render that started
+
+    def __call__(self, path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
+        self.calls.append(f"{path.name} {plan.crop}")
+        self.running.release()
+        gate = self.gates.get(path.name)
+        if gate is not None:
+            assert gate.wait(10)
+        return f"rendered {path.name}".encode()
+
+    def open(self) -> None:
+        for gate in self.gates.values():
+            gate.set()
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory: pytest.TempPathFactory, picture: Path) -> Path:
+    """``pic.tif`` (a 512x384 pyramid) and ``strip.tif`` (2600x2000, untiled: 5.2 MP decoded whole)."""
+    folder = tmp_path_factory.mktemp("two")
+    shutil.copyfile(picture, folder / "pic.tif")
+    pyvips.Image.black(2600, 2000, bands=3).tiffsave(str(folder / "strip.tif"), tile=False, compression="deflate")
+    return folder
+
+
+def fake_service(images: Path, tmp_path: Path, render: GatedRender, **settings: Any) -> ImageService:
+    options: dict[str, Any] = {"tile_threads": 1, "heavy_threads": 1, "disk_cache_mb": 0, **settings}
+    app = create_app(Settings(images=images, cache=tmp_path / "cache", tile_passthrough=False, **options))
+    service: ImageService = app.state.image_service
+    service._ops = replace(service._ops, render=render)
+    return service
+
+
+def tile(url: str) -> ImageRequest:
+    request = parse_tile_request(url.encode())
+    assert request is not None
+    return request
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def test_tiles_of_a_strip_tiff_go_to_the_heavy_lane_and_do_not_hold_up_pyramid_tiles(
+    two_sources: Path, tmp_path: Path
+) -> None:
+    render = GatedRender("strip.tif")
+    service = fake_service(two_sources, tmp_path, render)
+
+    async def steps() -> None:
+        strip_tiles = [await service.prepare("strip", tile(f"{x},0,256,256/256,/0/default.jpg")) for x in (0, 256, 512)]
+        assert all(p.plan.heavy for p in strip_tiles)
+        assert strip_tiles[0].plan.decode_pixels == 2600 * 2000
+        pyramid_tile = await service.prepare("pic", tile("0,0,256,256/256,/0/default.jpg"))
+        assert not pyramid_tile.plan.heavy
+        flood = [asyncio.create_task(service.fetch(p)) for p in strip_tiles]
+        await until(lambda: service.lanes.heavy.busy == 1 and service.lanes.heavy.waiting == 2)
+        # The heavy lane is full and its render blocked: a pyramid tile is not queued behind it.
+        async with asyncio.timeout(5):
+            entry = await service.fetch(pyramid_tile)
+        assert entry.body == b"rendered pic.tif"
+        assert service.lanes.tile.waiting == 0
+        assert not any(task.done() for task in flood)
+        render.open()
+        assert [e.body for e in await asyncio.gather(*flood)] == [b"rendered strip.tif"] * 3
+
+    asyncio.run(steps())
+
+
+def test_render_deadline_answers_503_and_the_finished_render_serves_the_retry(
+    two_sources: Path, tmp_path: Path
+) -> None:
+    render = GatedRender("pic.tif")
+    service = fake_service(two_sources, tmp_path, render, render_timeout=0.2)
+
+    async def steps() -> None:
+        prepared = await service.prepare("pic", tile("0,0,256,256/256,/0/default.jpg"))
+        with pytest.raises(ServiceUnavailable, match=r"longer than 0\.2 s") as caught:
+            await service.fetch(prepared)
+        assert caught.value.retry_after == 5
+        assert service.counters.render_timeouts == 1
+        assert service.lanes.tile.busy == 1  # a running render cannot be stopped: still counted
+        render.open()
+        await until(lambda: service.lanes.tile.busy == 0)
+        entry = await service.fetch(prepared)  # kept when it ended, under its own key
+        assert entry.body == b"rendered pic.tif"
+        assert len(render.calls) == 1
+        assert service.counters.renders == 1
+
+    asyncio.run(steps())
+
+
+def test_a_queued_render_whose_deadline_passed_is_dropped_before_it_starts(two_sources: Path, tmp_path: Path) -> None:
+    render = GatedRender("pic.tif")
+    service = fake_service(two_sources, tmp_path, render, render_timeout=0.3, queue_timeout=10.0)
+
+    async def steps() -> None:
+        first = await service.prepare("pic", tile("0,0,256,256/256,/0/default.jpg"))
+        second = await service.prepare("pic", tile("256,0,256,128/256,/0/default.jpg"))
+        running = asyncio.create_task(service.fetch(first))
+        await until(lambda: service.lanes.tile.busy == 1)
+        with pytest.raises(ServiceUnavailable):
+            await service.fetch(second)  # queued behind ``first`` until the deadline
+        await until(lambda: service.lanes.tile.waiting == 0)  # given back within a loop iteration or two
+        assert service.lanes.tile.dropped == 1
+        assert service.stats()["service"]["in_flight"] == 1  # type: ignore[index]
+        render.open()
+        with pytest.raises(ServiceUnavailable):
+            await running  # past its own deadline too, while it ran
+        await until(lambda: service.lanes.tile.busy == 0)
+        assert render.calls == [f"pic.tif {first.plan.crop}"]  # the dropped job never ran
+        assert (await service.fetch(first)).body == b"rendered pic.tif"
+        assert len(render.calls) == 1
 
     asyncio.run(steps())

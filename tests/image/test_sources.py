@@ -4,13 +4,14 @@ and the version cache that lets hot requests skip the stat."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from iiifserver.errors import NotFound
+from iiifserver.errors import NotFound, ServiceUnavailable, SourceChanged
 from iiifserver.image.source_info import SourceVersion
-from iiifserver.image.sources import FilesystemSource, SourceFile, VersionCache
+from iiifserver.image.sources import FilesystemSource, SourceFile, VersionCache, raise_if_changed
 
 
 class Clock:
@@ -22,7 +23,7 @@ class Clock:
 
 
 def file(identifier: str, inode: int = 1) -> SourceFile:
-    return SourceFile(identifier, Path(f"/images/{identifier}.tif"), SourceVersion(inode, 10, 20))
+    return SourceFile(identifier, Path(f"/images/{identifier}.tif"), SourceVersion(inode, 10, 20, 30))
 
 
 def test_version_cache_trusts_a_file_for_the_interval() -> None:
@@ -90,9 +91,31 @@ def test_resolve_with_and_without_extension(tmp_path: Path) -> None:
     a, b = source.resolve("pic"), source.resolve("pic.tif")
     assert a.path == b.path == (tmp_path / "pic.tif").resolve()
     st = os.stat(tmp_path / "pic.tif")
-    assert a.version == SourceVersion(st.st_ino, st.st_size, st.st_mtime_ns)
+    assert a.version == SourceVersion.of(st)
     with pytest.raises(NotFound):
         source.resolve("pic.png")
+
+
+def rewrite_in_place_keeping_mtime(path: Path, data: bytes) -> None:
+    """Same inode, same size, mtime set back: what ``cp -p``/``rsync -t`` onto a file can leave."""
+    before = path.stat()
+    time.sleep(0.05)  # past the kernel's coarse timestamp granularity
+    with open(path, "r+b") as file:
+        file.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def test_in_place_rewrite_with_mtime_restored_is_a_new_version(tmp_path: Path) -> None:
+    (tmp_path / "pic.tif").write_bytes(b"II*\x00AAAA")
+    source = FilesystemSource(tmp_path)
+    first = source.resolve("pic")
+    rewrite_in_place_keeping_mtime(tmp_path / "pic.tif", b"II*\x00BBBB")
+    second = source.recheck(first)
+    assert second.version != first.version
+    assert second.version.token != first.version.token
+    assert source.resolve("pic").version == second.version
 
 
 def test_recheck_of_an_unchanged_file_is_one_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,3 +168,20 @@ def test_recheck_refuses_a_symlink_swapped_to_leave_the_root(tmp_path: Path) -> 
     (root / "pic.tif").symlink_to(outside / "b.tif")
     with pytest.raises(NotFound):
         source.recheck(first)
+
+
+def test_raise_if_changed_is_a_retryable_503_that_names_no_path(tmp_path: Path) -> None:
+    path = tmp_path / "pic.tif"
+    path.write_bytes(b"II*\x00old")
+    version = SourceVersion.of(path.stat())
+    raise_if_changed(path, version)  # unchanged: nothing
+    (tmp_path / "next.tif").write_bytes(b"II*\x00new")
+    os.replace(tmp_path / "next.tif", path)
+    with pytest.raises(SourceChanged) as caught:
+        raise_if_changed(path, version)
+    assert isinstance(caught.value, ServiceUnavailable)
+    assert (caught.value.status, caught.value.retry_after) == (503, 1)
+    assert str(tmp_path) not in str(caught.value)
+    path.unlink()
+    with pytest.raises(SourceChanged):
+        raise_if_changed(path, version)

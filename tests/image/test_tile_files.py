@@ -4,6 +4,7 @@ and the descriptors the server keeps; what reading costs (a note, not an asserti
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -15,7 +16,6 @@ import pyvips
 
 from iiifserver.errors import SourceChanged
 from iiifserver.image.jpeg_splice import EOI, SOI
-from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.tiff_directory import read_tile_index
 from iiifserver.image.tile_files import TileFiles, open_and_read, read_stored_tile, read_stored_tile_if_cached
 from tests.image.pyramids import (
@@ -45,7 +45,7 @@ def test_open_and_read_checks_the_version_on_the_descriptor(q85_pages: Pyramid, 
         assert tile.endswith(EOI)
     finally:
         os.close(fd)
-    stale = SourceVersion(version_of(copy).inode, version_of(copy).size, version_of(copy).mtime_ns - 1)
+    stale = dataclasses.replace(version_of(copy), mtime_ns=version_of(copy).mtime_ns - 1)
     open_before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(SourceChanged):
         open_and_read(copy, stale, grid, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -115,6 +116,9 @@ def test_options_tile_size_quality_and_bigtiff(masters_dir: tuple[Path, dict[str
         # libvips' tiffsave stores Q90 and above as RGB (4:4:4), below as YCbCr 4:2:0
         assert page.photometric == tifffile.PHOTOMETRIC.RGB
     assert stamp_path(output).is_file()
+    # The stamp vouches for these exact bytes (hashed independently here).
+    recorded = json.loads(stamp_path(output).read_text())["output_sha256"]
+    assert recorded == hashlib.sha256(output.read_bytes()).hexdigest()
     small = tmp_path / "small.tif"
     converter.convert(Job(folder / masters["strip"].name, small, "strip"), ConvertOptions(quality=60))
     with tifffile.TiffFile(small) as tif:

@@ -187,7 +187,7 @@ def test_a_memo_keeps_only_encoded_lines_and_derives_the_rest() -> None:
         (b"x-note", b"a: b"),  # a value with the separator in it
         (b"content-type", b"image/jpeg"),
     ]
-    memo = Memo("a", SourceVersion(1, 2, 3), b'"abc"', header_lines(headers), key="k")
+    memo = Memo("a", SourceVersion(1, 2, 3, 4), b'"abc"', header_lines(headers), key="k")
     assert memo.lines == b"".join(b"%s: %s\r\n" % pair for pair in headers)
     assert header_pairs(memo.lines) == headers
     assert memo.lines_304 == b"".join(b"%s: %s\r\n" % pair for pair in headers[:3])

@@ -348,7 +348,7 @@ def _etag(http: Http, url: str) -> str:
         ("GET", "/iiif/3/sample/full/max/0/fancy.jpg", {}, 400),
         ("GET", "/iiif/3/nothere/info.json", {}, 404),
         ("GET", "/not/an/iiif/url", {}, 404),
-        ("GET", "/iiif/3/svg/info.json", {}, 501),
+        ("GET", "/iiif/3/svg/info.json", {}, 500),
         ("POST", INFO_3, {}, 405),
         ("OPTIONS", INFO_3, {}, 204),
         ("OPTIONS", IMAGE_3, {}, 204),
@@ -533,7 +533,7 @@ def test_success_uses_the_cache_control_setting(http: Http, make_http: Any, url:
         ("/iiif/3/nothere/info.json", 404),
         ("/iiif/3/nothere/full/max/0/default.jpg", 404),
         ("/elsewhere", 404),
-        ("/iiif/3/gif/info.json", 501),
+        ("/iiif/3/gif/info.json", 500),
         ("/iiif/3/sample/0,0,100,100/^pct:200/0/default.jpg", 501),
     ],
 )

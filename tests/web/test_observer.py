@@ -92,8 +92,8 @@ def test_each_way_reports_once_with_its_status(image_root: ImageRoot, tmp_path: 
 def test_without_an_observer_nothing_is_reported_and_answers_are_the_same(
     image_root: ImageRoot, tmp_path: Path
 ) -> None:
-    app = create_app(Settings(images=image_root.root, cache=tmp_path))
-    assert app.observer is None  # access_log off: the default costs one ``is None`` check
+    app = create_app(Settings(images=image_root.root, cache=tmp_path, metrics=False))
+    assert app.observer is None  # no metrics, no access log: one ``is None`` check
     observed = make(image_root, tmp_path / "observed", Observed())
 
     async def run() -> None:
@@ -107,17 +107,18 @@ def test_without_an_observer_nothing_is_reported_and_answers_are_the_same(
 
 
 def test_access_log_setting_installs_the_access_log_observer(image_root: ImageRoot, tmp_path: Path) -> None:
-    app = create_app(Settings(images=image_root.root, cache=tmp_path, access_log=True))
+    app = create_app(Settings(images=image_root.root, cache=tmp_path, access_log=True, metrics=False))
     assert isinstance(app.observer, AccessLog)
 
 
-def test_access_log_observer_writes_only_what_uvicorn_does_not(caplog: pytest.LogCaptureFixture) -> None:
+def test_access_log_observer_writes_every_way_once(caplog: pytest.LogCaptureFixture) -> None:
     log = AccessLog()
     request = RequestInfo("GET", b"/iiif/3/a%2Fb/info.json", b"q=1", "1.1", ("10.0.0.1", 5), 0.0, 0.001)
-    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+    with caplog.at_level(logging.INFO, logger="iiifserver.access"):
         for way in Way:
             log.answered(request, 200, 10, way)
-    assert [record.getMessage() for record in caplog.records] == [
-        '10.0.0.1:5 - "GET /iiif/3/a%2Fb/info.json?q=1 HTTP/1.1" 200',
-        '10.0.0.1:5 - "GET /iiif/3/a%2Fb/info.json?q=1 HTTP/1.1" 200',
-    ]  # the two protocol ways; uvicorn logs the ASGI ones itself
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == len(Way)  # uvicorn's own access log is off: this one logs them all
+    for line, way in zip(lines, Way, strict=True):
+        assert ' 10.0.0.1 "GET /iiif/3/a%2Fb/info.json?q=1 HTTP/1.1" 200 10 1.000ms ' in line
+        assert f"ms {way.value} id=" in line

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from iiifserver.web.assets import PACKAGES, Assets
-from tests.web.conftest import Http
+from tests.web.conftest import TRUSTED_PROXY, Http
 
 HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
@@ -149,3 +149,36 @@ def test_allow_list_patterns() -> None:
     assert not uv.allows("umd/..")
     assert not uv.allows("esm/index.js")
     assert not uv.allows("")
+
+
+# -- behind a proxy's prefix (X-Forwarded-Prefix from a trusted proxy) ---------------------------
+
+PREFIXED = {**HTML, "x-forwarded-prefix": "/museum/iiif"}
+
+
+def test_prefix_reaches_the_not_found_page_and_the_home_link(http: Http) -> None:
+    r = http.get("/objects/nope", headers=PREFIXED, client=TRUSTED_PROXY)
+    assert r.status_code == 404
+    assert '<a href="/museum/iiif/" data-i18n="backHome">' in r.text
+    assert 'class="site-name" href="/museum/iiif/"' in r.text
+    assert 'href="/"' not in r.text
+    # From anyone else the header is ignored (attack case E10).
+    r = http.get("/objects/nope", headers=PREFIXED)
+    assert '<a href="/" data-i18n="backHome">' in r.text
+
+
+def test_prefix_reaches_every_page_home_link(http: Http) -> None:
+    for path in ("/", "/objects/sample", "/uv/sample", "/mirador/sample"):
+        r = http.get(path, headers=PREFIXED, client=TRUSTED_PROXY)
+        assert r.status_code == 200, path
+        assert 'href="/"' not in r.text, path
+        assert config_of(r.text)["home"] == "http://testserver/museum/iiif/"
+
+
+def test_prefix_reaches_the_json_description(http: Http) -> None:
+    described = http.get("/", headers={"x-forwarded-prefix": "/museum/iiif"}, client=TRUSTED_PROXY).json()
+    assert described["image_api"]["3.0"] == "/museum/iiif/iiif/3/{identifier}/info.json"
+    assert described["presentation_api"]["3.0"]["collection"] == "/museum/iiif/iiif/presentation/3/collection"
+    assert described["service"] == "iiifserver"
+    plain = http.get("/", headers={"x-forwarded-prefix": "/museum/iiif"}).json()
+    assert plain["image_api"]["3.0"] == "/iiif/3/{identifier}/info.json"

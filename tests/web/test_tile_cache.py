@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,59 @@ def test_replaced_source_changes_the_key_and_is_never_served_stale(images: Path,
     assert service_of(app).counters.renders == 2
 
 
+def test_swapped_disk_entries_are_rendered_again_not_served(images: Path, tmp_path: Path) -> None:
+    """Two valid disk entries swapped on disk: each request renders again and gets its own image."""
+    cache = tmp_path / "cache"
+    paths = ("/iiif/3/q90/full/100,/0/default.png", "/iiif/3/q90/full/120,/0/default.png")
+    app = make_app(images, cache, memory_cache_mb=0)  # every hit comes from disk
+    bodies = [get(app, path)[2] for path in paths]
+    assert service_of(app).counters.renders == 2
+    files = sorted(p for p in (cache / "v2").rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert len(files) == 2
+    first, second = (p.read_bytes() for p in files)
+    files[0].write_bytes(second)
+    files[1].write_bytes(first)
+    again = [get(app, path) for path in paths]
+    assert [status for status, _, _ in again] == [200, 200]
+    assert [body for _, _, body in again] == bodies
+    assert service_of(app).counters.renders == 4
+
+
+def test_in_place_rewrite_with_mtime_restored_serves_the_new_pixels(tmp_path: Path) -> None:
+    """Same inode, same size, mtime set back: the ctime still moves, so the version, the key and the
+    ETag change; the disk entry of the old version is not served."""
+    root = tmp_path / "images"
+    root.mkdir()
+    red, blue = root / "pic.tif", tmp_path / "blue.tif"
+    for path, colour in ((red, [220, 30, 30]), (blue, [30, 30, 220])):
+        (pyvips.Image.black(300, 200) + colour).cast("uchar").copy(interpretation="srgb").tiffsave(
+            str(path), tile=True, tile_width=128, tile_height=128, pyramid=True
+        )
+    assert red.stat().st_size == blue.stat().st_size  # uncompressed: same size, other pixels
+    app = make_app(root, tmp_path / "cache", memory_cache_mb=0)  # a repeat would come from disk
+    path = "/iiif/3/pic/full/60,/0/default.png"
+    _, headers, body = get(app, path)
+    assert pixels(body)[0, 0].tolist() == [220, 30, 30]
+
+    before = red.stat()
+    time.sleep(0.05)  # past the kernel's coarse timestamp granularity
+    with open(red, "r+b") as file:
+        file.write(blue.read_bytes())
+    os.utime(red, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (red.stat().st_ino, red.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+    _, new_headers, new_body = get(app, path)
+    assert pixels(new_body)[0, 0].tolist() == [30, 30, 220]
+    assert new_headers["etag"] != headers["etag"]
+    assert service_of(app).counters.renders == 2
+
+
 def test_errors_are_not_cached(images: Path, tmp_path: Path) -> None:
     app = make_app(images, tmp_path)
     for _ in range(2):
         assert get(app, "/iiif/3/q90/full/5000,/0/default.jpg")[0] == 400
     assert service_of(app).stats()["cache"]["memory"]["entries"] == 0  # type: ignore[index]
-    assert not any(p.is_file() and not p.name.startswith(".") for p in (tmp_path / "v1").rglob("*"))
+    assert not any(p.is_file() and not p.name.startswith(".") for p in (tmp_path / "v2").rglob("*"))
 
 
 def _post(app: Any, path: str, token: str | None = TOKEN) -> tuple[int, bytes]:

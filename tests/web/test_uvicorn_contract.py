@@ -25,6 +25,7 @@ from iiifserver.asgi_call import call
 from iiifserver.cli import server_config
 from iiifserver.config import WORKER_ENV, Settings
 from iiifserver.web import uvicorn_contract
+from iiifserver.web.connection_guard import GuardedHttpToolsProtocol
 from iiifserver.web.http_protocol import HttpProtocol
 from tests.web.conftest import ImageRoot
 
@@ -68,17 +69,22 @@ def test_what_the_check_relies_on_is_what_the_protocol_uses() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "name", "named"),
+    ("target", "name", "named", "guarded"),
     [
-        (httptools_impl, "STATUS_LINE", "STATUS_LINE"),
-        (httptools_impl.HttpToolsProtocol, "on_response_complete", "on_response_complete"),
-        (httptools_impl.HttpToolsProtocol, "shutdown", "shutdown"),
+        # uvicorn's own cycle reads STATUS_LINE too: without it the stock protocol answers 500s,
+        # which the guard's conversation notices.
+        (httptools_impl, "STATUS_LINE", "STATUS_LINE", False),
+        (httptools_impl.HttpToolsProtocol, "shutdown", "shutdown", True),
+        # What the connection guard hooks into: the fallback then runs without it, and says so.
+        (httptools_impl.HttpToolsProtocol, "on_response_complete", "on_response_complete", False),
+        (httptools_impl.HttpToolsProtocol, "on_message_begin", "on_message_begin", False),
     ],
 )
 def test_a_broken_protocol_contract_falls_back_with_one_warning(
     target: Any,
     name: str,
     named: str,
+    guarded: bool,
     image_root: ImageRoot,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -90,22 +96,35 @@ def test_a_broken_protocol_contract_falls_back_with_one_warning(
         patch.delattr(target, name)
         breaches = uvicorn_contract.check()
         assert breaches
-        assert all(breach.part is uvicorn_contract.Part.PROTOCOL for breach in breaches)
+        parts = {breach.part for breach in breaches}
+        assert (uvicorn_contract.Part.GUARD in parts) is not guarded
+        assert uvicorn_contract.Part.SUPERVISOR not in parts
         config = server_config(settings)
-    assert config.http == uvicorn_contract.STOCK_PROTOCOL == "httptools"
+    if guarded:
+        assert config.http is GuardedHttpToolsProtocol
+    else:
+        assert config.http == uvicorn_contract.STOCK_PROTOCOL == "httptools"
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert WARNING in warnings[0]
     assert named in warnings[0]
     assert "uvicorn>=0.55,<0.56" in warnings[0]  # the tested range
     assert "stock httptools protocol" in warnings[0]
+    assert ("WITHOUT the connection guard" in warnings[0]) is not guarded
 
 
 def test_a_conversation_that_goes_wrong_is_a_breach(monkeypatch: pytest.MonkeyPatch) -> None:
-    # An attribute can exist and still change meaning: say, the protocol stops counting requests.
-    monkeypatch.setattr(httptools_impl.HttpToolsProtocol, "on_response_complete", lambda self: None)
+    # An attribute can exist and still change meaning: say, a request is no longer started the
+    # way our protocol starts the next pipelined one.
+    monkeypatch.setattr(httptools_impl.HttpToolsProtocol, "_start_asgi_task", lambda self, cycle, app: None)
     breaches = [str(breach) for breach in uvicorn_contract.protocol_breaches()]
-    assert any("total_requests" in breach for breach in breaches), breaches
+    assert any("a miss after an answer went []" in breach for breach in breaches), breaches
+
+
+def test_a_request_line_the_guard_no_longer_sees_is_a_guard_breach(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(httptools_impl.HttpToolsProtocol, "on_url", lambda self, url: None)
+    breaches = uvicorn_contract.protocol_breaches()
+    assert any(breach.part is uvicorn_contract.Part.GUARD for breach in breaches), breaches
 
 
 def test_a_broken_supervisor_contract_shares_one_socket_with_one_warning(
@@ -141,7 +160,8 @@ def test_a_broken_supervisor_contract_shares_one_socket_with_one_warning(
     assert "supervisor: Server.startup no longer iterates" in warnings[0]
 
 
-def test_the_fallback_protocol_serves_the_same_answers(image_root: ImageRoot, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", [uvicorn_contract.STOCK_PROTOCOL, GuardedHttpToolsProtocol])
+def test_the_fallback_protocol_serves_the_same_answers(image_root: ImageRoot, tmp_path: Path, protocol: Any) -> None:
     """uvicorn's stock protocol over a real socket: the first answer (the endpoint), the replay
     (the memo through ASGI), a 304 and an error are what the app answers in process."""
     settings = Settings(images=image_root.root, cache=tmp_path / "served", source_check_interval=60.0)
@@ -154,7 +174,7 @@ def test_the_fallback_protocol_serves_the_same_answers(image_root: ImageRoot, tm
         app,
         host="127.0.0.1",
         port=port,
-        http=uvicorn_contract.STOCK_PROTOCOL,
+        http=protocol,
         loop="asyncio",
         log_config=None,
         access_log=False,
@@ -170,7 +190,7 @@ def test_the_fallback_protocol_serves_the_same_answers(image_root: ImageRoot, tm
             assert thread.is_alive(), "the server thread ended"
             assert time.monotonic() < deadline, "the server did not start within 20 s"
             time.sleep(0.02)
-        assert config.http_protocol_class is httptools_impl.HttpToolsProtocol
+        assert config.http_protocol_class in (httptools_impl.HttpToolsProtocol, GuardedHttpToolsProtocol)
         host = f"127.0.0.1:{port}"
         tile = "/iiif/3/sample/0,0,256,256/256,/0/default.jpg"
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -51,6 +51,7 @@ ALLOWED_CONSOLE = (
 ALLOWED_FAILED_URL = (
     re.compile(r"/images/data:image/gif;base64,"),  # UV 4.4: a placeholder data: URI made relative
 )
+TAINTED = re.compile(r"tainted", re.I)
 # A tile: region x,y,w,h and size w,h (or w,). UV 4.4 takes the manifest's ImageService2 when
 # one is listed beside the ImageService3, so Image API 2.1 tiles count too.
 TILE = re.compile(r"/iiif/[23]/[^/]+/(\d+),(\d+),(\d+),(\d+)/(\d+),(\d*)/0/default\.jpg$")
@@ -72,13 +73,21 @@ class Watch:
     failures: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     hosts: set[str] = field(default_factory=set)
+    requested: list[str] = field(default_factory=list)  # every URL asked for, in order
+    tile_origins: list[str | None] = field(default_factory=list)  # Origin header of each tile request (CORS mode)
 
     def attach(self, page: Page) -> None:
-        page.on("request", lambda request: self.hosts.add(urlsplit(request.url).netloc))
+        page.on("request", self._request)
         page.on("response", self._response)
         page.on("requestfailed", self._failed)
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.console_errors.append(f"page error: {exc}"))
+
+    def _request(self, request: Request) -> None:
+        self.hosts.add(urlsplit(request.url).netloc)
+        self.requested.append(request.url)
+        if TILE.search(request.url):
+            self.tile_origins.append(request.headers.get("origin"))
 
     def _response(self, response: Response) -> None:
         url = response.url
@@ -94,9 +103,13 @@ class Watch:
             self.failures.append(f"failed {request.url}: {request.failure}")
 
     def _console(self, message: ConsoleMessage) -> None:
+        text = message.text
+        if message.type == "warning" and TAINTED.search(text):
+            # OpenSeadragon drops WebGL for tiles loaded without CORS (crossOriginPolicy unset).
+            self.console_errors.append(f"warning: {text}")
+            return
         if message.type != "error":
             return
-        text = message.text
         location = message.location.get("url", "") if message.location else ""
         if any(p.search(text) for p in ALLOWED_CONSOLE):
             return

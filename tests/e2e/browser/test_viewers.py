@@ -7,11 +7,15 @@ viewer area at the home zoom of the demo images.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Page
 
 from tests.e2e.browser.conftest import OtherOrigin, Watch, host_of, not_blank, wait_until, zoom_in
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 SCREENFUL = 6
@@ -56,6 +60,11 @@ def test_viewer_embedded_from_another_origin(
     check_viewer(page, watch, selector)
     # No CDN, nothing else: only the embedding page's server and the IIIF server.
     assert watch.hosts <= {host_of(other_origin.base), host_of(live_server.base)}, watch.hosts
+    if name in ("osd", "mirador"):
+        # The snippets set crossOriginPolicy (Mirador: osdConfig): tiles are fetched in CORS mode,
+        # so OpenSeadragon may draw them with WebGL (no "tainted" warning, checked by Watch).
+        assert watch.tile_origins, "no tile requested"
+        assert set(watch.tile_origins) == {other_origin.base}, set(watch.tile_origins)
 
 
 def test_iframe_embedded_from_another_origin(page: Page, live_server: LiveServer, other_origin: OtherOrigin) -> None:
@@ -84,6 +93,8 @@ def test_own_viewer_pages(page: Page, live_server: LiveServer, path: str, select
     page.goto(live_server.base + path)
     check_viewer(page, watch, selector)
     assert watch.hosts <= {host_of(live_server.base)}, watch.hosts
+    # UV 4.4 would ask for "/images/data:…" (a data: URI made a path): our UV page prevents it.
+    assert not [url for url in watch.requested if "/images/data:" in url], "a data: URI requested as a path"
 
 
 def test_landing_page_lists_objects_with_thumbnails(page: Page, live_server: LiveServer) -> None:
@@ -100,4 +111,44 @@ def test_landing_page_lists_objects_with_thumbnails(page: Page, live_server: Liv
     assert link.get_attribute("href") == f"{live_server.base}/objects/painting"
     link.click()
     page.wait_for_selector("body[data-opened]")
+    watch.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def nested_server(demo_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose top collection holds a sub-collection (a folder of folders) and an object."""
+    root = tmp_path_factory.mktemp("nested")
+    images = root / "images"
+    letters = images / "archive" / "letters"
+    letters.mkdir(parents=True)
+    source = demo_images / "painting.tif"
+    for n in (1, 2):
+        shutil.copy(source, letters / f"p{n}.tif")
+    shutil.copy(source, images / "loose.tif")
+    (root / "manifests").mkdir()
+    extra = ("--manifests", str(root / "manifests"))
+    proc, port = start_server(images, root / "cache", *extra, log=root / "server.log", workers=1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(proc)
+
+
+def test_landing_page_sub_collection_cards_link_and_show_a_thumbnail(page: Page, nested_server: str) -> None:
+    watch = Watch(nested_server)
+    watch.attach(page)
+    page.goto(nested_server + "/")
+    page.wait_for_selector("#items li.item-collection")
+    card = page.locator("#items li.item-collection")
+    assert card.count() == 1
+    link = card.get_by_role("link", name="Archive", exact=True)
+    assert link.get_attribute("href") == f"{nested_server}/collections/archive"
+    thumbnail = card.locator("img")
+    assert thumbnail.count() == 1
+    thumbnail.scroll_into_view_if_needed()
+    wait_until(page, lambda: bool(thumbnail.evaluate("img => img.complete && img.naturalWidth > 0")), "its thumbnail")
+    assert "/iiif/3/archive%2Fletters%2Fp1/" in str(thumbnail.get_attribute("src"))
+    link.click()
+    page.wait_for_selector("#items li.item-manifest")
+    assert page.locator("#items h2").all_inner_texts() == ["Letters"]
     watch.assert_clean()

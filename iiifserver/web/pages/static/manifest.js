@@ -37,8 +37,9 @@
     },
     objectPath: function (id, base, suffix) {
       // ".../iiif/presentation/3/{object}/manifest" -> "{object}" (kept encoded as in the id)
+      // An empty suffix (a collection's id) must not compare id.slice(-0), which is the whole id.
       var prefix = base + "/iiif/presentation/3/";
-      if (id.indexOf(prefix) !== 0 || id.slice(-suffix.length) !== suffix) return null;
+      if (id.indexOf(prefix) !== 0 || (suffix && id.slice(-suffix.length) !== suffix)) return null;
       return id.slice(prefix.length, id.length - suffix.length);
     },
     textOf: textOf

@@ -28,7 +28,10 @@
       language: MIRADOR_LANGUAGES[P.lang] || "en",
       windows: [win],
       window: { allowClose: false, allowMaximize: false, defaultSideBarPanel: "info", sideBarOpenByDefault: false },
-      workspaceControlPanel: { enabled: false }
+      workspaceControlPanel: { enabled: false },
+      // CORS-mode tiles: without it OpenSeadragon's WebGL drawer finds the canvas "tainted" and
+      // falls back to the slower canvas drawer, with a console warning.
+      osdConfig: { crossOriginPolicy: "Anonymous" }
     });
     document.getElementById("object-title").textContent = cfg.object;
   }

@@ -5,6 +5,22 @@
   var P = window.IIIFPage, CS = window.IIIFContentState, M = window.IIIFManifest, cfg = P.config;
   var UV_LOCALES = { en: "en-GB", fr: "fr-FR" }; // UV 4.4 ships no Dutch strings: English then
 
+  // UV 4.4 gives its OpenSeadragon data: URIs as button images but no prefixUrl, so OpenSeadragon
+  // asks for "/images/data:image/gif;…": a failed request to the host's root (outside a proxy's
+  // prefix, maybe another site). Such an image gets the data: URI it was meant to have.
+  var src = Object.getOwnPropertyDescriptor(HTMLImageElement.prototype, "src");
+  if (src && src.set && src.get) {
+    Object.defineProperty(HTMLImageElement.prototype, "src", {
+      configurable: true,
+      enumerable: src.enumerable,
+      get: src.get,
+      set: function (value) {
+        var misplaced = /^\/images\/(data:.*)$/.exec(String(value));
+        src.set.call(this, misplaced ? misplaced[1] : value);
+      }
+    });
+  }
+
   function open(wanted, manifest) {
     var data = { manifest: cfg.manifest };
     var locale = UV_LOCALES[P.lang];
