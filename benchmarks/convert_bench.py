@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -42,6 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import pyvips
+
+if __package__ in (None, ""):  # run by path: make the benchmarks package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness.machine import cpu_model, slug
 
 HERE = Path(__file__).resolve().parent
 QUALITY = 85
@@ -127,21 +129,6 @@ def run_vips(masters: list[Path], out: Path, jobs: int, threads: int) -> float:
 
 def pages(path: Path) -> int:
     return int(pyvips.Image.new_from_file(str(path)).get("n-pages"))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def slug(text: str) -> str:
-    text = re.sub(r"\((r|tm|c)\)", "", text, flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "x"
 
 
 def vips_version() -> str:

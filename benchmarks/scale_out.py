@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -38,6 +37,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.harness.machine import cpu_model  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 NGINX_DIR = REPO / "deploy" / "nginx"
@@ -374,16 +374,6 @@ def shared_hit_latency(cluster: Cluster, rounds: int = 30) -> dict[str, float]:
             renders.append((t1 - t0) * 1000)
             hits.append((t3 - t2) * 1000)
     return {"render_ms": statistics.median(renders), "shared_hit_ms": statistics.median(hits), "rounds": rounds}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shlex
 import signal
 import socket
@@ -74,6 +73,7 @@ from benchmarks import viewer_sessions as vs  # noqa: E402
 from benchmarks.harness import images as img  # noqa: E402
 from benchmarks.harness import load, servers, summary  # noqa: E402
 from benchmarks.harness import matrix as mx  # noqa: E402
+from benchmarks.harness.machine import cpu_model, slug  # noqa: E402
 
 PYRAMIDS = [(90, "big", "Q90 4:4:4"), (85, "big-q85", "Q85 4:2:0")]  # quality, matrix label, name
 CONFIGS = ["iiifserver", "iipsrv", "iipsrv-memcached"]
@@ -255,21 +255,6 @@ def version_at(changes: Sequence[Sequence[str]], run: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- machine
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def slug(text: str) -> str:
-    text = re.sub(r"\((r|tm|c)\)", "", text, flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "cpu"
 
 
 def mem_gb() -> float:

@@ -28,6 +28,7 @@ import pyvips
 from iiifserver.ingest import metadata
 from iiifserver.ingest.plan import ConvertOptions, Header, Job, use_bigtiff
 from iiifserver.ingest.stamp import file_state, remove_stamp, write_stamp
+from iiifserver.processes import is_alive
 
 TEMP_SUFFIX = ".convert-part"
 _SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4, "double": 8}
@@ -227,7 +228,7 @@ def remove_stale_temporaries(output: Path) -> None:
         if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
             continue
         pid = name[len(prefix) : -len(TEMP_SUFFIX)]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not is_alive(int(pid)):
             (output.parent / name).unlink(missing_ok=True)
 
 
@@ -258,16 +259,6 @@ def _max_alpha(image: Any) -> float:
     if interpretation == "scrgb":
         return 1.0
     return 255.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _reason(exc: pyvips.Error) -> str:

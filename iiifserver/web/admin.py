@@ -26,6 +26,7 @@ from starlette.routing import Route
 from iiifserver.errors import BadRequest
 from iiifserver.image.request import decode_identifier
 from iiifserver.image.service import ImageService
+from iiifserver.processes import is_alive
 from iiifserver.web.errors import NO_STORE, error_response
 
 
@@ -60,7 +61,7 @@ class WorkerStats:
         for path in self.directory.glob("stats-*.json"):
             pid = path.stem.removeprefix("stats-")
             with contextlib.suppress(OSError, ValueError):
-                if now - path.stat().st_mtime > self.STALE_AFTER or not _alive(int(pid)):
+                if now - path.stat().st_mtime > self.STALE_AFTER or not is_alive(int(pid)):
                     continue
                 found[pid] = json.loads(path.read_text())
         return found
@@ -68,16 +69,6 @@ class WorkerStats:
     def live_workers(self) -> int | None:
         found = self.read()
         return None if found is None else len(found)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def total(figures: list[Mapping[str, Any]]) -> dict[str, Any]:
