@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import re
 import shutil
 import socket
 import subprocess
@@ -53,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: the repository root on the pat
 
 from benchmarks import viewer_sessions as vs
 from benchmarks.harness import images, load, servers
+from benchmarks.harness.machine import cpu_model, slug
 
 SOAK_LUA = Path(__file__).resolve().parent / "harness" / "soak_load.lua"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -223,21 +222,6 @@ def report_md(result: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- running
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def slug(text: str) -> str:
-    text = re.sub(r"\((r|tm|c)\)", "", text, flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "x"
 
 
 def open_fds(pid: int) -> int:

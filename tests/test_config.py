@@ -68,6 +68,7 @@ def test_bool_from_env(raw: str, expected: bool) -> None:
         ({"IIIFSERVER_MAX_AREA": "0"}, "max_area must be positive"),
         ({"IIIFSERVER_PUBLIC_URL": "example.org"}, "public_url must start with http"),
         ({"IIIFSERVER_LOG_LEVEL": "loud"}, "log_level must be one of"),
+        ({"IIIFSERVER_RENDER_NICE": "20"}, "render_nice must be between 0 and 19"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(env: dict[str, str], message: str) -> None:

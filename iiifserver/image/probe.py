@@ -215,7 +215,14 @@ def open_level(path: Path, fmt: SourceFormat, level: Level, *, access: str = "ra
             options: dict[str, Any] = {"page": level.page, "access": access, "fail_on": "warning"}
             if level.subifd >= 0:
                 options["subifd"] = level.subifd
-            return pyvips.Image.tiffload(str(path), **options)
+            image = pyvips.Image.tiffload(str(path), **options)
+            if "tile-width" in image.get_fields():
+                return image
+            # A strip TIFF: libtiff's own cap (50 MB a read) refuses a large strip, and a 40 MP
+            # scan in one strip is a valid file, not a damaged one. Its size is bounded already:
+            # the probe held the image to plain_max_pixels and checked every strip lies inside
+            # the file, so the cap can go.
+            return pyvips.Image.tiffload(str(path), unlimited=True, **options)
         if fmt is SourceFormat.JPEG:
             return pyvips.Image.jpegload(str(path), access=access, fail_on="truncated")
         return pyvips.Image.pngload(str(path), access=access, fail_on="truncated")

@@ -323,3 +323,20 @@ def test_a_level_heavier_than_the_budget_is_opened_for_each_render(rgb_pages: Sa
     probe_module.set_opened_budget(nbytes=10**9)  # with room for it, the full level is kept too
     c = open_level_cached(rgb_pages.path, SourceFormat.TIFF, full, version)
     assert open_level_cached(rgb_pages.path, SourceFormat.TIFF, full, version) is c
+
+
+def test_a_strip_larger_than_libtiffs_read_cap_is_decoded(tmp_path: Path) -> None:
+    """One 55 MB compressed strip (libtiff refuses reads over 50 MB unless told otherwise): a valid
+    scan within plain_max_pixels, which must render rather than count as damaged."""
+    import numpy as np
+
+    pixels = np.random.default_rng(7).integers(0, 256, (4300, 4300, 3), dtype=np.uint8)
+    path = tmp_path / "one-strip.tif"
+    tifffile.imwrite(
+        path, pixels, photometric="rgb", rowsperstrip=4300, compression="zlib", compressionargs={"level": 1}
+    )
+    assert path.stat().st_size > 52_428_800  # over the cap: the case this is about
+    info = probe(path, plain_max_pixels=40_000_000, max_source_pixels=1_000_000_000)
+    image = probe_module.open_level(path, SourceFormat.TIFF, info.levels[0])
+    corner = np.ndarray(buffer=image.crop(4000, 4000, 300, 300).write_to_memory(), dtype=np.uint8, shape=(300, 300, 3))
+    assert (corner == pixels[4000:4300, 4000:4300]).all()
