@@ -69,6 +69,9 @@ _IMAGE_SLASHES = 7  # /iiif/3/{id}/{region}/{size}/{rotation}/{quality}.{format}
 _PAGE_PREFIXES = (*(f"/{kind}/".encode() for kind in VIEWERS), b"/collections/")
 
 
+MAX_KINDS_REMEMBERED = 65536
+
+
 def kind_of(raw_path: bytes, way: Way) -> str:
     """The request's kind label, from its raw path (cheap: no decoding, one regex for images)."""
     if way is Way.PROTOCOL_TILE:
@@ -149,6 +152,7 @@ class Metrics:
         self.workers.set(1)
         # Request path: (kind, status, way) -> count; kind -> [sum, bucket counts..., +Inf count].
         self._counts: dict[tuple[str, int, Way], int] = {}
+        self._kinds: dict[bytes, str] = {}  # raw path -> kind (bounded: MAX_KINDS_REMEMBERED)
         self._durations: dict[str, list[float]] = {kind: [0.0] * (len(DURATION_BUCKETS) + 2) for kind in KINDS}
         self._renders: list[float] = []  # appended by worker threads (atomic), swapped on publish
         self._published: dict[str, int] = {}  # cumulative figures as last published
@@ -164,7 +168,15 @@ class Metrics:
     # -- the request path --------------------------------------------------------------------
 
     def answered(self, request: RequestInfo, status: int, bytes_sent: int, way: Way) -> None:
-        kind = kind_of(request.raw_path, way)
+        # The kind of a path, once: viewers ask for the same tiles and documents again and again,
+        # and classifying a path costs as much as the rest of this call.
+        raw_path = request.raw_path
+        kind = self._kinds.get(raw_path)
+        if kind is None:
+            kinds = self._kinds
+            if len(kinds) >= MAX_KINDS_REMEMBERED:
+                kinds.clear()
+            kind = kinds[raw_path] = kind_of(raw_path, way)
         key = (kind, status, way)
         counts = self._counts
         counts[key] = counts.get(key, 0) + 1

@@ -18,8 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -47,8 +46,11 @@ class Way(enum.Enum):
 ANSWERED_IN_PROTOCOL = frozenset({Way.PROTOCOL_MEMO, Way.PROTOCOL_TILE})
 
 
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
+class RequestInfo(NamedTuple):
+    """What an observer learns of a request. A named tuple, not a frozen dataclass: one is built
+    for every request answered in the protocol, where a dataclass's construction alone cost a
+    few percent of the hot-tile throughput."""
+
     method: str
     raw_path: bytes  # as sent, still %-encoded
     query_string: bytes
