@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 class Way(enum.Enum):
     """How a request was answered (stable values: metric labels and log fields use them)."""
 
+    # Members are singletons: identity hashing is correct, and Enum's own __hash__ is a Python
+    # call that the metrics paid on every request (a dict key per request holds a Way).
+    __hash__ = object.__hash__
+
     PROTOCOL_MEMO = "protocol_memo"  # the memo, replayed by the HTTP protocol without an ASGI task
     PROTOCOL_TILE = "protocol_tile"  # a cold stored tile, read by the HTTP protocol without a task
     MEMO = "memo"  # the memo, replayed through ASGI (uvicorn's stock protocol, a busy connection)
