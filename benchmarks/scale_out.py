@@ -67,6 +67,9 @@ def make_images(root: Path, count: int = 2, width: int = 2048, height: int = 153
     return names
 
 
+FAIL_TIMEOUT = 2  # seconds nginx leaves a failed upstream alone (the deploy recipe says 10)
+
+
 @dataclass
 class Instance:
     port: int
@@ -197,7 +200,11 @@ class Cluster:
         site = (NGINX_DIR / "iiifserver.conf").read_text()
         site = site.replace("listen 80;", f"listen 127.0.0.1:{self.nginx_port};").replace("listen [::]:80;", "")
         (prefix / "iiifserver.conf").write_text(site)
-        servers = "\n".join(f"    server 127.0.0.1:{i.port} max_fails=2 fail_timeout=10s;" for i in self.instances)
+        # A server that failed is left alone for fail_timeout: a rolling restart must wait that
+        # long after each replacement is ready, or the proxy may count every instance out at once.
+        servers = "\n".join(
+            f"    server 127.0.0.1:{i.port} max_fails=2 fail_timeout={FAIL_TIMEOUT}s;" for i in self.instances
+        )
         (prefix / "upstream.conf").write_text(f"upstream iiifserver {{\n{servers}\n    keepalive 32;\n}}\n")
         mime = Path("/etc/nginx/mime.types")
         temp = prefix / "temp"

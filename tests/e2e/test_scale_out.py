@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from benchmarks.scale_out import NGINX, Cluster, free_port, load_for, metric, run_load, viewer_urls
+from benchmarks.scale_out import FAIL_TIMEOUT, NGINX, Cluster, free_port, load_for, metric, run_load, viewer_urls
 from tests.redis_server import REDIS_SERVER
 
 pytestmark = [
@@ -79,6 +79,9 @@ def test_no_failed_request_during_a_rolling_restart(cluster: Cluster) -> None:
     def rolling_restart() -> None:
         for index in range(len(cluster.instances)):
             cluster.replace(index, signal.SIGTERM)  # returns once the replacement is /ready
+            # As an operator's rolling restart must: let nginx's fail_timeout pass, so the
+            # replacement is back in its rotation before the next instance goes.
+            time.sleep(FAIL_TIMEOUT + 0.5)
 
     result = load_for(cluster.base, urls, clients=6, seconds=3.0, during=rolling_restart)
     assert result.ok > 100
