@@ -42,6 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iiifserver.processes import is_alive
+
 REPO = Path(__file__).resolve().parents[2]
 IIPSRV_FCGI = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
 PEER_PACKAGES = ("iipimage-server", "lighttpd", "spawn-fcgi", "memcached")
@@ -53,16 +55,6 @@ def bench_root() -> Path:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def start_time(pid: int) -> str | None:
@@ -109,7 +101,7 @@ def write_pids(path: Path, pids: Sequence[int]) -> None:
 
 def live(entries: Sequence[tuple[int, str | None]]) -> list[int]:
     """The PIDs still running the recorded process."""
-    return [p for p, t in entries if alive(p) and (t is None or start_time(p) == t)]
+    return [p for p, t in entries if is_alive(p) and (t is None or start_time(p) == t)]
 
 
 def terminate(pids: Sequence[int], grace: float = 10.0) -> None:
@@ -118,10 +110,10 @@ def terminate(pids: Sequence[int], grace: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
+    while time.monotonic() < deadline and any(is_alive(p) for p in pids):
         time.sleep(0.1)
     for p in pids:
-        if alive(p):
+        if is_alive(p):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
 
@@ -136,7 +128,7 @@ def wait_http(url: str, seconds: float, still_running: Sequence[int] = ()) -> bo
     """True once url answers with any HTTP status; False after seconds or when a watched PID died."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if still_running and not all(alive(p) for p in still_running):
+        if still_running and not all(is_alive(p) for p in still_running):
             return False
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
