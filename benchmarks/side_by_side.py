@@ -76,7 +76,12 @@ from benchmarks.harness import matrix as mx  # noqa: E402
 from benchmarks.harness.machine import cpu_model, slug  # noqa: E402
 
 PYRAMIDS = [(90, "big", "Q90 4:4:4"), (85, "big-q85", "Q85 4:2:0")]  # quality, matrix label, name
-CONFIGS = ["iiifserver", "iipsrv", "iipsrv-memcached"]
+CONFIGS = ["iiifserver", "iipsrv", "iipsrv-memcached"]  # the default run
+# Also: iiifserver without metrics (their cost) and another checkout (before/after), each measured
+# in the same run as iiifserver, so the machine's drift between runs does not count.
+ALL_CONFIGS = [*CONFIGS, "iiifserver-no-metrics", "iiifserver-baseline"]
+METRICS_COST_BOUND = 1.05  # the metrics may cost at most 5 % (server CPU per request)
+BASELINE_BOUND = 0.90  # a change may cost at most 10 % of the baseline's throughput
 WORKLOADS = ("cold", "hot", "info", "unaligned", "giga")
 PORTS = (8081, 8083, 11311)  # iipsrv (lighttpd), iiifserver, memcached
 BUSY_PCT = 25  # a run during which other processes used more than this (% of one core) is flagged
@@ -99,6 +104,7 @@ class Plan:
     links_giga: int
     only: tuple[str, ...] = WORKLOADS
     configs: tuple[str, ...] = tuple(CONFIGS)
+    baseline_checkout: str | None = None  # the iiifserver-baseline config's checkout
 
     @classmethod
     def make(
@@ -347,10 +353,40 @@ def value(runs: list[dict[str, Any]], field: str) -> float | None:
     return float(max(vals)) if field == "server_peak_rss_mb" else float(statistics.median(vals))
 
 
-def targets(quick: bool) -> list[Target]:
+def targets(quick: bool, configs: Sequence[str] = CONFIGS) -> list[Target]:
     hi = 8 if quick else 64
     sub = "quick run: measured at c=8, the target is for c=64" if quick else ""
     out = []
+    for _, p, pname in PYRAMIDS:
+        for mode, c in (("cold", 8), ("hot", hi)):
+            if "iiifserver-no-metrics" in configs:
+                out.append(
+                    Target(
+                        f"metrics' cost: server CPU per request, {mode} c={c}, {pname}",
+                        ("iiifserver", p, mode, c),
+                        ("iiifserver-no-metrics", p, mode, c),
+                        "server_cpu_us_per_req",
+                        "<=",
+                        METRICS_COST_BOUND,
+                        " us",
+                        "iiifserver --no-metrics",
+                        sub,
+                    )
+                )
+            if "iiifserver-baseline" in configs:
+                out.append(
+                    Target(
+                        f"against the baseline checkout: {mode} tiles/s, c={c}, {pname}",
+                        ("iiifserver", p, mode, c),
+                        ("iiifserver-baseline", p, mode, c),
+                        "rps_ok",
+                        ">=",
+                        BASELINE_BOUND,
+                        "/s",
+                        "baseline",
+                        sub,
+                    )
+                )
     for _, p, pname in PYRAMIDS:
         out += [
             Target(
@@ -494,7 +530,7 @@ def table(
         "|---|---:|---|---:|---:|---|---|---|",
     ]
     passed = 0
-    rows = targets(quick)
+    rows = targets(quick, sorted({key[0] for key in runs}))
     for t in rows:
         ours_runs, theirs_runs = runs.get(t.ours, []), runs.get(t.theirs, [])
         ours, theirs = value(ours_runs, t.field), value(theirs_runs, t.field)
@@ -516,7 +552,11 @@ def table(
             seen = sorted({version_at(code_changes, r) for r in ours_all})
             if len(seen) > 1:
                 n.append(f"iiifserver runs measured different code: {', '.join(seen)}")
-        if t.field in ("rps_ok", "server_cpu_ms_per_req") and ours_runs and theirs_runs and t.ours[2] != "info":
+        if t.theirs[0].startswith("iiifserver-"):
+            rps = [value(rs, "rps_ok") for rs in (ours_runs, theirs_runs)]
+            if rps[0] and rps[1] and t.field != "rps_ok":
+                n.append(f"req/s {rps[0]:,.0f} / {rps[1]:,.0f} ({rps[0] / rps[1]:.2f}x)")
+        elif t.field in ("rps_ok", "server_cpu_ms_per_req") and ours_runs and theirs_runs and t.ours[2] != "info":
             kb = [statistics.median(r["avg_bytes"] for r in rs) / 1000 for rs in (ours_runs, theirs_runs)]
             n.append(f"avg response {kb[0]:.1f} / {kb[1]:.1f} kB")
         if t.note:
@@ -545,11 +585,23 @@ def parse_only(text: str) -> tuple[str, ...]:
     return names
 
 
+def parse_qualities(text: str) -> tuple[int, ...]:
+    """'85' -> (85,); argparse error on a quality no pyramid has."""
+    known = {q for q, _, _ in PYRAMIDS}
+    try:
+        qualities = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        qualities = ()
+    if not qualities or any(q not in known for q in qualities):
+        raise argparse.ArgumentTypeError(f"choose from {','.join(str(q) for q in sorted(known))}")
+    return qualities
+
+
 def parse_configs(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in CONFIGS]
+    unknown = [n for n in names if n not in ALL_CONFIGS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown server(s) {unknown}; choose from {','.join(CONFIGS)}")
+        raise argparse.ArgumentTypeError(f"unknown server(s) {unknown}; choose from {','.join(ALL_CONFIGS)}")
     return names
 
 
@@ -574,6 +626,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--server-checkout", type=Path, default=REPO, help="the iiifserver checkout (with .venv) to benchmark"
+    )
+    ap.add_argument(
+        "--baseline-checkout",
+        type=Path,
+        help="another checkout (with .venv), run as iiifserver-baseline between the others: before/after in one run",
+    )
+    ap.add_argument(
+        "--qualities",
+        type=parse_qualities,
+        default=tuple(q for q, _, _ in PYRAMIDS),
+        help="the 12000x9000 pyramids to run, by stored JPEG quality: 90, 85 or both (default 90,85)",
     )
     ap.add_argument("--label", default="", help="appended to the result file names (e.g. before, after)")
     ap.add_argument("--copies", action="store_true", help="cold-run aliases as real copies (distinct files)")
@@ -611,7 +674,19 @@ def main(argv: list[str] | None = None) -> int:
     if not (checkout / ".venv" / "bin" / "iiifserver").exists():
         print(f"no {checkout}/.venv/bin/iiifserver: install that checkout first (scripts/install.sh)", file=sys.stderr)
         return 2
-    plan = Plan.make(args.quick, args.duration, args.repeats, args.only, args.configs, args.copies)
+    configs = args.configs
+    baseline = args.baseline_checkout.resolve() if args.baseline_checkout else None
+    if baseline is not None:
+        if not (baseline / ".venv" / "bin" / "iiifserver").exists():
+            print(f"no {baseline}/.venv/bin/iiifserver: install that checkout first", file=sys.stderr)
+            return 2
+        if "iiifserver-baseline" not in configs:
+            configs = (*configs, "iiifserver-baseline")
+    elif "iiifserver-baseline" in configs:
+        print("iiifserver-baseline needs --baseline-checkout", file=sys.stderr)
+        return 2
+    plan = Plan.make(args.quick, args.duration, args.repeats, args.only, configs, args.copies)
+    plan.baseline_checkout = str(baseline) if baseline else None
     base_args = shlex.split(os.environ.get("IIIFSERVER_ARGS", ""))
 
     day = datetime.now().strftime("%Y-%m-%d")
@@ -666,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         copier.start()
         phases: list[tuple[str, Callable[[], None]]] = []
         for quality, label, pname in PYRAMIDS:
+            if quality not in args.qualities:
+                continue
             serve = [*base_args, "--jpeg-quality", str(quality)]
             if {"cold", "hot", "info"} & set(plan.only):
                 phases.append(
@@ -732,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "versions": versions(venv_python, checkout),
+        **({"baseline_versions": versions(baseline / ".venv" / "bin" / "python", baseline)} if baseline else {}),
         "code_changes": changes,
     }
     jsonl.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -788,6 +866,7 @@ def matrix(
         min_cold_urls=plan.min_cold_urls,
         checkout=checkout,
         serve_args=serve,
+        baseline_checkout=Path(plan.baseline_checkout) if plan.baseline_checkout else None,
         log=log,
     )
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks.harness import images as img
 from benchmarks.harness import load, servers
 
-CONFIGS = ("iiifserver", "iipsrv", "iipsrv-memcached")
+CONFIGS = (*servers.IIIFSERVER_CONFIGS, "iipsrv", "iipsrv-memcached")
 
 
 def label_image(size: str, quality: int) -> str:
@@ -91,6 +91,7 @@ def run_matrix(
     min_cold_urls: int = 60_000,
     checkout: Path = servers.REPO,
     serve_args: Sequence[str] = (),
+    baseline_checkout: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> None:
     """Run the matrix; every server it starts is stopped before it returns (also on error or Ctrl-C)."""
@@ -106,7 +107,10 @@ def run_matrix(
     tag = label_image(size, quality)
     for rep in range(1, repeats + 1):
         for config in configs:
-            server = servers.make(config, image_dir, jpeg_quality=quality, checkout=checkout, args=serve_args)
+            server = servers.make(
+                config, image_dir, jpeg_quality=quality, checkout=checkout, args=serve_args,
+                baseline_checkout=baseline_checkout,
+            )  # fmt: skip
             label = f"{config}/{tag}/r{rep}"
 
             try:
@@ -143,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--min-cold-urls", type=int, default=60_000, help="distinct URLs per cold run")
     ap.add_argument("--images", type=Path, default=servers.bench_root() / "images")
     ap.add_argument("--checkout", type=Path, default=servers.REPO, help="iiifserver checkout holding .venv")
+    ap.add_argument("--baseline-checkout", type=Path, help="the checkout of the iiifserver-baseline config")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra iiifserver serve argument (repeatable)")
     ap.add_argument("--out", type=Path, default=servers.bench_root() / "results" / "runs.jsonl")
     a = ap.parse_args(argv)
@@ -150,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_matrix(
         a.configs, a.images, a.out, size=a.image, quality=a.quality, modes=a.modes, conc=a.conc,
         repeats=a.repeats, duration=a.duration, info=a.info, min_cold_urls=a.min_cold_urls,
-        checkout=a.checkout, serve_args=a.serve_arg,
+        checkout=a.checkout, serve_args=a.serve_arg, baseline_checkout=a.baseline_checkout,
     )  # fmt: skip
     return 0
 

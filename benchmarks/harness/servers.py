@@ -362,14 +362,25 @@ def install(packages: Sequence[str] = (*PEER_PACKAGES, "wrk")) -> None:
             subprocess.run(["service", service, "stop"], capture_output=True, check=False)
 
 
+IIIFSERVER_CONFIGS = ("iiifserver", "iiifserver-no-metrics", "iiifserver-baseline")
+
+
 def make(
     kind: str, images: Path, *, run_dir: Path | None = None, jpeg_quality: int = 80, checkout: Path = REPO,
-    args: Sequence[str] = (),
+    args: Sequence[str] = (), baseline_checkout: Path | None = None,
 ) -> Server:  # fmt: skip
-    """A server by configuration name: iipsrv, iipsrv-memcached or iiifserver."""
-    run = run_dir or bench_root() / "run" / ("iiifserver" if kind == "iiifserver" else "iipsrv")
+    """A server by configuration name: iipsrv, iipsrv-memcached, iiifserver, iiifserver-no-metrics
+    (the same checkout with ``--no-metrics``: the metrics' cost, measured in the same run) or
+    iiifserver-baseline (``baseline_checkout``: another commit, measured in the same run)."""
+    run = run_dir or bench_root() / "run" / ("iiifserver" if kind in IIIFSERVER_CONFIGS else "iipsrv")
     if kind == "iiifserver":
         return IiifServer(images, checkout=checkout, run_dir=run, args=args)
+    if kind == "iiifserver-no-metrics":
+        return IiifServer(images, checkout=checkout, run_dir=run, args=[*args, "--no-metrics"], name=kind)
+    if kind == "iiifserver-baseline":
+        if baseline_checkout is None:
+            raise ValueError("iiifserver-baseline needs a baseline checkout")
+        return IiifServer(images, checkout=baseline_checkout, run_dir=run, args=args, name=kind)
     if kind in ("iipsrv", "iipsrv-memcached"):
         return Iipsrv(images, run_dir=run, jpeg_quality=jpeg_quality, memcached=kind == "iipsrv-memcached", name=kind)
     raise ValueError(f"unknown server {kind!r}")

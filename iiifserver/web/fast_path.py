@@ -217,16 +217,7 @@ class FastPath:
 
 def request_info(scope: Scope, start: float) -> RequestInfo:
     """What the observer learns of an ASGI request answered now."""
-    return RequestInfo(
-        scope["method"],
-        scope.get("raw_path") or scope["path"].encode(),
-        scope.get("query_string", b""),
-        scope.get("http_version", "1.1"),
-        scope.get("client"),
-        start,
-        time.monotonic() - start,
-        scope.get("headers", ()),
-    )
+    return RequestInfo(scope, start, time.monotonic() - start)
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> dict[bytes, bytes]:

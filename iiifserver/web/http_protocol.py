@@ -204,19 +204,7 @@ class HttpProtocol(ConnectionGuardMixin, HttpToolsProtocol):
             transport.flush()  # type: ignore[attr-defined]
         if observer is not None:
             # tuple.__new__: a named tuple's own constructor is a Python call, on every request here
-            info = tuple.__new__(
-                RequestInfo,
-                (
-                    scope["method"],
-                    raw_path,
-                    scope["query_string"],
-                    scope["http_version"],
-                    scope["client"],
-                    start,
-                    time.monotonic() - start,
-                    scope["headers"],
-                ),
-            )
+            info = tuple.__new__(RequestInfo, (scope, start, time.monotonic() - start))
             notify(observer, info, status, len(body), way)
         if not keep_alive:
             transport.close()

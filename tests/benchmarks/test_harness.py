@@ -159,6 +159,7 @@ def test_result_record() -> None:
     assert r["wrk_cpu_pct"] == 10.0
     assert r["other_cpu_pct"] == 40.0  # 2 cores fully busy = 200 %, minus server and wrk
     assert r["server_cpu_ms_per_req"] == 0.3
+    assert r["server_cpu_us_per_req"] == 300.0  # the same, precise enough for memo hits
     assert r["server_peak_rss_mb"] == 300
     assert (r["unique_urls"], r["list_len"], r["wraps"]) == (2, 3, 2)
 
@@ -308,6 +309,19 @@ def test_iiifserver_command_uses_the_given_checkout(tmp_path: Path) -> None:
         servers.make("nginx", tmp_path)
 
 
+def test_metrics_off_and_baseline_configurations(tmp_path: Path) -> None:
+    off = servers.make("iiifserver-no-metrics", tmp_path, run_dir=tmp_path / "run", args=["--jpeg-quality", "85"])
+    assert isinstance(off, servers.IiifServer)
+    assert off.command()[-3:] == ["--jpeg-quality", "85", "--no-metrics"]
+    assert off.checkout == servers.REPO
+    base = servers.make("iiifserver-baseline", tmp_path, baseline_checkout=tmp_path / "before")
+    assert isinstance(base, servers.IiifServer)
+    assert base.command()[0] == str(tmp_path / "before" / ".venv" / "bin" / "iiifserver")
+    assert base.run_dir.name == "iiifserver"  # one iiifserver at a time: they share the run folder
+    with pytest.raises(ValueError, match="baseline checkout"):
+        servers.make("iiifserver-baseline", tmp_path)
+
+
 def test_pid_files_name_one_process(tmp_path: Path) -> None:
     pid_file = tmp_path / "x.pid"
     servers.write_pids(pid_file, [os.getpid()])
@@ -327,6 +341,11 @@ def test_only_and_configs_options() -> None:
     with pytest.raises(Exception, match="unknown workload"):
         sbs.parse_only("cold,warm")
     assert sbs.parse_configs("iiifserver") == ("iiifserver",)
+    assert sbs.parse_configs("iiifserver,iiifserver-no-metrics") == ("iiifserver", "iiifserver-no-metrics")
+    assert sbs.parse_qualities("85") == (85,)
+    assert sbs.parse_qualities("90,85") == (90, 85)
+    with pytest.raises(Exception, match="choose from 85,90"):
+        sbs.parse_qualities("75")
     with pytest.raises(Exception, match="unknown server"):
         sbs.parse_configs("nginx")
 
@@ -349,3 +368,33 @@ def test_result_file_stem() -> None:
     stem = sbs.result_stem("2026-11-23", "vm", "Intel(R) Xeon(R) Processor @ 2.30GHz", True, "before")
     assert stem == "2026-11-23-vm-intel-xeon-processor-2-30ghz-quick-before"
     assert sbs.result_stem("2026-11-23", "vm", "Intel Xeon", False, "") == "2026-11-23-vm-intel-xeon"
+
+
+def _run(config: str, image: str, mode: str, c: int, rps: float, cpu_us: float) -> dict[str, Any]:
+    return {
+        "label": f"{config}/{image}/r1",
+        "mode": mode,
+        "concurrency": c,
+        "rps_ok": rps,
+        "server_cpu_us_per_req": cpu_us,
+        "avg_bytes": 20_000,
+        "errors": 0,
+    }
+
+
+def test_metrics_cost_and_baseline_rows_appear_only_when_measured() -> None:
+    plain = [t.name for t in sbs.targets(False)]
+    assert not any("metrics" in name or "baseline" in name for name in plain)
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    for config, rps, cpu in (("iiifserver", 30_000, 41.0), ("iiifserver-no-metrics", 31_000, 40.0),
+                             ("iiifserver-baseline", 36_000, 39.0), ("iipsrv-memcached", 8_000, 150.0)):  # fmt: skip
+        runs[(config, "big-q85", "hot", 64)] = [_run(config, "big-q85", "hot", 64, rps, cpu)]
+    tbl, _, total = sbs.table(runs, False)
+    assert total == len(plain) + 8  # per pyramid: cold and hot, metrics' cost and baseline
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in tbl.splitlines()}
+    cost = lines["metrics' cost: server CPU per request, hot c=64, Q85 4:2:0"]
+    assert "| 41.0 us | iiifserver --no-metrics | 40.0 us | 1.02x | <= 1.05x | PASS |" in cost
+    assert "req/s 30,000 / 31,000 (0.97x)" in cost
+    against = lines["against the baseline checkout: hot tiles/s, c=64, Q85 4:2:0"]
+    assert "| 0.83x | >= 0.9x | FAIL |" in against  # 30,000 / 36,000: more than 10 % slower
+    assert "| MISSING |" in lines["metrics' cost: server CPU per request, cold c=8, Q85 4:2:0"]

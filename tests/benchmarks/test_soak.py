@@ -130,3 +130,20 @@ def test_result_file_names(tmp_path: Any) -> None:
     path = soak.write_results(result, tmp_path, "short")
     assert path.name == "2026-12-06-box-local-intel-xeon-processor-soak-short.json"
     assert path.with_suffix(".md").read_text().startswith("# Soak")
+
+
+def test_flood_verdict_is_the_median_round() -> None:
+    rounds = [
+        {"quiet": _wrk(lat_p99_us=q), "flooded": _wrk(lat_p99_us=f), "flood": _wrk(requests=20)}
+        for q, f in ((2000, 9000), (2000, 5000), (2500, 5000))  # 4.5x, 2.5x, 2.0x
+    ]
+    result = {"flood": {"seconds": 20, "concurrency": 8, **rounds[1], "rounds": rounds, "flood_desc": "renders"}}
+    [(target, measured, ok)] = soak.verdicts(result)
+    assert target == "tile p99 flooded <= 3x quiet (median of rounds)"
+    assert measured == "5.0 vs 2.0 ms (2.50x; rounds 2.00x, 2.50x, 4.50x)"
+    assert ok
+    md = soak.report_md({**result, "date": "d", "host": "h", "cpu": "c", "ncpu": 2, "code": "x", "server": "s",
+                         "images_desc": "i"})  # fmt: skip
+    assert "3 round(s)" in md
+    assert "the flood got 60 responses" in md
+    assert "| 3: flooded | 100 | 1.5 | 5.0 | 50.0 |" in md

@@ -19,7 +19,7 @@ from tests.web.conftest import ImageRoot
 
 
 def info(headers: list[tuple[bytes, bytes]], client: str = "10.1.2.3") -> RequestInfo:
-    return RequestInfo("GET", b"/iiif/3/a/info.json", b"", "1.1", (client, 4000), 0.0, 0.0025, headers)
+    return RequestInfo.of("GET", b"/iiif/3/a/info.json", b"", "1.1", (client, 4000), 0.0, 0.0025, headers)
 
 
 def test_json_lines_carry_every_field(caplog: pytest.LogCaptureFixture) -> None:

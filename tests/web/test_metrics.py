@@ -106,7 +106,7 @@ def test_scrape_counts_each_kind_and_way_exactly(image_root: ImageRoot, tmp_path
 
 def test_protocol_answers_are_counted() -> None:
     metrics = Metrics()
-    request = RequestInfo("GET", b"/iiif/3/a/0,0,256,256/256,/0/default.jpg", b"", "1.1", None, 0.0, 0.0001)
+    request = RequestInfo.of("GET", b"/iiif/3/a/0,0,256,256/256,/0/default.jpg", b"", "1.1", None, 0.0, 0.0001)
     for _ in range(3):
         metrics.answered(request, 200, 100, Way.PROTOCOL_TILE)
     metrics.answered(request, 304, 0, Way.PROTOCOL_MEMO)

@@ -113,7 +113,7 @@ def test_access_log_setting_installs_the_access_log_observer(image_root: ImageRo
 
 def test_access_log_observer_writes_every_way_once(caplog: pytest.LogCaptureFixture) -> None:
     log = AccessLog()
-    request = RequestInfo("GET", b"/iiif/3/a%2Fb/info.json", b"q=1", "1.1", ("10.0.0.1", 5), 0.0, 0.001)
+    request = RequestInfo.of("GET", b"/iiif/3/a%2Fb/info.json", b"q=1", "1.1", ("10.0.0.1", 5), 0.0, 0.001)
     with caplog.at_level(logging.INFO, logger="iiifserver.access"):
         for way in Way:
             log.answered(request, 200, 10, way)
