@@ -31,6 +31,10 @@ from iiifserver.logs import configure_logging
 if TYPE_CHECKING:
     import uvicorn
 
+    from iiifserver.ingest.batch import BatchOptions
+    from iiifserver.ingest.plan import ConvertOptions
+    from iiifserver.ingest.report import Summary
+
 DEMO_ASSETS = Path(__file__).parent / "demo" / "assets"
 
 
@@ -607,6 +611,20 @@ def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, o
     default=None,
     help="Also describe the converted images as one object: writes MANIFESTS/NAME.yaml, or adds new pages to it.",
 )
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="ADDRESS|local:N",
+    help="Convert on a Dask cluster: a running scheduler (tcp://host:8786), or local:N worker processes "
+    "started here. Resumable: a journal in OUT records each master. Needs the cluster extra.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="With --cluster: times a master is tried again after its worker died, before it counts as failed.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar; only the summary.")
 @_setting_options
 def convert(
@@ -620,6 +638,8 @@ def convert(
     force: bool,
     bigtiff: str,
     object_name: str | None,
+    cluster: str | None,
+    retries: int,
     quiet: bool,
     config_file: Path | None,
     overrides: dict[str, Any],
@@ -633,7 +653,8 @@ def convert(
 
     # The workers start first (a fraction of a second each), while the rest is imported and planned.
     with Pool(jobs or os.cpu_count() or 1) as pool:
-        pool.warm_up()
+        if cluster is None:  # with --cluster, the pool is never started
+            pool.warm_up()
         from iiifserver.ingest import describe
         from iiifserver.ingest.batch import BatchOptions, run_batch
         from iiifserver.ingest.plan import BigTiff, ConvertOptions, parse_background
@@ -654,7 +675,10 @@ def convert(
             except describe.DescriptionError as exc:
                 raise click.UsageError(str(exc)) from None
         batch = BatchOptions(jobs=pool.jobs, memory_budget_mb=memory_budget_mb, force=force, progress=not quiet)
-        summary = run_batch(list(sources), out_dir, options, batch, pool=pool)
+        if cluster is None:
+            summary = run_batch(list(sources), out_dir, options, batch, pool=pool)
+        else:
+            summary = _convert_on_cluster(cluster, retries, list(sources), out_dir, options, batch)
         for line in summary_lines(summary):
             click.echo(line, err=True)
         if summary.interrupted:
@@ -677,3 +701,19 @@ def convert(
                     raise click.UsageError(str(exc)) from None
         if not summary.ok:
             sys.exit(1)
+
+
+def _convert_on_cluster(
+    address: str, retries: int, sources: list[Path], out_dir: Path, options: ConvertOptions, batch: BatchOptions
+) -> Summary:
+    try:
+        from iiifserver.ingest import cluster
+    except ModuleNotFoundError as exc:
+        raise click.UsageError(
+            f"--cluster needs Dask ({exc.name} is missing): pip install 'iiifserver[cluster]'"
+        ) from None
+    try:
+        target = cluster.Target.parse(address)
+        return cluster.run_cluster(target, sources, out_dir, options, batch, retries=retries)
+    except cluster.ClusterError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cluster") from None

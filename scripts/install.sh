@@ -30,6 +30,18 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0'; then
   fi
 fi
 
+# libopenjp2 (OpenJPEG) decodes JPEG 2000 sources and masters (image/jp2.py, through glymur).
+if ! ldconfig -p 2>/dev/null | grep -q 'libopenjp2\.so\.7'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: apt-get install libopenjp2-7 (JPEG 2000 sources)"
+    { apt-get install -y -q libopenjp2-7 >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libopenjp2-7 >/dev/null 2>&1; }; } \
+      || echo "install: libopenjp2-7 could not be installed: JPEG 2000 sources will be refused"
+  else
+    echo "install: note: libopenjp2-7 is missing (apt-get install libopenjp2-7); JPEG 2000 sources will be refused"
+  fi
+fi
+
 # The vips command-line tool is only what benchmarks/convert_bench.py measures `convert` against.
 if [ -n "$extras" ] && ! command -v vips >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -23,6 +23,8 @@ CONTRACTS = (
     "iiif_prezi3 only in presentation/",
     "prometheus_client only in web/metrics.py",
     "redis only in cache/shared.py",
+    "glymur (OpenJPEG) only in image/jp2.py",
+    "dask and distributed only in ingest/cluster.py",
 )
 
 
@@ -106,6 +108,18 @@ def package_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
             CONTRACTS[0],
             "iiifserver.presentation.builder -> iiifserver.web.urls",
         ),
+        (
+            "image/render.py",
+            "import glymur",
+            CONTRACTS[6],
+            "iiifserver.image.render -> glymur",
+        ),
+        (
+            "ingest/batch.py",
+            "import distributed",
+            CONTRACTS[7],
+            "iiifserver.ingest.batch -> distributed",
+        ),
     ],
     ids=[
         "pyvips-in-planner",
@@ -115,6 +129,8 @@ def package_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "prometheus-in-admin",
         "redis-in-tiered",
         "presentation-imports-web",
+        "glymur-in-render",
+        "dask-in-batch",
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

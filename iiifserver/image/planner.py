@@ -363,6 +363,12 @@ def plan(resolved: Resolved, info: SourceInfo) -> Plan:
     sy = level_scale(info.height, level.height)
     x0, x1 = _crop_span(region.x, region.w, sx, level.width)
     y0, y1 = _crop_span(region.y, region.h, sy, level.height)
+    # A region that reaches the image's edge reaches the level's: a level rounded up (JPEG 2000's
+    # are, 1601 -> 801) holds the edge in a last pixel that the rounding of the span can drop.
+    if region.x + region.w == info.width:
+        x1 = level.width
+    if region.y + region.h == info.height:
+        y1 = level.height
     crop = Box(x0, y0, x1 - x0, y1 - y0)
     decode = decode_pixels(info, level, crop)
     out_w, out_h = resolved.output_size

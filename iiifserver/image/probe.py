@@ -2,7 +2,8 @@
 
 Owns: sniffing the file type by its magic bytes, reading dimensions, pyramid levels (pages or
 SubIFDs), tiling and colour from the headers, and refusing sources we will not decode
-(unknown formats, oversized headers, huge untiled images). Also ``configure_libvips``: only
+(unknown formats, oversized headers, huge untiled images); JPEG 2000 from its codestream
+header (``jp2.py`` reads it). Also ``configure_libvips``: only
 the TIFF, JPEG and PNG loaders may run, and libvips' operation cache is off so a replaced file
 is never served from it.
 Must not know: requests, HTTP. One of the three modules allowed to import pyvips.
@@ -20,7 +21,7 @@ from typing import Any
 import pyvips
 
 from iiifserver.errors import Forbidden, SourceChanged, SourceDamaged, UnsupportedSource
-from iiifserver.image import tiff_directory
+from iiifserver.image import jp2, tiff_directory
 from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo, SourceVersion
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def configure_libvips(concurrency: int = 1) -> None:
 def sniff(path: Path) -> SourceFormat:
     try:
         with path.open("rb") as fh:
-            head = fh.read(8)
+            head = fh.read(12)
     except PermissionError:
         raise Forbidden("the image file cannot be read", parameter="identifier") from None
     if head[:4] in _TIFF_MAGIC:
@@ -55,14 +56,18 @@ def sniff(path: Path) -> SourceFormat:
         return SourceFormat.JPEG
     if head.startswith(_PNG_MAGIC):
         return SourceFormat.PNG
+    if jp2.is_jpeg2000(head):
+        return SourceFormat.JP2
     # Its name promised an image (sources are found by extension): a damaged file, not a missing feature.
-    raise SourceDamaged("the file is not a TIFF, JPEG or PNG image")
+    raise SourceDamaged("the file is not a TIFF, JPEG, PNG or JPEG 2000 image")
 
 
 def probe(path: Path, *, plain_max_pixels: int, max_source_pixels: int) -> SourceInfo:
     """Read a source's structure from its headers. Raises ``SourceDamaged`` (not an image, header
     unreadable) or ``UnsupportedSource`` (an image this server will not serve)."""
     fmt = sniff(path)
+    if fmt is SourceFormat.JP2:
+        return probe_jp2(path, plain_max_pixels=plain_max_pixels, max_source_pixels=max_source_pixels)
     try:
         first = open_level(path, fmt, Level(0, 0))
         levels = _levels(path, first) if fmt is SourceFormat.TIFF else (Level(first.width, first.height),)
@@ -101,6 +106,67 @@ def probe(path: Path, *, plain_max_pixels: int, max_source_pixels: int) -> Sourc
         has_alpha=bool(first.hasalpha()),
         has_icc="icc-profile-data" in fields,
         format=fmt,
+    )
+
+
+# A JPEG 2000 source without its own tiling is advertised in tiles of this size (or of its
+# precincts, when they lie between the two bounds): OpenJPEG decodes only the code-blocks a
+# region touches, so a viewer's aligned tiles cost about what the tiles of a pyramid do.
+JP2_DEFAULT_TILE = 256
+JP2_MAX_TILE = 1024
+
+
+def probe_jp2(path: Path, *, plain_max_pixels: int, max_source_pixels: int) -> SourceInfo:
+    """``SourceInfo`` of a JPEG 2000 file from its boxes and main header (``jp2.read_header``).
+
+    Its resolution levels are the pyramid (``Level.page`` = the reduction); info.json's tiles are
+    the codestream's tiles when it is tiled (and they are at most ``JP2_MAX_TILE``), else its
+    full-resolution precincts when they are 256 to 1024 pixels, else 256 x 256.
+    """
+    if not jp2.available():
+        raise UnsupportedSource(
+            "JPEG 2000 sources need OpenJPEG (libopenjp2) and glymur; see the install docs", parameter="identifier"
+        )
+    try:
+        header = jp2.read_header(path)
+    except PermissionError:
+        raise Forbidden("the image file cannot be read", parameter="identifier") from None
+    except jp2.Jp2Damaged as exc:
+        log.debug("damaged JPEG 2000 %s: %s", path, exc)
+        raise SourceDamaged(str(exc)) from None
+    except jp2.Jp2Unsupported as exc:
+        raise UnsupportedSource(str(exc), parameter="identifier") from None
+    width, height = header.width, header.height
+    if width * height > max_source_pixels:
+        raise UnsupportedSource(
+            f"the source is {width}x{height} pixels, more than this server accepts", parameter="identifier"
+        )
+    if header.levels == 0 and width * height > plain_max_pixels:
+        raise UnsupportedSource(
+            f"the source is a {width}x{height} JPEG 2000 without resolution levels; convert it with "
+            "'iiifserver convert' to serve it",
+            parameter="identifier",
+        )
+    levels = tuple(Level(*header.level_size(r), page=r) for r in range(header.levels + 1))
+    if header.is_tiled and max(header.tile_width, header.tile_height) <= JP2_MAX_TILE:
+        tile_w, tile_h = header.tile_width, header.tile_height
+    elif header.has_precincts and min(header.precinct_width, header.precinct_height) >= JP2_DEFAULT_TILE:
+        tile_w = tile_h = min(header.precinct_width, header.precinct_height, JP2_MAX_TILE)
+    else:
+        tile_w = tile_h = JP2_DEFAULT_TILE
+    colour_bands = header.components - (1 if header.has_alpha else 0)
+    return SourceInfo(
+        width=width,
+        height=height,
+        levels=levels,
+        tile_width=tile_w,
+        tile_height=tile_h,
+        colour=Colour.GRAY if colour_bands == 1 else Colour.RGB,
+        bands=header.components,
+        has_alpha=header.has_alpha,
+        has_icc=bool(header.icc_profile),
+        format=SourceFormat.JP2,
+        compression="jpeg2000-lossless" if header.reversible else "jpeg2000-lossy",
     )
 
 

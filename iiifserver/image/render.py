@@ -16,9 +16,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyvips
 
-from iiifserver.errors import SourceDamaged
+from iiifserver.errors import SourceChanged, SourceDamaged
+from iiifserver.image import jp2
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import open_level, open_level_cached
 from iiifserver.image.request import Format, Quality
@@ -41,6 +43,9 @@ def render(
     """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``."""
     try:
         return _render(path, fmt, plan, options, version)
+    except jp2.Jp2Error as exc:
+        log.warning("render failed for %s: %s", path, exc)
+        raise SourceDamaged(str(exc), parameter="identifier") from None
     except pyvips.Error as exc:
         # The path and libvips' words go to the log only; the client learns the image is damaged.
         log.warning("render failed for %s: %s", path, str(exc).strip().splitlines()[:2])
@@ -48,12 +53,15 @@ def render(
 
 
 def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version: SourceVersion | None) -> bytes:
-    # With a version (the server): reuse this thread's opened level, checked against the version.
-    if version is not None:
-        image = open_level_cached(path, fmt, plan.level, version)
+    if fmt is SourceFormat.JP2:
+        image = jp2_crop(path, plan, version)
     else:
-        image = open_level(path, fmt, plan.level)
-    image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
+        # With a version (the server): reuse this thread's opened level, checked against the version.
+        if version is not None:
+            image = open_level_cached(path, fmt, plan.level, version)
+        else:
+            image = open_level(path, fmt, plan.level)
+        image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
     image = _to_8bit_srgb_or_gray(image, plan)
     image = _resize_exact(image, plan.width, plan.height)
     if plan.mirror:
@@ -61,6 +69,47 @@ def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, v
     image = _rotate(image, plan.degrees, plan.format)
     image = _apply_quality(image, plan.quality)
     return _encode(image, plan, options)
+
+
+def jp2_crop(path: Path, plan: Plan, version: SourceVersion | None = None) -> Any:
+    """The plan's crop of its level of a JPEG 2000 source, decoded alone, as a pyvips image.
+
+    ``plan.level.page`` is the reduction r: the level's pixel i covers full-resolution pixels
+    [i * 2**r, (i + 1) * 2**r), and OpenJPEG's output for that area at reduce r is exactly the
+    crop. The file is read by name: with a version, it must still be that version afterwards,
+    else another file's pixels would be filed under this version.
+    """
+    r = plan.level.page
+    crop = plan.crop
+    area = (crop.x << r, crop.y << r, (crop.x + crop.w) << r, (crop.y + crop.h) << r)
+    pixels, icc = jp2.decode(path, r, area)
+    if version is not None:
+        try:
+            now = SourceVersion.of(path.stat())
+        except OSError:
+            raise SourceChanged(str(path)) from None
+        if now != version:
+            raise SourceChanged(str(path))
+    if pixels.shape[:2] != (crop.h, crop.w):
+        # The header promised another geometry than the codestream holds: a damaged file.
+        raise jp2.Jp2Damaged(f"decoded {pixels.shape[1]}x{pixels.shape[0]} pixels where {crop.w}x{crop.h} were due")
+    return vips_image(pixels, icc)
+
+
+def vips_image(pixels: np.ndarray[Any, Any], icc: bytes = b"") -> Any:
+    """A height x width x bands uint8/uint16 array as a pyvips image, with its ICC profile."""
+    height, width, bands = pixels.shape
+    wide = pixels.dtype == np.uint16
+    image = pyvips.Image.new_from_memory(
+        np.ascontiguousarray(pixels).data, width, height, bands, "ushort" if wide else "uchar"
+    )
+    names = {(False, False): "srgb", (False, True): "rgb16", (True, False): "b-w", (True, True): "grey16"}
+    # Copied into libvips' own memory: an image made from the array's memory only borrows it, and
+    # a pipeline built on it could outlive the Python objects that keep the array alive.
+    image = image.copy(interpretation=names[bands <= 2, wide]).copy_memory()
+    if icc:
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    return image
 
 
 def _to_8bit_srgb_or_gray(image: Any, plan: Plan) -> Any:

@@ -1,15 +1,16 @@
 """What the server knows about one source image, as plain frozen values.
 
 Owns: ``SourceVersion`` (which bytes on disk), ``Level`` (one pyramid level and where it is
-stored in the TIFF) and ``SourceInfo`` (dimensions, levels, tiling, colour), and the compact
-encoding of a ``SourceInfo`` (``encode_source_info`` / ``decode_source_info``: versioned JSON, for
-the shared tier's facts). ``probe.py`` fills them from file headers; the planner, canonicaliser
-and info.json builder read them.
+stored in the TIFF, or which JPEG 2000 resolution it is) and ``SourceInfo`` (dimensions, levels,
+tiling, colour), and the compact encoding of a ``SourceInfo`` (``encode_source_info`` /
+``decode_source_info``: versioned JSON, for the shared tier's facts). ``probe.py`` fills them
+from file headers; the planner, canonicaliser and info.json builder read them.
 Must not know: pyvips, HTTP, where encoded facts are stored.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from enum import Enum
@@ -46,6 +47,7 @@ class SourceFormat(Enum):
     TIFF = "tiff"
     JPEG = "jpeg"
     PNG = "png"
+    JP2 = "jp2"  # JPEG 2000 (.jp2, .j2k, .jpx): decoded by image/jp2.py, not libvips
 
 
 class Colour(Enum):
@@ -55,7 +57,8 @@ class Colour(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Level:
-    """One resolution of the source. ``page``/``subifd`` say where libvips finds it."""
+    """One resolution of the source. ``page``/``subifd`` say where libvips finds it in a TIFF; for
+    JPEG 2000, ``page`` is the resolution reduction (the level is the image at 1/2**page)."""
 
     width: int
     height: int
@@ -85,8 +88,9 @@ class SourceInfo:
         """Power-of-two scale factors with a stored level, for info.json ``tiles``."""
         factors: list[int] = []
         for level in self.levels:
-            factor = round(self.width / level.width)
-            if factor > 0 and factor & (factor - 1) == 0 and factor not in factors:
+            # The image halved k times, rounded down (libvips) or up (JPEG 2000): 1601 / 32 -> 51.
+            factor = 1 << max(0, round(math.log2(self.width / level.width)))
+            if level.width in (self.width // factor, -(-self.width // factor)) and factor not in factors:
                 factors.append(factor)
         return tuple(factors) or (1,)
 

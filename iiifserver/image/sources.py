@@ -33,7 +33,8 @@ from iiifserver.image.source_info import SourceVersion
 
 PYRAMID_EXTENSIONS = (".tif", ".tiff", ".ptif")
 PLAIN_EXTENSIONS = (".jpg", ".jpeg", ".png")
-EXTENSIONS = PYRAMID_EXTENSIONS + PLAIN_EXTENSIONS
+JP2_EXTENSIONS = (".jp2", ".j2k", ".jpx")  # JPEG 2000: resolution levels are its pyramid
+EXTENSIONS = PYRAMID_EXTENSIONS + PLAIN_EXTENSIONS + JP2_EXTENSIONS
 
 
 @dataclass(frozen=True, slots=True)

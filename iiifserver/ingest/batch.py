@@ -6,7 +6,9 @@ and the memory budget allow (``plan.admit``). One master's failure is its own ou
 the run's end. SIGINT or SIGTERM stops the run: the pool's stop event tells the workers, each
 stops its libvips pipeline and removes its temporary file, and the summary says the run was
 interrupted (workers ignore signals themselves: Ctrl-C reaches the whole process group). Also
-the progress bar (rich): files, megapixels, speed and ETA.
+the progress bar (rich): files, megapixels, speed and ETA. ``run_planned`` is the run without its
+executor, which ``cluster.py`` shares (plan, skips, headers, progress, summary), and it keeps a
+``journal.py`` journal in step when given one.
 Must not know: the pipeline's details, click, HTTP. Imports pyvips only through ``convert``.
 """
 
@@ -30,6 +32,7 @@ from rich.text import Text
 
 from iiifserver.ingest import convert as converter
 from iiifserver.ingest import worker
+from iiifserver.ingest.journal import Journal
 from iiifserver.ingest.plan import (
     ConvertOptions,
     Header,
@@ -68,60 +71,91 @@ def run_batch(
     batch: BatchOptions,
     console: Console | None = None,
     pool: Pool | None = None,
+    journal: Journal | None = None,
 ) -> Summary:
     """Convert what needs converting. ``pool``: workers already started (the command starts
-    them first thing); else made here. Either way it is shut down at the end."""
+    them first thing); else made here. Either way it is shut down at the end. ``journal``: each
+    master's state is recorded there too."""
     started = time.perf_counter()
     console = console or Console(stderr=True)
     pool = pool or Pool(batch.jobs)
     try:
-        return _run(paths, out_dir, options, batch, console, pool, started)
+        return run_planned(
+            paths,
+            out_dir,
+            options,
+            batch,
+            console,
+            lambda pending, record: _run_pool(pending, options, batch, record, pool),
+            warm_up=pool.warm_up,
+            started=started,
+            journal=journal,
+        )
     finally:
         pool.shutdown()
 
 
-def _run(
+Execute = Callable[[Sequence[Pending], "Recorder"], None]
+
+
+def run_planned(
     paths: Sequence[Path],
     out_dir: Path,
     options: ConvertOptions,
     batch: BatchOptions,
     console: Console,
-    pool: Pool,
-    started: float,
+    execute: Execute,
+    *,
+    warm_up: Callable[[], None] = lambda: None,
+    started: float | None = None,
+    journal: Journal | None = None,
 ) -> Summary:
+    """Plan, skip what is up to date, read the headers, then ``execute`` the rest (the local pool,
+    or a Dask cluster: ``cluster.py``) with the progress bar; SIGINT/SIGTERM interrupt it.
+    ``journal``: each master's state is recorded there too."""
+    started = time.perf_counter() if started is None else started
     planned, refused = plan_outputs(discover(paths, out_dir), out_dir)
     outcomes = [Outcome(r.name, Status.FAILED, reason=r.reason) for r in refused]
     to_convert: list[Job] = []
     for job in planned:
-        if not batch.force and _up_to_date(job, options):
+        if not batch.force and up_to_date(job, options):
             outcomes.append(Outcome(job.name, Status.SKIPPED, job.output))
+            if journal is not None:
+                journal.skipped(job)
         else:
             to_convert.append(job)
     if to_convert:
-        pool.warm_up()  # the workers start (a fraction of a second each) while the headers are read
+        warm_up()  # the workers start (a fraction of a second each) while the headers are read
     pending: list[Pending] = []
     for job in to_convert:
         try:
             header = converter.inspect(job.source)
         except converter.ConvertError as exc:
             outcomes.append(Outcome(job.name, Status.FAILED, reason=str(exc)))
+            if journal is not None:
+                journal.failed(job, str(exc))
             continue
         pending.append(Pending(job, header, memory_estimate(header, options.tile_size)))
+    if journal is not None:
+        journal.queued([item.job for item in pending])
     for outcome in outcomes:
         if outcome.status is Status.FAILED and batch.progress:
             console.print(failure_line(outcome), markup=False, highlight=False)
     interrupted = False
-    with _progress_bar(console, pending, enabled=batch.progress) as record, _signals_interrupt():
+    with _progress_bar(console, pending, enabled=batch.progress, journal=journal) as record, _signals_interrupt():
         try:
-            _run_pool(pending, options, batch, record, pool)
+            execute(pending, record)
         except KeyboardInterrupt:
             interrupted = True
         outcomes.extend(record.outcomes)
+    if journal is not None:
+        journal.commit()
     outcomes.sort(key=lambda o: natural_key(o.name))
     return Summary(tuple(outcomes), time.perf_counter() - started, interrupted)
 
 
-def _up_to_date(job: Job, options: ConvertOptions) -> bool:
+def up_to_date(job: Job, options: ConvertOptions) -> bool:
+    """The output exists and its stamp vouches for it (``plan.is_up_to_date``)."""
     source_state = file_state(job.source)
     if source_state is None:
         return False
@@ -134,27 +168,34 @@ def _up_to_date(job: Job, options: ConvertOptions) -> bool:
     )
 
 
-class _Recorder:
-    """Collects outcomes and moves the progress bar."""
+class Recorder:
+    """Collects outcomes, moves the progress bar, and keeps the journal (if any) in step."""
 
-    def __init__(self, advance: Callable[[float], None], say: Callable[[str], None]) -> None:
+    def __init__(
+        self, advance: Callable[[float], None], say: Callable[[str], None], journal: Journal | None = None
+    ) -> None:
         self.outcomes: list[Outcome] = []
         self._advance = advance
         self._say = say
+        self._journal = journal
 
     def converted(self, item: Pending, result: converter.Converted) -> None:
         self.outcomes.append(Outcome(item.job.name, Status.CONVERTED, item.job.output, result.megapixels))
+        if self._journal is not None:
+            self._journal.done(item.job)
         self._advance(item.header.megapixels)
 
     def failed(self, item: Pending, reason: str) -> None:
         outcome = Outcome(item.job.name, Status.FAILED, reason=reason)
         self.outcomes.append(outcome)
+        if self._journal is not None:
+            self._journal.failed(item.job, reason)
         self._say(failure_line(outcome))
         self._advance(item.header.megapixels)
 
 
 def _run_pool(
-    pending: Sequence[Pending], options: ConvertOptions, batch: BatchOptions, record: _Recorder, pool: Pool
+    pending: Sequence[Pending], options: ConvertOptions, batch: BatchOptions, record: Recorder, pool: Pool
 ) -> None:
     budget = batch.memory_budget_mb * 2**20
     queue = deque(pending)
@@ -178,7 +219,7 @@ def _run_pool(
                     broken = True
                     record.failed(item, "the converter process died (killed, or out of memory?)")
                 except Exception as exc:  # one master's unexpected error must not end the batch
-                    record.failed(item, _one_line(exc))
+                    record.failed(item, one_line(exc))
             if broken:  # the pool is unusable; the rest go to a new one
                 pool.restart()
     except KeyboardInterrupt:
@@ -216,9 +257,11 @@ class _MegapixelsColumn(ProgressColumn):
 
 
 @contextmanager
-def _progress_bar(console: Console, pending: Sequence[Pending], *, enabled: bool) -> Iterator[_Recorder]:
+def _progress_bar(
+    console: Console, pending: Sequence[Pending], *, enabled: bool, journal: Journal | None = None
+) -> Iterator[Recorder]:
     if not enabled:
-        yield _Recorder(lambda _mp: None, lambda _line: None)
+        yield Recorder(lambda _mp: None, lambda _line: None, journal)
         return
     total = sum(item.header.megapixels for item in pending)
     progress = Progress(
@@ -240,9 +283,9 @@ def _progress_bar(console: Console, pending: Sequence[Pending], *, enabled: bool
         progress.update(task, advance=megapixels, done=done)
 
     with progress:
-        yield _Recorder(advance, lambda line: progress.console.print(line, markup=False, highlight=False))
+        yield Recorder(advance, lambda line: progress.console.print(line, markup=False, highlight=False), journal)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

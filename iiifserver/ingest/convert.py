@@ -8,6 +8,7 @@ a pyramid and JPEG at the chosen quality (libvips stores tiles below Q90 as YCbC
 and above as RGB); and writing atomically: a hidden temporary file in the output folder, moved
 into place with ``os.replace``, then the stamp. A failure or an interruption removes the
 temporary file; the output name never holds half a file.
+JPEG 2000 masters are decoded by the server's own decoder (``image/jp2.py``, OpenJPEG), in strips.
 Must not know: batches, progress, settings, HTTP. Imports pyvips (see the package docstring).
 """
 
@@ -25,6 +26,8 @@ from typing import Any
 
 import pyvips
 
+from iiifserver.image import jp2
+from iiifserver.image.render import vips_image
 from iiifserver.ingest import metadata
 from iiifserver.ingest.plan import ConvertOptions, Header, Job, use_bigtiff
 from iiifserver.ingest.stamp import file_state, remove_stamp, write_stamp
@@ -37,11 +40,13 @@ _GREY = {"b-w", "grey16"}
 # CMYK shadows are not crushed. The embedded profile is the input when there is one.
 _ICC: dict[str, Any] = {"embedded": True, "intent": "relative", "black_point_compensation": True, "depth": 8}
 JP2_INSTALL_HINT = (
-    "JPEG 2000 needs a libvips built with OpenJPEG (operation jp2kload), and the libvips in use "
-    "({version}) has none: install a system libvips with it (Debian: apt-get install libvips42) and "
-    "remove pyvips-binary from the environment so pyvips uses it, or convert the master to TIFF first "
+    "JPEG 2000 needs OpenJPEG (libopenjp2 {version}) through glymur: install them (Debian: apt-get install "
+    "libopenjp2-7; glymur is a dependency of iiifserver), or convert the master to TIFF first "
     "(e.g. opj_decompress from libopenjp2-tools)"
 )
+# JPEG 2000 masters are decoded this many rows at a time (OpenJPEG holds 4 bytes a sample while
+# it decodes): about 64 MP a strip, so the decoder's memory stays bounded for any master.
+JP2_STRIP_PIXELS = 64 * 1024 * 1024
 
 
 class MasterFormat(enum.Enum):
@@ -88,7 +93,8 @@ def libvips_version() -> str:
 
 
 def jp2k_available() -> bool:
-    return bool(pyvips.type_find("VipsOperation", "jp2kload"))
+    """JPEG 2000 masters are read by the server's own decoder (``image/jp2.py``), not libvips."""
+    return jp2.available()
 
 
 def sniff(path: Path) -> MasterFormat:
@@ -100,7 +106,7 @@ def sniff(path: Path) -> MasterFormat:
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
             if fmt is MasterFormat.JP2 and not jp2k_available():
-                raise ConvertError(JP2_INSTALL_HINT.format(version=libvips_version()))
+                raise ConvertError(JP2_INSTALL_HINT.format(version=_openjpeg_version()))
             return fmt
     raise ConvertError("not a TIFF, JPEG, PNG or JPEG 2000 file")
 
@@ -111,11 +117,12 @@ def open_master(path: Path, *, access: str = "sequential") -> Any:
     Truncated or damaged data is an error, never black pixels.
     """
     fmt = sniff(path)
+    if fmt is MasterFormat.JP2:
+        return _open_jp2(path)
     loader = {
         MasterFormat.TIFF: pyvips.Image.tiffload,
         MasterFormat.JPEG: pyvips.Image.jpegload,
         MasterFormat.PNG: pyvips.Image.pngload,
-        MasterFormat.JP2: getattr(pyvips.Image, "jp2kload", None),
     }[fmt]
     try:
         return loader(str(path), access=access, fail_on="truncated")
@@ -123,7 +130,45 @@ def open_master(path: Path, *, access: str = "sequential") -> Any:
         raise ConvertError(f"cannot read the master: {_reason(exc)}") from None
 
 
+def _open_jp2(path: Path) -> Any:
+    """A JPEG 2000 master decoded whole, in strips of about ``JP2_STRIP_PIXELS`` (each decodes only
+    its rows' code-blocks), joined as one pyvips image with the file's ICC profile."""
+    try:
+        header = jp2.read_header(path)
+        rows = max(256, JP2_STRIP_PIXELS // header.width // 256 * 256)
+        strips: list[Any] = []
+        icc = b""
+        for top in range(0, header.height, rows):
+            pixels, icc = jp2.decode(path, 0, (0, top, header.width, min(header.height, top + rows)), threads=2)
+            strips.append(vips_image(pixels))
+    except jp2.Jp2Error as exc:
+        raise ConvertError(f"cannot read the master: {exc}") from None
+    except OSError as exc:
+        raise ConvertError(f"cannot read the master: {exc.strerror}") from None
+    image = strips[0]
+    for strip in strips[1:]:  # not arrayjoin: it pads every cell to the largest (the last strip is shorter)
+        image = image.join(strip, "vertical")
+    if icc:
+        image = image.copy()
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    return image
+
+
+def _openjpeg_version() -> str:
+    try:
+        return jp2.decoder_version() or "not found"
+    except (ImportError, OSError):
+        return "not found"
+
+
 def inspect(path: Path) -> Header:
+    if sniff(path) is MasterFormat.JP2:
+        try:
+            header = jp2.read_header(path)
+        except jp2.Jp2Error as exc:
+            raise ConvertError(f"cannot read the master: {exc}") from None
+        wide = header.bit_depth > 8
+        return Header(header.width, header.height, header.components, 2 if wide else 1, out_of_order=False)
     image = open_master(path)
     orientation = int(image.get("orientation")) if image.get_typeof("orientation") else 1
     return Header(

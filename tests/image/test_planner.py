@@ -147,11 +147,13 @@ def assert_plan_sane(p: Plan, info: SourceInfo, resolved: Resolved) -> None:
     assert crop.x + crop.w <= p.level.width
     assert crop.y + crop.h <= p.level.height
     assert (p.width, p.height) == (resolved.width, resolved.height)
-    # The crop is the region, measured at the level, to within a pixel at each edge.
+    # The crop is the region, measured at the level, to within a pixel at each edge. A region that
+    # starts in the strip a floor-rounded level dropped (82 rows -> 2 at 1/32 hold rows 0-63) is
+    # taken from the level's last pixel.
     sx, sy = level_scale(info.width, p.level.width), level_scale(info.height, p.level.height)
     region = resolved.region
-    assert abs(crop.x - region.x / sx) <= 1
-    assert abs(crop.y - region.y / sy) <= 1
+    assert abs(crop.x - min(region.x / sx, p.level.width - 1)) <= 1
+    assert abs(crop.y - min(region.y / sy, p.level.height - 1)) <= 1
     assert abs(crop.x + crop.w - min((region.x + region.w) / sx, p.level.width)) <= 1
     assert abs(crop.y + crop.h - min((region.y + region.h) / sy, p.level.height)) <= 1
 
@@ -774,6 +776,36 @@ def test_tiles_of_a_floor_rounded_level_stay_on_its_grid() -> None:
         p = plan(resolved, info)
         assert p.level == info.levels[3], path
         assert p.crop == crop, path
+        assert_plan_sane(p, info, resolved)
+
+
+def test_a_region_in_the_strip_a_floor_rounded_level_dropped_takes_its_last_pixel() -> None:
+    """82 rows at 1/32 are 2 level rows holding rows 0-63; row 65 is in neither (found by Hypothesis)."""
+    levels = tuple(
+        Level(w, h, page=i) for i, (w, h) in enumerate([(50, 82), (25, 41), (12, 20), (6, 10), (3, 5), (1, 2)])
+    )
+    info = source(50, 82, levels)
+    tiny = Limits(max_width=1, max_height=1, max_area=1)
+    resolved = resolve_path("pct:0,79,1,1/max/0/default.jpg", info, tiny)
+    p = plan(resolved, info)
+    assert (p.level, p.crop) == (levels[-1], Box(0, 1, 1, 1))
+    assert_plan_sane(p, info, resolved)
+
+
+def test_a_region_at_the_edge_of_a_ceil_rounded_level_takes_its_last_pixel() -> None:
+    """JPEG 2000 levels round up (1601 -> 801 -> 401): level pixel 800 holds image column 1600
+    alone. The edge tile 1024..1601 at 1/2 is 289 level pixels, not 288 stretched to 289."""
+    levels = tuple(Level(-(-1601 >> r), -(-1201 >> r), page=r) for r in range(4))
+    info = source(1601, 1201, levels)
+    for path, crop in (
+        ("1024,1024,577,177/289,/0/default.png", Box(512, 512, 289, 89)),
+        ("1024,0,577,1024/145,256/0/default.png", Box(256, 0, 145, 256)),
+        ("0,0,1024,1024/256,/0/default.png", Box(0, 0, 256, 256)),
+    ):
+        resolved = resolve_path(path, info)
+        p = plan(resolved, info)
+        assert p.crop == crop, path
+        assert (p.width, p.height) == (crop.w, crop.h), path  # an exact crop: nothing stretched
         assert_plan_sane(p, info, resolved)
 
 

@@ -159,7 +159,7 @@ def test_not_an_image_we_decode(request: pytest.FixtureRequest, fixture: str, mo
 
     monkeypatch.setattr(probe_module, "open_level", must_not_decode)
     exc = _refusal(request.getfixturevalue(fixture), status=500)
-    assert "not a TIFF, JPEG or PNG" in exc.detail
+    assert "not a TIFF, JPEG, PNG or JPEG 2000" in exc.detail
 
 
 @pytest.mark.parametrize("fixture", ["svg_named_tif", "gif_named_tif"])

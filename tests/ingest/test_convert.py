@@ -185,28 +185,50 @@ def test_stale_temporary_of_a_dead_converter_is_removed(tmp_path: Path) -> None:
     assert alive.exists()
 
 
-@pytest.mark.skipif(not converter.jp2k_available(), reason="this libvips has no jp2kload")
 def test_jpeg2000_master_converts(tmp_path: Path) -> None:
     output = tmp_path / "validator.tif"
     converter.convert(Job(CONFORMANCE_JP2, output, CONFORMANCE_JP2.name), OPTIONS)
     assert_pyramid(output, 256, 1000, 1000)
-    reference = np.asarray(pyvips.Image.new_from_file(str(CONFORMANCE_JP2.with_suffix(".png"))).numpy())
-    assert psnr(full_resolution(output), reference[..., :3]) >= 40.0
+    assert_like_the_png_converted(output, tmp_path)
 
 
-def test_jpeg2000_without_jp2kload_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def assert_like_the_png_converted(output: Path, tmp_path: Path) -> None:
+    """The JP2's pyramid is the PNG's (the same picture; the JP2 is 0.27 levels off it on average):
+    both 4:2:0 JPEG pyramids are about 35 dB from the PNG (its sharp colour edges), and within
+    47 dB of each other (measured)."""
+    png = CONFORMANCE_JP2.with_suffix(".png")
+    from_png = tmp_path / "from-png.tif"
+    converter.convert(Job(png, from_png, png.name), OPTIONS)
+    reference = np.asarray(pyvips.Image.new_from_file(str(png)).numpy())[..., :3]
+    got = full_resolution(output)
+    assert psnr(got, full_resolution(from_png)) >= 44.0
+    assert psnr(got, reference) >= psnr(full_resolution(from_png), reference) - 0.5
+
+
+def test_jpeg2000_without_openjpeg_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(converter, "jp2k_available", lambda: False)
     with pytest.raises(converter.ConvertError) as info:
         converter.convert(Job(CONFORMANCE_JP2, tmp_path / "v.tif", "v.jp2"), OPTIONS)
     message = str(info.value)
-    assert "jp2kload" in message
-    assert "apt-get install libvips42" in message
+    assert "apt-get install libopenjp2-7" in message
     assert "\n" not in message
     assert not (tmp_path / "v.tif").exists()
 
 
-def test_jpeg2000_message_names_the_libvips_in_use() -> None:
-    if converter.jp2k_available():
-        pytest.skip("this libvips reads JPEG 2000")
-    with pytest.raises(converter.ConvertError, match=converter.libvips_version()):
-        converter.sniff(CONFORMANCE_JP2)
+def test_truncated_jpeg2000_master_is_refused(tmp_path: Path) -> None:
+    data = CONFORMANCE_JP2.read_bytes()
+    master = tmp_path / "cut.jp2"
+    master.write_bytes(data[: len(data) // 2])
+    with pytest.raises(converter.ConvertError, match="truncated") as info:
+        converter.convert(Job(master, tmp_path / "cut.tif", "cut.jp2"), OPTIONS)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "cut.tif").exists()
+
+
+def test_jpeg2000_master_in_strips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A master taller than one strip is decoded strip by strip into the same pixels."""
+    monkeypatch.setattr(converter, "JP2_STRIP_PIXELS", 1000 * 300)
+    output = tmp_path / "strips.tif"
+    converter.convert(Job(CONFORMANCE_JP2, output, CONFORMANCE_JP2.name), OPTIONS)
+    assert_pyramid(output, 256, 1000, 1000)
+    assert_like_the_png_converted(output, tmp_path)

@@ -49,7 +49,7 @@ def http(tree: tuple[Path, Path], tmp_path: Path, portal: anyio.from_thread.Bloc
 
 @pytest.mark.parametrize(
     ("identifier", "reason"),
-    [("cut", "(truncated)"), ("text", "not a TIFF, JPEG or PNG image")],
+    [("cut", "(truncated)"), ("text", "not a TIFF, JPEG, PNG or JPEG 2000 image")],
 )
 def test_a_damaged_source_is_a_500_naming_it(http: Http, tree: tuple[Path, Path], identifier: str, reason: str) -> None:
     for url in (f"/iiif/3/{identifier}/info.json", f"/iiif/3/{identifier}/full/max/0/default.jpg"):
@@ -108,7 +108,7 @@ def test_damaged_lists_identifiers_and_reasons(http: Http, tree: tuple[Path, Pat
     damaged = service.damaged()
     assert list(damaged) == ["album/p2", "broken/only", "cut", "text"]
     assert damaged["cut"].endswith("(truncated)")
-    assert damaged["text"] == "the file is not a TIFF, JPEG or PNG image"
+    assert damaged["text"] == "the file is not a TIFF, JPEG, PNG or JPEG 2000 image"
     # Replaced by a good image: no longer listed, and listed again in its collection.
     make_image(tree[0] / "text.tif", 60, 40)
     service.forget("text")

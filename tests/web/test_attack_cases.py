@@ -487,7 +487,7 @@ def test_a16_non_tiff_content_is_refused(http: Http, image_root: ImageRoot, iden
     path = f"/iiif/3/{identifier}{tail}"
     r = http.raw(path)
     assert r.status_code in DAMAGED_SOURCE
-    assert f"the source {identifier!r} is damaged: the file is not a TIFF, JPEG or PNG image" in r.text
+    assert f"the source {identifier!r} is damaged: the file is not a TIFF, JPEG, PNG or JPEG 2000 image" in r.text
     check_response(r, image_root, path)
 
 
