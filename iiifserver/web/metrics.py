@@ -6,12 +6,12 @@ prometheus_client and the ``/metrics`` route. The only importer of ``prometheus_
 Must not know: IIIF beyond the shape of its URLs, how requests are answered, the image service
 (it is handed functions that return cumulative figures).
 
-Cost. A repeated tile costs the server about 25 microseconds of CPU, 7 to 8 of them in Python;
+Cost. A repeated tile costs the server about 25 microseconds of CPU, 7 to 9 of them in Python;
 prometheus_client's own ``labels(...).inc()`` and ``observe()`` in multiprocess mode cost
 microseconds each (a lock and an mmap write per value). So a request only adds to one cell of
-plain lists here, found by its raw path (half a microsecond, ``benchmarks/protocol_cost.py``), the
-cells are added up by kind once a second, and ``publish`` hands the sums to prometheus_client then
-and before each scrape.
+plain lists here, by (kind, status, way), the kind of each path remembered (about half a
+microsecond, ``benchmarks/protocol_cost.py``), and ``publish`` hands the cells to
+prometheus_client once a second and before each scrape.
 
 Multiprocess mode. ``serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder before the
 workers start; each worker's values live in files there and one scrape, answered by whichever
@@ -71,7 +71,7 @@ _IMAGE_SLASHES = 7  # /iiif/3/{id}/{region}/{size}/{rotation}/{quality}.{format}
 _PAGE_PREFIXES = (*(f"/{kind}/".encode() for kind in VIEWERS), b"/collections/")
 
 
-MAX_CELLS = 65536  # distinct (path, status, way) counted between two publishes before they are folded
+MAX_KINDS_REMEMBERED = 65536  # raw path -> kind; cleared when full (a clear costs about a millisecond)
 _CELL_LEN = len(DURATION_BUCKETS) + 2  # [duration sum, count per bucket..., count above the last]
 
 
@@ -153,12 +153,10 @@ class Metrics:
         )
         self.workers = Gauge("iiifserver_workers", "Worker processes serving.", multiprocess_mode="livesum", registry=r)
         self.workers.set(1)
-        # Request path: (raw path, status, way) -> a cell, [duration sum, count per bucket...,
-        # count above]; folded by kind once a second into (kind, status, way) -> count and kind ->
-        # a cell, which publish hands on.
-        self._cells: dict[tuple[bytes, int, Way], list[float]] = {}
-        self._counts: dict[tuple[str, int, Way], int] = {}
-        self._durations: dict[str, list[float]] = {kind: [0.0] * (len(DURATION_BUCKETS) + 2) for kind in KINDS}
+        # Request path: (kind, status, way) -> a cell, [duration sum, count per bucket..., count
+        # above the last]; publish hands the cells on and starts new ones.
+        self._cells: dict[tuple[str, int, Way], list[float]] = {}
+        self._kinds: dict[bytes, str] = {}  # raw path -> kind (bounded: MAX_KINDS_REMEMBERED)
         self._renders: list[float] = []  # appended by worker threads (atomic), swapped on publish
         self._published: dict[str, int] = {}  # cumulative figures as last published
         self._children: dict[tuple[str, int, Way], Any] = {}
@@ -173,32 +171,25 @@ class Metrics:
     # -- the request path --------------------------------------------------------------------
 
     def answered(self, request: RequestInfo, status: int, bytes_sent: int, way: Way) -> None:
-        # One dict lookup by the raw path: classifying a path (``kind_of``) costs as much as the
-        # rest of this call, and viewers ask for the same tiles again and again, so it is done when
-        # the cells are folded, once per distinct path a second.
+        # The kind of a path once: classifying it (``kind_of``) costs as much as the rest of this
+        # call, and viewers ask for the same tiles again and again. Done here, a path at a time,
+        # not when publishing: classifying a second's worth of cold tiles at once paused the
+        # loop for tens of milliseconds (the tile p99 of the flood benchmark showed it).
         scope = request.scope
-        key = (scope.get("raw_path") or raw_path_of(scope), status, way)
+        raw_path = scope.get("raw_path") or raw_path_of(scope)
+        kind = self._kinds.get(raw_path)
+        if kind is None:
+            kinds = self._kinds
+            if len(kinds) >= MAX_KINDS_REMEMBERED:
+                kinds.clear()
+            kind = kinds[raw_path] = kind_of(raw_path, way)
+        key = (kind, status, way)
         cell = self._cells.get(key)
         if cell is None:
-            if len(self._cells) >= MAX_CELLS:
-                self._fold()
             cell = self._cells[key] = [0.0] * _CELL_LEN
         duration = request.duration
         cell[0] += duration
         cell[1 + bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
-
-    def _fold(self) -> None:
-        """The cells counted since the last fold, added up by (kind, status, way) and by kind."""
-        cells, self._cells = self._cells, {}
-        counts, durations = self._counts, self._durations
-        for (raw_path, status, way), cell in cells.items():
-            kind = kind_of(raw_path, way)
-            key = (kind, status, way)
-            counts[key] = counts.get(key, 0) + int(sum(cell) - cell[0])
-            sums = durations[kind]
-            for index, value in enumerate(cell):
-                if value:
-                    sums[index] += value
 
     def rendered(self, seconds: float) -> None:
         """A render took ``seconds`` (called from its worker thread)."""
@@ -210,18 +201,22 @@ class Metrics:
         """Hand what was counted since the last call to prometheus_client (its files, in
         multiprocess mode). Once a second and before a scrape; on the event loop."""
         with self._lock:
-            self._fold()
-            counts, self._counts = self._counts, {}
-            for key, n in counts.items():
+            cells, self._cells = self._cells, {}
+            by_kind: dict[str, list[float]] = {}
+            for key, cell in cells.items():
                 child = self._children.get(key)
                 if child is None:
                     kind, status, way = key
                     child = self._children[key] = self.requests.labels(kind, str(status), way.value)
-                child.inc(n)
-            for kind, sums in self._durations.items():
-                if any(sums):
-                    _add_observations(self.duration.labels(kind), DURATION_BUCKETS, sums)
-                    sums[:] = [0.0] * len(sums)
+                child.inc(int(sum(cell) - cell[0]))
+                sums = by_kind.get(key[0])
+                if sums is None:
+                    by_kind[key[0]] = list(cell)
+                else:
+                    for index, value in enumerate(cell):
+                        sums[index] += value
+            for kind, sums in by_kind.items():
+                _add_observations(self.duration.labels(kind), DURATION_BUCKETS, sums)
             renders, self._renders = self._renders, []
             if renders:
                 sums = [0.0] * (len(RENDER_BUCKETS) + 2)
