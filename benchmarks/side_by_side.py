@@ -300,6 +300,11 @@ def versions(venv_python: Path, checkout: Path = REPO) -> dict[str, str]:
     return out
 
 
+def describe_checkout(checkout: Path) -> str:
+    """A checkout as result files name it: never a path of this machine (results are committed)."""
+    return "this checkout" if checkout.resolve() == REPO.resolve() else f"a checkout of {code_version(checkout)}"
+
+
 def code_version(checkout: Path = REPO) -> str:
     """The server code under test: HEAD, plus a digest of uncommitted changes to the package."""
     git = ["git", "-C", str(checkout)]
@@ -821,10 +826,10 @@ def main(argv: list[str] | None = None) -> int:
         "only": list(plan.only),
         "configs": list(plan.configs),
         "label": args.label,
-        "server_checkout": str(checkout),
+        "server_checkout": describe_checkout(checkout),
         "elapsed_s": round(elapsed),
         "interrupted": interrupted,
-        "plan": vars(plan),
+        "plan": {**vars(plan), "baseline_checkout": describe_checkout(baseline) if baseline else None},
         "bench_root": str(bench_root),
         "server_log": str(server_log),
         "cpu_model": cpu_model(),

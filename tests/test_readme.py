@@ -6,6 +6,7 @@ Settings, commands and modules are checked against the generated reference in te
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -99,10 +100,26 @@ def test_link_checker_sees_links_and_anchors() -> None:
 
 # Spelled in two parts so this guard does not itself name the folder it forbids.
 OUTSIDE_FOLDER = "../" + "shared"
+MACHINE_PATH = re.compile(r"(?<![\w.])/" + "work/")  # this machine's checkouts live there
 
 
 @pytest.mark.parametrize("path", MARKDOWN_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_no_paths_outside_the_repository(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert OUTSIDE_FOLDER not in text, f"{path.name} reaches a folder beside the repository"
-    assert not re.search(r"(?<![\w.])/work/", text), f"{path.name} names a path of one machine"
+    assert not MACHINE_PATH.search(text), f"{path.name} names a path of one machine"
+
+
+def test_no_tracked_file_names_a_path_of_this_machine() -> None:
+    """Results, scripts and configuration too: a clone elsewhere must not carry this machine's
+    checkout folders (benchmark results name checkouts by commit instead)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    offenders = []
+    for name in filter(None, listed.decode().split("\0")):
+        path = REPO / name
+        if not path.is_file() or path.stat().st_size > 2_000_000:
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        if OUTSIDE_FOLDER in text or MACHINE_PATH.search(text):
+            offenders.append(name)
+    assert offenders == []
