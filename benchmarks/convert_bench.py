@@ -26,7 +26,6 @@ Results go to ``benchmarks/results/<YYYY-MM-DD>-<host>-<cpu model>-convert[-quic
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -43,7 +42,8 @@ import pyvips
 
 if __package__ in (None, ""):  # run by path: make the benchmarks package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness.machine import cpu_model, slug
+from benchmarks.harness import results
+from benchmarks.harness.machine import cpu_model
 
 HERE = Path(__file__).resolve().parent
 QUALITY = 85
@@ -240,17 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         "vips_mp_per_s": megapixels / min(vips_runs),
     }
     record["ratio"] = record["iiifserver_mp_per_s"] / record["vips_mp_per_s"]
-    stem = f"{now:%Y-%m-%d}-{slug(socket.gethostname())}-{slug(cpu_model())}-convert"
-    if args.quick:
-        stem += "-quick"
-    elif args.masters != MASTERS:
-        stem += f"-{args.masters}"
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    text = report(record)
-    (args.results / f"{stem}.md").write_text(text, encoding="utf-8")
-    print(text)
-    print(f"results: {args.results / stem}.{{json,md}}")
+    variant = str(args.masters) if args.masters != MASTERS else ""
+    name = results.stem(now, "convert", quick=args.quick, variant=variant)
+    results.write(args.results, name, record, report(record))
     return 0
 
 

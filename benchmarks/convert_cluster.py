@@ -27,7 +27,6 @@ Needs the cluster extra (``pip install -e '.[cluster]'``; the test extra has it)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -48,7 +47,8 @@ from distributed import Client, LocalCluster
 if __package__ in (None, ""):  # run by path: make the benchmarks package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.convert_bench import MASTERS, QUALITY, QUICK, SIZES, TILE, git_commit, make_masters
-from benchmarks.harness.machine import cpu_model, slug
+from benchmarks.harness import results
+from benchmarks.harness.machine import cpu_model
 from iiifserver.ingest.cluster import local_resources
 from iiifserver.ingest.plan import DEFAULT_MEMORY_BUDGET_MB
 
@@ -211,17 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         record[f"{side}_mp_per_s"] = megapixels / record[f"{side}_seconds"]
     record["ratio"] = record["cluster_mp_per_s"] / record["pool_mp_per_s"]
     record["overhead_ms_per_file"] = (record["cluster_seconds"] - record["pool_seconds"]) / len(masters) * 1000
-    stem = f"{now:%Y-%m-%d}-{slug(socket.gethostname())}-{slug(cpu_model())}-convert-cluster"
-    if args.quick:
-        stem += "-quick"
-    elif args.masters != MASTERS:
-        stem += f"-{args.masters}"
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    text = report(record)
-    (args.results / f"{stem}.md").write_text(text, encoding="utf-8")
-    print(text)
-    print(f"results: {args.results / stem}.{{json,md}}")
+    variant = str(args.masters) if args.masters != MASTERS else ""
+    name = results.stem(now, "convert-cluster", quick=args.quick, variant=variant)
+    results.write(args.results, name, record, report(record))
     return 0
 
 
