@@ -62,6 +62,18 @@ class Settings:
         1000, "Most members one collection document lists; larger collections are split into pages."
     )
     cache: Path = _setting(Path("cache"), "Folder for the disk cache.")
+    discovery_store: str = _setting(
+        "",
+        "SQLite file of the Change Discovery log (every Create, Update, Delete and Move, and the last "
+        "known state). Empty: discovery/changes.sqlite3 under the cache folder. Delete it (server "
+        "stopped) to start the log again.",
+    )
+    discovery_page_size: int = _setting(100, "Activities in one page of the Change Discovery log.")
+    discovery_check_interval: float = _setting(
+        30.0,
+        "Seconds between comparisons of the published manifests and collections with the Change "
+        "Discovery log, made when a harvester asks (and at start-up); each compares the whole catalogue.",
+    )
     public_url: str = _setting(
         "",
         "Public base URL (e.g. https://images.example.org). Empty: taken from each request's Host, "
@@ -405,6 +417,10 @@ def _validated(settings: Settings) -> Settings:
         problems.append("admin_token must be at least 16 characters")
     if settings.collection_page_size < 1:
         problems.append("collection_page_size must be >= 1")
+    if settings.discovery_page_size < 1:
+        problems.append("discovery_page_size must be >= 1")
+    if settings.discovery_check_interval < 0:
+        problems.append("discovery_check_interval must be >= 0")
     if settings.source_check_interval < 0:
         problems.append("source_check_interval must be >= 0")
     if settings.render_timeout < 0:

@@ -206,12 +206,30 @@ def build_collection(
     *,
     page_size: int,
     page: int = 0,
+    services: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A collection; beyond ``page_size`` members, a collection of pages (``?page=N``) instead.
 
     Presentation 3.0 has no paging of its own for collections, so a large one is split into
     sub-collections each listing at most ``page_size`` members, which every viewer can browse.
+    ``services`` go in its ``service`` property as they are (the top collection's link to the
+    Change Discovery log).
     """
+    document = _collection(base, path, description, members, page_size=page_size, page=page)
+    if services:
+        document["service"] = [dict(service) for service in services]
+    return document
+
+
+def _collection(
+    base: str,
+    path: str,
+    description: Description | None,
+    members: Sequence[Member],
+    *,
+    page_size: int,
+    page: int,
+) -> dict[str, Any]:
     fields = _common(description, base) if description is not None else {}
     name = path.rpartition("/")[2]
     fields["label"] = fields.get("label") or (

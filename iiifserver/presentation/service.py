@@ -28,7 +28,7 @@ from iiifserver.image import info as info_doc
 from iiifserver.image.planner import max_size
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_registry import KnownSource
-from iiifserver.presentation import builder
+from iiifserver.presentation import builder, discovery
 from iiifserver.presentation.catalogue import Catalogue, ObjectEntry, Scanner
 from iiifserver.presentation.description import DescriptionError
 from iiifserver.presentation.model import ObjectDescription
@@ -78,6 +78,7 @@ class PresentationService:
         self._page_size = page_size
         self._catalogue: Catalogue | None = None
         self._scanned_at = 0.0
+        self._scan_started = 0.0
         self._scan_lock = asyncio.Lock()
         self._logged: set[str] = set()
         self._left_out: set[tuple[str, str]] = set()  # (object, image) damaged pages already logged
@@ -87,13 +88,20 @@ class PresentationService:
 
     # -- catalogue ------------------------------------------------------------------------------
 
-    async def catalogue(self) -> Catalogue:
-        if self._catalogue is not None and time.monotonic() - self._scanned_at < self._interval:
+    async def catalogue(self, *, newer_than: float | None = None) -> Catalogue:
+        """The catalogue, rescanned when older than ``source_check_interval``; ``newer_than`` (a
+        ``time.monotonic()`` value): rescanned unless the last scan began after it."""
+        if newer_than is None and self._catalogue is not None and time.monotonic() - self._scanned_at < self._interval:
             return self._catalogue
         async with self._scan_lock:  # one scan at a time; waiters take its result
-            if self._catalogue is None or time.monotonic() - self._scanned_at >= self._interval:
+            if (
+                self._catalogue is None
+                or time.monotonic() - self._scanned_at >= self._interval
+                or (newer_than is not None and self._scan_started <= newer_than)
+            ):
+                started = time.monotonic()
                 catalogue: Catalogue = await self._run_io(self._scanner.scan)
-                self._catalogue, self._scanned_at = catalogue, time.monotonic()
+                self._catalogue, self._scanned_at, self._scan_started = catalogue, time.monotonic(), started
                 self._log_problems(catalogue)
         return self._catalogue
 
@@ -126,7 +134,8 @@ class PresentationService:
             description = dataclasses.replace(entry.description, pages=pages, thumbnail=None)
         return Keyed(key, max(mtime, entry.mtime_ns), facts, description)
 
-    async def manifest(self, object_id: str, base: str, keyed: Keyed | None = None) -> Document:
+    async def manifest(self, object_id: str, base: str, keyed: Keyed | None = None, *, keep: bool = True) -> Document:
+        """The manifest; ``keep=False``: not added to the cache of built documents (built for a digest)."""
         keyed = keyed or await self.manifest_key(object_id, base)
         document = self._documents.get(keyed.key)
         if document is not None:
@@ -136,7 +145,8 @@ class PresentationService:
         assert entry.description is not None
         description = keyed.description or entry.description
         built = await self._run_io(builder.build_manifest, base, object_id, description, keyed.images)
-        return self._keep(Document(keyed.key, orjson.dumps(built), keyed.mtime_ns))
+        document = Document(keyed.key, orjson.dumps(built), keyed.mtime_ns)
+        return self._keep(document) if keep else document
 
     # -- collections ----------------------------------------------------------------------------
 
@@ -189,8 +199,13 @@ class PresentationService:
             return document
         catalogue = await self.catalogue()
         description = catalogue.collections[path].description
+        # The top collection links to the Change Discovery log (the specification defines no link
+        # from Presentation resources: a service of type OrderedCollection is our convention).
+        services = [{"id": discovery.collection_id(base), "type": "OrderedCollection"}] if not path else []
         built = await self._run_io(
-            lambda: builder.build_collection(base, path, description, members, page_size=self._page_size, page=page)
+            lambda: builder.build_collection(
+                base, path, description, members, page_size=self._page_size, page=page, services=services
+            )
         )
         return self._keep(Document(keyed.key, orjson.dumps(built), keyed.mtime_ns))
 

@@ -5,7 +5,8 @@ once, strictly), the JSON-LD media type, ETag / Last-Modified / 304 and Cache-Co
 The documents come from ``presentation/service.py``.
 
 URLs: ``/iiif/presentation/3/{object}/manifest``, ``/iiif/presentation/3/collection`` (the top
-collection) and ``/iiif/presentation/3/collection/{path}``, with ``?page=N`` on large ones.
+collection) and ``/iiif/presentation/3/collection/{path}``, with ``?page=N`` on large ones; the
+Change Discovery log at ``/iiif/discovery/activity/all-changes`` and ``.../page/{n}``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from starlette.routing import Route
 from iiifserver.config import Settings
 from iiifserver.errors import BadRequest, IIIFError, NotFound
 from iiifserver.presentation.builder import CONTEXT, PRESENTATION_PREFIX
+from iiifserver.presentation.changes import ChangeTracker, Published
+from iiifserver.presentation.discovery import ACTIVITY_PREFIX, COLLECTION_NAME
+from iiifserver.presentation.discovery import CONTEXT as DISCOVERY_CONTEXT
 from iiifserver.presentation.service import PresentationService
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response
@@ -30,7 +34,7 @@ MAX_PATH_BYTES = 1024
 DOCUMENT_CACHE_CONTROL = "public, max-age=60"
 
 
-def routes(presentation: PresentationService, settings: Settings) -> list[Route]:
+def routes(presentation: PresentationService, settings: Settings, changes: ChangeTracker | None = None) -> list[Route]:
     async def handle(request: Request) -> Response:
         try:
             return await _dispatch(request, presentation, settings)
@@ -39,7 +43,37 @@ def routes(presentation: PresentationService, settings: Settings) -> list[Route]
 
     route = Route(PRESENTATION_PREFIX + "/{rest:path}", handle, methods=["GET", "HEAD"])
     route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)  # see image_routes: %0A
-    return [route]
+    if changes is None:
+        return [route]
+    tracker = changes
+
+    async def handle_activity(request: Request) -> Response:
+        try:
+            return await _activity(request, tracker, settings)
+        except IIIFError as exc:
+            return error_response(exc)
+
+    activity = Route(ACTIVITY_PREFIX + "/{rest:path}", handle_activity, methods=["GET", "HEAD"])
+    activity.path_regex = re.compile(activity.path_regex.pattern, re.DOTALL)
+    return [route, activity]
+
+
+async def _activity(request: Request, changes: ChangeTracker, settings: Settings) -> Response:
+    """The Change Discovery log: the collection and its pages (numbered from 0, oldest first)."""
+    rest: str = request.path_params["rest"]
+    base = public_base(request, settings)
+    document: Published
+    number = rest.removeprefix("page/")
+    if rest == COLLECTION_NAME:
+        document = await changes.collection(base)
+    elif number != rest and number.isascii() and number.isdigit() and len(number) <= 9:
+        document = await changes.page(base, int(number))
+    else:
+        raise NotFound("not a Change Discovery URL: use /all-changes or /page/{n}")
+    if h.not_modified(request.headers, h.etag(document.key), document.mtime_ns):
+        return _not_modified(document.key, document.mtime_ns)
+    media_type = h.negotiate_json_ld(request.headers.get("accept"), DISCOVERY_CONTEXT, default_ld=True)
+    return Response(document.body, media_type=media_type, headers=_headers(document.key, document.mtime_ns))
 
 
 async def _dispatch(request: Request, presentation: PresentationService, settings: Settings) -> Response:
