@@ -11,6 +11,7 @@ Must not know: HTTP, SQL (``change_log``), the JSON shapes (``discovery``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import time
@@ -85,8 +86,12 @@ class ChangeTracker:
                 recorded: list[Activity] = await self._run_io(self.store.record, snapshot)
             finally:
                 self.store.release_comparison(claim)  # a close: never blocks
-        for activity in recorded:
-            log.info("change discovery: %s %s %r", activity.type, activity.kind, activity.object_id)
+        if 0 < len(recorded) <= 20:
+            for activity in recorded:
+                log.info("change discovery: %s %s %r", activity.type, activity.kind, activity.object_id)
+        elif recorded:
+            counts = collections.Counter(str(activity.type) for activity in recorded)
+            log.info("change discovery: %s", ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())))
         return recorded
 
     async def check_if_due(self) -> None:
@@ -105,17 +110,19 @@ class ChangeTracker:
         catalogue = await self._presentation.catalogue(newer_than=started)
         resources: dict[ResourceKey, Seen] = {}
         unknown: set[ResourceKey] = set()
-        gate = asyncio.Semaphore(PARALLEL_BUILDS)
+        ids = iter(list(catalogue.objects))
 
-        async def manifest(object_id: str) -> None:
-            async with gate:
+        async def worker() -> None:  # a few at a time, taking ids from one shared iterator
+            for object_id in ids:
                 seen = await self._manifest(object_id)
-            if seen is None:
-                unknown.add((Kind.MANIFEST, object_id))
-            else:
-                resources[(Kind.MANIFEST, object_id)] = seen
+                if seen is None:
+                    unknown.add((Kind.MANIFEST, object_id))
+                else:
+                    resources[(Kind.MANIFEST, object_id)] = seen
 
-        await asyncio.gather(*(manifest(object_id) for object_id in catalogue.objects))
+        async with asyncio.TaskGroup() as group:  # one failing (503) cancels the others
+            for _ in range(PARALLEL_BUILDS):
+                group.create_task(worker())
         for path, entry in catalogue.collections.items():
             if entry.error is not None:
                 unknown.add((Kind.COLLECTION, path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -315,3 +316,51 @@ def test_a_worker_does_not_compare_while_another_does(site: Callable[..., Http],
     assert two.get(ALL).json()["totalItems"] == 3  # two serves the log as it stands
     one.app.state.changes.store.release_comparison(claim)
     assert two.get(ALL).json()["totalItems"] == 5
+
+
+def test_comparisons_are_rate_limited(site: Callable[..., Http], tree: tuple[Path, Path]) -> None:
+    _, manifests = tree
+    http = site(discovery_check_interval=3600.0)
+    assert http.get(ALL).json()["totalItems"] == 3
+    write(manifests / "new.yaml", "label: {en: New}\npages: [painting]\n")
+    assert http.get(ALL).json()["totalItems"] == 3  # not compared again within the interval
+    assert site(discovery_check_interval=3600.0).get(ALL).json()["totalItems"] == 5  # a new start compares
+
+
+def test_a_failing_comparison_serves_the_log_as_it_stands(
+    site: Callable[..., Http],
+    tree: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, manifests = tree
+    http = site()
+    assert http.get(ALL).json()["totalItems"] == 3
+    write(manifests / "new.yaml", "label: {en: New}\npages: [painting]\n")
+
+    def broken(snapshot: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(http.app.state.changes.store, "record", broken)
+    response = http.get(ALL)
+    assert response.status_code == 200
+    assert response.json()["totalItems"] == 3
+    assert "comparing the catalogue with the log failed" in caplog.text
+    monkeypatch.undo()
+    assert http.get(ALL).json()["totalItems"] == 5  # recorded at the next comparison
+
+
+def test_host_poisoning_reaches_neither_the_log_nor_other_clients(site: Callable[..., Http]) -> None:
+    """Attack case E10: the log stores catalogue ids; each answer makes its URLs from its own request
+    (forwarded headers only from trusted proxies), and a strange Host records no change."""
+    http = site()
+    normal = http.get(f"{A}/page/0")
+    evil = http.get(f"{A}/page/0", headers={"host": "evil.example"})
+    assert all(i["object"]["id"].startswith("http://evil.example/") for i in evil.json()["orderedItems"])
+    assert evil.headers["etag"] != normal.headers["etag"]
+    forged = http.get(f"{A}/page/0", headers={"x-forwarded-host": "evil.example"}, client="203.0.113.9")
+    assert "evil" not in forged.text
+    again = http.get(f"{A}/page/0")
+    assert again.content == normal.content
+    assert again.json()["orderedItems"][-1]["object"]["id"].startswith("http://testserver/")
+    assert http.get(ALL).json()["totalItems"] == 3
