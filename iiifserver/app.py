@@ -23,8 +23,12 @@ from iiifserver.cache.shared import SharedCache
 from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
+from iiifserver.image import block_cache
 from iiifserver.image import probe as probe_module
 from iiifserver.image import render as render_module
+from iiifserver.image.block_cache import BlockCache
+from iiifserver.image.object_sources import make_source, parse_roots
+from iiifserver.image.object_store import ObjectPath, ObjectStore
 from iiifserver.image.planner import Plan
 from iiifserver.image.service import BlockingOps, ImageService, Lanes
 from iiifserver.image.source_info import (
@@ -35,13 +39,10 @@ from iiifserver.image.source_info import (
     decode_source_info,
     encode_source_info,
 )
-from iiifserver.image.sources import FilesystemSource
-from iiifserver.image.tiff_directory import read_tile_index
+from iiifserver.image.tiff_directory import read_tile_index, read_tile_index_from
 from iiifserver.image.tile_files import open_and_read
 from iiifserver.image.tile_grid import StoredTiles
 from iiifserver.logs import configure_logging
-from iiifserver.presentation.change_log import ChangeLog, default_path
-from iiifserver.presentation.changes import ChangeTracker
 from iiifserver.presentation.service import PresentationService
 from iiifserver.web import admin, health, image_routes, pages, presentation_routes
 from iiifserver.web.assets import Assets
@@ -64,7 +65,9 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     probe_module.set_opened_budget(nbytes=settings.opened_levels_mb * MIB)
     encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling)
 
-    def probe(path: Path) -> SourceInfo:
+    store = _object_store(settings)
+
+    def probe(path: Path | ObjectPath) -> SourceInfo:
         def here() -> SourceInfo:
             return probe_module.probe(
                 path, plain_max_pixels=settings.plain_max_pixels, max_source_pixels=settings.max_source_pixels
@@ -72,9 +75,11 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
 
         # Facts another instance probed are read from the shared tier instead of the file's headers.
         shared = cache.shared if cache is not None else None
-        return here() if shared is None else _probe_through_shared(shared, settings, path, here)
+        if shared is None or isinstance(path, ObjectPath):
+            return here()
+        return _probe_through_shared(shared, settings, path, here)
 
-    def render(path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
+    def render(path: Path | ObjectPath, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
         if metrics is None:
             return render_module.render(path, fmt, plan, encode, version)
         started = time.perf_counter()
@@ -83,10 +88,14 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         finally:
             metrics.rendered(time.perf_counter() - started)
 
-    def tile_index(path: Path, info: SourceInfo) -> StoredTiles | None:
+    def tile_index(path: Path | ObjectPath, info: SourceInfo) -> StoredTiles | None:
         if not settings.tile_passthrough or info.format is not SourceFormat.TIFF or not info.is_tiled:
             return None
         try:
+            if isinstance(path, ObjectPath):
+                # The directories through the block cache: ranged reads, once per object version.
+                reader = block_cache.reader_of(path)
+                return read_tile_index_from(lambda n, at: reader.read(at, n), path.size, info.levels)
             return read_tile_index(path, info.levels)
         except (OSError, ValueError) as exc:  # no passthrough for this file; rendering still works
             log.warning("no stored-tile index for %s: %s", path, exc)
@@ -108,7 +117,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     cache = _tile_cache(settings, lanes.io)
     service = ImageService(
         settings,
-        FilesystemSource(settings.images),
+        make_source(config.object_root(settings.images) or settings.images, parse_roots(settings.image_roots), store),
         BlockingOps(probe=probe, render=render, tile_index=tile_index, read_tile=open_and_read),
         lanes,
         cache,
@@ -122,13 +131,6 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         check_interval=settings.source_check_interval,
         page_size=settings.collection_page_size,
     )
-    changes = ChangeTracker(
-        presentation,
-        ChangeLog(Path(settings.discovery_store) if settings.discovery_store else default_path(settings.cache)),
-        lanes.io.run,
-        check_interval=settings.discovery_check_interval,
-        page_size=settings.discovery_page_size,
-    )
     memo = ResponseMemo(settings.trusted_proxy_networks)
 
     def describe() -> dict[str, object]:
@@ -141,7 +143,6 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
                     "manifest": "/iiif/presentation/3/{object}/manifest",
                 }
             },
-            "change_discovery_api": {"1.0": "/iiif/discovery/activity/all-changes"},
         }
 
     async def object_exists(object_id: str) -> bool:
@@ -163,14 +164,9 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             await lanes.io.run(cache.shared.ping)
             shared_link = asyncio.create_task(cache.shared.keep_connected(lanes.rechecks.run))
         publisher = asyncio.create_task(_publish_every_second(metrics, workers, lambda: worker_figures(), lanes.io))
-        # Changes made while the server was down are recorded now, not when a harvester first asks.
-        first_check = asyncio.create_task(changes.check_if_due())
         try:
             yield
         finally:
-            first_check.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await first_check
             publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publisher
@@ -179,7 +175,6 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             workers.forget()
             await service.drain()
             service.close()
-            changes.close()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -199,7 +194,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     image_endpoints = image_routes.endpoints(service, settings, memo)
     routes = [
         *health.routes(
-            settings.images,
+            None if config.object_root(settings.images) else settings.images,
             settings.cache if settings.disk_cache_mb else None,
             settings.workers,
             workers.live_workers,
@@ -216,7 +211,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             run_io=lanes.io.run,
         ),
         *image_routes.routes(image_endpoints),
-        *presentation_routes.routes(presentation, settings, changes),
+        *presentation_routes.routes(presentation, settings),
     ]
     app = IIIFApplication(
         routes=routes,
@@ -233,7 +228,6 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     app.state.settings = settings
     app.state.image_service = service
     app.state.presentation = presentation
-    app.state.changes = changes
     app.state.memo = memo
     return app
 
@@ -268,6 +262,14 @@ class IIIFApplication(Starlette):
 
     async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
+
+
+def _object_store(settings: Settings) -> ObjectStore | None:
+    """The process's object store client and block cache, when an image root is an s3:// URL."""
+    if not config.uses_object_storage(settings):
+        return None
+    blocks = BlockCache(settings.block_cache, settings.block_cache_mb * MIB)
+    return ObjectStore(settings.storage_timeout, blocks)
 
 
 def _tile_cache(settings: Settings, io: Lane) -> TileCache | None:

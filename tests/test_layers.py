@@ -25,6 +25,7 @@ CONTRACTS = (
     "redis only in cache/shared.py",
     "glymur (OpenJPEG) only in image/jp2.py",
     "dask and distributed only in ingest/cluster.py",
+    "boto3 and botocore only in image/object_store.py",
 )
 
 

@@ -5,7 +5,8 @@ SubIFDs), tiling and colour from the headers, and refusing sources we will not d
 (unknown formats, oversized headers, huge untiled images); JPEG 2000 from its codestream
 header (``jp2.py`` reads it). Also ``configure_libvips``: only
 the TIFF, JPEG and PNG loaders may run, and libvips' operation cache is off so a replaced file
-is never served from it.
+is never served from it. Objects of an object store (``ObjectPath``) are read the same way,
+through the block cache: ``ObjectOpener`` gives libvips a custom source per image.
 Must not know: requests, HTTP. One of the three modules allowed to import pyvips.
 """
 
@@ -21,7 +22,8 @@ from typing import Any
 import pyvips
 
 from iiifserver.errors import Forbidden, SourceChanged, SourceDamaged, UnsupportedSource
-from iiifserver.image import jp2, tiff_directory
+from iiifserver.image import block_cache, jp2, tiff_directory
+from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo, SourceVersion
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,67 @@ def configure_libvips(concurrency: int = 1) -> None:
     pyvips.concurrency_set(concurrency)
 
 
-def sniff(path: Path) -> SourceFormat:
+class ObjectOpener:
+    """libvips images of one object version, read through the block cache.
+
+    Every image it opens reads through a ``pyvips.SourceCustom`` whose callbacks must outlive
+    the image and every image made from it: keep the opener referenced for as long (libvips calls
+    back into a collected source otherwise, and the process dies). A storage error inside a
+    callback cannot cross libvips: it is kept in ``error`` (libvips sees the end of the data and
+    fails), and ``reraise`` raises it instead of calling the object damaged.
+    """
+
+    def __init__(self, path: ObjectPath) -> None:
+        self.path = path
+        self.error: BaseException | None = None
+        self._sources: list[Any] = []
+
+    def source(self) -> Any:
+        reader = block_cache.reader_of(self.path)
+        position = 0
+
+        def on_read(n: int) -> bytes:
+            nonlocal position
+            try:
+                data = reader.read(position, n)
+            except BaseException as exc:
+                self.error = self.error or exc
+                return b""
+            position += len(data)
+            return data
+
+        def on_seek(offset: int, whence: int) -> int:
+            nonlocal position
+            position = (
+                offset
+                if whence == os.SEEK_SET
+                else position + offset
+                if whence == os.SEEK_CUR
+                else reader.size + offset
+            )
+            return position
+
+        source = pyvips.SourceCustom()
+        source.on_read(on_read)
+        source.on_seek(on_seek)
+        self._sources.append(source)
+        return source
+
+    def reraise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _read_head(path: Path | ObjectPath, n: int) -> bytes:
+    if isinstance(path, ObjectPath):
+        return block_cache.reader_of(path).read(0, n)
+    with path.open("rb") as fh:
+        return fh.read(n)
+
+
+def sniff(path: Path | ObjectPath) -> SourceFormat:
     try:
-        with path.open("rb") as fh:
-            head = fh.read(12)
+        head = _read_head(path, 12)
     except PermissionError:
         raise Forbidden("the image file cannot be read", parameter="identifier") from None
     if head[:4] in _TIFF_MAGIC:
@@ -62,22 +121,31 @@ def sniff(path: Path) -> SourceFormat:
     raise SourceDamaged("the file is not a TIFF, JPEG, PNG or JPEG 2000 image")
 
 
-def probe(path: Path, *, plain_max_pixels: int, max_source_pixels: int) -> SourceInfo:
+def probe(path: Path | ObjectPath, *, plain_max_pixels: int, max_source_pixels: int) -> SourceInfo:
     """Read a source's structure from its headers. Raises ``SourceDamaged`` (not an image, header
     unreadable) or ``UnsupportedSource`` (an image this server will not serve)."""
     fmt = sniff(path)
     if fmt is SourceFormat.JP2:
-        return probe_jp2(path, plain_max_pixels=plain_max_pixels, max_source_pixels=max_source_pixels)
+        # OpenJPEG (through glymur) reads a named file: an object is copied whole first.
+        local = block_cache.local_copy_of(path) if isinstance(path, ObjectPath) else path
+        return probe_jp2(local, plain_max_pixels=plain_max_pixels, max_source_pixels=max_source_pixels)
+    target: Path | ObjectOpener = ObjectOpener(path) if isinstance(path, ObjectPath) else path
     try:
-        first = open_level(path, fmt, Level(0, 0))
-        levels = _levels(path, first) if fmt is SourceFormat.TIFF else (Level(first.width, first.height),)
+        first = open_level(target, fmt, Level(0, 0))
+        levels = _levels(target, first) if fmt is SourceFormat.TIFF else (Level(first.width, first.height),)
         fields = set(first.get_fields())
     except pyvips.Error as exc:
+        if isinstance(target, ObjectOpener):
+            target.reraise()  # the store failed or the object changed: not damage
         # The source registry logs the damage once per source version, naming the identifier.
         log.debug("cannot read header of %s: %s", path, str(exc).strip().splitlines()[:1])
         raise SourceDamaged("the image header is damaged or unreadable (a truncated file?)") from None
     if fmt is SourceFormat.TIFF:
-        truncated = tiff_directory.truncation(path, levels)
+        if isinstance(path, ObjectPath):
+            reader = block_cache.reader_of(path)
+            truncated = tiff_directory.truncation_from(lambda n, at: reader.read(at, n), path.size, levels)
+        else:
+            truncated = tiff_directory.truncation(path, levels)
         if truncated is not None:
             raise SourceDamaged(truncated)
     width, height = first.width, first.height
@@ -272,8 +340,12 @@ def opened_stats() -> tuple[int, int]:
     return (len(cache), cache.nbytes) if cache is not None else (0, 0)
 
 
-def open_level(path: Path, fmt: SourceFormat, level: Level, *, access: str = "random") -> Any:
-    """A lazily decoded pyvips image of one level; pixels are read only when used."""
+def open_level(path: Path | ObjectOpener, fmt: SourceFormat, level: Level, *, access: str = "random") -> Any:
+    """A lazily decoded pyvips image of one level; pixels are read only when used.
+
+    ``path`` may be an ``ObjectOpener``: then the image reads an object through the block cache,
+    and the opener must be kept referenced while the image (or one made from it) is in use.
+    """
     try:
         if fmt is SourceFormat.TIFF:
             # libvips reports an undecodable TIFF tile or strip as a warning and, below
@@ -281,14 +353,17 @@ def open_level(path: Path, fmt: SourceFormat, level: Level, *, access: str = "ra
             options: dict[str, Any] = {"page": level.page, "access": access, "fail_on": "warning"}
             if level.subifd >= 0:
                 options["subifd"] = level.subifd
-            image = pyvips.Image.tiffload(str(path), **options)
+            image = _tiffload(path, **options)
             if "tile-width" in image.get_fields():
                 return image
             # A strip TIFF: libtiff's own cap (50 MB a read) refuses a large strip, and a 40 MP
             # scan in one strip is a valid file, not a damaged one. Its size is bounded already:
             # the probe held the image to plain_max_pixels and checked every strip lies inside
             # the file, so the cap can go.
-            return pyvips.Image.tiffload(str(path), unlimited=True, **options)
+            return _tiffload(path, unlimited=True, **options)
+        if isinstance(path, ObjectOpener):
+            load = pyvips.Image.jpegload_source if fmt is SourceFormat.JPEG else pyvips.Image.pngload_source
+            return load(path.source(), access=access, fail_on="truncated")
         if fmt is SourceFormat.JPEG:
             return pyvips.Image.jpegload(str(path), access=access, fail_on="truncated")
         return pyvips.Image.pngload(str(path), access=access, fail_on="truncated")
@@ -298,19 +373,25 @@ def open_level(path: Path, fmt: SourceFormat, level: Level, *, access: str = "ra
         raise
 
 
-def _levels(path: Path, first: Any) -> tuple[Level, ...]:
+def _tiffload(path: Path | ObjectOpener, **options: Any) -> Any:
+    if isinstance(path, ObjectOpener):
+        return pyvips.Image.tiffload_source(path.source(), **options)
+    return pyvips.Image.tiffload(str(path), **options)
+
+
+def _levels(path: Path | ObjectOpener, first: Any) -> tuple[Level, ...]:
     """Pyramid levels: SubIFDs of page 0, else the following pages that halve the previous one."""
     fields = set(first.get_fields())
     levels = [Level(first.width, first.height)]
     n_subifds = int(first.get("n-subifds")) if "n-subifds" in fields else 0
     if n_subifds > 0:
         for i in range(n_subifds):
-            sub = pyvips.Image.tiffload(str(path), subifd=i)
+            sub = _tiffload(path, subifd=i)
             levels.append(Level(sub.width, sub.height, page=0, subifd=i))
         return _only_reductions(levels)
     n_pages = int(first.get("n-pages")) if "n-pages" in fields else 1
     for page in range(1, n_pages):
-        img = pyvips.Image.tiffload(str(path), page=page)
+        img = _tiffload(path, page=page)
         levels.append(Level(img.width, img.height, page=page))
     return _only_reductions(levels)
 

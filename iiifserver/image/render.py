@@ -20,9 +20,10 @@ import numpy as np
 import pyvips
 
 from iiifserver.errors import SourceChanged, SourceDamaged
-from iiifserver.image import jp2
+from iiifserver.image import block_cache, jp2
+from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.planner import Plan, rotated_size
-from iiifserver.image.probe import open_level, open_level_cached
+from iiifserver.image.probe import ObjectOpener, open_level, open_level_cached
 from iiifserver.image.request import Format, Quality
 from iiifserver.image.source_info import Colour, SourceFormat, SourceVersion
 
@@ -38,22 +39,47 @@ class EncodeOptions:
 
 
 def render(
-    path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version: SourceVersion | None = None
+    path: Path | ObjectPath,
+    fmt: SourceFormat,
+    plan: Plan,
+    options: EncodeOptions,
+    version: SourceVersion | None = None,
 ) -> bytes:
-    """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``."""
+    """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``.
+
+    An object (``ObjectPath``) is read through the block cache; a JPEG 2000 object as a whole
+    local copy (OpenJPEG reads named files). Its bytes are the version's by construction (every
+    block is read with ``If-Match`` its ETag), so no check after the render is needed.
+    """
+    opener: ObjectOpener | None = None
+    source: Path | ObjectOpener
+    if isinstance(path, ObjectPath):
+        if fmt is SourceFormat.JP2:
+            source, version = block_cache.local_copy_of(path), None
+        else:
+            source = opener = ObjectOpener(path)  # referenced here until the pipeline has run
+    else:
+        source = path
     try:
-        return _render(path, fmt, plan, options, version)
+        return _render(source, fmt, plan, options, version)
     except jp2.Jp2Error as exc:
         log.warning("render failed for %s: %s", path, exc)
         raise SourceDamaged(str(exc), parameter="identifier") from None
     except pyvips.Error as exc:
+        if opener is not None:
+            opener.reraise()  # the store failed or the object changed under a read: not damage
         # The path and libvips' words go to the log only; the client learns the image is damaged.
         log.warning("render failed for %s: %s", path, str(exc).strip().splitlines()[:2])
         raise SourceDamaged("the source image is damaged or unreadable", parameter="identifier") from None
 
 
-def _render(path: Path, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version: SourceVersion | None) -> bytes:
-    if fmt is SourceFormat.JP2:
+def _render(
+    path: Path | ObjectOpener, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version: SourceVersion | None
+) -> bytes:
+    if isinstance(path, ObjectOpener):
+        # Not kept between renders: its custom source lives only as long as this opener.
+        image = open_level(path, fmt, plan.level).crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
+    elif fmt is SourceFormat.JP2:
         image = jp2_crop(path, plan, version)
     else:
         # With a version (the server): reuse this thread's opened level, checked against the version.

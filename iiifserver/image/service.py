@@ -29,6 +29,7 @@ from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
 from iiifserver.errors import ServiceUnavailable, SourceChanged, SourceDamaged
 from iiifserver.image import canonical, planner, tile_codec
+from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.passthrough import TileRef, stored_tile_for
 from iiifserver.image.request import ApiVersion, ImageRequest
 from iiifserver.image.source_info import SourceFormat, SourceVersion
@@ -48,8 +49,9 @@ RENDER_TIMEOUT_RETRY_AFTER = 5
 # Where a response body came from: the memory tier, a stored tile, the disk tier, the shared tier
 # (another instance rendered it), a render.
 Origin = Literal["memory", "passthrough", "disk", "shared", "render"]
-RenderFn = Callable[[Path, SourceFormat, planner.Plan, SourceVersion], bytes]
-TileReadFn = Callable[[Path, SourceVersion, TileGrid, int], tuple[bytes, int]]  # tile, open descriptor
+RenderFn = Callable[[Path | ObjectPath, SourceFormat, planner.Plan, SourceVersion], bytes]
+# tile, open descriptor (-1: none, an object)
+TileReadFn = Callable[[Path | ObjectPath, SourceVersion, TileGrid, int], tuple[bytes, int]]
 
 
 @dataclass(frozen=True, slots=True)

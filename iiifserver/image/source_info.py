@@ -1,6 +1,6 @@
 """What the server knows about one source image, as plain frozen values.
 
-Owns: ``SourceVersion`` (which bytes on disk), ``Level`` (one pyramid level and where it is
+Owns: ``SourceVersion`` (which bytes on disk, or in an object store), ``Level`` (one pyramid level and where it is
 stored in the TIFF, or which JPEG 2000 resolution it is) and ``SourceInfo`` (dimensions, levels,
 tiling, colour), and the compact encoding of a ``SourceInfo`` (``encode_source_info`` /
 ``decode_source_info``: versioned JSON, for the shared tier's facts). ``probe.py`` fills them
@@ -32,6 +32,9 @@ class SourceVersion:
     size: int
     mtime_ns: int
     ctime_ns: int
+    # An object's ETag (quoted, as its store sends it); "" for a file. An object's version is its
+    # ETag, size and last-modified time (inode and ctime 0): a replaced object has a new ETag.
+    etag: str = ""
 
     @classmethod
     def of(cls, st: os.stat_result) -> SourceVersion:
@@ -40,7 +43,8 @@ class SourceVersion:
 
     @property
     def token(self) -> str:
-        return f"{self.inode:x}-{self.size:x}-{self.mtime_ns:x}-{self.ctime_ns:x}"
+        token = f"{self.inode:x}-{self.size:x}-{self.mtime_ns:x}-{self.ctime_ns:x}"
+        return token + "-" + self.etag.strip('"') if self.etag else token
 
 
 class SourceFormat(Enum):

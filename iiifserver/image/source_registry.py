@@ -27,6 +27,7 @@ from iiifserver.cache.keys import KeyHasher
 from iiifserver.cache.singleflight import SingleFlight
 from iiifserver.concurrency import Lane
 from iiifserver.errors import IIIFError, SourceChanged, SourceDamaged, UnsupportedSource
+from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.source_info import SourceInfo, SourceVersion
 from iiifserver.image.sources import Source, SourceFile, VersionCache, raise_if_changed
 from iiifserver.image.tile_files import TileFiles, open_checked
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 KNOWN_MEMO_SIZE = 4096
 DAMAGED_LIST_SIZE = 10_000  # identifiers listed by ``damaged()``; the oldest go first beyond it
 
-ProbeFn = Callable[[Path], SourceInfo]
-TileIndexFn = Callable[[Path, SourceInfo], StoredTiles | None]
+ProbeFn = Callable[[Path | ObjectPath], SourceInfo]
+TileIndexFn = Callable[[Path | ObjectPath, SourceInfo], StoredTiles | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +80,16 @@ class SourceRegistry:
         self._lane = lane
         self._recheck_lane = recheck_lane
         self._tile_files = tile_files
-        self._facts: cachetools.LRUCache[tuple[Path, SourceVersion], tuple[SourceInfo, StoredTiles | None]] = (
+        self._facts: cachetools.LRUCache[
+            tuple[Path | ObjectPath, SourceVersion], tuple[SourceInfo, StoredTiles | None]
+        ] = cachetools.LRUCache(4096)
+        self._errors: cachetools.TTLCache[tuple[Path | ObjectPath, SourceVersion], IIIFError] = cachetools.TTLCache(
+            1024, ttl=30
+        )
+        # A damaged version stays damaged: remembered (not re-probed) until the file changes.
+        damaged_versions: cachetools.LRUCache[tuple[Path | ObjectPath, SourceVersion], SourceDamaged] = (
             cachetools.LRUCache(4096)
         )
-        self._errors: cachetools.TTLCache[tuple[Path, SourceVersion], IIIFError] = cachetools.TTLCache(1024, ttl=30)
-        # A damaged version stays damaged: remembered (not re-probed) until the file changes.
-        damaged_versions: cachetools.LRUCache[tuple[Path, SourceVersion], SourceDamaged] = cachetools.LRUCache(4096)
         self._damaged_versions = damaged_versions
         self._damaged: dict[str, tuple[SourceVersion, str]] = {}  # identifier -> (version, reason)
         self._lock = threading.Lock()  # _facts and _errors are filled from worker threads
@@ -178,7 +183,7 @@ class SourceRegistry:
         """``_find_blocking``, and a descriptor for stored-tile reads in the same thread hop.
         Re-checking an unchanged ``previous`` file costs one ``stat`` and opens nothing."""
         known = self._find_blocking(identifier, previous)
-        if known.stored is None or known.file == previous:
+        if known.stored is None or known.file == previous or isinstance(known.file.path, ObjectPath):
             return known, None
         try:
             return known, open_checked(known.file.path, known.file.version)

@@ -2,6 +2,9 @@
 
 Owns: mapping a decoded identifier to a regular file under the image root and its
 ``SourceVersion``. ``Source`` is a protocol so that other stores (S3) can come later.
+``RootedSource`` puts several roots behind one ``Source``: identifiers under a configured prefix
+resolve in that prefix's root (a folder or an object store, ``object_sources``), the others in
+the default root.
 Must not know: image formats, HTTP.
 
 Rules (documented in the README):
@@ -29,6 +32,7 @@ from typing import Protocol
 import cachetools
 
 from iiifserver.errors import NotFound, SourceChanged
+from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.source_info import SourceVersion
 
 PYRAMID_EXTENSIONS = (".tif", ".tiff", ".ptif")
@@ -40,7 +44,7 @@ EXTENSIONS = PYRAMID_EXTENSIONS + PLAIN_EXTENSIONS + JP2_EXTENSIONS
 @dataclass(frozen=True, slots=True)
 class SourceFile:
     identifier: str
-    path: Path  # the real path, inside the root
+    path: Path | ObjectPath  # the real path, inside the root; or the object in its store
     version: SourceVersion
     name: str = ""  # the file as addressed, relative to the root, with its extension: the cache identity
 
@@ -130,19 +134,63 @@ class FilesystemSource:
         return Path(real), st
 
 
-def raise_if_changed(path: Path, version: SourceVersion) -> None:
-    """Raise ``SourceChanged`` unless ``path`` still holds ``version``. Blocking: one ``stat``.
+def raise_if_changed(path: Path | ObjectPath, version: SourceVersion) -> None:
+    """Raise ``SourceChanged`` unless ``path`` still holds ``version``. Blocking: one ``stat``
+    (an object: one ``HEAD``).
 
     For the error paths (and the one-off probe) of reads that open a file by name: a file replaced
     between the stat that named its version and the open is read as another file (other
     dimensions, other tile offsets), and what fails on it is a retryable change, not damage.
     """
+    if isinstance(path, ObjectPath):
+        head = path.store.head(path.bucket, path.key)
+        if head is None or (head.etag, head.size) != (path.etag, path.size):
+            raise SourceChanged(str(path))
+        return
     try:
         st = os.stat(path)
     except OSError:
         raise SourceChanged(str(path)) from None
     if SourceVersion.of(st) != version:
         raise SourceChanged(str(path))
+
+
+class RootedSource:
+    """Several roots behind one ``Source``: ``prefix/rest`` resolves ``rest`` in ``prefix``'s root.
+
+    The longest matching prefix wins; identifiers under no prefix resolve in ``default`` (None:
+    they are not found). The file is named by the whole identifier (``prefix/name``), so two
+    roots' files of one name keep caches of their own.
+    """
+
+    def __init__(self, default: Source | None, roots: dict[str, Source]) -> None:
+        self.default = default
+        self.roots = dict(sorted(roots.items(), key=lambda item: -len(item[0])))
+
+    def _route(self, identifier: str) -> tuple[str, Source, str]:
+        for prefix, source in self.roots.items():
+            if identifier.startswith(prefix + "/") and len(identifier) > len(prefix) + 1:
+                return prefix + "/", source, identifier[len(prefix) + 1 :]
+        if self.default is None:
+            raise NotFound(f"no image {identifier!r}", parameter="identifier")
+        return "", self.default, identifier
+
+    def resolve(self, identifier: str) -> SourceFile:
+        lead, source, rest = self._route(identifier)
+        return _renamed(source.resolve(rest), identifier, lead)
+
+    def recheck(self, file: SourceFile) -> SourceFile:
+        lead, source, rest = self._route(file.identifier)
+        if not lead:
+            return source.recheck(file)
+        inner = SourceFile(rest, file.path, file.version, file.name[len(lead) :] if file.name else "")
+        return _renamed(source.recheck(inner), file.identifier, lead)
+
+
+def _renamed(file: SourceFile, identifier: str, lead: str) -> SourceFile:
+    if not lead:
+        return file
+    return SourceFile(identifier, file.path, file.version, lead + file.name if file.name else "")
 
 
 class VersionCache:

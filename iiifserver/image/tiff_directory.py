@@ -1,7 +1,8 @@
 """A minimal TIFF directory reader: which pyramid levels hold JPEG tiles that can be sent as stored.
 
 Owns: reading the TIFF structure a passthrough needs (the IFD chain, SubIFDs, tile layout, tile
-offsets and byte counts, the JPEGTables tag) with a reader of its own over ``os.pread``; and
+offsets and byte counts, the JPEGTables tag) with a reader of its own over a ``read(offset, n)``
+function (``os.pread`` of a file, or ranged reads of an object through the block cache); and
 deciding per pyramid level whether its tiles qualify (a ``TileGrid``) or not (None).
 Must not know: pyvips (nothing here decodes pixels), plans, HTTP, caching. Which levels exist is
 the probe's business: the index is built for the ``Level`` list it found.
@@ -10,10 +11,11 @@ the probe's business: the index is built for the ``Level`` list it found.
 from __future__ import annotations
 
 import array
+import functools
 import os
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,9 @@ _UNSIGNED = {1: "B", 3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}  # BYTE SHORT LO
 _ARRAY_CODE = {"B": "B", "H": "H", "I": "I" if array.array("I").itemsize == 4 else "L", "Q": "Q"}
 
 
+ReadFn = Callable[[int, int], bytes]  # (n, offset) -> bytes, as os.pread(fd, n, offset)
+
+
 class _Malformed(ValueError):
     """The file's structure is not what the TIFF specification allows."""
 
@@ -54,13 +59,18 @@ def read_tile_index(path: Path, levels: Sequence[Level]) -> StoredTiles:
     """
     fd = os.open(path, os.O_RDONLY)
     try:
-        try:
-            reader = _Reader(fd)
-        except _Malformed:
-            return StoredTiles((None,) * len(levels))
-        return StoredTiles(tuple(_level_grid(reader, level) for level in levels))
+        return read_tile_index_from(functools.partial(os.pread, fd), os.fstat(fd).st_size, levels)
     finally:
         os.close(fd)
+
+
+def read_tile_index_from(read: ReadFn, size: int, levels: Sequence[Level]) -> StoredTiles:
+    """``read_tile_index`` of ``size`` bytes read through ``read(n, offset)`` (``os.pread``'s order)."""
+    try:
+        reader = _Reader(read, size)
+    except _Malformed:
+        return StoredTiles((None,) * len(levels))
+    return StoredTiles(tuple(_level_grid(reader, level) for level in levels))
 
 
 def truncation(path: Path, levels: Sequence[Level]) -> str | None:
@@ -73,7 +83,15 @@ def truncation(path: Path, levels: Sequence[Level]) -> str | None:
     """
     fd = os.open(path, os.O_RDONLY)
     try:
-        reader = _Reader(fd)
+        return truncation_from(functools.partial(os.pread, fd), os.fstat(fd).st_size, levels)
+    finally:
+        os.close(fd)
+
+
+def truncation_from(read: ReadFn, size: int, levels: Sequence[Level]) -> str | None:
+    """``truncation`` of ``size`` bytes read through ``read(n, offset)``."""
+    try:
+        reader = _Reader(read, size)
         for level in levels:
             offset = reader.page_offset(level.page)
             if offset is None:
@@ -95,8 +113,6 @@ def truncation(path: Path, levels: Sequence[Level]) -> str | None:
             page += 1
     except _Malformed:
         return "the file ends inside its directories (truncated)"
-    finally:
-        os.close(fd)
     return None
 
 
@@ -179,12 +195,12 @@ class _Entry:
 
 
 class _Reader:
-    """A minimal TIFF / BigTIFF IFD reader over a file descriptor (os.pread, no seeks)."""
+    """A minimal TIFF / BigTIFF IFD reader over ``read(n, offset)`` (os.pread's order, no seeks)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = os.fstat(fd).st_size
-        head = os.pread(fd, 16, 0)
+    def __init__(self, read: ReadFn, size: int) -> None:
+        self._pread = read
+        self.size = size
+        head = read(min(16, size), 0)
         order = {b"II": "<", b"MM": ">"}.get(head[:2])
         if order is None or len(head) < 8:
             raise _Malformed("not a TIFF")
@@ -204,7 +220,7 @@ class _Reader:
     def _read(self, offset: int, n: int) -> bytes:
         if offset < 0 or n < 0 or offset + n > self.size:
             raise _Malformed("value outside the file")
-        data = os.pread(self.fd, n, offset)
+        data = self._pread(n, offset)
         if len(data) != n:
             raise _Malformed("short read")
         return data

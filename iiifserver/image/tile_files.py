@@ -3,6 +3,8 @@
 Owns: a stored tile's byte range; reading it (blocking, in a worker thread, or from the page
 cache only with ``RWF_NOWAIT`` on the event loop); opening a source checked against the version
 its index was built for; ``TileFiles``, the bounded set of descriptors the event loop reads through.
+A stored tile of an object (``ObjectPath``) is one ranged read with ``If-Match`` its ETag, straight
+from the store (not through the block cache: a tile is read once, then the tile cache has it).
 Must not know: TIFF structure (``tiff_directory``), JPEG syntax (``jpeg_splice``), plans, pyvips, HTTP.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from iiifserver.errors import SourceChanged
 from iiifserver.image.jpeg_splice import splice_tile
+from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.tile_grid import TileGrid
 
@@ -67,11 +70,15 @@ def tile_range(grid: TileGrid, index: int) -> tuple[int, int]:
     return offset, count
 
 
-def open_and_read(path: Path, version: SourceVersion, grid: TileGrid, index: int) -> tuple[bytes, int]:
+def open_and_read(path: Path | ObjectPath, version: SourceVersion, grid: TileGrid, index: int) -> tuple[bytes, int]:
     """Open ``path`` (which must still be ``version``) and read stored tile ``index``. Blocking.
 
-    Returns the tile and the open descriptor, for ``TileFiles.adopt`` (the caller owns it).
+    Returns the tile and the open descriptor, for ``TileFiles.adopt`` (the caller owns it); an
+    object has none (-1). An object replaced since its version was named is ``SourceChanged``.
     """
+    if isinstance(path, ObjectPath):
+        offset, count = tile_range(grid, index)
+        return splice_tile(path.store.read(path, offset, count), grid, index), -1
     fd = open_checked(path, version)
     try:
         return read_stored_tile(fd, grid, index), fd
@@ -110,7 +117,9 @@ class TileFiles:
         self.max_open = max_open
         self._fds: OrderedDict[tuple[str, SourceVersion], int] = OrderedDict()
 
-    def read_if_cached(self, path: Path, version: SourceVersion, grid: TileGrid, index: int) -> bytes | None:
+    def read_if_cached(
+        self, path: Path | ObjectPath, version: SourceVersion, grid: TileGrid, index: int
+    ) -> bytes | None:
         """Stored tile ``index``, if a descriptor of this version is held and the page cache has
         its bytes; None: a worker thread must read it (``open_and_read``)."""
         fd = self._fds.get((str(path), version))
@@ -119,7 +128,9 @@ class TileFiles:
         self._fds.move_to_end((str(path), version))
         return read_stored_tile_if_cached(fd, grid, index)
 
-    def adopt(self, path: Path, version: SourceVersion, fd: int) -> None:
+    def adopt(self, path: Path | ObjectPath, version: SourceVersion, fd: int) -> None:
+        if fd < 0:
+            return  # an object: read from its store each time
         key = (str(path), version)
         if key in self._fds:  # a concurrent first read got there before us
             os.close(fd)

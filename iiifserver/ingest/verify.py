@@ -79,6 +79,7 @@ def named_files(root: Path, identifiers: Iterable[str]) -> tuple[list[Path], lis
         except NotFound:
             missing.append(identifier)
             continue
+        assert isinstance(path, Path)  # a FilesystemSource names files
         if path not in files:
             files.append(path)
     return files, missing

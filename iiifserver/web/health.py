@@ -32,7 +32,7 @@ def _no_damage() -> dict[str, str]:
 
 
 def readiness(
-    images: Path,
+    images: Path | None,
     cache: Path | None,
     workers_expected: int,
     workers_up: Callable[[], int | None],
@@ -40,7 +40,9 @@ def readiness(
 ) -> dict[str, Any]:
     """The checks (blocking: file system calls) and the verdict: ``status`` ready, degraded or not_ready."""
     checks: dict[str, str] = {}
-    checks["images"] = "ok" if images.is_dir() and os.access(images, os.R_OK | os.X_OK) else "unreadable"
+    # None: the image root is an object store, not checked here (each request meets its state).
+    readable = images is None or (images.is_dir() and os.access(images, os.R_OK | os.X_OK))
+    checks["images"] = "ok" if readable else "unreadable"
     if cache is not None:
         try:
             with tempfile.NamedTemporaryFile(dir=cache, prefix=".ready-"):
@@ -66,7 +68,7 @@ def readiness(
 
 
 def routes(
-    images: Path,
+    images: Path | None,
     cache: Path | None,
     workers_expected: int,
     workers_up: Callable[[], int | None],

@@ -1,0 +1,193 @@
+"""S3-compatible object storage: one client per process, and the ranged reads the image path needs.
+
+Owns: ``s3://BUCKET/PREFIX`` URLs; ``ObjectPath`` (an object addressed like a file: bucket, key,
+and the store it is read through); ``ObjectStore``, the one boto3 client of a process (endpoint,
+region and credentials from boto3's own resolution: ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` or ``AWS_PROFILE``), with connect and read
+timeouts and no retries beyond one attempt, so a dead or silent store answers within the timeout;
+``HEAD`` as an ``ObjectHead`` (ETag, size, last modified) and ranged ``GET`` with ``If-Match``; and
+mapping storage failures onto the server's typed errors (missing: ``NotFound``; replaced:
+``SourceChanged``; unreachable, slow, refused: ``ServiceUnavailable``, logged without secrets).
+Must not know: image formats, TIFF structure, pyvips, the block cache's layout, HTTP serving.
+The only module that imports boto3 or botocore (an import-linter contract).
+Blocking: every call runs in a worker thread, never on the event loop. A boto3 client is
+thread-safe; one is shared by every thread of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from iiifserver.errors import ServiceUnavailable, SourceChanged
+
+log = logging.getLogger(__name__)
+
+SCHEME = "s3://"
+STORAGE_RETRY_AFTER = 5  # seconds a client is told to wait when the store is unreachable
+_LOG_EVERY = 10.0  # at most one storage failure line per this many seconds (a dead store fails every request)
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The object store did not answer in time, refused us, or failed: retry later (503)."""
+
+    def __init__(self) -> None:
+        super().__init__("the image store is unavailable; retry", retry_after=STORAGE_RETRY_AFTER)
+
+
+def is_object_url(text: str) -> bool:
+    return text.startswith(SCHEME)
+
+
+def parse_object_url(text: str) -> tuple[str, str]:
+    """``s3://BUCKET/PREFIX`` -> (bucket, prefix without slashes at either end); ``ValueError`` if malformed."""
+    if not is_object_url(text):
+        raise ValueError(f"not an s3:// URL: {text!r}")
+    bucket, _, prefix = text[len(SCHEME) :].partition("/")
+    if not bucket or any(c in bucket for c in " \\?#") or "\x00" in prefix:
+        raise ValueError(f"no bucket in {text!r}")
+    prefix = prefix.strip("/")
+    if any(seg in ("", ".", "..") for seg in prefix.split("/")) and prefix:
+        raise ValueError(f"empty, '.' or '..' segment in {text!r}")
+    return bucket, prefix
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectHead:
+    """What ``HEAD`` says of an object: the parts of its version."""
+
+    etag: str  # as the store sends it, quotes included (what If-Match wants back)
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPath:
+    """One version of an object, in the role of a source file's path: bucket, key, the ETag and
+    size its ``HEAD`` gave (every read asks for that ETag), and the store it is read through."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    store: ObjectStore = field(compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"{SCHEME}{self.bucket}/{self.key}"
+
+    @property
+    def suffix(self) -> str:
+        name = self.key.rsplit("/", 1)[-1]
+        return name[name.rfind(".") :].lower() if "." in name else ""
+
+
+class ObjectStore:
+    """The process's S3 client. ``timeout`` bounds each connect and each read (seconds).
+
+    ``block_cache`` is where renders read objects through (``image/block_cache.py``); it is held
+    here so that an ``ObjectPath`` carries everything needed to read its object.
+    """
+
+    def __init__(self, timeout: float, block_cache: Any = None, *, max_connections: int = 64) -> None:
+        self.timeout = timeout
+        self.block_cache = block_cache
+        config = botocore.config.Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            # One attempt: botocore's default retries (with back-off) would turn a dead store's
+            # answer into several timeouts; the client retries on our 503 instead.
+            retries={"max_attempts": 1, "mode": "standard"},
+            max_pool_connections=max_connections,
+            # Path-style addressing works with every S3-compatible server (MinIO, SeaweedFS, Ceph).
+            s3={"addressing_style": "path"},
+        )
+        # boto3's own resolution of endpoint, region and credentials (variables, profile, instance role).
+        self._client = boto3.session.Session().client("s3", config=config)
+        self._log_lock = threading.Lock()
+        self._logged_at = -_LOG_EVERY
+
+    def path(self, bucket: str, key: str, head: ObjectHead) -> ObjectPath:
+        return ObjectPath(bucket, key, head.etag, head.size, self)
+
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
+        """The object's version, or None when there is no such object."""
+        try:
+            reply = self._client.head_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
+        modified = reply.get("LastModified")
+        mtime_ns = int(modified.timestamp() * 1_000_000_000) if modified is not None else 0
+        return ObjectHead(str(reply.get("ETag", "")), int(reply["ContentLength"]), mtime_ns)
+
+    def read(self, path: ObjectPath, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` of the object, which must still have ``path.etag``.
+
+        ``If-Match`` makes the store refuse (412) a replaced object instead of sending the new
+        object's bytes under the old version: ``SourceChanged``. A short answer (the object is
+        shorter than the range says) is a ``SourceChanged`` too: whatever was read is not served.
+        """
+        if length <= 0:
+            return b""
+        try:
+            reply = self._client.get_object(
+                Bucket=path.bucket, Key=path.key, Range=f"bytes={offset}-{offset + length - 1}", IfMatch=path.etag
+            )
+            data: bytes = reply["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            status = _status(exc)
+            if status == 412:
+                raise SourceChanged(str(path)) from None
+            if status == 404:
+                raise SourceChanged(str(path)) from None  # deleted since its HEAD: retry resolves it again
+            if status == 416:
+                raise SourceChanged(str(path)) from None
+            raise self._unavailable(str(path), exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._unavailable(str(path), exc) from None
+        if len(data) != length:
+            raise SourceChanged(str(path))
+        return data
+
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        """Store ``body`` under ``key`` (tests, tools). Errors propagate as ``StorageUnavailable``."""
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=body)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
+
+    def _unavailable(self, where: str, exc: Exception) -> StorageUnavailable:
+        """One log line now and then: the failure's class and code, never the request's
+        headers (they hold the signature) nor the credentials."""
+        now = time.monotonic()
+        with self._log_lock:
+            due = now - self._logged_at >= _LOG_EVERY
+            if due:
+                self._logged_at = now
+        if due:
+            if isinstance(exc, botocore.exceptions.ClientError):
+                error = exc.response.get("Error", {})
+                what = f"{_status(exc)} {error.get('Code', '')}".strip()
+            else:
+                what = type(exc).__name__
+            log.warning("object store unavailable reading %s: %s (answering 503)", where, what)
+        return StorageUnavailable()
+
+
+def _status(exc: botocore.exceptions.ClientError) -> int:
+    meta = exc.response.get("ResponseMetadata", {})
+    status = meta.get("HTTPStatusCode")
+    if isinstance(status, int):
+        return status
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return int(code) if code.isdigit() else 0

@@ -1,0 +1,137 @@
+"""The object store client, the block cache and identifier resolution in s3:// roots, against a
+running SeaweedFS (no mocks of the storage API)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iiifserver.errors import NotFound, SourceChanged
+from iiifserver.image.block_cache import BlockCache, ObjectReader
+from iiifserver.image.object_sources import ObjectSource, make_source, parse_roots
+from iiifserver.image.object_store import ObjectStore, StorageUnavailable, parse_object_url
+from iiifserver.image.sources import FilesystemSource, RootedSource
+from tests.object_storage import Place, new_place, put, use_store
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("s3://bucket/a/b", ("bucket", "a/b")), ("s3://bucket", ("bucket", "")), ("s3://bucket/a/", ("bucket", "a"))],
+)
+def test_object_urls_parse(url: str, expected: tuple[str, str]) -> None:
+    assert parse_object_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///a", "s3://b/a/../c", "s3://b/a//c", "http://b/a"])
+def test_malformed_object_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        parse_object_url(url)
+
+
+def test_roots_parse_and_refuse_what_they_cannot_mean() -> None:
+    assert parse_roots(" a=s3://b/p , museum/x=/srv/x ") == {"a": "s3://b/p", "museum/x": "/srv/x"}
+    for bad in ("a", "=s3://b", "a=", "../a=/x", "a=/x,a=/y", "a=s3://"):
+        with pytest.raises(ValueError, match="image_roots"):
+            parse_roots(bad)
+
+
+@pytest.fixture
+def place(seaweedfs: Any, monkeypatch: pytest.MonkeyPatch) -> Place:
+    use_store(monkeypatch, seaweedfs)
+    return new_place(seaweedfs)
+
+
+def _store(tmp_path: Path, *, max_bytes: int = 1 << 30, block_size: int = 1 << 20) -> ObjectStore:
+    return ObjectStore(2.0, BlockCache(tmp_path / "blocks", max_bytes, block_size))
+
+
+def test_identifiers_resolve_like_files(place: Place, seaweedfs: Any, tmp_path: Path) -> None:
+    put(seaweedfs, place.bucket, place.key("a/page.tif"), b"II*\x00tiff")
+    put(seaweedfs, place.bucket, place.key("café.jpg"), b"\xff\xd8\xffjpeg")
+    bucket, prefix = parse_object_url(place.url)
+    source = ObjectSource(_store(tmp_path), bucket, prefix)
+    found = source.resolve("a/page")
+    assert (found.name, str(found.path)) == ("a/page.tif", f"{place.url}/a/page.tif")
+    assert found.version.etag
+    assert found.version.size == 8
+    assert source.resolve("a/page.tif").version == found.version
+    assert source.resolve("cafe\u0301").name == "café.jpg"  # NFD asked, NFC stored
+    for missing in ("a/nothing", "a//page", "a/../a/page", "./a/page", "a/page/"):
+        with pytest.raises(NotFound):
+            source.resolve(missing)
+    assert source.recheck(found) is found  # unchanged: one HEAD, the same file
+
+
+def test_a_replaced_object_is_a_new_version_and_old_reads_are_refused(
+    place: Place, seaweedfs: Any, tmp_path: Path
+) -> None:
+    put(seaweedfs, place.bucket, place.key("x.tif"), b"A" * 5000)
+    store = _store(tmp_path, block_size=1024)
+    source = make_source(place.url, {}, store)
+    old = source.resolve("x")
+    put(seaweedfs, place.bucket, place.key("x.tif"), b"B" * 5000)
+    new = source.recheck(old)
+    assert new.version != old.version
+    assert new.version.token != old.version.token
+    assert isinstance(old.path, type(new.path))
+    with pytest.raises(SourceChanged):  # If-Match the old ETag: 412
+        store.read(old.path, 0, 10)  # type: ignore[arg-type]
+    assert store.read(new.path, 4990, 10) == b"B" * 10  # type: ignore[arg-type]
+
+
+def test_the_block_cache_reads_ranges_across_blocks_keeps_versions_apart_and_stays_bounded(
+    place: Place, seaweedfs: Any, tmp_path: Path
+) -> None:
+    body = bytes(range(256)) * 40  # 10240 bytes: ten blocks of 1 KiB
+    put(seaweedfs, place.bucket, place.key("y.tif"), body)
+    store = _store(tmp_path, max_bytes=4096, block_size=1024)
+    cache = store.block_cache
+    assert isinstance(cache, BlockCache)
+    path = make_source(place.url, {}, store).resolve("y").path
+    reader = ObjectReader(path, cache)  # type: ignore[arg-type]
+    assert reader.read(1000, 3000) == body[1000:4000]  # blocks 0-3: the whole bound
+    fetched = cache.fetched
+    assert ObjectReader(path, cache).read(1000, 1000) == body[1000:2000]  # type: ignore[arg-type]
+    assert cache.fetched == fetched  # from the blocks on disk, no request
+    assert reader.read(10000, 1000) == body[10000:]  # short only at the end
+    ObjectReader(path, cache).read(0, len(body))  # type: ignore[arg-type]
+    assert cache.nbytes <= 4096
+    assert sum(f.stat().st_size for f in (tmp_path / "blocks").rglob("*") if f.is_file()) <= 4096
+    put(seaweedfs, place.bucket, place.key("y.tif"), body[::-1])
+    newer = make_source(place.url, {}, store).resolve("y").path
+    assert ObjectReader(newer, cache).read(0, 100) == body[::-1][:100]  # type: ignore[arg-type]
+
+
+def test_rooted_sources_route_by_prefix_and_name_files_by_the_whole_identifier(
+    place: Place, seaweedfs: Any, tmp_path: Path
+) -> None:
+    put(seaweedfs, place.bucket, place.key("obj1.tif"), b"II*\x00one")
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "obj1.tif").write_bytes(b"II*\x00two")
+    store = _store(tmp_path)
+    source = make_source(tmp_path / "local", parse_roots(f"museum-a={place.url}"), store)
+    assert isinstance(source, RootedSource)
+    remote, local = source.resolve("museum-a/obj1"), source.resolve("obj1")
+    assert (remote.name, remote.version.size) == ("museum-a/obj1.tif", 7)
+    assert (local.name, isinstance(local.path, Path)) == ("obj1.tif", True)
+    assert source.recheck(remote) == remote
+    with pytest.raises(NotFound):
+        source.resolve("museum-b/obj1")
+    only = RootedSource(None, {"a": FilesystemSource(tmp_path / "local")})
+    with pytest.raises(NotFound):
+        only.resolve("obj1")
+
+
+def test_a_dead_endpoint_answers_unavailable_within_the_timeout(
+    place: Place, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nobody listens
+    store = ObjectStore(0.5, BlockCache(tmp_path, 1 << 20))
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as caught:
+        store.head(place.bucket, place.key("x.tif"))
+    assert time.monotonic() - started < 2.0
+    assert caught.value.retry_after > 0
