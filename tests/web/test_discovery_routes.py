@@ -364,3 +364,23 @@ def test_host_poisoning_reaches_neither_the_log_nor_other_clients(site: Callable
     assert again.content == normal.content
     assert again.json()["orderedItems"][-1]["object"]["id"].startswith("http://testserver/")
     assert http.get(ALL).json()["totalItems"] == 3
+
+
+def test_an_empty_server_still_has_a_valid_log(tree: tuple[Path, Path], client: Callable[..., Http]) -> None:
+    http = client(*tree, discovery_check_interval=0.0)
+    page = http.get(f"{A}/page/0").json()
+    assert page_problems(page) == []  # at least one item: the top collection's Create
+    assert changes(page["orderedItems"]) == [("Create", "Collection", "/collection")]
+
+
+def test_a_description_moved_into_a_folder_is_a_move(site: Callable[..., Http], tree: tuple[Path, Path]) -> None:
+    _, manifests = tree
+    harvester = Harvester(site())
+    harvester.harvest()
+    (manifests / "paintings").mkdir()
+    os.rename(manifests / "painting.yaml", manifests / "paintings" / "painting.yaml")
+    assert changes(harvester.harvest()) == [
+        ("Update", "Collection", "/collection"),
+        ("Create", "Collection", "/collection/paintings"),
+        ("Move", "Manifest", "/painting/manifest", "/paintings/painting/manifest"),
+    ]
