@@ -207,6 +207,7 @@ def test_threads_sharing_one_file_record_each_change_once(tmp_path: Path) -> Non
     log.close()
 
 
+@pytest.mark.slow  # spawning the processes (each imports the package) takes seconds
 def test_processes_sharing_one_file_record_each_change_once(tmp_path: Path) -> None:
     """Worker processes see the same files: each records what it saw; the log holds each change once."""
     path = tmp_path / "changes.sqlite3"
