@@ -43,6 +43,8 @@ from iiifserver.image.tiff_directory import read_tile_index, read_tile_index_fro
 from iiifserver.image.tile_files import open_and_read
 from iiifserver.image.tile_grid import StoredTiles
 from iiifserver.logs import configure_logging
+from iiifserver.presentation.change_log import ChangeLog, default_path
+from iiifserver.presentation.changes import ChangeTracker
 from iiifserver.presentation.service import PresentationService
 from iiifserver.web import admin, health, image_routes, pages, presentation_routes
 from iiifserver.web.assets import Assets
@@ -131,6 +133,13 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         check_interval=settings.source_check_interval,
         page_size=settings.collection_page_size,
     )
+    changes = ChangeTracker(
+        presentation,
+        ChangeLog(Path(settings.discovery_store) if settings.discovery_store else default_path(settings.cache)),
+        lanes.io.run,
+        check_interval=settings.discovery_check_interval,
+        page_size=settings.discovery_page_size,
+    )
     memo = ResponseMemo(settings.trusted_proxy_networks)
 
     def describe() -> dict[str, object]:
@@ -143,6 +152,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
                     "manifest": "/iiif/presentation/3/{object}/manifest",
                 }
             },
+            "change_discovery_api": {"1.0": "/iiif/discovery/activity/all-changes"},
         }
 
     async def object_exists(object_id: str) -> bool:
@@ -164,9 +174,14 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             await lanes.io.run(cache.shared.ping)
             shared_link = asyncio.create_task(cache.shared.keep_connected(lanes.rechecks.run))
         publisher = asyncio.create_task(_publish_every_second(metrics, workers, lambda: worker_figures(), lanes.io))
+        # Changes made while the server was down are recorded now, not when a harvester first asks.
+        first_check = asyncio.create_task(changes.check_if_due())
         try:
             yield
         finally:
+            first_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first_check
             publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publisher
@@ -175,6 +190,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             workers.forget()
             await service.drain()
             service.close()
+            changes.close()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -211,7 +227,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             run_io=lanes.io.run,
         ),
         *image_routes.routes(image_endpoints),
-        *presentation_routes.routes(presentation, settings),
+        *presentation_routes.routes(presentation, settings, changes),
     ]
     app = IIIFApplication(
         routes=routes,
@@ -228,6 +244,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     app.state.settings = settings
     app.state.image_service = service
     app.state.presentation = presentation
+    app.state.changes = changes
     app.state.memo = memo
     return app
 
