@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from iiifserver.config import load_settings, object_root, settings_from_json, uses_object_storage
 from iiifserver.errors import NotFound, SourceChanged
 from iiifserver.image.block_cache import BlockCache, ObjectReader
 from iiifserver.image.object_sources import ObjectSource, make_source, parse_roots
@@ -29,6 +30,20 @@ def test_object_urls_parse(url: str, expected: tuple[str, str]) -> None:
 def test_malformed_object_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError, match=r"."):
         parse_object_url(url)
+
+
+@pytest.mark.parametrize("where", ["env", "toml"])
+def test_an_s3_url_survives_settings_loading_and_the_hand_over_to_workers(where: str, tmp_path: Path) -> None:
+    if where == "env":
+        settings = load_settings(environ={"IIIFSERVER_IMAGES": "s3://bucket/a/b"})
+    else:
+        (tmp_path / "s.toml").write_text('images = "s3://bucket/a/b"\nimage_roots = "x=s3://other/p"\n')
+        settings = load_settings(tmp_path / "s.toml", environ={})
+    assert object_root(settings.images) == "s3://bucket/a/b"
+    assert object_root(settings_from_json(settings.to_json()).images) == "s3://bucket/a/b"
+    assert uses_object_storage(settings)
+    assert object_root(Path("images")) is None
+    assert not uses_object_storage(load_settings(environ={"IIIFSERVER_IMAGE_ROOTS": "a=/srv/a"}))
 
 
 def test_roots_parse_and_refuse_what_they_cannot_mean() -> None:

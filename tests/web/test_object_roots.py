@@ -30,6 +30,8 @@ from tests.object_storage import Place, new_place, put, use_store
 from tests.seaweedfs_server import SECRET_KEY
 from tests.web.conftest import Http, _gradient, save_pyramid, solid
 
+CONFORMANCE_JP2 = Path(__file__).parents[1] / "data" / "conformance" / "67352ccc-d1b0-11e1-89ae-279075081939.jp2"
+
 
 @pytest.fixture(scope="module")
 def pyramids(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -38,6 +40,9 @@ def pyramids(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_pyramid(solid(600, 400, (220, 30, 30)), root / "red.tif")
     save_pyramid(solid(600, 400, (30, 30, 220)), root / "blue.tif")
     _gradient(320, 200).jpegsave(str(root / "photo.jpg"), Q=90)
+    shutil.copy(CONFORMANCE_JP2, root / "validator.jp2")
+    whole = (root / "sample.tif").read_bytes()
+    (root / "cut.tif").write_bytes(whole[: len(whole) // 2])  # a truncated copy: damaged
     return root
 
 
@@ -83,6 +88,8 @@ def test_an_s3_root_serves_what_the_same_files_serve_from_a_folder(
         "/iiif/3/sample/full/max/90/gray.jpg",
         "/iiif/3/photo.jpg/full/160,/0/default.jpg",  # a plain JPEG object
         "/iiif/2/sample/full/full/0/default.jpg",
+        "/iiif/3/validator/info.json",  # JPEG 2000: copied whole into the block cache
+        "/iiif/3/validator/100,100,400,300/200,/0/default.png",
     ):
         theirs, ours = local.get(path), s3.get(path)
         assert (ours.status_code, ours.headers["content-type"]) == (200, theirs.headers["content-type"]), path
@@ -115,6 +122,18 @@ def test_a_missing_object_is_404_and_dotted_identifiers_are_refused(
     assert http.get("/iiif/3/nothing-here/info.json").status_code == 404
     assert http.get("/iiif/3/..%2Fscans%2Fred/info.json").status_code == 404
     assert http.get("/iiif/3/red.tif/info.json").status_code == 200  # with its extension too
+
+
+def test_a_damaged_object_is_a_500_naming_the_identifier_and_not_cached(
+    bucket: Place, portal: anyio.from_thread.BlockingPortal, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    http = _app(portal, tmp_path, bucket.url, disk_cache_mb=64)
+    with caplog.at_level(logging.ERROR, logger="iiifserver"):
+        answers = [http.get("/iiif/3/cut/full/100,/0/default.jpg") for _ in range(2)]
+    assert [answer.status_code for answer in answers] == [500, 500]
+    assert "cut" in answers[0].text
+    assert any("'cut'" in record.getMessage() for record in caplog.records)
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*") if "cut" in p.name)
 
 
 def _red_and_blue_mean(body: bytes) -> tuple[int, int]:
