@@ -90,8 +90,42 @@ def requests(image: str = IMAGE, n: int = 8) -> list[bytes]:
     ]
 
 
+def cold_requests(images: Path, count: int, image: str = IMAGE) -> list[bytes]:
+    """``count`` distinct full-resolution tiles over the image's aliases, each alias's info.json first.
+
+    What a cold side-by-side run leaves behind (registries, memo and memory tier at their
+    bounds, many identifiers seen) is what the hot figure after it pays for.
+    """
+    stem = image.removesuffix(".tif")
+    aliases = sorted(p.name for p in images.glob(f"{stem}_[0-9]*.tif"))
+    if not aliases:
+        raise SystemExit(f"no aliases {stem}_NN.tif in {images}: make them with benchmarks.harness.images --aliases")
+    head = b" HTTP/1.1\r\nHost: 127.0.0.1:8083\r\nUser-Agent: wrk\r\n\r\n"
+    out: list[bytes] = []
+    for alias in aliases:
+        out.append(b"GET /iiif/3/%s/info.json" % alias.encode() + head)
+        for row in range(35):
+            for col in range(46):
+                region = b"%d,%d,256,256" % (col * 256, row * 256)
+                out.append(b"GET /iiif/3/%s/%s/256,/0/default.jpg" % (alias.encode(), region) + head)
+                if len(out) >= count:
+                    return out
+    return out
+
+
+async def answer_each(protocol: Any, batch: list[bytes]) -> None:
+    """Sends each request and waits until its response is complete (one connection, in order)."""
+    for request in batch:
+        protocol.data_received(request)
+        for _ in range(5000):
+            cycle = protocol.cycle
+            if cycle is None or cycle.response_complete:
+                break
+            await asyncio.sleep(0.0005)
+
+
 async def measure(
-    images: Path, overrides: dict[str, Any], per_round: int, rounds: int, image: str = IMAGE
+    images: Path, overrides: dict[str, Any], per_round: int, rounds: int, image: str = IMAGE, cold_first: int = 0
 ) -> dict[str, Any]:
     """In the checkout whose interpreter runs this: microseconds of CPU per request."""
     from uvicorn.config import Config
@@ -119,14 +153,11 @@ async def measure(
         transport = CountingTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         batch = requests(image)
+        cold_started = time.process_time()
+        await answer_each(protocol, cold_requests(images, cold_first, image) if cold_first else [])
+        cold_cpu_s = time.process_time() - cold_started
         for _ in range(3):  # the first asks go through the app and fill the memo
-            for request in batch:
-                protocol.data_received(request)
-                for _ in range(500):
-                    await asyncio.sleep(0.002)
-                    cycle = protocol.cycle
-                    if cycle is None or cycle.response_complete:
-                        break
+            await answer_each(protocol, batch)
         before = transport.written
         protocol.data_received(batch[0])
         if transport.written - before < 1000:
@@ -140,23 +171,26 @@ async def measure(
         if transport.closing:
             raise RuntimeError("the connection was closed during the run")
     rounds_us = [round(v, 2) for v in per_request]
-    return {"us_per_request": min(rounds_us), "rounds_us": rounds_us, "skipped": skipped}
+    return {"us_per_request": min(rounds_us), "rounds_us": rounds_us, "skipped": skipped, "cold_cpu_s": cold_cpu_s}
 
 
 def child(args: argparse.Namespace) -> int:
     overrides = json.loads(args.overrides)
-    result = asyncio.run(measure(args.images, overrides, args.per_round, args.rounds))
+    result = asyncio.run(measure(args.images, overrides, args.per_round, args.rounds, cold_first=args.cold_first))
     print(json.dumps(result))
     return 0
 
 
-def run_checkout(checkout: Path, config: str, images: Path, per_round: int, rounds: int) -> dict[str, Any]:
+def run_checkout(
+    checkout: Path, config: str, images: Path, per_round: int, rounds: int, cold_first: int = 0
+) -> dict[str, Any]:
     python = checkout / ".venv" / "bin" / "python"
     if not python.exists():
         raise SystemExit(f"no {python}: install that checkout first (scripts/install.sh)")
     cmd = [
         str(python), str(Path(__file__).resolve()), "--child", "--images", str(images),
         "--overrides", json.dumps(CONFIGS[config]), "--per-round", str(per_round), "--rounds", str(rounds),
+        "--cold-first", str(cold_first),
     ]  # fmt: skip
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # this process's own metrics, in memory
@@ -179,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-round", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3, help="runs of every (checkout, configuration), interleaved")
+    ap.add_argument("--cold-first", type=int, default=0, metavar="N",
+                    help="answer N distinct cold tiles over the image's aliases before measuring, "
+                    "as a cold side-by-side run does before the hot one")  # fmt: skip
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
     ap.add_argument("--label", default="")
     ap.add_argument("--results", type=Path, default=HERE / "results")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -199,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for checkout in checkouts:
-            for config in CONFIGS:
+            for config in args.configs.split(","):
                 name = f"{version(checkout)} {config}"
-                result = run_checkout(checkout, config, images, args.per_round, args.rounds)
+                result = run_checkout(checkout, config, images, args.per_round, args.rounds, args.cold_first)
                 if result["skipped"]:
                     continue  # an older checkout without the setting: its default is that case
                 figures.setdefault(name, []).append(result["us_per_request"])
