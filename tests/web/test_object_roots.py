@@ -242,6 +242,7 @@ def test_an_unreachable_or_silent_store_is_503_within_the_timeout(
     assert took < 3.0  # one attempt per HEAD within the timeout, not botocore's retries
 
 
+@pytest.mark.slow  # the store's volumes take some 20 s to register again after a restart
 def test_the_store_stopped_is_503_never_cached_and_served_again_when_it_is_back(
     bucket: Place, seaweedfs: Any, portal: anyio.from_thread.BlockingPortal, tmp_path: Path
 ) -> None:
