@@ -187,6 +187,10 @@ class ObjectReader:
         start = offset - first * bs
         return joined[start : start + n]
 
+    def release(self) -> None:
+        """Forget the block kept in memory (it is read again from the block cache when needed)."""
+        self._index, self._block = -1, b""
+
     def _get(self, index: int) -> bytes:
         if index != self._index:
             block = self.cache.block(self.path, index)

@@ -60,9 +60,16 @@ class ObjectOpener:
         self.path = path
         self.error: BaseException | None = None
         self._sources: list[Any] = []
+        self._readers: list[block_cache.ObjectReader] = []
+
+    def release(self) -> None:
+        """Let go of the block each reader holds (1 MiB): an opener kept between renders holds none."""
+        for reader in self._readers:
+            reader.release()
 
     def source(self) -> Any:
         reader = block_cache.reader_of(self.path)
+        self._readers.append(reader)
         position = 0
 
         def on_read(n: int) -> bytes:
@@ -299,6 +306,11 @@ class OpenedLevels:
         self._items.move_to_end(key)
         return item[0]
 
+    def drop(self, key: tuple[str, str, int, int]) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.nbytes -= old[1]
+
     def put(self, key: tuple[str, str, int, int], image: Any, weight: int) -> bool:
         """Keep ``image``, evicting the least recently used; False when it is too heavy to keep."""
         old = self._items.pop(key, None)
@@ -332,6 +344,44 @@ def open_level_cached(path: Path, fmt: SourceFormat, level: Level, version: Sour
             raise SourceChanged(str(path))
         cache.put(key, image, decoded_footprint(image))
     return image
+
+
+def _thread_cache() -> OpenedLevels:
+    cache: OpenedLevels | None = getattr(_opened, "cache", None)
+    if cache is None:
+        cache = _opened.cache = OpenedLevels(_budget["count"], _budget["bytes"])
+    return cache
+
+
+def open_object_level_cached(path: ObjectPath, fmt: SourceFormat, level: Level) -> tuple[Any, ObjectOpener]:
+    """``open_level`` of an object version, remembered per thread with the opener its image reads
+    through (kept together: the image must not outlive its custom source).
+
+    No check afterwards: an ``ObjectPath`` is one version, and every block is read with
+    ``If-Match`` its ETag. The opener's ``error`` is cleared for the caller, which calls
+    ``forget_object_level`` when a render through it fails (a source that failed once may keep
+    failing in libvips). A storage error while opening is raised as itself, not as damage.
+    """
+    cache = _thread_cache()
+    key = (str(path), f"{path.etag}-{path.size:x}", level.page, level.subifd)
+    held = cache.get(key)
+    if held is None:
+        opener = ObjectOpener(path)
+        try:
+            image = open_level(opener, fmt, level)
+        except pyvips.Error:
+            opener.reraise()
+            raise
+        held = (image, opener)
+        cache.put(key, held, decoded_footprint(image))
+    image, opener = held
+    opener.error = None
+    return image, opener
+
+
+def forget_object_level(path: ObjectPath, level: Level) -> None:
+    """Drop this thread's opened ``level`` of ``path`` (after a failed render through it)."""
+    _thread_cache().drop((str(path), f"{path.etag}-{path.size:x}", level.page, level.subifd))
 
 
 def opened_stats() -> tuple[int, int]:

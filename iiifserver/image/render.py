@@ -23,7 +23,13 @@ from iiifserver.errors import SourceChanged, SourceDamaged
 from iiifserver.image import block_cache, jp2
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.planner import Plan, rotated_size
-from iiifserver.image.probe import ObjectOpener, open_level, open_level_cached
+from iiifserver.image.probe import (
+    ObjectOpener,
+    forget_object_level,
+    open_level,
+    open_level_cached,
+    open_object_level_cached,
+)
 from iiifserver.image.request import Format, Quality
 from iiifserver.image.source_info import Colour, SourceFormat, SourceVersion
 
@@ -51,34 +57,43 @@ def render(
     local copy (OpenJPEG reads named files). Its bytes are the version's by construction (every
     block is read with ``If-Match`` its ETag), so no check after the render is needed.
     """
-    opener: ObjectOpener | None = None
-    source: Path | ObjectOpener
-    if isinstance(path, ObjectPath):
-        if fmt is SourceFormat.JP2:
-            source, version = block_cache.local_copy_of(path), None
-        else:
-            source = opener = ObjectOpener(path)  # referenced here until the pipeline has run
-    else:
-        source = path
+    openers: list[ObjectOpener] = []  # referenced here until the pipeline has run
+    source: Path | ObjectPath = path
+    if isinstance(path, ObjectPath) and fmt is SourceFormat.JP2:
+        source, version = block_cache.local_copy_of(path), None
     try:
-        return _render(source, fmt, plan, options, version)
+        body = _render(source, fmt, plan, options, version, openers)
+        if any(opener.error is not None for opener in openers):
+            # A read failed and libvips carried on: whatever it made is not served.
+            raise pyvips.Error("a read of the object failed")
+        return body
     except jp2.Jp2Error as exc:
         log.warning("render failed for %s: %s", path, exc)
         raise SourceDamaged(str(exc), parameter="identifier") from None
     except pyvips.Error as exc:
-        if opener is not None:
-            opener.reraise()  # the store failed or the object changed under a read: not damage
+        if openers and isinstance(path, ObjectPath):
+            forget_object_level(path, plan.level)
+            openers[0].reraise()  # the store failed or the object changed under a read: not damage
         # The path and libvips' words go to the log only; the client learns the image is damaged.
         log.warning("render failed for %s: %s", path, str(exc).strip().splitlines()[:2])
         raise SourceDamaged("the source image is damaged or unreadable", parameter="identifier") from None
+    finally:
+        for opener in openers:
+            opener.release()  # kept in this thread's opened levels: without its block in memory
 
 
 def _render(
-    path: Path | ObjectOpener, fmt: SourceFormat, plan: Plan, options: EncodeOptions, version: SourceVersion | None
+    path: Path | ObjectPath,
+    fmt: SourceFormat,
+    plan: Plan,
+    options: EncodeOptions,
+    version: SourceVersion | None,
+    openers: list[ObjectOpener],
 ) -> bytes:
-    if isinstance(path, ObjectOpener):
-        # Not kept between renders: its custom source lives only as long as this opener.
-        image = open_level(path, fmt, plan.level).crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
+    if isinstance(path, ObjectPath):
+        image, opener = open_object_level_cached(path, fmt, plan.level)
+        openers.append(opener)
+        image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
     elif fmt is SourceFormat.JP2:
         image = jp2_crop(path, plan, version)
     else:

@@ -4,17 +4,23 @@ running SeaweedFS (no mocks of the storage API)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pyvips
 
 from iiifserver.config import load_settings, object_root, settings_from_json, uses_object_storage
 from iiifserver.errors import NotFound, SourceChanged
 from iiifserver.image.block_cache import BlockCache, ObjectReader
 from iiifserver.image.object_sources import ObjectSource, make_source, parse_roots
-from iiifserver.image.object_store import ObjectStore, StorageUnavailable, parse_object_url
+from iiifserver.image.object_store import ObjectPath, ObjectStore, StorageUnavailable, parse_object_url
+from iiifserver.image.probe import probe, set_opened_budget
+from iiifserver.image.render import EncodeOptions, render
+from iiifserver.image.source_info import SourceFormat
 from iiifserver.image.sources import FilesystemSource, RootedSource
+from tests.image.pyramids import jpeg_pyramid, plan_for
 from tests.object_storage import Place, new_place, put, use_store
 
 
@@ -150,3 +156,28 @@ def test_a_dead_endpoint_answers_unavailable_within_the_timeout(
         store.head(place.bucket, place.key("x.tif"))
     assert time.monotonic() - started < 2.0
     assert caught.value.retry_after > 0
+
+
+def test_a_render_or_probe_whose_reads_fail_is_unavailable_not_damage(
+    place: Place, seaweedfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store going away between a version check and the reads: 503 (retry), never 500."""
+    pyramid = jpeg_pyramid(
+        pyvips.Image.black(600, 400, bands=3).linear(1, [200, 30, 30]).cast("uchar"), tmp_path / "p.tif"
+    )
+    body = pyramid.path.read_bytes()
+    put(seaweedfs, place.bucket, place.key("p.tif"), body)
+    live = make_source(place.url, {}, _store(tmp_path / "live")).resolve("p").path
+    assert isinstance(live, ObjectPath)
+    assert probe(live, plain_max_pixels=10**8, max_source_pixels=10**9) == pyramid.info
+    plan = plan_for(pyramid, "0,0,300,300/150,/0/default.png")
+    assert render(live, SourceFormat.TIFF, plan, EncodeOptions()) == render(
+        pyramid.path, SourceFormat.TIFF, plan, EncodeOptions()
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nobody listens: every read fails
+    dead = replace(live, store=_store(tmp_path / "dead"))
+    with pytest.raises(StorageUnavailable):
+        probe(dead, plain_max_pixels=10**8, max_source_pixels=10**9)
+    set_opened_budget()  # this thread's opened levels (the live store's) are dropped
+    with pytest.raises(StorageUnavailable):
+        render(dead, SourceFormat.TIFF, plan, EncodeOptions())
