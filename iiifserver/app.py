@@ -285,7 +285,9 @@ def _object_store(settings: Settings) -> ObjectStore | None:
     """The process's object store client and block cache, when an image root is an s3:// URL."""
     if not config.uses_object_storage(settings):
         return None
-    blocks = BlockCache(settings.block_cache, settings.block_cache_mb * MIB)
+    # Each worker process bounds the blocks it knows of (its own, and what it found at start):
+    # a share of the bound each keeps the shared folder within it.
+    blocks = BlockCache(settings.block_cache, settings.block_cache_mb * MIB // max(1, settings.workers))
     return ObjectStore(settings.storage_timeout, blocks)
 
 
