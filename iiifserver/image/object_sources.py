@@ -19,6 +19,9 @@ from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.sources import EXTENSIONS, FilesystemSource, RootedSource, Source, SourceFile
 
 
+MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
+
+
 def object_version(head: ObjectHead) -> SourceVersion:
     return SourceVersion(0, head.size, head.mtime_ns, 0, head.etag)
 
@@ -43,6 +46,8 @@ class ObjectSource:
             raise NotFound(f"no image {identifier!r}", parameter="identifier")
         for name in self._candidates(identifier):
             key = self._key(name)
+            if len(key.encode()) > MAX_KEY_BYTES:
+                continue  # no such object can exist: not a question for the store (it would answer 400)
             head = self.store.head(self.bucket, key)
             if head is not None:
                 return SourceFile(identifier, self.store.path(self.bucket, key, head), object_version(head), name)

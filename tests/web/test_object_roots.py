@@ -122,6 +122,8 @@ def test_a_missing_object_is_404_and_dotted_identifiers_are_refused(
     assert http.get("/iiif/3/nothing-here/info.json").status_code == 404
     assert http.get("/iiif/3/..%2Fscans%2Fred/info.json").status_code == 404
     assert http.get("/iiif/3/red.tif/info.json").status_code == 200  # with its extension too
+    # Within the identifier limit (1024 bytes), but with the prefix longer than any S3 key can be.
+    assert http.get(f"/iiif/3/{'x' * 1010}/info.json").status_code == 404
 
 
 def test_a_damaged_object_is_a_500_naming_the_identifier_and_not_cached(
