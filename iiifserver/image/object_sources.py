@@ -18,7 +18,6 @@ from iiifserver.image.object_store import ObjectHead, ObjectPath, ObjectStore, i
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.sources import EXTENSIONS, FilesystemSource, RootedSource, Source, SourceFile
 
-
 MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
 
 
