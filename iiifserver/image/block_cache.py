@@ -14,6 +14,7 @@ for the blocks it wrote or saw, and a block evicted by another process is fetche
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from iiifserver.errors import SourceChanged
 from iiifserver.image.object_store import ObjectPath
 
 BLOCK_SIZE = 1 << 20
+log = logging.getLogger(__name__)
 
 
 class BlockCache:
@@ -37,6 +39,7 @@ class BlockCache:
         self._lock = threading.Lock()
         self._files: OrderedDict[str, int] = OrderedDict()  # file name -> size, least recent first
         self._scanned = False
+        self._warned = False
 
     def block(self, path: ObjectPath, index: int) -> bytes:
         """Block ``index`` of the object version ``path``."""
@@ -49,7 +52,7 @@ class BlockCache:
         file = self._file(name)
         try:
             data = file.read_bytes()
-        except FileNotFoundError:
+        except OSError:  # not there (never kept, evicted), or the folder is unusable: fetch it
             data = b""
         if len(data) == length:
             self._touch(name, length)
@@ -57,7 +60,12 @@ class BlockCache:
             return data
         data = path.store.read(path, start, length)
         self.fetched += 1
-        self._keep(name, file, data)
+        try:
+            self._keep(name, file, data)
+        except OSError as exc:  # a full or read-only disk: the block is served, just not kept
+            if not self._warned:
+                self._warned = True
+                log.warning("block cache folder not writable (%s): blocks are read from the store each time", exc)
         return data
 
     def local_copy(self, path: ObjectPath) -> Path:

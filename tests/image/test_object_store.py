@@ -181,3 +181,13 @@ def test_a_render_or_probe_whose_reads_fail_is_unavailable_not_damage(
     set_opened_budget()  # this thread's opened levels (the live store's) are dropped
     with pytest.raises(StorageUnavailable):
         render(dead, SourceFormat.TIFF, plan, EncodeOptions())
+
+
+def test_an_unwritable_block_cache_still_serves_reads(place: Place, seaweedfs: Any, tmp_path: Path) -> None:
+    put(seaweedfs, place.bucket, place.key("z.tif"), b"0123456789" * 300)
+    (tmp_path / "not-a-folder").write_text("a file where the cache folder should be")
+    store = ObjectStore(2.0, BlockCache(tmp_path / "not-a-folder", 1 << 20, 1024))
+    path = make_source(place.url, {}, store).resolve("z").path
+    assert isinstance(path, ObjectPath)
+    assert ObjectReader(path, store.block_cache).read(1020, 10) == b"0123456789"
+    assert ObjectReader(path, store.block_cache).read(2990, 100) == b"0123456789"
