@@ -204,8 +204,14 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     def fast_path_stats() -> dict[str, int]:
         return app.fast_path.stats() if app.fast_path is not None else {}
 
+    def block_cache_stats() -> dict[str, object]:
+        blocks = store.block_cache if store is not None else None
+        if not isinstance(blocks, BlockCache):
+            return {}
+        return {"block_cache": {"fetched": blocks.fetched, "hits": blocks.hits, "bytes": blocks.nbytes}}
+
     def worker_figures() -> dict[str, object]:
-        return {**service.stats(), "fast_path": fast_path_stats()}
+        return {**service.stats(), "fast_path": fast_path_stats(), **block_cache_stats()}
 
     image_endpoints = image_routes.endpoints(service, settings, memo)
     routes = [
@@ -222,7 +228,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         *admin.routes(
             service,
             settings.admin_token,
-            extra_stats=lambda: {"fast_path": fast_path_stats()},
+            extra_stats=lambda: {"fast_path": fast_path_stats(), **block_cache_stats()},
             workers=workers,
             run_io=lanes.io.run,
         ),

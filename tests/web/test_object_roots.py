@@ -78,7 +78,7 @@ def pixels(body: bytes) -> np.ndarray:
 def test_an_s3_root_serves_what_the_same_files_serve_from_a_folder(
     bucket: Place, pyramids: Path, portal: anyio.from_thread.BlockingPortal, tmp_path: Path
 ) -> None:
-    s3 = _app(portal, tmp_path / "s3", bucket.url)
+    s3 = _app(portal, tmp_path / "s3", bucket.url, admin_token="an-admin-token-for-tests")
     local = _app(portal, tmp_path / "local", pyramids)
     for path in (
         "/iiif/3/sample/info.json",
@@ -100,6 +100,9 @@ def test_an_s3_root_serves_what_the_same_files_serve_from_a_folder(
             assert ours.content == theirs.content, path  # passthrough: the stored bytes themselves
         else:
             assert np.array_equal(pixels(ours.content), pixels(theirs.content)), path
+    stats = s3.get("/admin/stats", headers={"authorization": "Bearer an-admin-token-for-tests"}).json()
+    assert stats["block_cache"]["fetched"] > 0  # the renders and directories read through it
+    assert stats["block_cache"]["hits"] > 0
 
 
 def test_several_roots_at_once_by_identifier_prefix(
