@@ -191,3 +191,13 @@ def test_an_unwritable_block_cache_still_serves_reads(place: Place, seaweedfs: A
     assert isinstance(path, ObjectPath)
     assert ObjectReader(path, store.block_cache).read(1020, 10) == b"0123456789"
     assert ObjectReader(path, store.block_cache).read(2990, 100) == b"0123456789"
+
+
+def test_put_stores_an_object_that_head_and_read_then_see(place: Place, tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.put(place.bucket, place.key("new.tif"), b"II*\x00" + b"x" * 100)
+    head = store.head(place.bucket, place.key("new.tif"))
+    assert head is not None
+    assert head.size == 104
+    assert store.read(store.path(place.bucket, place.key("new.tif"), head), 0, 4) == b"II*\x00"
+    assert store.head(place.bucket, place.key("absent.tif")) is None
