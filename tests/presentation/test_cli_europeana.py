@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,11 +164,11 @@ def test_the_described_demo_objects_pass(demo_images: Path) -> None:
 # -- live: --url -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def live_app(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    """The real app (public_url https, as behind a proxy) on a free 127.0.0.1 port, in a thread."""
+@pytest.fixture(params=[PUBLIC])
+def live_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path, Path]]:
+    """The real app (public_url https, or "" for ids from the request) on a free 127.0.0.1 port, in a thread."""
     images, manifests = _tree(tmp_path)
-    settings = Settings(images=images, manifests=manifests, cache=tmp_path / "cache", public_url=PUBLIC)
+    settings = Settings(images=images, manifests=manifests, cache=tmp_path / "cache", public_url=request.param)
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run)
@@ -236,3 +237,52 @@ def test_live_server_without_cors_fails(tmp_path: Path, live_app: tuple[str, Pat
     assert f"the info.json at {stand_in}/iiif/3/painting/info.json answered 404 text/plain" in output
     assert "(cors)" in output
     assert "(resolvable)" in output
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A stand-in for a TLS proxy: forwards GETs to the app with X-Forwarded-Proto/Host, as nginx would."""
+
+    upstream: ClassVar[str] = ""
+
+    def do_GET(self) -> None:
+        forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "iiif.example.org"}
+        ask = urllib.request.Request(self.upstream + self.path, headers={**dict(self.headers), **forwarded})
+        try:
+            with urllib.request.urlopen(ask, timeout=10) as response:
+                status, headers, body = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, body = exc.code, exc.headers, exc.read()
+        self.send_response(status)
+        for name in ("Content-Type", "Access-Control-Allow-Origin"):
+            if headers.get(name):
+                self.send_header(name, headers[name])
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+@pytest.mark.parametrize("live_app", [""], indirect=True)
+def test_behind_a_proxy_the_served_ids_are_checked(live_app: tuple[str, Path, Path]) -> None:
+    """No public_url: asked directly the ids are http (an error); through the proxy they are https."""
+    base, images, manifests = live_app
+    code, output = _run("painting", "--url", base, *_settings(images, manifests))
+    assert code == 1
+    assert f"ids are http (first: {base}/iiif/presentation/3/painting/manifest)" in output
+
+    _Proxy.upstream = base
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=proxy.serve_forever)
+    thread.start()
+    try:
+        code, output = _run(
+            "painting", "--url", f"http://127.0.0.1:{proxy.server_address[1]}", *_settings(images, manifests)
+        )
+    finally:
+        proxy.shutdown()
+        thread.join(timeout=10)
+        proxy.server_close()
+    assert code == 0, output  # ids https://iiif.example.org/..., its info.json asked through the proxy
+    assert "ok   painting (painting.yaml)" in output
