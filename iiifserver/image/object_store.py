@@ -1,13 +1,14 @@
 """S3-compatible object storage: one client per process, and the ranged reads the image path needs.
 
-Owns: ``s3://BUCKET/PREFIX`` URLs; ``ObjectPath`` (an object addressed like a file: bucket, key,
-and the store it is read through); ``ObjectStore``, the one boto3 client of a process (endpoint,
+Owns: ``s3://BUCKET/PREFIX`` URLs; ``ObjectPath`` (one object version addressed like a file:
+bucket, key, ETag, size, and the store it is read through); ``ObjectStore``, the one boto3 client of a process (endpoint,
 region and credentials from boto3's own resolution: ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` or ``AWS_PROFILE``), with connect and read
 timeouts and no retries beyond one attempt, so a dead or silent store answers within the timeout;
 ``HEAD`` as an ``ObjectHead`` (ETag, size, last modified) and ranged ``GET`` with ``If-Match``; and
-mapping storage failures onto the server's typed errors (missing: ``NotFound``; replaced:
-``SourceChanged``; unreachable, slow, refused: ``ServiceUnavailable``, logged without secrets).
+mapping storage failures onto the server's typed errors (missing: ``head`` gives None; replaced
+or gone under a read: ``SourceChanged``; unreachable, slow, refused: ``StorageUnavailable``, a
+503, logged without secrets); ``put`` for the tools that write objects.
 Must not know: image formats, TIFF structure, pyvips, the block cache's layout, HTTP serving.
 The only module that imports boto3 or botocore (an import-linter contract).
 Blocking: every call runs in a worker thread, never on the event loop. A boto3 client is
