@@ -1,8 +1,8 @@
 """S3-compatible object storage: one client per process, and the ranged reads the image path needs.
 
 Owns: ``s3://BUCKET/PREFIX`` URLs; ``ObjectPath`` (one object version addressed like a file:
-bucket, key, ETag, size, and the store it is read through); ``ObjectStore``, the one boto3 client of a process (endpoint,
-region and credentials from boto3's own resolution: ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
+bucket, key, ETag, size, and the store it is read through); ``ObjectStore``, the one boto3
+client of a process (endpoint, region and credentials from boto3's own resolution: ``AWS_ENDPOINT_URL``, ``AWS_REGION``,
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` or ``AWS_PROFILE``), with connect and read
 timeouts and no retries beyond one attempt, so a dead or silent store answers within the timeout;
 ``HEAD`` as an ``ObjectHead`` (ETag, size, last modified) and ranged ``GET`` with ``If-Match``; and
