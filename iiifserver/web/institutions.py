@@ -1,0 +1,168 @@
+"""The institutions of a running server: the current registry, its reload, and what HTTP needs of it.
+
+Owns: holding the ``Institutions`` registry of this worker process and swapping it whole when
+the institutions file changes (checked by modification time, off the event loop, at most every
+``institutions_check_interval`` seconds; a file with errors keeps the old registry and logs why,
+once per version of the file), the image ``Source`` that follows the registry (each institution's
+slug is an identifier prefix routed to its root, beside ``image_roots``), the base URL of an
+institution's documents (its ``public_url``) and the institution a request's Host names.
+Must not know: how the tables are parsed (``iiifserver.institutions``), catalogues, caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from iiifserver.image.object_sources import make_source
+from iiifserver.image.object_store import ObjectStore
+from iiifserver.image.sources import Source, SourceFile
+from iiifserver.institutions import NONE, Institution, InstitutionError, Institutions, load_institutions
+
+log = logging.getLogger(__name__)
+
+
+class SwitchableSource:
+    """A ``Source`` whose roots can be replaced whole; each call goes to the roots of that moment."""
+
+    def __init__(self, source: Source) -> None:
+        self.current = source
+
+    def resolve(self, identifier: str) -> SourceFile:
+        return self.current.resolve(identifier)
+
+    def recheck(self, file: SourceFile) -> SourceFile:
+        return self.current.recheck(file)
+
+
+class Deployment:
+    """This worker's institutions: ``registry`` now, and ``check`` to pick up a changed file.
+
+    ``default_root`` and ``image_roots`` are the settings' own roots; every institution adds
+    ``slug -> its images``. ``on_swap`` is told after each swap (the image side then forgets the
+    files it resolved, so nothing of a removed or moved institution is served from memory).
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        default_root: str | Path,
+        image_roots: dict[str, str],
+        store: ObjectStore | None,
+        environ: Callable[[], dict[str, str]] = lambda: dict(os.environ),
+    ) -> None:
+        self.path = path
+        self._default_root = default_root
+        self._image_roots = image_roots
+        self._store = store
+        self._environ = environ
+        self._stamp = self._stat()
+        self._failed_stamp: tuple[int, int, int] | None = None
+        self.registry = self._load()  # errors here are the start's: raised
+        self.source = SwitchableSource(self._source(self.registry))
+        self.on_swap: list[Callable[[Institutions], None]] = []
+
+    def current(self) -> Institutions:
+        return self.registry
+
+    def access_default(self, identifier: str) -> tuple[str, int | None] | None:
+        """The institution-wide access default of ``identifier`` (``access``, ``degraded_max`` or
+        None), for the authorization rules; None outside every institution."""
+        item = self.registry.of_identifier(identifier)
+        return None if item is None else (item.access, item.degraded_max or None)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _load(self) -> Institutions:
+        if self.path is None:
+            return NONE
+        registry = load_institutions(self.path, self._environ())
+        clash = sorted(set(registry.by_slug) & set(self._image_roots))
+        if clash:
+            raise InstitutionError(f"institutions.{clash[0]}: the slug is already an image_roots prefix")
+        return registry
+
+    def _source(self, registry: Institutions) -> Source:
+        try:
+            return make_source(self._default_root, {**self._image_roots, **registry.image_roots()}, self._store)
+        except ValueError as exc:  # an s3:// root on a server started without object storage
+            raise InstitutionError(f"institutions: {exc} (restart the server to add the first s3:// root)") from None
+
+    def check(self) -> bool:
+        """Reload now if the file changed (blocking); True when a new registry was swapped in."""
+        return self.apply(self.prepare())
+
+    def prepare(self) -> tuple[tuple[int, int, int] | None, Institutions, Source] | None:
+        """The changed file's registry and image roots, or None (unchanged, or wrong: logged).
+
+        Blocking (a stat; the file read when it changed): runs in a worker thread."""
+        stamp = self._stat()
+        if stamp == self._stamp or (stamp is not None and stamp == self._failed_stamp):
+            return None
+        try:
+            registry = self._load() if stamp is not None else NONE  # a deleted file: no institutions
+            source = self._source(registry)
+        except InstitutionError as exc:
+            self._failed_stamp = stamp
+            log.error("institutions not reloaded, the previous ones keep serving: %s", exc)
+            return None
+        return stamp, registry, source
+
+    def apply(self, prepared: tuple[tuple[int, int, int] | None, Institutions, Source] | None) -> bool:
+        """Swap in what ``prepare`` read (on the event loop: the listeners are the loop's)."""
+        if prepared is None:
+            return False
+        stamp, registry, source = prepared
+        self._stamp, self._failed_stamp = stamp, None
+        old = {item.slug for item in self.registry.items}
+        self.registry, self.source.current = registry, source
+        new = {item.slug for item in registry.items}
+        log.info(
+            "institutions reloaded from %s: %d (added: %s; removed: %s)",
+            self.path,
+            len(registry.items),
+            ", ".join(sorted(new - old)) or "none",
+            ", ".join(sorted(old - new)) or "none",
+        )
+        for listener in self.on_swap:
+            listener(registry)
+        return True
+
+    async def watch(self, interval: float, run_io: Callable[..., Awaitable[Any]]) -> None:
+        """``prepare`` every ``interval`` seconds in a worker thread, ``apply`` on the loop."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.apply(await run_io(self.prepare))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a watcher that dies silently would stop every later reload
+                log.exception("checking the institutions file")
+
+
+def document_base(registry: Institutions, name: str, base: str) -> str:
+    """The base URL of the document named ``name`` (an object id or collection path): its
+    institution's ``public_url`` when it has one, else ``base`` (the request's)."""
+    if not registry:
+        return base
+    item = registry.by_slug.get(name.partition("/")[0])
+    return item.public_url if item is not None and item.public_url else base
+
+
+def host_institution(registry: Institutions, host: bytes | str | None) -> Institution | None:
+    """The institution whose own public host ``host`` (a request's Host header) is."""
+    if not registry.by_host or not host:
+        return None
+    text = host.decode("latin-1") if isinstance(host, bytes) else host
+    return registry.of_host(text)
