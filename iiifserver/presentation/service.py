@@ -70,8 +70,11 @@ class PresentationService:
         *,
         check_interval: float,
         page_size: int,
+        scan: Callable[[Scanner], Callable[[], Catalogue]] | None = None,
     ) -> None:
+        # ``scan``: wraps the folders' scanner (several institutions: ``presentation.institutions``).
         self._scanner = Scanner(manifests, image_root)
+        self._scan = scan(self._scanner) if scan is not None else self._scanner.scan
         self._images = images
         self._run_io = run_io
         self._interval = check_interval
@@ -100,7 +103,7 @@ class PresentationService:
                 or (newer_than is not None and self._scan_started <= newer_than)
             ):
                 started = time.monotonic()
-                catalogue: Catalogue = await self._run_io(self._scanner.scan)
+                catalogue: Catalogue = await self._run_io(self._scan)
                 self._catalogue, self._scanned_at, self._scan_started = catalogue, time.monotonic(), started
                 self._log_problems(catalogue)
         return self._catalogue

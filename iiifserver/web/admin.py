@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from iiifserver.errors import BadRequest
 from iiifserver.image.request import decode_identifier
 from iiifserver.image.service import ImageService
+from iiifserver.institutions import Institution, Institutions
 from iiifserver.processes import is_alive
 from iiifserver.web.errors import NO_STORE, error_response
 
@@ -101,14 +103,27 @@ def routes(
     extra_stats: Callable[[], dict[str, object]] | None = None,
     workers: WorkerStats | None = None,
     run_io: Callable[..., Any] | None = None,
+    institutions: Callable[[], Institutions] | None = None,
 ) -> list[Route]:
-    if not token:
+    # ``institutions``: each one's admin token purges its own identifiers only (``slug/...``).
+    if not token and institutions is None:
         return []
 
+    def bearer(request: Request) -> str:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+
     def authorised(request: Request) -> bool:
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+        given = bearer(request)
+        return bool(token) and bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    def institution(request: Request) -> Institution | None:
+        given = bearer(request)
+        return institutions().of_token(given) if institutions is not None and given else None
+
+    def off() -> bool:
+        # No token at all (an institutions file whose tables name none): as if the endpoints were absent.
+        return not token and (institutions is None or not any(item.admin_token for item in institutions().items))
 
     def denied() -> Response:
         return JSONResponse(
@@ -118,17 +133,32 @@ def routes(
         )
 
     async def purge(request: Request) -> Response:
-        if not authorised(request):
+        if off():
+            raise HTTPException(status_code=404)
+        own = None if authorised(request) else institution(request)
+        if own is None and not authorised(request):
             return denied()
         raw = request.query_params.get("identifier")
         try:
             identifier = decode_identifier(raw.encode("utf-8")) if raw is not None else None
         except BadRequest as exc:
             return error_response(exc)
+        if own is not None and (
+            identifier is None
+            or not identifier.startswith(own.prefix)
+            or any(segment in ("", ".", "..") for segment in identifier.split("/"))
+        ):
+            return JSONResponse(
+                {"error": f"this token purges only identifiers of {own.slug} (identifier={own.slug}/...)"},
+                status_code=403,
+                headers=NO_STORE,
+            )
         removed = await service.purge(identifier)
         return JSONResponse({"purged": removed, "identifier": identifier}, headers=NO_STORE)
 
     async def stats(request: Request) -> Response:
+        if off():
+            raise HTTPException(status_code=404)
         if not authorised(request):
             return denied()
         own: dict[str, Any] = {**service.stats(), **(extra_stats() if extra_stats else {})}

@@ -160,9 +160,42 @@ def document_base(registry: Institutions, name: str, base: str) -> str:
     return item.public_url if item is not None and item.public_url else base
 
 
+def host_collection(registry: Institutions, host: str) -> str:
+    """The collection path a landing page on ``host`` shows: its institution's, else the top one."""
+    item = host_institution(registry, host)
+    return item.slug if item is not None else ""
+
+
 def host_institution(registry: Institutions, host: bytes | str | None) -> Institution | None:
     """The institution whose own public host ``host`` (a request's Host header) is."""
     if not registry.by_host or not host:
         return None
     text = host.decode("latin-1") if isinstance(host, bytes) else host
     return registry.of_host(text)
+
+
+_IMAGE_PREFIXES = (b"/iiif/3/", b"/iiif/2/")
+_PRESENTATION = b"/iiif/presentation/3/"
+
+
+def institution_of_path(registry: Institutions, raw_path: bytes) -> str:
+    """The slug of the institution a request's raw path is about, or "" (for metrics and logs).
+
+    From the shape of the URL alone, no decoding beyond ``%2F``: an image identifier
+    ``slug%2F...``, a manifest ``/iiif/presentation/3/slug/...`` or a collection ``.../collection/slug``.
+    """
+    if not registry or not raw_path.startswith(b"/iiif/"):
+        return ""
+    if raw_path.startswith(_IMAGE_PREFIXES):
+        segment = raw_path[8:].partition(b"/")[0]
+        head, sep, _ = segment.replace(b"%2f", b"%2F").partition(b"%2F")
+    elif raw_path.startswith(_PRESENTATION):
+        rest = raw_path[len(_PRESENTATION) :]
+        if rest.startswith(b"collection/"):  # .../collection/slug[/...]
+            head, sep = rest[len(b"collection/") :].partition(b"/")[0], b"/"
+        else:  # .../slug/object/manifest
+            head, sep, _ = rest.partition(b"/")
+    else:
+        return ""
+    slug = head.decode("latin-1")
+    return slug if sep and slug in registry.by_slug else ""

@@ -110,7 +110,11 @@ class Metrics:
         cache_figures: Figures | None = None,
         lane_figures: Figures | None = None,
         multiprocess_dir: Path | None = None,
+        institution_of: Callable[[bytes], str] | None = None,
     ) -> None:
+        # ``institution_of``: raw path -> institution slug or "" (several institutions served):
+        # requests are then also counted by institution, the slug remembered with the kind.
+        self.institution_of = institution_of
         self.cache_figures = cache_figures
         self.lane_figures = lane_figures
         self.multiprocess_dir = multiprocess_dir
@@ -151,12 +155,20 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.institution_requests = Counter(
+            "iiifserver_institution_requests",
+            "Answered HTTP requests about one institution's images and documents (several institutions served).",
+            ["institution", "kind", "status"],
+            registry=r,
+        )
         self.workers = Gauge("iiifserver_workers", "Worker processes serving.", multiprocess_mode="livesum", registry=r)
         self.workers.set(1)
         # Request path: (kind, status, way) -> a cell, [duration sum, count per bucket..., count
         # above the last]; publish hands the cells on and starts new ones.
         self._cells: dict[tuple[str, int, Way], list[float]] = {}
         self._kinds: dict[bytes, str] = {}  # raw path -> kind (bounded: MAX_KINDS_REMEMBERED)
+        self._institutions: dict[bytes, str] = {}  # raw path -> institution, likewise
+        self._institution_counts: dict[tuple[str, str, int], int] = {}
         self._renders: list[float] = []  # appended by worker threads (atomic), swapped on publish
         self._published: dict[str, int] = {}  # cumulative figures as last published
         self._children: dict[tuple[str, int, Way], Any] = {}
@@ -187,9 +199,26 @@ class Metrics:
         cell = self._cells.get(key)
         if cell is None:
             cell = self._cells[key] = [0.0] * _CELL_LEN
+        if self.institution_of is not None:
+            self._count_institution(raw_path, kind, status)
         duration = request.duration
         cell[0] += duration
         cell[1 + bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+
+    def _count_institution(self, raw_path: bytes, kind: str, status: int) -> None:
+        assert self.institution_of is not None
+        institution = self._institutions.get(raw_path)
+        if institution is None:
+            if len(self._institutions) >= MAX_KINDS_REMEMBERED:
+                self._institutions.clear()
+            institution = self._institutions[raw_path] = self.institution_of(raw_path)
+        if institution:
+            key = (institution, kind, status)
+            self._institution_counts[key] = self._institution_counts.get(key, 0) + 1
+
+    def institutions_changed(self) -> None:
+        """The institutions were reloaded: paths are attributed afresh."""
+        self._institutions = {}
 
     def rendered(self, seconds: float) -> None:
         """A render took ``seconds`` (called from its worker thread)."""
@@ -202,6 +231,9 @@ class Metrics:
         multiprocess mode). Once a second and before a scrape; on the event loop."""
         with self._lock:
             cells, self._cells = self._cells, {}
+            counts, self._institution_counts = self._institution_counts, {}
+            for (institution, kind, status), n in counts.items():
+                self.institution_requests.labels(institution, kind, str(status)).inc(n)
             by_kind: dict[str, list[float]] = {}
             for key, cell in cells.items():
                 child = self._children.get(key)

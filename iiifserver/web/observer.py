@@ -17,7 +17,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -171,8 +171,15 @@ class AccessLog:
     """
 
     def __init__(
-        self, fmt: str = "text", trusted_proxies: Container[str] = (), logger: logging.Logger | None = None
+        self,
+        fmt: str = "text",
+        trusted_proxies: Container[str] = (),
+        logger: logging.Logger | None = None,
+        institution_of: Callable[[bytes], str] | None = None,
     ) -> None:
+        # ``institution_of``: raw path -> institution slug or "" (several institutions served):
+        # each line then names the institution the request was about.
+        self.institution_of = institution_of
         if fmt not in ("text", "json"):
             raise ValueError(f"unknown access log format {fmt!r}")
         self.json = fmt == "json"
@@ -194,22 +201,23 @@ class AccessLog:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
         duration_ms = round(request.duration * 1000, 3)
+        institution = self.institution_of(request.raw_path) if self.institution_of is not None else ""
         if self.json:
-            line = orjson.dumps(
-                {
-                    "time": stamp,
-                    "request_id": request_id,
-                    "client": client,
-                    "method": request.method,
-                    "path": path,
-                    "http_version": request.http_version,
-                    "status": status,
-                    "bytes": bytes_sent,
-                    "duration_ms": duration_ms,
-                    "way": way.value,
-                }
-            ).decode()
-            self.logger.info("%s", line)
+            fields = {
+                "time": stamp,
+                "request_id": request_id,
+                "client": client,
+                "method": request.method,
+                "path": path,
+                "http_version": request.http_version,
+                "status": status,
+                "bytes": bytes_sent,
+                "duration_ms": duration_ms,
+                "way": way.value,
+            }
+            if self.institution_of is not None:
+                fields["institution"] = institution
+            self.logger.info("%s", orjson.dumps(fields).decode())
         else:
             self.logger.info(
                 '%s %s "%s %s HTTP/%s" %d %d %.3fms %s id=%s',
@@ -222,7 +230,7 @@ class AccessLog:
                 bytes_sent,
                 duration_ms,
                 way.value,
-                request_id,
+                request_id + (f" institution={institution}" if institution else ""),
             )
 
     def client(self, peer: tuple[str, int] | None, forwarded_for: bytes | None) -> str:

@@ -12,6 +12,7 @@ Change Discovery log at ``/iiif/discovery/activity/all-changes`` and ``.../page/
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from iiifserver.config import Settings
 from iiifserver.errors import BadRequest, IIIFError, NotFound
+from iiifserver.institutions import NONE, Institutions
 from iiifserver.presentation.builder import CONTEXT, PRESENTATION_PREFIX
 from iiifserver.presentation.changes import ChangeTracker, Published
 from iiifserver.presentation.discovery import ACTIVITY_PREFIX, COLLECTION_NAME
@@ -27,6 +29,7 @@ from iiifserver.presentation.discovery import CONTEXT as DISCOVERY_CONTEXT
 from iiifserver.presentation.service import PresentationService
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response
+from iiifserver.web.institutions import document_base, host_institution
 from iiifserver.web.urls import public_base
 
 MAX_PATH_BYTES = 1024
@@ -34,10 +37,17 @@ MAX_PATH_BYTES = 1024
 DOCUMENT_CACHE_CONTROL = "public, max-age=60"
 
 
-def routes(presentation: PresentationService, settings: Settings, changes: ChangeTracker | None = None) -> list[Route]:
+def routes(
+    presentation: PresentationService,
+    settings: Settings,
+    changes: ChangeTracker | None = None,
+    institutions: Callable[[], Institutions] | None = None,
+) -> list[Route]:
+    registry = institutions or (lambda: NONE)
+
     async def handle(request: Request) -> Response:
         try:
-            return await _dispatch(request, presentation, settings)
+            return await _dispatch(request, presentation, settings, registry())
         except IIIFError as exc:
             return error_response(exc)
 
@@ -76,7 +86,9 @@ async def _activity(request: Request, changes: ChangeTracker, settings: Settings
     return Response(document.body, media_type=media_type, headers=_headers(document.key, document.mtime_ns))
 
 
-async def _dispatch(request: Request, presentation: PresentationService, settings: Settings) -> Response:
+async def _dispatch(
+    request: Request, presentation: PresentationService, settings: Settings, institutions: Institutions = NONE
+) -> Response:
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     prefix = PRESENTATION_PREFIX.encode() + b"/"
     if not raw.startswith(prefix) or len(raw) > MAX_PATH_BYTES:
@@ -86,12 +98,16 @@ async def _dispatch(request: Request, presentation: PresentationService, setting
     # ``.../manifest`` always names a manifest (an object may be called "collection").
     if len(segments) >= 2 and segments[-1] == "manifest":
         object_id = "/".join(segments[:-1])
+        base = document_base(institutions, object_id, base)  # an institution's own public URL
         keyed = await presentation.manifest_key(object_id, base)
         if h.not_modified(request.headers, h.etag(keyed.key), keyed.mtime_ns):
             return _not_modified(keyed.key, keyed.mtime_ns)
         document = await presentation.manifest(object_id, base, keyed)
     elif segments[0] == "collection":
         path = "/".join(segments[1:])
+        own = host_institution(institutions, request.headers.get("host")) if not path else None
+        path = own.slug if own is not None else path  # its own host's top collection is its own
+        base = document_base(institutions, path, base)
         page = _page(request.query_params.get("page"))
         keyed, _members = await presentation.collection_key(path, base, page)
         if h.not_modified(request.headers, h.etag(keyed.key), keyed.mtime_ns):
