@@ -196,6 +196,7 @@ class Member:
     id: str  # object id or collection path
     label: LanguageMap
     thumbnail: ImageFacts | None
+    base: str = ""  # its own base URL (an institution's public_url), else the collection's
 
 
 def build_collection(
@@ -261,16 +262,17 @@ def _collection(
         chosen = list(members)
     items = []
     for member in chosen:
+        own = member.base or base
         tail = member.id.rpartition("/")[2]
         # A sub-collection without a label has the label of its own document (the folder's name).
         fallback = folder_label(tail) if member.kind == "Collection" else tail
         ref: dict[str, Any] = {"label": _lang(member.label) or {"none": [plain_text(fallback)]}}
         if member.thumbnail is not None:
-            ref["thumbnail"] = [_thumbnail(base, member.thumbnail)]
+            ref["thumbnail"] = [_thumbnail(own, member.thumbnail)]
         if member.kind == "Manifest":
-            items.append(ManifestRef(id=manifest_url(base, member.id), type="Manifest", **ref))
+            items.append(ManifestRef(id=manifest_url(own, member.id), type="Manifest", **ref))
         else:
-            items.append(CollectionRef(id=collection_url(base, member.id), type="Collection", **ref))
+            items.append(CollectionRef(id=collection_url(own, member.id), type="Collection", **ref))
     return _json(Collection(id=collection_url(base, path, page), items=items, **fields))
 
 

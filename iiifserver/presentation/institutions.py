@@ -64,6 +64,11 @@ class InstitutionsScanner:
         for object_id, entry in base.objects.items():
             if object_id.partition("/")[0] not in slugs:
                 merged.objects[object_id] = entry
+            else:  # said, not silently lost (the catalogue's problems are logged and validated)
+                source = entry.description.source if entry.description is not None else object_id
+                merged.problems.append(
+                    DescriptionError(source, "", f"object {object_id!r} is hidden by the institution of that name")
+                )
         for path, collection in base.collections.items():
             if path and path.partition("/")[0] not in slugs:
                 merged.collections[path] = collection

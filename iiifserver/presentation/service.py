@@ -71,7 +71,10 @@ class PresentationService:
         check_interval: float,
         page_size: int,
         scan: Callable[[Scanner], Callable[[], Catalogue]] | None = None,
+        member_base: Callable[[str, str], str] | None = None,
     ) -> None:
+        # ``member_base(name, base)``: the base URL of a collection's member (an institution's own).
+        self._member_base = member_base
         # ``scan``: wraps the folders' scanner (several institutions: ``presentation.institutions``).
         self._scanner = Scanner(manifests, image_root)
         self._scan = scan(self._scanner) if scan is not None else self._scanner.scan
@@ -180,7 +183,7 @@ class PresentationService:
                     if thumbnail:
                         facts, mtime = thumbnail[0], max(mtime, thumbnail[1])
                         break
-            members.append(builder.Member("Collection", sub, label, facts))
+            members.append(builder.Member("Collection", sub, label, facts, self._base_of(sub, base)))
         offset = len(members)
         for index, entry_obj in enumerate(objects):
             facts = None
@@ -191,7 +194,11 @@ class PresentationService:
                 if thumbnail:
                     facts, mtime = thumbnail[0], max(mtime, thumbnail[1])
             assert entry_obj.description is not None
-            members.append(builder.Member("Manifest", entry_obj.id, entry_obj.description.label, facts))
+            members.append(
+                builder.Member(
+                    "Manifest", entry_obj.id, entry_obj.description.label, facts, self._base_of(entry_obj.id, base)
+                )
+            )
         key = _key("c", builder.BUILDER_VERSION, path, str(page), str(self._page_size), base, *versions)
         return Keyed(key, max(mtime, catalogue.mtime_ns), {}), members
 
@@ -277,6 +284,9 @@ class PresentationService:
         limits = self._images.limits
         sizes = tuple((s["width"], s["height"]) for s in info_doc.sizes(info, limits))
         return builder.ImageFacts(identifier, info.width, info.height, sizes, max_size(info.width, info.height, limits))
+
+    def _base_of(self, name: str, base: str) -> str:
+        return self._member_base(name, base) if self._member_base is not None else base
 
     def _keep(self, document: Document) -> Document:
         self._documents[document.key] = document
