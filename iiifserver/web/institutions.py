@@ -12,16 +12,21 @@ Must not know: how the tables are parsed (``iiifserver.institutions``), catalogu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from starlette.types import Scope
+
+from iiifserver.config import TrustedProxies
 from iiifserver.image.object_sources import make_source
 from iiifserver.image.object_store import ObjectStore
 from iiifserver.image.sources import Source, SourceFile
 from iiifserver.institutions import NONE, Institution, InstitutionError, Institutions, load_institutions
+from iiifserver.web.urls import first_values
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +163,24 @@ def document_base(registry: Institutions, name: str, base: str) -> str:
         return base
     item = registry.by_slug.get(name.partition("/")[0])
     return item.public_url if item is not None and item.public_url else base
+
+
+def request_host(scope: Scope, trusted_proxies: str) -> str:
+    """The Host a request was sent to: a trusted proxy's ``X-Forwarded-Host``, else its ``Host``."""
+    headers = first_values(scope["headers"], _HOST_HEADERS)
+    forwarded = headers.get(b"x-forwarded-host", b"")
+    client = scope.get("client")
+    if forwarded and client is not None and client[0] in _trusted(trusted_proxies):
+        return forwarded.decode("latin-1").split(",")[0].strip()
+    return headers.get(b"host", b"").decode("latin-1")
+
+
+_HOST_HEADERS = (b"host", b"x-forwarded-host")
+
+
+@functools.lru_cache(maxsize=16)
+def _trusted(trusted_proxies: str) -> TrustedProxies:
+    return TrustedProxies(trusted_proxies)  # one per setting value: its memory of CIDR matches is shared
 
 
 def host_collection(registry: Institutions, host: str) -> str:

@@ -29,7 +29,7 @@ from iiifserver.presentation.discovery import CONTEXT as DISCOVERY_CONTEXT
 from iiifserver.presentation.service import PresentationService
 from iiifserver.web import headers as h
 from iiifserver.web.errors import error_response
-from iiifserver.web.institutions import document_base, host_institution
+from iiifserver.web.institutions import document_base, host_institution, request_host
 from iiifserver.web.urls import public_base
 
 MAX_PATH_BYTES = 1024
@@ -105,7 +105,9 @@ async def _dispatch(
         document = await presentation.manifest(object_id, base, keyed)
     elif segments[0] == "collection":
         path = "/".join(segments[1:])
-        own = host_institution(institutions, request.headers.get("host")) if not path else None
+        own = (
+            host_institution(institutions, request_host(request.scope, settings.trusted_proxies)) if not path else None
+        )
         path = own.slug if own is not None else path  # its own host's top collection is its own
         base = document_base(institutions, path, base)
         page = _page(request.query_params.get("page"))
