@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -110,8 +111,8 @@ class Institutions:
 
     @classmethod
     def of(cls, items: tuple[Institution, ...]) -> Institutions:
-        by_slug = {item.slug: item for item in items}
-        by_host = {item.host: item for item in items if item.host}
+        by_slug = MappingProxyType({item.slug: item for item in items})
+        by_host = MappingProxyType({item.host: item for item in items if item.host})
         return cls(tuple(sorted(items, key=lambda item: item.slug)), by_slug, by_host)
 
     def __bool__(self) -> bool:

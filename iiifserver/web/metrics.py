@@ -165,13 +165,13 @@ class Metrics:
         self.workers.set(1)
         # Request path: (kind, status, way) -> a cell, [duration sum, count per bucket..., count
         # above the last]; publish hands the cells on and starts new ones.
-        self._cells: dict[tuple[str, int, Way], list[float]] = {}
+        # With institutions the key has a fourth part, the institution ("" for none).
+        self._cells: dict[tuple[Any, ...], list[float]] = {}
         self._kinds: dict[bytes, str] = {}  # raw path -> kind (bounded: MAX_KINDS_REMEMBERED)
         self._institutions: dict[bytes, str] = {}  # raw path -> institution, likewise
-        self._institution_counts: dict[tuple[str, str, int], int] = {}
         self._renders: list[float] = []  # appended by worker threads (atomic), swapped on publish
         self._published: dict[str, int] = {}  # cumulative figures as last published
-        self._children: dict[tuple[str, int, Way], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()  # publish runs on the loop and, for a scrape, in a thread
         self._scrape_registry: CollectorRegistry | None = None
         if multiprocess_dir is not None:
@@ -195,26 +195,26 @@ class Metrics:
             if len(kinds) >= MAX_KINDS_REMEMBERED:
                 kinds.clear()
             kind = kinds[raw_path] = kind_of(raw_path, way)
-        key = (kind, status, way)
+        if self.institution_of is None:
+            key: tuple[Any, ...] = (kind, status, way)
+        else:  # one more lookup, of the path's institution, remembered as its kind is
+            institution = self._institutions.get(raw_path)
+            if institution is None:
+                institution = self._institution(raw_path)
+            key = (kind, status, way, institution)
         cell = self._cells.get(key)
         if cell is None:
             cell = self._cells[key] = [0.0] * _CELL_LEN
-        if self.institution_of is not None:
-            self._count_institution(raw_path, kind, status)
         duration = request.duration
         cell[0] += duration
         cell[1 + bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
 
-    def _count_institution(self, raw_path: bytes, kind: str, status: int) -> None:
+    def _institution(self, raw_path: bytes) -> str:
         assert self.institution_of is not None
-        institution = self._institutions.get(raw_path)
-        if institution is None:
-            if len(self._institutions) >= MAX_KINDS_REMEMBERED:
-                self._institutions.clear()
-            institution = self._institutions[raw_path] = self.institution_of(raw_path)
-        if institution:
-            key = (institution, kind, status)
-            self._institution_counts[key] = self._institution_counts.get(key, 0) + 1
+        if len(self._institutions) >= MAX_KINDS_REMEMBERED:
+            self._institutions.clear()
+        institution = self._institutions[raw_path] = self.institution_of(raw_path)
+        return institution
 
     def institutions_changed(self) -> None:
         """The institutions were reloaded: paths are attributed afresh."""
@@ -231,16 +231,16 @@ class Metrics:
         multiprocess mode). Once a second and before a scrape; on the event loop."""
         with self._lock:
             cells, self._cells = self._cells, {}
-            counts, self._institution_counts = self._institution_counts, {}
-            for (institution, kind, status), n in counts.items():
-                self.institution_requests.labels(institution, kind, str(status)).inc(n)
             by_kind: dict[str, list[float]] = {}
             for key, cell in cells.items():
                 child = self._children.get(key)
                 if child is None:
-                    kind, status, way = key
+                    kind, status, way = key[:3]
                     child = self._children[key] = self.requests.labels(kind, str(status), way.value)
-                child.inc(int(sum(cell) - cell[0]))
+                count = int(sum(cell) - cell[0])
+                child.inc(count)
+                if len(key) == 4 and key[3]:  # (kind, status, way, institution)
+                    self.institution_requests.labels(key[3], key[0], str(key[1])).inc(count)
                 sums = by_kind.get(key[0])
                 if sums is None:
                     by_kind[key[0]] = list(cell)
