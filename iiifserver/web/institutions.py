@@ -67,9 +67,17 @@ class Deployment:
         self._environ = environ
         self._stamp = self._stat()
         self._failed_stamp: tuple[int, int, int] | None = None
-        self.registry = self._load()  # errors here are the start's: raised
-        self.source = SwitchableSource(self._source(self.registry))
         self.on_swap: list[Callable[[Institutions], None]] = []
+        try:
+            self.registry = self._load()
+            self.source = SwitchableSource(self._source(self.registry))
+        except InstitutionError as exc:
+            # ``serve`` refuses such a file before starting; a worker started later (a SIGHUP, a
+            # crashed worker replaced) while it is wrong serves the rest, and the fixed file then.
+            log.error("institutions not loaded, none is served until the file is fixed: %s", exc)
+            self._failed_stamp = self._stamp
+            self.registry = NONE
+            self.source = SwitchableSource(self._source(NONE))
 
     def current(self) -> Institutions:
         return self.registry
