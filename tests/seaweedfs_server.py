@@ -22,6 +22,9 @@ from pathlib import Path
 WEED = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
 ACCESS_KEY = "iiiftestaccess"
 SECRET_KEY = "iiiftestsecret-do-not-log-me"
+# A second identity that may read but not write (uploads refused: the convert --out s3:// tests).
+READ_ONLY_ACCESS_KEY = "iiiftestreader"
+READ_ONLY_SECRET_KEY = "iiiftestreader-secret"
 
 
 def free_port() -> int:
@@ -67,7 +70,12 @@ class SeaweedFS:
         config = self.directory / "s3.json"
         identity = {"name": "tests", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}]}
         identity["actions"] = ["Admin", "Read", "List", "Tagging", "Write"]
-        config.write_text(json.dumps({"identities": [identity]}))
+        reader = {
+            "name": "reader",
+            "credentials": [{"accessKey": READ_ONLY_ACCESS_KEY, "secretKey": READ_ONLY_SECRET_KEY}],
+        }
+        reader["actions"] = ["Read", "List"]
+        config.write_text(json.dumps({"identities": [identity, reader]}))
         p = self.ports
         cmd = [WEED, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}", "-master.telemetry=false"]
         cmd += [f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}"]

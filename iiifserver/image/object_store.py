@@ -8,7 +8,8 @@ timeouts and no retries beyond one attempt, so a dead or silent store answers wi
 ``HEAD`` as an ``ObjectHead`` (ETag, size, last modified) and ranged ``GET`` with ``If-Match``; and
 mapping storage failures onto the server's typed errors (missing: ``head`` gives None; replaced
 or gone under a read: ``SourceChanged``; unreachable, slow, refused: ``StorageUnavailable``, a
-503, logged without secrets); ``put`` for the tools that write objects.
+503, logged without secrets); ``put`` for the tools that write objects; ``head_metadata`` and
+``upload_file`` (managed multipart transfer, user metadata) for ``iiifserver convert --out s3://``.
 Must not know: image formats, TIFF structure, pyvips, the block cache's layout, HTTP serving.
 The only module that imports boto3 or botocore (an import-linter contract).
 Blocking: every call runs in a worker thread, never on the event loop. A boto3 client is
@@ -20,10 +21,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import boto3.exceptions
+import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SCHEME = "s3://"
 STORAGE_RETRY_AFTER = 5  # seconds a client is told to wait when the store is unreachable
+UPLOAD_PART_BYTES = 16 * 2**20  # multipart beyond this; also the part size
 _LOG_EVERY = 10.0  # at most one storage failure line per this many seconds (a dead store fails every request)
 
 
@@ -41,6 +46,10 @@ class StorageUnavailable(ServiceUnavailable):
 
     def __init__(self) -> None:
         super().__init__("the image store is unavailable; retry", retry_after=STORAGE_RETRY_AFTER)
+
+
+class UploadFailed(Exception):
+    """An upload did not complete; the message is one line, without secrets. Nothing was published."""
 
 
 def is_object_url(text: str) -> bool:
@@ -170,6 +179,70 @@ class ObjectStore:
             self._client.put_object(Bucket=bucket, Key=key, Body=body)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
+
+    def head_metadata(self, bucket: str, key: str) -> tuple[ObjectHead, dict[str, str]] | None:
+        """The object's version and its user metadata (``x-amz-meta-*``, names lower-cased), or
+        None when there is no such object. Failures as ``head``'s."""
+        try:
+            reply = self._client.head_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
+        modified = reply.get("LastModified")
+        mtime_ns = int(modified.timestamp() * 1_000_000_000) if modified is not None else 0
+        head = ObjectHead(str(reply.get("ETag", "")), int(reply["ContentLength"]), mtime_ns)
+        metadata = {str(k).lower(): str(v) for k, v in (reply.get("Metadata") or {}).items()}
+        return head, metadata
+
+    def list_keys(self, bucket: str, prefix: str) -> Iterator[str]:
+        """The keys under ``prefix`` (a folder: ``prefix/...``; empty: the whole bucket), page by
+        page. Failures as ``StorageUnavailable``."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        start = f"{prefix}/" if prefix else ""
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=start):
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._unavailable(f"{SCHEME}{bucket}/{start}", exc) from None
+
+    def upload_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str,
+        metadata: dict[str, str],
+        content_type: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Upload a local file under ``key`` with boto3's managed transfer (multipart beyond
+        ``UPLOAD_PART_BYTES``). The object appears only once the upload completes (S3 publishes
+        a single PUT or a multipart completion as a whole); a failed or interrupted multipart
+        upload is aborted by the transfer manager, leaving nothing under ``key``.
+        ``progress`` gets the bytes sent so far, in steps; raising there cancels the upload.
+        Raises ``UploadFailed`` with a one-line reason (no credentials, no signature).
+        """
+        config = boto3.s3.transfer.TransferConfig(
+            multipart_threshold=UPLOAD_PART_BYTES, multipart_chunksize=UPLOAD_PART_BYTES, use_threads=True
+        )
+        extra = {"Metadata": metadata, "ContentType": content_type}
+        try:
+            self._client.upload_file(path, bucket, key, ExtraArgs=extra, Config=config, Callback=progress)
+        except boto3.exceptions.S3UploadFailedError as exc:
+            # boto3 folds the ClientError into the message: keep its code, drop the rest.
+            text = str(exc)
+            if "NoSuchBucket" in text:
+                raise UploadFailed(f"no bucket {bucket!r} in the object store") from None
+            if "AccessDenied" in text or "SignatureDoesNotMatch" in text or "InvalidAccessKeyId" in text:
+                raise UploadFailed("the object store refused the upload (credentials?)") from None
+            raise UploadFailed("the object store refused the upload: " + " ".join(text.split())[:200]) from None
+        except botocore.exceptions.ClientError as exc:
+            raise UploadFailed(f"the object store refused the upload ({_status(exc)})") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise UploadFailed(f"object store unreachable ({type(exc).__name__})") from None
 
     def _unavailable(self, where: str, exc: Exception) -> StorageUnavailable:
         """One log line now and then: the failure's class and code, never the request's

@@ -30,8 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from iiifserver.errors import ServiceUnavailable
 from iiifserver.ingest import convert as converter
-from iiifserver.ingest import worker
+from iiifserver.ingest import publish, worker
 from iiifserver.ingest.journal import Journal
 from iiifserver.ingest.plan import (
     ConvertOptions,
@@ -72,10 +73,12 @@ def run_batch(
     console: Console | None = None,
     pool: Pool | None = None,
     journal: Journal | None = None,
+    destination: str = "",
 ) -> Summary:
     """Convert what needs converting. ``pool``: workers already started (the command starts
     them first thing); else made here. Either way it is shut down at the end. ``journal``: each
-    master's state is recorded there too."""
+    master's state is recorded there too. ``destination``: an ``s3://`` prefix the outputs are
+    published under (``out_dir`` is then the staging folder, see ``publish.py``)."""
     started = time.perf_counter()
     console = console or Console(stderr=True)
     pool = pool or Pool(batch.jobs)
@@ -90,6 +93,7 @@ def run_batch(
             warm_up=pool.warm_up,
             started=started,
             journal=journal,
+            destination=destination,
         )
     finally:
         pool.shutdown()
@@ -109,16 +113,25 @@ def run_planned(
     warm_up: Callable[[], None] = lambda: None,
     started: float | None = None,
     journal: Journal | None = None,
+    destination: str = "",
 ) -> Summary:
     """Plan, skip what is up to date, read the headers, then ``execute`` the rest (the local pool,
     or a Dask cluster: ``cluster.py``) with the progress bar; SIGINT/SIGTERM interrupt it.
     ``journal``: each master's state is recorded there too."""
     started = time.perf_counter() if started is None else started
-    planned, refused = plan_outputs(discover(paths, out_dir), out_dir)
+    planned, refused = plan_outputs(discover(paths, out_dir), out_dir, destination)
     outcomes = [Outcome(r.name, Status.FAILED, reason=r.reason) for r in refused]
     to_convert: list[Job] = []
     for job in planned:
-        if not batch.force and up_to_date(job, options):
+        try:
+            current = not batch.force and up_to_date(job, options)
+        except ServiceUnavailable:  # the object store (HEAD) did not answer: this master fails, not the run
+            reason = f"object store unreachable or refusing (checking {job.destination})"
+            outcomes.append(Outcome(job.name, Status.FAILED, reason=reason))
+            if journal is not None:
+                journal.failed(job, reason)
+            continue
+        if current:
             outcomes.append(Outcome(job.name, Status.SKIPPED, job.output))
             if journal is not None:
                 journal.skipped(job)
@@ -155,7 +168,11 @@ def run_planned(
 
 
 def up_to_date(job: Job, options: ConvertOptions) -> bool:
-    """The output exists and its stamp vouches for it (``plan.is_up_to_date``)."""
+    """The output exists and its stamp vouches for it (``plan.is_up_to_date``); for an object,
+    its metadata does (``publish.is_published``: raises ``ServiceUnavailable`` when the store
+    does not answer)."""
+    if job.destination:
+        return publish.is_published(job, options)
     source_state = file_state(job.source)
     if source_state is None:
         return False

@@ -6,10 +6,11 @@ masters in bounded waves (as many in flight as the cluster has worker threads, t
 finish, so a million-file batch never floods the scheduler), each task declaring its memory
 estimate as the Dask resource ``MEMORY`` (capped at the largest worker's, so a big master still
 runs, alone on its worker, as the local pool would), the task run on a worker (the shared
-``convert.convert``; a retry of a task whose result was lost finds the output up to date and
-reuses it, so no master is converted twice), retries of a master whose worker died (own
-counting, ``--retries``; a master that crashes libvips kills its worker, not the batch), the
-journal's running/requeued states, and cleaning up what a killed run left.
+``publish.convert_and_publish``: convert, and publish to object storage when asked; a retry
+of a task whose result was lost finds the output up to date and reuses it, so no master is
+converted twice), retries of a master whose worker died (own counting, ``--retries``; a
+master that crashes libvips kills its worker, not the batch), the journal's running/requeued
+states, and cleaning up what a killed run left.
 The plan, the up-to-date rule, the progress bar, the summary and the journal's other states are
 ``batch.run_planned``'s, shared with the local pool.
 
@@ -36,11 +37,11 @@ import pyvips
 from rich.console import Console
 
 from iiifserver.ingest import convert as converter
+from iiifserver.ingest import publish
 from iiifserver.ingest.batch import BatchOptions, Pending, Recorder, one_line, run_planned, up_to_date
 from iiifserver.ingest.journal import Journal
 from iiifserver.ingest.plan import ConvertOptions, Job
 from iiifserver.ingest.report import Summary
-from iiifserver.ingest.stamp import file_state
 
 LOCAL_PREFIX = "local:"
 RESOURCE = "MEMORY"  # the Dask resource: bytes a worker lets its conversions take together
@@ -99,6 +100,7 @@ def run_cluster(
     *,
     retries: int = DEFAULT_RETRIES,
     console: Console | None = None,
+    destination: str = "",
 ) -> Summary:
     """Convert what needs converting on the cluster; the journal in ``out_dir`` records it all."""
     started = time.perf_counter()
@@ -117,7 +119,17 @@ def run_cluster(
         threads = max(1, (os.cpu_count() or 1) // target.workers) if local else None
         runner = _Runner(client, options, retries, console, journal, _TaskSettings(made_after_ns, threads))
         try:
-            return run_planned(paths, out_dir, options, batch, console, runner.run, started=started, journal=journal)
+            return run_planned(
+                paths,
+                out_dir,
+                options,
+                batch,
+                console,
+                runner.run,
+                started=started,
+                journal=journal,
+                destination=destination,
+            )
         finally:
             journal.commit()
             stack.close()  # a local cluster's workers are gone now: what they were writing can go
@@ -325,13 +337,15 @@ def convert_task(job: Job, options: ConvertOptions, settings: _TaskSettings) -> 
         if up_to_date(job, options):
             # Made since the run planned it: an earlier attempt whose result was lost (its worker
             # died after finishing). With --force, only an output made during this run counts.
-            state = file_state(job.output)
+            state = publish.output_state(job)
             made_after_ns = settings.made_after_ns
+            if made_after_ns is not None and job.destination:  # the store's times have whole seconds
+                made_after_ns = made_after_ns // 1_000_000_000 * 1_000_000_000
             if state is not None and (made_after_ns is None or state.mtime_ns >= made_after_ns):
                 header = converter.inspect(job.source)
                 made = converter.Converted(header.width, header.height, 0.0, state.size)
                 return TaskResult(made, reused=True, pid=os.getpid())
-        return TaskResult(converter.convert(job, options), pid=os.getpid())
+        return TaskResult(publish.convert_and_publish(job, options), pid=os.getpid())
     except converter.ConvertError as exc:
         return TaskResult(None, reason=str(exc), pid=os.getpid())
     except Exception as exc:  # one master's unexpected error must not look like a dead worker

@@ -70,6 +70,14 @@ class Job:
     source: Path
     output: Path
     name: str  # what the user calls the master: the relative path, for messages
+    # Where the output is published, an s3:// object URL; empty: ``output`` is the final place.
+    # With a destination, ``output`` is the staging file it is made in first (``publish.py``).
+    destination: str = ""
+
+    @property
+    def target(self) -> str:
+        """Where the pyramid ends up, for messages: the object URL or the output path."""
+        return self.destination or str(self.output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +172,11 @@ def discover(paths: Iterable[Path], out_dir: Path) -> list[Found]:
     return found
 
 
-def plan_outputs(found: Sequence[Found], out_dir: Path) -> tuple[list[Job], list[Refused]]:
-    """Output path for each master; masters whose outputs collide are refused, all of them."""
+def plan_outputs(found: Sequence[Found], out_dir: Path, destination: str = "") -> tuple[list[Job], list[Refused]]:
+    """Output path for each master; masters whose outputs collide are refused, all of them.
+
+    ``destination``: an ``s3://BUCKET/PREFIX`` the outputs are published under (the same
+    relative names); ``out_dir`` is then the staging folder they are made in."""
     by_output: dict[Path, list[Found]] = {}
     for item in found:
         output = out_dir / item.relative.with_suffix(OUTPUT_SUFFIX)
@@ -182,7 +193,8 @@ def plan_outputs(found: Sequence[Found], out_dir: Path) -> tuple[list[Job], list
         if os.path.realpath(item.source) == os.path.realpath(output):
             refused.append(Refused(item.source, names[0], "the output would overwrite its own master"))
             continue
-        jobs.append(Job(item.source, output, names[0]))
+        url = f"{destination.rstrip('/')}/{output.relative_to(out_dir).as_posix()}" if destination else ""
+        jobs.append(Job(item.source, output, names[0], url))
     jobs.sort(key=lambda j: natural_key(j.name))
     return jobs, refused
 

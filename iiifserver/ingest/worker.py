@@ -1,7 +1,8 @@
 """A conversion worker process: what runs inside the pool ``batch.py`` starts.
 
 Owns: the worker's set-up (libvips threads and cache, signals ignored: the parent decides),
-converting one master when asked, and stopping: when the run's stop event is set, or when the
+converting one master when asked (and publishing it, for an object output: ``publish.py``),
+and stopping: when the run's stop event is set, or when the
 parent has died (SIGKILL gives it no chance to say so), the conversion in progress is stopped
 and cleaned up, and an orphaned worker exits. Kept apart from ``batch.py`` so a worker imports
 no more than it needs (no rich, no click).
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 from iiifserver.ingest import convert as converter
+from iiifserver.ingest import publish
 from iiifserver.ingest.plan import ConvertOptions, Job
 
 # In a worker process: the run's stop event, the process that started this one, and whether a
@@ -61,7 +63,7 @@ def convert(job: Job, options: ConvertOptions) -> converter.Converted:
     global _busy
     _busy = True
     try:
-        return converter.convert(job, options, should_stop=_should_stop)
+        return publish.convert_and_publish(job, options, should_stop=_should_stop)
     finally:
         _busy = False
         if _orphaned():
