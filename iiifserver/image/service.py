@@ -162,7 +162,13 @@ class ImageService:
         known = self.find_if_known(identifier)
         return None if known is None else self._prepare(identifier, known, request)
 
-    def _prepare(self, identifier: str, known: KnownSource, request: ImageRequest) -> Prepared:
+    def prepare_known(self, identifier: str, known: KnownSource, request: ImageRequest, tier: str) -> Prepared:
+        """``prepare`` of a source already found, in an access tier (``image.access``): the tier
+        is part of the cache key, so restricted and degraded responses never share an entry with
+        open ones."""
+        return self._prepare(identifier, known, request, tier)
+
+    def _prepare(self, identifier: str, known: KnownSource, request: ImageRequest, tier: str = "") -> Prepared:
         resolved = planner.resolve(request, known.info, self.limits)
         canonical_v3 = canonical.canonical_path(resolved, ApiVersion.V3)
         plan = planner.plan(resolved, known.info)
@@ -177,7 +183,7 @@ class ImageService:
                 if request.version is ApiVersion.V3
                 else canonical.canonical_path(resolved, request.version)
             ),
-            key=known.keys.key(canonical_v3, self._render_tag),
+            key=known.keys.key(canonical_v3, self._render_tag + tier if tier else self._render_tag),
             passthrough=(
                 stored_tile_for(known.stored, known.info.levels, plan, edges=self._edge_crops, stretch=self._edge_crops)
                 if known.stored is not None

@@ -76,12 +76,26 @@ OBJECT_FIELDS = frozenset(
         "ranges",
         "thumbnail",
         "collection",
+        "access",
+        "degraded_max",
     }
 )
 COLLECTION_FIELDS = frozenset(
-    {"label", "summary", "metadata", "rights", "requiredStatement", "provider", "homepage", "seeAlso"}
+    {
+        "label",
+        "summary",
+        "metadata",
+        "rights",
+        "requiredStatement",
+        "provider",
+        "homepage",
+        "seeAlso",
+        "access",
+        "degraded_max",
+    }
 )
-PAGE_FIELDS = frozenset({"image", "label", "summary", "behavior"})
+PAGE_FIELDS = frozenset({"image", "label", "summary", "behavior", "access", "degraded_max"})
+ACCESS_VALUES = frozenset({"open", "restricted"})
 RANGE_FIELDS = frozenset({"label", "pages", "ranges", "behavior"})
 
 
@@ -298,7 +312,20 @@ class _Parser:
             ),
             "homepage": self.links(mapping.get("homepage"), "homepage", "Text", "text/html"),
             "see_also": self.links(mapping.get("seeAlso"), "seeAlso", "Dataset", ""),
+            **self.access_rule(mapping, ""),
         }
+
+    def access_rule(self, mapping: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """``access`` and ``degraded_max`` (docs/access.md); absent: inherited."""
+        prefix = f"{where}." if where else ""
+        access = self.choice(mapping.get("access"), f"{prefix}access", ACCESS_VALUES)
+        value = mapping.get("degraded_max")
+        degraded_max: int | None = None
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+                raise self.fail(f"{prefix}degraded_max", "expected a whole number of pixels from 1 to 100000")
+            degraded_max = value
+        return {"access": access, "degraded_max": degraded_max}
 
     def pair(self, value: Any, field_name: str) -> MetadataEntry:
         mapping = self.mapping(value, field_name)
@@ -364,6 +391,7 @@ class _Parser:
             label=self.language_map(mapping.get("label"), f"{field_name}.label"),
             summary=self.language_map(mapping.get("summary"), f"{field_name}.summary", html=True),
             behavior=self.behaviors(mapping.get("behavior"), f"{field_name}.behavior", CANVAS_BEHAVIORS),
+            **self.access_rule(mapping, field_name),
         )
 
     def page_index(self, value: Any, field_name: str, pages: Sequence[Page]) -> int:

@@ -49,6 +49,8 @@ class Page:
     label: LanguageMap = ()
     summary: LanguageMap = ()
     behavior: tuple[str, ...] = ()
+    access: str = ""  # "open" | "restricted"; "": the object's (or its folder's) rule
+    degraded_max: int | None = None  # longer side of the degraded tier anyone may see; None: inherited
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,9 @@ class Description:
     provider: tuple[Agent, ...] = ()
     homepage: tuple[Link, ...] = ()
     see_also: tuple[Link, ...] = ()
+    # Access rule (docs/access.md): "" and None inherit the folder's (``_collection.yaml``) default.
+    access: str = ""
+    degraded_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,10 @@ class ResponseMemo:
     def put(self, key: MemoKey, memo: Memo) -> None:
         self._entries[key] = memo
 
+    def clear(self) -> None:
+        """Forget every answer (the access rules changed: some may now need the check)."""
+        self._entries.clear()
+
 
 class Endpoint(Protocol):
     def handles(self, path: str) -> bool: ...

@@ -24,9 +24,12 @@ answer without a watcher.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -36,18 +39,26 @@ from starlette.types import Receive, Scope, Send
 from iiifserver.cache.entry import Entry
 from iiifserver.config import Settings
 from iiifserver.errors import BadRequest, IIIFError, NotFound
+from iiifserver.image import access as access_rules
+from iiifserver.image import canonical, planner
 from iiifserver.image import info as info_doc
 from iiifserver.image.request import (
     ApiVersion,
     ImageRequest,
+    Region,
+    RegionKind,
+    Size,
+    SizeKind,
     decode_identifier,
     encode_identifier,
     parse_image_request,
     parse_tile_request,
 )
 from iiifserver.image.service import ImageService, Origin, Prepared
-from iiifserver.image.source_info import SourceVersion
+from iiifserver.image.source_info import SourceInfo, SourceVersion
+from iiifserver.image.source_registry import KnownSource
 from iiifserver.web import headers as h
+from iiifserver.web.auth import AUTH_CONTEXT_2, Auth
 from iiifserver.web.errors import error_response, server_error_response
 from iiifserver.web.fast_path import MEMO_KEY, Memo, MemoKey, ResponseMemo
 from iiifserver.web.observer import Way
@@ -75,8 +86,16 @@ RawHeaders = list[tuple[bytes, bytes]]
 class ImageEndpoint:
     """GET/HEAD of one Image API version, as a bare ASGI app."""
 
-    def __init__(self, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None):
+    def __init__(
+        self,
+        version: ApiVersion,
+        service: ImageService,
+        settings: Settings,
+        memo: ResponseMemo | None,
+        access: Auth | None = None,
+    ):
         self.version = version
+        self.access = access
         self.prefix = PREFIXES[version] + "/"
         self._raw_prefix = self.prefix.encode()
         self.service = service
@@ -105,8 +124,14 @@ class ImageEndpoint:
         try:
             identifier = decode_identifier(segment)
             prepared = self.service.prepare_if_known(identifier, image_request)
-            entry = None if prepared is None else self.service.entry_at_once(prepared)
-            if prepared is None or entry is None:
+            if prepared is None:
+                return None
+            # A restricted or degraded image (or any, before the rules are read) goes the full
+            # way, through the access check: one dict lookup for an open one.
+            if self.access is not None and prepared.source.file.path in self.access.rules.rules:
+                return None
+            entry = self.service.entry_at_once(prepared)
+            if entry is None:
                 return None
             base = f"{scope_base(scope, self.settings, request.headers)}{PREFIXES[self.version]}"
         except Exception:  # the full path answers it: an IIIF error, or a 500 it logs
@@ -124,7 +149,7 @@ class ImageEndpoint:
         With ``receive``, a client that disconnects while its image is produced stops the wait."""
         request = _Request(scope, first_values(scope["headers"], _READS), receive)
         try:
-            return await _dispatch(request, self.version, self.service, self.settings, self.memo)
+            return await _dispatch(request, self.version, self.service, self.settings, self.memo, self.access)
         except ClientDisconnected:
             return image_reply(CLIENT_CLOSED_REQUEST, b"", b"", Way.ENDPOINT, head=True)
         except IIIFError as exc:
@@ -170,8 +195,10 @@ class _Request:
         return key if key is not None else memo.key(self.scope)
 
 
-def endpoints(service: ImageService, settings: Settings, memo: ResponseMemo | None = None) -> list[ImageEndpoint]:
-    return [ImageEndpoint(version, service, settings, memo) for version in PREFIXES]
+def endpoints(
+    service: ImageService, settings: Settings, memo: ResponseMemo | None = None, access: Auth | None = None
+) -> list[ImageEndpoint]:
+    return [ImageEndpoint(version, service, settings, memo, access) for version in PREFIXES]
 
 
 def routes(endpoints: list[ImageEndpoint]) -> list[Route]:
@@ -187,7 +214,12 @@ def routes(endpoints: list[ImageEndpoint]) -> list[Route]:
 
 
 async def _dispatch(
-    request: _Request, version: ApiVersion, service: ImageService, settings: Settings, memo: ResponseMemo | None
+    request: _Request,
+    version: ApiVersion,
+    service: ImageService,
+    settings: Settings,
+    memo: ResponseMemo | None,
+    access: Auth | None = None,
 ) -> Reply:
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     prefix = PREFIXES[version].encode() + b"/"
@@ -200,11 +232,20 @@ async def _dispatch(
         location = f"{base}/{encode_identifier(identifier)}/info.json"
         return request.reply(303, [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"), *_CORS])
     if len(segments) == 2 and segments[1] == b"info.json":
-        return await _info(request, version, decode_identifier(segments[0]), base, service, settings, memo)
+        identifier = decode_identifier(segments[0])
+        if access is not None:
+            guarded = await _guarded(request, identifier, service, access)
+            if guarded is not None:
+                return _restricted_info(request, version, identifier, base, guarded, service, settings, access)
+        return await _info(request, version, identifier, base, service, settings, memo)
     if len(segments) == 5:
         identifier = decode_identifier(segments[0])
         region, size, rotation, quality_format = (_param(seg) for seg in segments[1:])
         image_request = parse_image_request(region, size, rotation, quality_format, version=version)
+        if access is not None:
+            guarded = await _guarded(request, identifier, service, access)
+            if guarded is not None:
+                return await _restricted_image(request, version, identifier, image_request, base, guarded, service)
         return await _image(request, version, identifier, image_request, base, service, settings, memo)
     raise NotFound("not an IIIF URL (an identifier with '/' must encode it as %2F)")
 
@@ -265,6 +306,148 @@ async def _image(
     if memo is not None:
         _remember(memo, request, identifier, prepared.version, tag, lines, key=prepared.key)
     return image_reply(200, lines, entry.body, way, head=request.head)
+
+
+@dataclass(frozen=True, slots=True)
+class _Guarded:
+    """An image under an access rule, as asked for: its full tier (``authorized`` or not) or its degraded tier."""
+
+    known: KnownSource
+    rule: access_rules.Rule
+    degraded: bool
+    authorized: bool
+
+
+async def _guarded(request: _Request, identifier: str, service: ImageService, access: Auth) -> _Guarded | None:
+    """The access rule ``identifier`` is under; None when its image is open (the usual path then)."""
+    name, degraded = access_rules.split_degraded(identifier)
+    known = await service.find(name)
+    rule = await access.rule(known.file.path)
+    if degraded:
+        if rule is None or rule.degraded_max is None:
+            raise NotFound(f"no image {identifier!r}", parameter="identifier")
+        return _Guarded(known, rule, True, False)
+    if rule is None:
+        return None
+    headers = first_values(request.scope["headers"], (b"cookie", b"authorization", access.header))
+    return _Guarded(known, rule, False, access.authorized(request.scope, headers))
+
+
+def _restricted_info(
+    request: _Request,
+    version: ApiVersion,
+    identifier: str,
+    base: str,
+    guarded: _Guarded,
+    service: ImageService,
+    settings: Settings,
+    access: Auth,
+) -> Reply:
+    """info.json of a restricted image (401 with the services and no pixels until logged in,
+    for Authentication 1.0 viewers; 200 once logged in) or of its degraded tier (capped sizes
+    and scale factors). Never memoised, never ``public``."""
+    known = guarded.known
+    # Denied with a degraded tier: the degraded tier's document (its own id), as Authentication
+    # 1.0 viewers expect (Mirador and UV show it, and their login, when the id differs).
+    degraded = guarded.degraded or (not guarded.authorized and guarded.rule.degraded_max is not None)
+    name = access_rules.split_degraded(identifier)[0]
+    shown = name + access_rules.DEGRADED_SUFFIX if degraded else name
+    service_id = f"{base}/{encode_identifier(shown)}"
+    builder = info_doc.info_v3 if version is ApiVersion.V3 else info_doc.info_v2
+    if degraded:
+        assert guarded.rule.degraded_max is not None
+        virtual = access_rules.virtual_info(known.info, guarded.rule.degraded_max)
+        document = builder(service_id, virtual, service.limits)
+        _cap(document, virtual, version)
+    else:
+        document = builder(service_id, known.info, service.limits)
+    root = base[: -len(PREFIXES[version])]
+    document["service"] = [*document.get("service", []), *access.services(root, name)]
+    if version is ApiVersion.V3:
+        document["@context"] = [AUTH_CONTEXT_2, info_doc.CONTEXT_3]
+    status = 200 if guarded.degraded or guarded.authorized else 401
+    headers = [
+        (b"link", _PROFILE_LINK[version].encode()),
+        (b"cache-control", b"private, no-store" if not guarded.degraded else b"private, max-age=3600"),
+        (b"vary", b"Accept, Cookie, Authorization"),
+        *_CORS,
+    ]
+    media_type = h.negotiate_json_ld(request.header(b"accept"), _CONTEXT[version], default_ld=version is ApiVersion.V3)
+    headers.append((b"content-type", media_type.encode("latin-1")))
+    return image_reply(status, header_lines(headers), orjson.dumps(document), Way.ENDPOINT, head=request.head)
+
+
+def _cap(document: dict[str, Any], virtual: SourceInfo, version: ApiVersion) -> None:
+    """The degraded tier's info.json: its own size, and nothing larger (sizes, maxWidth/maxHeight)."""
+    w, h = virtual.width, virtual.height
+    sizes = [size for size in document.get("sizes", []) if size["width"] <= w and size["height"] <= h]
+    document["sizes"] = sizes or [{"width": w, "height": h}]
+    limits: dict[str, Any] = document
+    profile = document.get("profile")
+    if version is ApiVersion.V2 and isinstance(profile, list) and isinstance(profile[-1], dict):
+        limits = profile[-1]
+    limits["maxWidth"], limits["maxHeight"] = w, h
+    limits.pop("maxArea", None)
+
+
+async def _restricted_image(
+    request: _Request,
+    version: ApiVersion,
+    identifier: str,
+    image_request: ImageRequest,
+    base: str,
+    guarded: _Guarded,
+    service: ImageService,
+) -> Reply:
+    """An image of a restricted image's full tier (only with a session, token or trusted user) or
+    of its degraded tier (at most its resolution). The tier is part of the cache key; the answer
+    is ``private`` and never memoised."""
+    known = guarded.known
+    canonical_path = None
+    if guarded.degraded:
+        # In the degraded tier's own pixels (``virtual_info``), then the same region of the
+        # source at the same output size; never above the tier's resolution.
+        degraded_max = guarded.rule.degraded_max
+        assert degraded_max is not None
+        virtual = access_rules.virtual_info(known.info, degraded_max)
+        resolved = planner.resolve(image_request, virtual, service.limits)
+        region = resolved.region
+        box = access_rules.real_box(region.x, region.y, region.w, region.h, known.info, virtual)
+        if resolved.upscaled or not access_rules.within_degraded(
+            known.info, degraded_max, box[2], box[3], resolved.width, resolved.height
+        ):
+            raise access_rules.OverDegradedTier(f"{identifier!r} is shown at most {degraded_max} pixels")
+        canonical_path = canonical.canonical_path(resolved, version)
+        image_request = dataclasses.replace(
+            image_request,
+            region=Region(RegionKind.PIXELS, pixels=box),
+            size=Size(SizeKind.EXACT, width=resolved.width, height=resolved.height),
+        )
+        tier = access_rules.TIER_DEGRADED
+    elif not guarded.authorized:
+        raise access_rules.Unauthorized(f"{identifier!r} is restricted: log in to see it")
+    else:
+        tier = access_rules.TIER_RESTRICTED
+    prepared = service.prepare_known(identifier, known, image_request, tier)
+    canonical_url = f"{base}/{encode_identifier(prepared.identifier)}/{canonical_path or prepared.canonical}"
+    tag = h.etag(prepared.key)
+    headers = [
+        (b"link", f'<{canonical_url}>;rel="canonical", {_PROFILE_LINK[version]}'.encode("latin-1")),
+        (b"etag", tag.encode()),
+        (b"last-modified", h.http_date(prepared.version.mtime_ns).encode()),
+        (b"cache-control", b"private, max-age=3600" if guarded.degraded else b"private, no-store"),
+        (b"vary", b"Cookie, Authorization"),
+        *_CORS,
+    ]
+    if request.not_modified(tag, prepared.version.mtime_ns):
+        return request.reply(304, headers)
+    entry = service.cached(prepared)
+    way = Way.MEMORY
+    if entry is None:
+        entry, origin = await _fetch(service, prepared, request.receive)
+        way = Way(origin)
+    headers.append((b"content-type", entry.media_type.encode("latin-1")))
+    return image_reply(200, header_lines(headers), entry.body, way, head=request.head)
 
 
 class ClientDisconnected(Exception):

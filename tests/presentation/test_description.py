@@ -333,9 +333,9 @@ PROVIDER = {"id": "https://www.kbr.be/", "label": "KBR"}
 @pytest.mark.parametrize(
     ("data", "field", "known"),
     [
-        (obj(colour="red"), "colour", "behavior, collection, homepage, label, metadata, navDate"),
+        (obj(colour="red"), "colour", "behavior, collection, degraded_max, homepage, label, metadata, navDate"),
         (obj(Label="x"), "Label", "label"),
-        (obj(pages=["p1", {"image": "p2", "colour": "red"}]), "pages[1].colour", "behavior, image, label, summary"),
+        (obj(pages=["p1", {"image": "p2", "colour": "red"}]), "pages[1].colour", "degraded_max, image, label, summary"),
         (obj(ranges=[{"label": "a", "pages": [1], "colour": 1}]), "ranges[0].colour", "behavior, label, pages, ranges"),
         (
             obj(ranges=[{"label": "a", "ranges": [{"label": "b", "pages": [1], "page": 2}]}]),
@@ -1138,7 +1138,7 @@ def test_parse_collection_refuses_object_fields(field: str) -> None:
     with pytest.raises(DescriptionError) as info:
         parse_collection({"label": "x", field: ["p1"]}, "c.yaml")
     assert (info.value.source, info.value.field) == ("c.yaml", field)
-    assert info.value.reason.startswith("unknown field (known: homepage, label, metadata, provider, requiredStatement")
+    assert info.value.reason.startswith("unknown field (known: access, degraded_max, homepage, label, metadata")
 
 
 @pytest.mark.parametrize(("data", "phrase"), [(None, "got nothing"), (["x"], "got a list"), ("x", "got str 'x'")])

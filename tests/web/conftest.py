@@ -152,13 +152,14 @@ class Http:
         headers: dict[str, str] | None = None,
         client: str = "127.0.0.1",
         raise_app_exceptions: bool = True,
+        content: str | bytes | None = None,
     ) -> httpx.Response:
         async def go() -> httpx.Response:
             transport = httpx.ASGITransport(
                 app=self.app, client=(client, 50123), raise_app_exceptions=raise_app_exceptions
             )
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-                return await http.request(method, url, headers=headers)
+                return await http.request(method, url, headers=headers, content=content)
 
         return self.portal.call(go)
 

@@ -188,9 +188,136 @@
     if (S.region) showRegion();
   }
 
+  /* IIIF Authorization Flow 2.0 client (docs/access.md): each image's info.json names its probe
+     service when it is restricted. The probe (with our access token, if any) says whether the
+     image can be seen; if not, its substitute (the degraded tier) is shown with a login button:
+     the access service opens in a new window, then the token service in a hidden iframe
+     postMessages a token to this page's origin; the probe is asked again and, now 200, the full
+     image replaces the degraded one. */
+  var A = { token: null, access: null, tokenService: null, logout: null, restricted: false };
+
+  function firstOfType(list, type) {
+    return (list || []).filter(function (s) { return s && (s.type === type || s["@type"] === type); })[0] || null;
+  }
+
+  function fetchJson(url, headers) {
+    return fetch(url, { credentials: "same-origin", headers: headers || {} }).then(function (r) {
+      return r.json().then(function (body) { return { status: r.status, body: body }; }, function () {
+        return { status: r.status, body: null };
+      });
+    });
+  }
+
+  /* The tile source to show for one image service: itself, or its substitute while denied. */
+  function sourceFor(service) {
+    var infoUrl = service + "/info.json";
+    return fetchJson(infoUrl).then(function (info) {
+      var probe = info.body && firstOfType(info.body.service, "AuthProbeService2");
+      if (!probe) return infoUrl;
+      A.restricted = true;
+      var access = firstOfType(probe.service, "AuthAccessService2");
+      if (access) {
+        A.access = access;
+        A.tokenService = firstOfType(access.service, "AuthAccessTokenService2");
+        A.logout = firstOfType(access.service, "AuthLogoutService2");
+      }
+      var headers = A.token ? { Authorization: "Bearer " + A.token } : {};
+      return fetchJson(probe.id, headers).then(function (result) {
+        var r = result.body || {};
+        if (r.status === 200 && info.status === 200) return infoUrl;
+        var substitute = (r.substitute || [])[0];
+        return substitute ? (substitute.id || substitute["@id"]) + "/info.json" : infoUrl;
+      });
+    });
+  }
+
+  function sources() {
+    return Promise.all(S.canvases.map(function (c) { return sourceFor(c.service); }));
+  }
+
+  function authBar() {
+    var bar = $("auth-bar");
+    if (!bar) {
+      bar = document.createElement("p");
+      bar.id = "auth-bar";
+      bar.className = "status";
+      bar.innerHTML = '<span id="auth-note"></span> <button type="button" id="auth-login"></button>' +
+        ' <button type="button" id="auth-logout" hidden></button>';
+      $("status").insertAdjacentElement("afterend", bar);
+      $("auth-login").addEventListener("click", login);
+      $("auth-logout").addEventListener("click", logout);
+    }
+    return bar;
+  }
+
+  function showAuth(full) {
+    if (!A.restricted || !A.access) return;
+    var bar = authBar();
+    bar.setAttribute("data-auth", full ? "full" : "degraded");
+    $("auth-note").textContent = full ? "" : P.pick(A.access.note) || P.pick(A.access.heading) || "";
+    $("auth-login").textContent = P.pick(A.access.confirmLabel) || P.pick(A.access.label) || "Log in";
+    $("auth-login").hidden = full;
+    var out = $("auth-logout");
+    out.textContent = (A.logout && P.pick(A.logout.label)) || "Log out";
+    out.hidden = !full || !A.logout;
+  }
+
+  function requestToken() {
+    return new Promise(function (resolve) {
+      var messageId = String(Math.random()).slice(2);
+      var frame = document.createElement("iframe");
+      frame.hidden = true;
+      var serviceOrigin = new URL(A.tokenService.id, location.href).origin;
+      function onMessage(e) {
+        if (e.origin !== serviceOrigin || !e.data || e.data.messageId !== messageId) return;
+        window.removeEventListener("message", onMessage);
+        frame.remove();
+        resolve(e.data.type === "AuthAccessToken2" ? e.data.accessToken : null);
+      }
+      window.addEventListener("message", onMessage);
+      frame.src = A.tokenService.id + "?messageId=" + encodeURIComponent(messageId) +
+        "&origin=" + encodeURIComponent(location.origin);
+      document.body.appendChild(frame);
+    });
+  }
+
+  function reopen() {
+    return sources().then(function (list) {
+      S.viewer.open(list, S.index);
+      return list;
+    }).then(function (list) {
+      var full = list.every(function (url) { return url.indexOf(";degraded/") < 0; });
+      showAuth(full);
+    });
+  }
+
+  function login() {
+    var url = A.access.id + "?origin=" + encodeURIComponent(location.origin);
+    var win = window.open(url, "iiif-auth");
+    var timer = setInterval(function () {
+      if (win && !win.closed) return;
+      clearInterval(timer);
+      requestToken().then(function (token) { A.token = token; return reopen(); });
+    }, 250);
+  }
+
+  function logout() {
+    var win = window.open(A.logout.id, "iiif-auth");
+    var timer = setInterval(function () {
+      if (win && !win.closed) return;
+      clearInterval(timer);
+      A.token = null;
+      reopen();
+    }, 250);
+  }
+
   function start(manifest, wanted) {
     S.manifest = manifest;
     S.canvases = M.canvases(manifest);
+    return sources().then(function (list) { startViewer(wanted, list); });
+  }
+
+  function startViewer(wanted, list) {
     if (wanted && wanted.canvas) {
       var found = S.canvases.findIndex(function (c) { return c.id === wanted.canvas; });
       if (found >= 0) { S.index = found; S.pending = wanted.region; }
@@ -199,7 +326,7 @@
       id: "osd",
       prefixUrl: cfg.osdImages,
       crossOriginPolicy: "Anonymous",
-      tileSources: S.canvases.map(function (c) { return c.service + "/info.json"; }),
+      tileSources: list,
       sequenceMode: S.canvases.length > 1,
       initialPage: S.index,
       showSequenceControl: false, // our own labelled buttons instead
@@ -226,6 +353,7 @@
     $("next-page").addEventListener("click", function () { S.viewer.goToPage(S.index + 1); });
     setupDrawing();
     showLabels();
+    showAuth(list.every(function (url) { return url.indexOf(";degraded/") < 0; }));
   }
 
   P.status(P.t("loading"));
@@ -235,8 +363,8 @@
     CS.fromLocation().catch(function () { badState = true; return null; })
   ]).then(function (r) {
     if (badState) S.notice = P.t("badContentState");
-    start(r[0], r[1]);
+    return start(r[0], r[1]);
   }).catch(function (e) { P.status(P.t("loadFailed") + ": " + e.message); });
   P.onLanguage(function () { if (S.manifest) showLabels(); });
-  window.iiifDeepZoom = { state: S, setRegion: setRegion, regionUrl: regionUrl, currentView: currentView };
+  window.iiifDeepZoom = { state: S, auth: A, setRegion: setRegion, regionUrl: regionUrl, currentView: currentView };
 })();
