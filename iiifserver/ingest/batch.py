@@ -122,10 +122,14 @@ def run_planned(
     planned, refused = plan_outputs(discover(paths, out_dir), out_dir, destination)
     outcomes = [Outcome(r.name, Status.FAILED, reason=r.reason) for r in refused]
     to_convert: list[Job] = []
+    store_down = False  # after one unanswered HEAD the store is not asked again: a silent one costs a timeout each
     for job in planned:
         try:
+            if store_down and job.destination:
+                raise ServiceUnavailable("the object store did not answer")
             current = not batch.force and up_to_date(job, options)
         except ServiceUnavailable:  # the object store (HEAD) did not answer: this master fails, not the run
+            store_down = True
             reason = f"object store unreachable or refusing (checking {job.destination})"
             outcomes.append(Outcome(job.name, Status.FAILED, reason=reason))
             if journal is not None:
