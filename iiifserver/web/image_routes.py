@@ -321,7 +321,11 @@ class _Guarded:
 async def _guarded(request: _Request, identifier: str, service: ImageService, access: Auth) -> _Guarded | None:
     """The access rule ``identifier`` is under; None when its image is open (the usual path then)."""
     name, degraded = access_rules.split_degraded(identifier)
-    known = await service.find(name)
+    known = service.find_if_known(name)
+    if known is None:
+        known = await service.find(name)
+    elif not degraded and known.file.path not in access.rules.rules:
+        return None  # open, and known: one dict lookup
     rule = await access.rule(known.file.path)
     if degraded:
         if rule is None or rule.degraded_max is None:
