@@ -9,6 +9,7 @@ secret is refused as it would be by a real store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -25,6 +26,7 @@ SECRET_KEY = "iiiftestsecret-do-not-log-me"
 # A second identity that may read but not write (uploads refused: the convert --out s3:// tests).
 READ_ONLY_ACCESS_KEY = "iiiftestreader"
 READ_ONLY_SECRET_KEY = "iiiftestreader-secret"
+READY_BUCKET = "iiiftest-ready"  # the start-up check's own bucket, apart from the tests' buckets
 
 
 def free_port() -> int:
@@ -88,7 +90,7 @@ class SeaweedFS:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"weed exited: {log_path.read_text()[-3000:]}")
-            if self._answers():
+            if self._answers() and self._writes():
                 return
             time.sleep(0.2)
         self.stop()
@@ -103,6 +105,29 @@ class SeaweedFS:
         except OSError:
             return False
         return True
+
+    def _writes(self) -> bool:
+        """A signed write and read back succeed: the gateway answers (403) before its filer and
+        volume server can store anything, and a test's first upload must not meet that gap."""
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=botocore.config.Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
+        )
+        try:
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket=READY_BUCKET)
+            client.put_object(Bucket=READY_BUCKET, Key="ready", Body=b"ready")
+            return client.get_object(Bucket=READY_BUCKET, Key="ready")["Body"].read() == b"ready"
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            return False
 
     def stop(self) -> None:
         if self.proc is not None:
