@@ -10,7 +10,8 @@ Must not know: HTTP, sessions, tokens.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
 
 from iiifserver.errors import IIIFError
 from iiifserver.image.access import AccessRules, Rule
@@ -18,6 +19,19 @@ from iiifserver.image.service import ImageService
 from iiifserver.presentation.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
+
+
+class ManifestAccess(Protocol):
+    """What manifests learn of access (``web.auth`` implements it: the services are its own)."""
+
+    def key(self, identifiers: Sequence[str]) -> str:
+        """The rules of ``identifiers``, for the key of a built manifest (a rule change rebuilds it)."""
+        ...
+
+    def apply(self, document: dict[str, Any], pages: Sequence[str], base: str) -> None:
+        """Add the services of restricted pages to a built manifest (``pages``: each canvas's image)."""
+        ...
+
 
 # identifier -> the institution-wide default (access, degraded_max), or None.
 DefaultFor = Callable[[str], tuple[str, int | None] | None]

@@ -29,6 +29,7 @@ from iiifserver.image.planner import max_size
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_registry import KnownSource
 from iiifserver.presentation import builder, discovery
+from iiifserver.presentation.access import ManifestAccess
 from iiifserver.presentation.catalogue import Catalogue, ObjectEntry, Scanner
 from iiifserver.presentation.description import DescriptionError
 from iiifserver.presentation.model import ObjectDescription
@@ -91,6 +92,8 @@ class PresentationService:
         self._documents: cachetools.LRUCache[str, Document] = cachetools.LRUCache(
             DOCUMENT_CACHE_BYTES, getsizeof=lambda doc: len(doc.body) + 200
         )
+        # Restricted images' services in manifests (docs/access.md); set by the app's wiring.
+        self.access: ManifestAccess | None = None
 
     # -- catalogue ------------------------------------------------------------------------------
 
@@ -134,6 +137,8 @@ class PresentationService:
         folder_built = entry.origin in BUILT_FROM_FOLDERS
         facts, versions, mtime = await self._facts(entry, wanted, fields, drop_damaged=folder_built)
         key = _key("m", builder.BUILDER_VERSION, object_id, entry.token, base, *versions)
+        if self.access is not None:
+            key = _key(key, self.access.key(wanted))
         description = None
         if folder_built and len(facts) < len(set(wanted)):
             pages = tuple(page for page in entry.description.pages if page.image in facts)
@@ -151,6 +156,8 @@ class PresentationService:
         assert entry.description is not None
         description = keyed.description or entry.description
         built = await self._run_io(builder.build_manifest, base, object_id, description, keyed.images)
+        if self.access is not None:
+            self.access.apply(built, [page.image for page in description.pages], base)
         document = Document(keyed.key, orjson.dumps(built), keyed.mtime_ns)
         return self._keep(document) if keep else document
 

@@ -19,7 +19,10 @@
         var anno = first(page.items) || {};
         var body = first(anno.body) || {};
         if (body.type === "Choice") body = first(body.items) || {};
-        var service = first(body.service) || {};
+        // The image service: a restricted image lists its auth probe service first (docs/access.md).
+        var service = (Array.isArray(body.service) ? body.service : [body.service]).filter(function (s) {
+          return s && /^ImageService[0-9]$/.test(s.type || s["@type"] || "");
+        })[0] || first(body.service) || {};
         var serviceId = (service.id || service["@id"] || "").replace(/\/$/, "");
         return {
           id: canvas.id, label: canvas.label, width: canvas.width, height: canvas.height,
