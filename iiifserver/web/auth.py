@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import html
+import logging
 import os
 import re
 import secrets
@@ -43,6 +44,7 @@ from iiifserver.image.access import DEGRADED_SUFFIX, AccessRules, Rule
 from iiifserver.image.request import decode_identifier, encode_identifier
 from iiifserver.web.urls import scope_base
 
+log = logging.getLogger(__name__)
 AUTH_CONTEXT_2 = "http://iiif.io/api/auth/2/context.json"
 AUTH_CONTEXT_1 = "http://iiif.io/api/auth/1/context.json"
 SESSION_COOKIE = "iiifserver_session"
@@ -198,6 +200,13 @@ class Auth:
         self.settings = settings
         self.rules = rules
         secret = settings.auth_secret or secrets.token_urlsafe(32)
+        if (
+            not settings.auth_secret
+            and settings.workers > 1
+            and (settings.auth_users_file or settings.auth_trusted_header)
+        ):
+            # Each worker would sign with its own random secret: a login would hold on one only.
+            log.warning("auth_secret is not set: logins to restricted images need it with workers > 1")
         self.signer = Signer(secret)
         if check is None and settings.auth_users_file:
             check = UsersFile(Path(settings.auth_users_file))
