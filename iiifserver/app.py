@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -26,8 +26,9 @@ from iiifserver.config import Settings
 from iiifserver.image import block_cache
 from iiifserver.image import probe as probe_module
 from iiifserver.image import render as render_module
+from iiifserver.image.access import AccessRules
 from iiifserver.image.block_cache import BlockCache
-from iiifserver.image.object_sources import make_source, parse_roots
+from iiifserver.image.object_sources import parse_roots
 from iiifserver.image.object_store import ObjectPath, ObjectStore
 from iiifserver.image.planner import Plan
 from iiifserver.image.service import BlockingOps, ImageService, Lanes
@@ -42,16 +43,27 @@ from iiifserver.image.source_info import (
 from iiifserver.image.tiff_directory import read_tile_index, read_tile_index_from
 from iiifserver.image.tile_files import open_and_read
 from iiifserver.image.tile_grid import StoredTiles
+from iiifserver.institutions import InstitutionError, load_institutions
 from iiifserver.logs import configure_logging
+from iiifserver.presentation import access as access_module
 from iiifserver.presentation.change_log import ChangeLog, default_path
 from iiifserver.presentation.changes import ChangeTracker
+from iiifserver.presentation.institutions import InstitutionsScanner
 from iiifserver.presentation.service import PresentationService
 from iiifserver.web import admin, health, image_routes, pages, presentation_routes
 from iiifserver.web.assets import Assets
+from iiifserver.web.auth import Auth, ManifestServices
 from iiifserver.web.connection_guard import ConnectionLimits
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
 from iiifserver.web.headers import CORSMiddleware
+from iiifserver.web.institutions import (
+    Deployment,
+    document_base,
+    host_collection,
+    institution_of_path,
+    request_host,
+)
 from iiifserver.web.metrics import Metrics
 from iiifserver.web.observer import AccessLog, Observer, combined
 from iiifserver.web.response import Reply
@@ -67,7 +79,8 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     probe_module.set_opened_budget(nbytes=settings.opened_levels_mb * MIB)
     encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling)
 
-    store = _object_store(settings)
+    institutions_path = Path(settings.institutions_file) if settings.institutions_file else None
+    store = _object_store(settings, institutions_path)
 
     def probe(path: Path | ObjectPath) -> SourceInfo:
         def here() -> SourceInfo:
@@ -105,7 +118,15 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
 
     run_dir = config.metrics_dir()  # the folder ``serve`` made for this run's worker files
     metrics = (
-        Metrics(lambda: _cache_figures(service), lambda: _lane_figures(lanes), run_dir) if settings.metrics else None
+        Metrics(
+            lambda: _cache_figures(service),
+            lambda: _lane_figures(lanes),
+            run_dir,
+            # Requests also counted by institution (its slug remembered per raw path, as the kind).
+            (lambda raw: institution_of_path(deployment.registry, raw)) if institutions_path else None,
+        )
+        if settings.metrics
+        else None
     )
     workers = admin.WorkerStats(run_dir)
     threads = settings.render_threads
@@ -117,9 +138,12 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         background=Lane("background", 1, settings.max_waiting, settings.queue_timeout),
     )
     cache = _tile_cache(settings, lanes.io)
+    # Each institution's slug is one more image root prefix; the roots follow the file's changes.
+    default_root = config.object_root(settings.images) or settings.images
+    deployment = Deployment(institutions_path, default_root, parse_roots(settings.image_roots), store)
     service = ImageService(
         settings,
-        make_source(config.object_root(settings.images) or settings.images, parse_roots(settings.image_roots), store),
+        deployment.source if institutions_path is not None else deployment.source.current,
         BlockingOps(probe=probe, render=render, tile_index=tile_index, read_tile=open_and_read),
         lanes,
         cache,
@@ -132,7 +156,13 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         lanes.io.run,
         check_interval=settings.source_check_interval,
         page_size=settings.collection_page_size,
+        scan=(lambda scanner: InstitutionsScanner(scanner, deployment.current).scan) if institutions_path else None,
+        member_base=(lambda name, base: document_base(deployment.registry, name, base)) if institutions_path else None,
     )
+    # A swapped registry: files resolved through the old roots are looked up again.
+    deployment.on_swap.append(lambda _registry: service.forget(None))
+    if metrics is not None:
+        deployment.on_swap.append(lambda _registry: metrics.institutions_changed())
     changes = ChangeTracker(
         presentation,
         ChangeLog(Path(settings.discovery_store) if settings.discovery_store else default_path(settings.cache)),
@@ -141,6 +171,20 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
         page_size=settings.discovery_page_size,
     )
     memo = ResponseMemo(settings.trusted_proxy_networks)
+    # Access rules (docs/access.md): read from the descriptions before the first request, then
+    # with the catalogue; a change empties the memo (it may hold answers the check must now see).
+    access_rules = AccessRules()
+    access_rules.on_change(memo.clear)
+    auth = Auth(settings, access_rules)
+    rules_lock = asyncio.Lock()
+
+    async def load_rules() -> None:
+        async with rules_lock:
+            catalogue = await presentation.catalogue()
+            await access_module.refresh(catalogue, service, access_rules, deployment.access_default)
+
+    auth.load = load_rules
+    presentation.access = ManifestServices(auth)
 
     def describe() -> dict[str, object]:
         return {
@@ -174,11 +218,23 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             await lanes.io.run(cache.shared.ping)
             shared_link = asyncio.create_task(cache.shared.keep_connected(lanes.rechecks.run))
         publisher = asyncio.create_task(_publish_every_second(metrics, workers, lambda: worker_figures(), lanes.io))
+        await load_rules()  # before the first request: restricted images are known from the start
+        rules_refresher = asyncio.create_task(_refresh_rules_every(settings.source_check_interval, load_rules))
         # Changes made while the server was down are recorded now, not when a harvester first asks.
         first_check = asyncio.create_task(changes.check_if_due())
+        reloads = None
+        if institutions_path is not None and settings.institutions_check_interval > 0:
+            reloads = asyncio.create_task(deployment.watch(settings.institutions_check_interval, lanes.io.run))
         try:
             yield
         finally:
+            rules_refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rules_refresher
+            if reloads is not None:
+                reloads.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reloads
             first_check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await first_check
@@ -213,7 +269,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     def worker_figures() -> dict[str, object]:
         return {**service.stats(), "fast_path": fast_path_stats(), **block_cache_stats()}
 
-    image_endpoints = image_routes.endpoints(service, settings, memo)
+    image_endpoints = image_routes.endpoints(service, settings, memo, auth)
     routes = [
         *health.routes(
             None if config.object_root(settings.images) else settings.images,
@@ -224,16 +280,30 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             service.damaged,
         ),
         *(metrics.routes(settings.metrics_token, lanes.io.run) if metrics is not None else []),
-        *pages.routes(settings, Assets(run_io=lanes.io.run), object_exists, describe),
+        *pages.routes(
+            settings,
+            Assets(run_io=lanes.io.run),
+            object_exists,
+            describe,
+            (
+                lambda request: host_collection(
+                    deployment.registry, request_host(request.scope, settings.trusted_proxies)
+                )
+            )
+            if institutions_path
+            else None,
+        ),
         *admin.routes(
             service,
             settings.admin_token,
             extra_stats=lambda: {"fast_path": fast_path_stats(), **block_cache_stats()},
             workers=workers,
             run_io=lanes.io.run,
+            institutions=deployment.current if institutions_path is not None else None,
         ),
         *image_routes.routes(image_endpoints),
-        *presentation_routes.routes(presentation, settings, changes),
+        *auth.routes(service.find),
+        *presentation_routes.routes(presentation, settings, changes, deployment.current),
     ]
     app = IIIFApplication(
         routes=routes,
@@ -243,7 +313,15 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     )
     # uvicorn's own access log is off (``cli.server_config``): it missed the answers the HTTP
     # protocol gives itself. This one hears every request.
-    access_log = AccessLog(settings.log_format, settings.trusted_proxy_networks) if settings.access_log else None
+    access_log = (
+        AccessLog(
+            settings.log_format,
+            settings.trusted_proxy_networks,
+            institution_of=(lambda raw: institution_of_path(deployment.registry, raw)) if institutions_path else None,
+        )
+        if settings.access_log
+        else None
+    )
     observer = combined([observer, metrics, access_log])
     app.fast_path = FastPath(app.framework, service, memo, image_endpoints, observer)
     app.connection_limits = ConnectionLimits.from_settings(settings)
@@ -252,7 +330,20 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     app.state.presentation = presentation
     app.state.changes = changes
     app.state.memo = memo
+    app.state.access_rules = access_rules
+    app.state.auth = auth
+    app.state.deployment = deployment
     return app
+
+
+async def _refresh_rules_every(interval: float, load: Callable[[], Awaitable[None]]) -> None:
+    """The access rules follow the descriptions (the catalogue rescans at most every ``interval``)."""
+    while True:
+        await asyncio.sleep(max(interval, 1.0))
+        try:
+            await load()
+        except Exception:  # the last rules stay; the next round tries again
+            log.exception("reading the access rules failed")
 
 
 class IIIFApplication(Starlette):
@@ -287,14 +378,23 @@ class IIIFApplication(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _object_store(settings: Settings) -> ObjectStore | None:
-    """The process's object store client and block cache, when an image root is an s3:// URL."""
-    if not config.uses_object_storage(settings):
+def _object_store(settings: Settings, institutions: Path | None = None) -> ObjectStore | None:
+    """The process's object store client and block cache, when an image root is an s3:// URL
+    (an institution's included; its errors are the ``Deployment``'s to report)."""
+    if not config.uses_object_storage(settings) and not _institutions_use_objects(institutions):
         return None
     # Each worker process bounds the blocks it knows of (its own, and what it found at start):
     # a share of the bound each keeps the shared folder within it.
     blocks = BlockCache(settings.block_cache, settings.block_cache_mb * MIB // max(1, settings.workers))
     return ObjectStore(settings.storage_timeout, blocks)
+
+
+def _institutions_use_objects(path: Path | None) -> bool:
+    try:
+        registry = load_institutions(path)
+    except InstitutionError:
+        return False
+    return any(config.object_root(item.images) for item in registry.items)
 
 
 def _tile_cache(settings: Settings, io: Lane) -> TileCache | None:

@@ -16,7 +16,9 @@ import difflib
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +106,18 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
+def _check_institutions(settings: Settings) -> None:
+    """Wrong [institutions.*] tables stop the start here, with their message, not in each worker."""
+    if not settings.institutions_file:
+        return
+    from iiifserver.institutions import InstitutionError, load_institutions
+
+    try:
+        load_institutions(Path(settings.institutions_file))
+    except InstitutionError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @click.group()
 @click.version_option(package_name="iiifserver")
 def main() -> None:
@@ -115,6 +129,7 @@ def main() -> None:
 def serve(config_file: Path | None, **overrides: Any) -> None:
     """Run the server (uvicorn). With the default image folder, prepares the demo collection first."""
     settings = _load(config_file, overrides)
+    _check_institutions(settings)
     configure_logging(settings.log_level, settings.log_format)
     if settings.images == DEFAULT_IMAGES:
         _build_demo(settings.images, large=True)
@@ -303,6 +318,38 @@ def get(
 
 
 @main.group()
+def users() -> None:
+    """Login users of restricted images (the file named by auth_users_file; docs/access.md)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option(
+    "--file",
+    "users_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The users file (default: auth_users_file of the settings).",
+)
+@_setting_options
+def users_add(name: str, users_file: Path | None, config_file: Path | None, overrides: dict[str, Any]) -> None:
+    """Add user NAME (or set a new password): prompts for the password and writes its scrypt hash."""
+    from iiifserver.web.auth import add_user
+
+    if users_file is None:
+        configured = _load(config_file, overrides).auth_users_file
+        if not configured:
+            raise click.UsageError("no users file: pass --file or set auth_users_file")
+        users_file = Path(configured)
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        add_user(users_file, name, password)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"user {name!r} written to {users_file}")
+
+
+@main.group()
 def cache() -> None:
     """The disk tile cache."""
 
@@ -352,7 +399,9 @@ def verify(
     """Check converted images against the SHA-256 that `convert` recorded in their stamps.
 
     Checks IDENTIFIERs, or every image under the image folder without any. Reads only; never
-    changes a file. Exit status: 0 all intact (images without a checksum are warnings), 1 if any
+    changes a file. An s3://BUCKET/PREFIX image root: each .tif object there (or named) is
+    streamed and checked against the SHA-256 that `convert --out s3://` put in its metadata.
+    Exit status: 0 all intact (images without a checksum are warnings), 1 if any
     image changed, could not be read or was not found (or, with --strict, has no checksum),
     2 usage error.
     """
@@ -360,6 +409,10 @@ def verify(
     from iiifserver.ingest import verify as checks
 
     root = settings.images
+    url = config.object_root(root)
+    if url is not None:  # an s3:// image root: each object against the SHA-256 in its metadata
+        _verify_objects(url, identifiers, strict=strict, threads=threads or 4, quiet=quiet)
+        return
     if not root.is_dir():
         raise click.UsageError(f"image folder {root} does not exist")
     if identifiers:
@@ -388,6 +441,46 @@ def verify(
     )
     failed = missing or any(counts[v] for v in checks.Verdict if v.is_problem)
     if failed or (strict and counts[checks.Verdict.NO_CHECKSUM]):
+        sys.exit(1)
+
+
+def _verify_objects(url: str, identifiers: tuple[str, ...], *, strict: bool, threads: int, quiet: bool) -> None:
+    """``verify`` on an ``s3://BUCKET/PREFIX`` root: the ``.tif`` objects under it, or those the
+    identifiers name (``.tif`` added when they have no extension), each streamed and hashed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from iiifserver.image.object_store import StorageUnavailable, parse_object_url
+    from iiifserver.ingest import publish
+    from iiifserver.ingest.verify import Verdict
+
+    bucket, prefix = parse_object_url(url)
+    base = f"{prefix}/" if prefix else ""
+    if identifiers:
+        names = [unicodedata.normalize("NFC", i) for i in identifiers]
+        keys = [base + (n if "." in n.rsplit("/", 1)[-1] else n + ".tif") for n in names]
+    else:
+        try:
+            keys = [k for k in publish.store(publish.HEAD_TIMEOUT).list_keys(bucket, prefix) if k.endswith(".tif")]
+        except StorageUnavailable:
+            click.echo(f"error: object store unreachable or refusing (listing {url})", err=True)
+            sys.exit(1)
+    counts = dict.fromkeys(Verdict, 0)
+    with ThreadPoolExecutor(threads) as pool:
+        for done, (key, (verdict, detail)) in enumerate(
+            zip(keys, pool.map(lambda k: publish.verify_object(bucket, k), keys), strict=True), 1
+        ):
+            counts[verdict] += 1
+            if not quiet:
+                click.echo(f"verify: {done}/{len(keys)} objects", err=True)
+            if verdict is not Verdict.OK:
+                level = "warning" if verdict is Verdict.NO_CHECKSUM and not strict else "error"
+                click.echo(f"{level}: {key[len(base) :]}: {verdict.value} ({detail})", err=True)
+    click.echo(
+        f"{counts[Verdict.OK]} intact, {counts[Verdict.CHANGED]} changed, {counts[Verdict.UNREADABLE]} unreadable, "
+        f"{counts[Verdict.NO_CHECKSUM]} without a checksum ({url})",
+        err=True,
+    )
+    if any(counts[v] for v in Verdict if v.is_problem) or (strict and counts[Verdict.NO_CHECKSUM]):
         sys.exit(1)
 
 
@@ -770,7 +863,16 @@ def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, o
 @main.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder for the pyramids."
+    "--out",
+    "out_dir",
+    required=True,
+    help="Folder for the pyramids, or s3://BUCKET/PREFIX to publish them to object storage.",
+)
+@click.option(
+    "--staging",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="With --out s3://...: folder each pyramid is made in before its upload [default: a temporary folder].",
 )
 @click.option(
     "--quality",
@@ -826,7 +928,8 @@ def manifests_import(spreadsheet: Path, force: bool, config_file: Path | None, o
 @_setting_options
 def convert(
     sources: tuple[Path, ...],
-    out_dir: Path,
+    out_dir: str,
+    staging: Path | None,
     quality: int,
     tile_size: str,
     background: str,
@@ -842,6 +945,9 @@ def convert(
     overrides: dict[str, Any],
 ) -> None:
     """Convert masters (files, or folders recursively) into tiled pyramidal TIFFs in OUT.
+
+    OUT may be s3://BUCKET/PREFIX: each pyramid is made in the staging folder, then uploaded
+    (published whole or not at all) with its stamp in the object's metadata.
 
     Exit status: 0 all converted or up to date, 1 if any master failed, 2 usage error,
     130 interrupted.
@@ -861,21 +967,35 @@ def convert(
             options = ConvertOptions(quality, int(tile_size), parse_background(background), BigTiff(bigtiff))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--background") from None
-        if out_dir.exists() and not out_dir.is_dir():
-            raise click.UsageError(f"--out {out_dir} is not a folder")
+        destination = _object_destination(out_dir, staging)
+        out = Path(out_dir)
+        if not destination and out.exists() and not out.is_dir():
+            raise click.UsageError(f"--out {out} is not a folder")
         settings = None
+        below_root = ""  # with --out s3:// and --object: the output prefix relative to the image root's
         if object_name is not None:
             settings = _load(config_file, overrides)
             try:
                 describe.check_name(object_name)
-                describe.check_inside(out_dir, settings.images)
+                if destination:
+                    below_root = _below_object_root(destination, settings.images)
+                else:
+                    describe.check_inside(out, settings.images)
             except describe.DescriptionError as exc:
                 raise click.UsageError(str(exc)) from None
+        if destination:
+            out = staging or Path(tempfile.mkdtemp(prefix="iiifserver-staging-"))
+            if out.exists() and not out.is_dir():
+                raise click.UsageError(f"--staging {out} is not a folder")
         batch = BatchOptions(jobs=pool.jobs, memory_budget_mb=memory_budget_mb, force=force, progress=not quiet)
-        if cluster is None:
-            summary = run_batch(list(sources), out_dir, options, batch, pool=pool)
-        else:
-            summary = _convert_on_cluster(cluster, retries, list(sources), out_dir, options, batch)
+        try:
+            if cluster is None:
+                summary = run_batch(list(sources), out, options, batch, pool=pool, destination=destination)
+            else:
+                summary = _convert_on_cluster(cluster, retries, list(sources), out, options, batch, destination)
+        finally:
+            if destination and staging is None:
+                shutil.rmtree(out, ignore_errors=True)
         for line in summary_lines(summary):
             click.echo(line, err=True)
         if summary.interrupted:
@@ -885,14 +1005,18 @@ def convert(
                 click.echo(f"object {object_name}: not described, as some masters failed", err=True)
             else:
                 outputs = [o.output for o in summary.outcomes if o.status is not Status.FAILED and o.output is not None]
+                images_root = settings.images
+                if destination:  # identifiers as the server names the objects: staged paths, placed as the keys are
+                    images_root = out
+                    outputs = [out / below_root / output.relative_to(out) for output in outputs]
                 try:
                     if force or not describe.description_path(settings.manifests, object_name).exists():
                         written = describe.write_description(
-                            settings.manifests, object_name, outputs, settings.images, force=force
+                            settings.manifests, object_name, outputs, images_root, force=force
                         )
                         click.echo(f"object {object_name}: {len(outputs)} pages in {written}", err=True)
                     else:  # an existing object: new pages join it, everything written there stays
-                        written, added = describe.add_pages(settings.manifests, object_name, outputs, settings.images)
+                        written, added = describe.add_pages(settings.manifests, object_name, outputs, images_root)
                         click.echo(f"object {object_name}: {len(added)} pages added to {written}", err=True)
                 except describe.DescriptionError as exc:
                     raise click.UsageError(str(exc)) from None
@@ -900,8 +1024,49 @@ def convert(
             sys.exit(1)
 
 
+def _object_destination(out: str, staging: Path | None) -> str:
+    """``--out s3://BUCKET/PREFIX`` -> that URL, checked; a folder -> "" (and no --staging)."""
+    from iiifserver.image.object_store import is_object_url, parse_object_url
+
+    if not is_object_url(out):
+        if staging is not None:
+            raise click.UsageError("--staging is for --out s3://BUCKET/PREFIX only")
+        return ""
+    try:
+        bucket, prefix = parse_object_url(out)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
+def _below_object_root(destination: str, images: Path) -> str:
+    """The destination's prefix relative to the image root's (``images`` must be an s3:// URL
+    at or above it, so the server names the objects); raises ``DescriptionError``."""
+    from iiifserver.image.object_store import parse_object_url
+    from iiifserver.ingest.describe import DescriptionError
+
+    root = config.object_root(images)
+    bucket, prefix = parse_object_url(destination)
+    if root is not None:
+        root_bucket, root_prefix = parse_object_url(root)
+        if root_bucket == bucket and not root_prefix:
+            return prefix
+        if root_bucket == bucket and (prefix == root_prefix or prefix.startswith(root_prefix + "/")):
+            return prefix[len(root_prefix) :].lstrip("/")
+    raise DescriptionError(
+        f"--object needs the output ({destination}) inside the image root ({images}); "
+        "set --images to that bucket and prefix, or above it"
+    )
+
+
 def _convert_on_cluster(
-    address: str, retries: int, sources: list[Path], out_dir: Path, options: ConvertOptions, batch: BatchOptions
+    address: str,
+    retries: int,
+    sources: list[Path],
+    out_dir: Path,
+    options: ConvertOptions,
+    batch: BatchOptions,
+    destination: str = "",
 ) -> Summary:
     try:
         from iiifserver.ingest import cluster
@@ -911,6 +1076,6 @@ def _convert_on_cluster(
         ) from None
     try:
         target = cluster.Target.parse(address)
-        return cluster.run_cluster(target, sources, out_dir, options, batch, retries=retries)
+        return cluster.run_cluster(target, sources, out_dir, options, batch, retries=retries, destination=destination)
     except cluster.ClusterError as exc:
         raise click.BadParameter(str(exc), param_hint="--cluster") from None

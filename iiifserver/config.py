@@ -211,6 +211,34 @@ class Settings:
     shared_cache_prefix: str = _setting(
         "iiifserver:", "Prefix of every Redis key the shared tier writes (several deployments may share a Redis)."
     )
+    institutions_file: str = _setting(
+        "",
+        "TOML file whose [institutions.<slug>] tables configure the institutions of a shared deployment "
+        "(see docs/institutions.md); empty: the --config file's own tables. Re-read when it changes.",
+    )
+    institutions_check_interval: float = _setting(
+        5.0, "Seconds between checks of the institutions file for changes (applied without a restart); 0: never."
+    )
+    auth_secret: str = _setting(
+        "",
+        "Secret (32+ characters) signing login sessions and access tokens of restricted images (docs/access.md); "
+        "empty: a random one per process (sessions then last until a restart, and need workers = 1).",
+    )
+    auth_users_file: str = _setting(
+        "", "TOML file of login users and password hashes (`iiifserver users add NAME`); empty: no built-in login."
+    )
+    auth_trusted_header: str = _setting(
+        "",
+        "Request header naming the logged-in user, set by a single sign-on proxy (e.g. X-Remote-User); "
+        "believed only from trusted_proxies. Empty: off.",
+    )
+    auth_session_seconds: int = _setting(28800, "Lifetime of a login session (its signed cookie), in seconds.")
+    auth_token_seconds: int = _setting(600, "Lifetime of an access token given to a viewer, in seconds.")
+    auth_allowed_origins: str = _setting(
+        "",
+        "Comma-separated viewer origins (https://viewer.example.org) that may receive access tokens; "
+        "empty: any well-formed origin (the token is sent to that origin only).",
+    )
     admin_token: str = _setting(
         "", "Bearer token for the /admin endpoints (cache purge, stats); empty: the endpoints are off."
     )
@@ -262,7 +290,8 @@ class SettingsError(ValueError):
 
 
 # Settings whose values are secrets: ``iiifserver settings`` masks them.
-SECRET_SETTINGS = frozenset({"admin_token", "metrics_token", "shared_cache_url"})  # the URL may hold a password
+# (the shared cache URL may hold a password)
+SECRET_SETTINGS = frozenset({"admin_token", "metrics_token", "shared_cache_url", "auth_secret"})
 
 
 class TrustedProxies:
@@ -336,6 +365,7 @@ def load_settings(
     config_file = config_file or _path_or_none(environ.get(ENV_PREFIX + "CONFIG"))
     if config_file is not None:
         values.update(_from_toml(config_file))
+        values.setdefault("institutions_file", str(config_file))  # its [institutions.*] tables
     known = {f.name for f in fields()}
     for f in fields():
         raw = environ.get(env_name(f.name))
@@ -365,10 +395,12 @@ def _from_toml(path: Path) -> dict[str, Any]:
     # Accept both a flat file and one with a [server] table.
     table = data.get("server", data)
     known = {f.name for f in fields()}
-    unknown = sorted(set(table) - known - {"server"})
+    unknown = sorted(set(table) - known - {"server", "institutions"})  # the institutions module reads those
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
-    return {name: _coerce(_field(name), value, f"{path}: {name}") for name, value in table.items()}
+    return {
+        name: _coerce(_field(name), value, f"{path}: {name}") for name, value in table.items() if name != "institutions"
+    }
 
 
 def coerce_setting(name: str, value: Any, where: str) -> Any:
@@ -445,6 +477,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append("image_roots must be 'prefix=root, prefix=root'")
     if settings.source_check_interval < 0:
         problems.append("source_check_interval must be >= 0")
+    if settings.institutions_check_interval < 0:
+        problems.append("institutions_check_interval must be >= 0 (0: never)")
     if settings.render_timeout < 0:
         problems.append("render_timeout must be >= 0")
     if not 0 <= settings.render_nice <= 19:
@@ -462,6 +496,10 @@ def _validated(settings: Settings) -> Settings:
         problems.append("public_url must start with http:// or https://")
     if settings.log_format not in {"text", "json"}:
         problems.append("log_format must be text or json")
+    if settings.auth_secret and len(settings.auth_secret) < 32:
+        problems.append("auth_secret must be at least 32 characters")
+    if settings.auth_token_seconds < 1 or settings.auth_session_seconds < 1:
+        problems.append("auth_token_seconds and auth_session_seconds must be at least 1")
     if settings.metrics_token and len(settings.metrics_token) < 16:
         problems.append("metrics_token must be at least 16 characters")
     try:

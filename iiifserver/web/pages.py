@@ -40,6 +40,9 @@ from iiifserver.web.urls import public_base
 TEMPLATES = Path(__file__).resolve().parent / "pages"
 PRESENTATION = "/iiif/presentation/3"
 ObjectExists = Callable[[str], Awaitable[bool]]
+# A request -> the collection path its landing page shows ("" for the top collection; another
+# for a request sent to an institution's own host).
+HostCollection = Callable[[Request], str]
 VIEWERS = ("objects", "embed", "mirador", "uv")
 MAX_OBJECT_CHARS = 1024
 
@@ -59,8 +62,11 @@ def _json_for_html(value: Any) -> str:
 
 
 class Pages:
-    def __init__(self, settings: Settings, assets: Assets, exists: ObjectExists) -> None:
+    def __init__(
+        self, settings: Settings, assets: Assets, exists: ObjectExists, host_collection: HostCollection | None = None
+    ) -> None:
         self.settings = settings
+        self.host_collection = host_collection
         self.assets = assets
         self.exists = exists
         self.layout = _template("layout.html")
@@ -85,6 +91,7 @@ class Pages:
                 f"style-src {own} 'unsafe-inline'",
                 f"img-src {own} data: blob:",
                 f"connect-src {own}",
+                f"frame-src {own}",  # the access token service (docs/access.md), an iframe of this server
                 f"font-src {own} data:",
                 "base-uri 'none'",
                 "form-action 'self'",
@@ -157,6 +164,8 @@ class Pages:
 
     async def landing(self, request: Request) -> Response:
         path = request.path_params.get("path", "")
+        if not path and self.host_collection is not None:  # an institution's own host: its collection
+            path = self.host_collection(request)
         collection = f"{PRESENTATION}/collection" + (f"/{quote(path, safe='/')}" if path else "")
         base = public_base(request, self.settings)
         body = self.bodies["landing"].substitute()
@@ -229,9 +238,13 @@ def wants_html(request: Request) -> bool:
 
 
 def routes(
-    settings: Settings, assets: Assets, exists: ObjectExists, describe: Callable[[], dict[str, Any]]
+    settings: Settings,
+    assets: Assets,
+    exists: ObjectExists,
+    describe: Callable[[], dict[str, Any]],
+    host_collection: HostCollection | None = None,
 ) -> list[Route]:
-    pages = Pages(settings, assets, exists)
+    pages = Pages(settings, assets, exists, host_collection)
 
     async def home(request: Request) -> Response:
         if wants_html(request):
