@@ -233,20 +233,22 @@ async def _dispatch(
         return request.reply(303, [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"), *_CORS])
     if len(segments) == 2 and segments[1] == b"info.json":
         identifier = decode_identifier(segments[0])
+        known = None
         if access is not None:
-            guarded = await _guarded(request, identifier, service, access)
+            known, guarded = await _guarded(request, identifier, service, access)
             if guarded is not None:
                 return _restricted_info(request, version, identifier, base, guarded, service, settings, access)
-        return await _info(request, version, identifier, base, service, settings, memo)
+        return await _info(request, version, identifier, base, service, settings, memo, known)
     if len(segments) == 5:
         identifier = decode_identifier(segments[0])
         region, size, rotation, quality_format = (_param(seg) for seg in segments[1:])
         image_request = parse_image_request(region, size, rotation, quality_format, version=version)
+        known = None
         if access is not None:
-            guarded = await _guarded(request, identifier, service, access)
+            known, guarded = await _guarded(request, identifier, service, access)
             if guarded is not None:
                 return await _restricted_image(request, version, identifier, image_request, base, guarded, service)
-        return await _image(request, version, identifier, image_request, base, service, settings, memo)
+        return await _image(request, version, identifier, image_request, base, service, settings, memo, known)
     raise NotFound("not an IIIF URL (an identifier with '/' must encode it as %2F)")
 
 
@@ -258,8 +260,10 @@ async def _info(
     service: ImageService,
     settings: Settings,
     memo: ResponseMemo | None,
+    known: KnownSource | None = None,
 ) -> Reply:
-    found = await service.find(identifier)
+    # ``known``: the access check found the source already (one check per request, not two)
+    found = known if known is not None else await service.find(identifier)
     service_id = f"{base}/{encode_identifier(identifier)}"
     tag = h.etag(f"i{version.value}-{found.file.version.token}-{_digest(service_id)}")
     headers = [
@@ -291,8 +295,12 @@ async def _image(
     service: ImageService,
     settings: Settings,
     memo: ResponseMemo | None,
+    known: KnownSource | None = None,
 ) -> Reply:
-    prepared = await service.prepare(identifier, image_request)
+    if known is not None:  # the access check found the source already (one check per request, not two)
+        prepared = service.prepare_known(identifier, known, image_request, "")
+    else:
+        prepared = await service.prepare(identifier, image_request)
     tag, headers = _image_headers(version, base, prepared, settings)
     if request.not_modified(tag, prepared.version.mtime_ns):
         return request.reply(304, headers)
@@ -318,23 +326,26 @@ class _Guarded:
     authorized: bool
 
 
-async def _guarded(request: _Request, identifier: str, service: ImageService, access: Auth) -> _Guarded | None:
-    """The access rule ``identifier`` is under; None when its image is open (the usual path then)."""
+async def _guarded(
+    request: _Request, identifier: str, service: ImageService, access: Auth
+) -> tuple[KnownSource, _Guarded | None]:
+    """The source of ``identifier`` and the access rule it is under (None when its image is open:
+    the usual path then, with the source found here)."""
     name, degraded = access_rules.split_degraded(identifier)
     known = service.find_if_known(name)
     if known is None:
         known = await service.find(name)
     elif not degraded and known.file.path not in access.rules.rules:
-        return None  # open, and known: one dict lookup
+        return known, None  # open, and known: one dict lookup
     rule = await access.rule(known.file.path)
     if degraded:
         if rule is None or rule.degraded_max is None:
             raise NotFound(f"no image {identifier!r}", parameter="identifier")
-        return _Guarded(known, rule, True, False)
+        return known, _Guarded(known, rule, True, False)
     if rule is None:
-        return None
+        return known, None
     headers = first_values(request.scope["headers"], (b"cookie", b"authorization", access.header))
-    return _Guarded(known, rule, False, access.authorized(request.scope, headers))
+    return known, _Guarded(known, rule, False, access.authorized(request.scope, headers))
 
 
 def _restricted_info(
