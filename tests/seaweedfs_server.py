@@ -83,6 +83,7 @@ class SeaweedFS:
         cmd += [f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}"]
         cmd += ["-master.volumeSizeLimitMB=64", "-volume.max=32", "-filer", "-s3", f"-s3.port={self.s3_port}"]
         cmd += [f"-s3.port.grpc={self.s3_port + 10000}", f"-s3.config={config}", "-s3.port.iceberg=0"]
+        cmd += ["-s3.port.lance=0"]  # fixed default ports would clash with another test session
         log_path = self.directory / "weed.log"
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
