@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -46,6 +46,7 @@ from iiifserver.image.tile_grid import StoredTiles
 from iiifserver.institutions import InstitutionError, load_institutions
 from iiifserver.logs import configure_logging
 from iiifserver.presentation import access as access_module
+from iiifserver.presentation.catalogue import Catalogue
 from iiifserver.presentation.change_log import ChangeLog, default_path
 from iiifserver.presentation.changes import ChangeTracker
 from iiifserver.presentation.institutions import InstitutionsScanner
@@ -178,10 +179,29 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     auth = Auth(settings, access_rules)
     rules_lock = asyncio.Lock()
 
-    async def load_rules() -> None:
+    rules_read_from: list[Catalogue | None] = [None]  # the catalogue the rules were last read from
+
+    async def load_rules(catalogue: Catalogue | None = None) -> None:
+        """Read the rules from ``catalogue`` (default: the presentation's, rescanned if stale)."""
         async with rules_lock:
-            catalogue = await presentation.catalogue()
+            catalogue = catalogue or await presentation.catalogue()
             await access_module.refresh(catalogue, service, access_rules, deployment.access_default)
+            rules_read_from[0] = catalogue
+
+    async def follow_rules() -> None:
+        """Rules from every catalogue a presentation request scanned (no scan of its own), and a
+        rescan of their own every ``access_rules_interval`` seconds."""
+        last_own = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if time.monotonic() - last_own >= settings.access_rules_interval:
+                    last_own = time.monotonic()
+                    await load_rules()
+                elif (latest := presentation.latest) is not None and latest is not rules_read_from[0]:
+                    await load_rules(latest)
+            except Exception:  # the last rules stay; the next round tries again
+                log.exception("reading the access rules failed")
 
     auth.load = load_rules
     presentation.access = ManifestServices(auth)
@@ -219,7 +239,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             shared_link = asyncio.create_task(cache.shared.keep_connected(lanes.rechecks.run))
         publisher = asyncio.create_task(_publish_every_second(metrics, workers, lambda: worker_figures(), lanes.io))
         await load_rules()  # before the first request: restricted images are known from the start
-        rules_refresher = asyncio.create_task(_refresh_rules_every(settings.source_check_interval, load_rules))
+        rules_refresher = asyncio.create_task(follow_rules())
         # Changes made while the server was down are recorded now, not when a harvester first asks.
         first_check = asyncio.create_task(changes.check_if_due())
         reloads = None
@@ -334,16 +354,6 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     app.state.auth = auth
     app.state.deployment = deployment
     return app
-
-
-async def _refresh_rules_every(interval: float, load: Callable[[], Awaitable[None]]) -> None:
-    """The access rules follow the descriptions (the catalogue rescans at most every ``interval``)."""
-    while True:
-        await asyncio.sleep(max(interval, 1.0))
-        try:
-            await load()
-        except Exception:  # the last rules stay; the next round tries again
-            log.exception("reading the access rules failed")
 
 
 class IIIFApplication(Starlette):

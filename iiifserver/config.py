@@ -180,6 +180,12 @@ class Settings:
         "Seconds an identifier's file and version are trusted before they are checked again "
         "(a replaced image is served at most this late); 0 checks on every request.",
     )
+    access_rules_interval: float = _setting(
+        60.0,
+        "Seconds between re-reads of the access rules from the descriptions when nothing else rescanned "
+        "them (a presentation request's rescan updates the rules within a second). A rescan walks the "
+        "image root and the manifests folder, so it is not done every source check.",
+    )
     tile_passthrough: bool = _setting(
         True,
         "Send a stored JPEG tile as it is when a request is exactly that tile (no decode, no encode; "
@@ -477,6 +483,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append("image_roots must be 'prefix=root, prefix=root'")
     if settings.source_check_interval < 0:
         problems.append("source_check_interval must be >= 0")
+    if settings.access_rules_interval < 1:
+        problems.append("access_rules_interval must be >= 1 (seconds)")
     if settings.institutions_check_interval < 0:
         problems.append("institutions_check_interval must be >= 0 (0: never)")
     if settings.render_timeout < 0:

@@ -97,6 +97,11 @@ class PresentationService:
 
     # -- catalogue ------------------------------------------------------------------------------
 
+    @property
+    def latest(self) -> Catalogue | None:
+        """The catalogue of the last scan, however old (None before the first); never scans."""
+        return self._catalogue
+
     async def catalogue(self, *, newer_than: float | None = None) -> Catalogue:
         """The catalogue, rescanned when older than ``source_check_interval``; ``newer_than`` (a
         ``time.monotonic()`` value): rescanned unless the last scan began after it."""

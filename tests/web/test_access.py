@@ -467,6 +467,38 @@ def test_rules_follow_the_descriptions(site: tuple[Http, Path, Path]) -> None:
     assert http.app.answer_in_protocol(uvicorn_scope(path)) is None  # type: ignore[attr-defined]
 
 
+def test_rules_follow_presentation_rescans_and_scan_nothing_of_their_own(site: tuple[Http, Path, Path]) -> None:
+    """The follower reads the rules from catalogues presentation requests scanned; on its own it
+    rescans only every ``access_rules_interval`` (60 s), never every source check: a rescan walks
+    the whole image root, and doing it each second cost a tenth of a core and the tail latency."""
+    http, _, manifests = site
+    path = "/iiif/3/open/0,0,64,64/64,/0/default.jpg"
+    assert http.get(path).status_code == 200
+    presentation = http.app.state.presentation
+    scans: list[float] = []
+    scan = presentation._scan
+
+    def counted() -> Any:
+        scans.append(time.monotonic())
+        return scan()
+
+    presentation._scan = counted
+    with http.portal.wrap_async_context_manager(http.app.router.lifespan_context(http.app)):
+        time.sleep(1.0)  # the start-up work (the rules' first read, Change Discovery's check) scans
+        started = len(scans)
+        time.sleep(2.5)  # two of the follower's rounds, and the source check interval is long past
+        assert len(scans) == started
+        write(manifests / "open.yaml", "label: {en: [Now restricted]}\naccess: restricted\n")
+        assert http.get("/iiif/presentation/3/collection").status_code == 200  # rescans, for its own reasons
+        rescans = len(scans)
+        assert rescans > started
+        deadline = time.monotonic() + 5
+        while http.get(path).status_code != 401:
+            assert time.monotonic() < deadline, "the rules did not follow the rescan"
+            time.sleep(0.1)
+        assert len(scans) == rescans  # the rules came from those rescans' catalogue
+
+
 def test_bad_rules_are_description_errors() -> None:
     from iiifserver.presentation.description import DescriptionError, parse_object
 
