@@ -132,17 +132,8 @@ class ObjectStore:
 
     def head(self, bucket: str, key: str) -> ObjectHead | None:
         """The object's version, or None when there is no such object."""
-        try:
-            reply = self._client.head_object(Bucket=bucket, Key=key)
-        except botocore.exceptions.ClientError as exc:
-            if _status(exc) == 404:
-                return None
-            raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._unavailable(f"{SCHEME}{bucket}/{key}", exc) from None
-        modified = reply.get("LastModified")
-        mtime_ns = int(modified.timestamp() * 1_000_000_000) if modified is not None else 0
-        return ObjectHead(str(reply.get("ETag", "")), int(reply["ContentLength"]), mtime_ns)
+        found = self.head_metadata(bucket, key)
+        return None if found is None else found[0]
 
     def read(self, path: ObjectPath, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` of the object, which must still have ``path.etag``.

@@ -304,11 +304,7 @@ async def _image(
     tag, headers = _image_headers(version, base, prepared, settings)
     if request.not_modified(tag, prepared.version.mtime_ns):
         return request.reply(304, headers)
-    entry = service.cached(prepared)
-    way = Way.MEMORY
-    if entry is None:
-        entry, origin = await _fetch(service, prepared, request.receive)
-        way = Way(origin)  # the same words
+    entry, way = await _entry(service, prepared, request.receive)
     headers.append((b"content-type", entry.media_type.encode("latin-1")))
     lines = header_lines(headers)
     if memo is not None:
@@ -456,17 +452,22 @@ async def _restricted_image(
     ]
     if request.not_modified(tag, prepared.version.mtime_ns):
         return request.reply(304, headers)
-    entry = service.cached(prepared)
-    way = Way.MEMORY
-    if entry is None:
-        entry, origin = await _fetch(service, prepared, request.receive)
-        way = Way(origin)
+    entry, way = await _entry(service, prepared, request.receive)
     headers.append((b"content-type", entry.media_type.encode("latin-1")))
     return image_reply(200, header_lines(headers), entry.body, way, head=request.head)
 
 
 class ClientDisconnected(Exception):
     """The client went away while its image was being produced."""
+
+
+async def _entry(service: ImageService, prepared: Prepared, receive: Receive | None) -> tuple[Entry, Way]:
+    """``prepared``'s entry and the way it came: the memory tier's, else ``_fetch``'s."""
+    entry = service.cached(prepared)
+    if entry is not None:
+        return entry, Way.MEMORY
+    entry, origin = await _fetch(service, prepared, receive)
+    return entry, Way(origin)  # the same words
 
 
 async def _fetch(service: ImageService, prepared: Prepared, receive: Receive | None) -> tuple[Entry, Origin]:
