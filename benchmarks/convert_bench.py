@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,6 @@ import pyvips
 if __package__ in (None, ""):  # run by path: make the benchmarks package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import results
-from benchmarks.harness.machine import cpu_model
 
 HERE = Path(__file__).resolve().parent
 QUALITY = 85
@@ -136,11 +134,6 @@ def vips_version() -> str:
     return result.stdout.strip()
 
 
-def git_commit() -> str:
-    result = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
-
-
 def report(record: dict[str, Any]) -> str:
     def row(label: str, side: str) -> str:
         runs = ", ".join(f"{t:.2f}" for t in record[f"{side}_runs"])
@@ -214,15 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     now = datetime.now()
+    command = f"python benchmarks/convert_bench.py{' --quick' if args.quick else ''}" + (
+        f" --masters {args.masters}" if args.masters != MASTERS and not args.quick else ""
+    )
     record: dict[str, Any] = {
-        "date": now.strftime("%Y-%m-%d %H:%M"),
-        "host": socket.gethostname(),
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "command": "python benchmarks/convert_bench.py"
-        + (" --quick" if args.quick else "")
-        + (f" --masters {args.masters}" if args.masters != MASTERS and not args.quick else ""),
-        "commit": git_commit(),
+        **results.machine(now, command),
         "libvips": ".".join(str(pyvips.version(i)) for i in range(3)),
         "vips_cli": vips_version(),
         "jobs": args.jobs,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,9 +45,8 @@ from distributed import Client, LocalCluster
 
 if __package__ in (None, ""):  # run by path: make the benchmarks package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.convert_bench import MASTERS, QUALITY, QUICK, SIZES, TILE, git_commit, make_masters
+from benchmarks.convert_bench import MASTERS, QUALITY, QUICK, SIZES, TILE, make_masters
 from benchmarks.harness import results
-from benchmarks.harness.machine import cpu_model
 from iiifserver.ingest.cluster import local_resources
 from iiifserver.ingest.plan import DEFAULT_MEMORY_BUDGET_MB
 
@@ -182,15 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     now = datetime.now()
+    command = f"python benchmarks/convert_cluster.py{' --quick' if args.quick else ''}" + (
+        f" --masters {args.masters}" if args.masters != MASTERS and not args.quick else ""
+    )
     record: dict[str, Any] = {
-        "date": now.strftime("%Y-%m-%d %H:%M"),
-        "host": socket.gethostname(),
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "command": "python benchmarks/convert_cluster.py"
-        + (" --quick" if args.quick else "")
-        + (f" --masters {args.masters}" if args.masters != MASTERS and not args.quick else ""),
-        "commit": git_commit(),
+        **results.machine(now, command),
         "libvips": ".".join(str(pyvips.version(i)) for i in range(3)),
         "dask": dask.__version__,
         "distributed": distributed.__version__,

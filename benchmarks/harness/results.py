@@ -1,13 +1,16 @@
 """Where a benchmark's results go: the file stem and the .json/.md pair in ``benchmarks/results/``.
 
-Owns: the naming ``<date>-<host>-<cpu>-<kind>[-quick|-<masters>]`` and writing both files.
+Owns: the naming ``<date>-<host>-<cpu>-<kind>[-quick|-<masters>]``, the fields every record
+starts with (``machine``: date, host, CPU model, core count, command, commit) and writing both files.
 Must not know: what was measured.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,25 @@ def stem(now: datetime, kind: str, *, quick: bool = False, variant: str = "") ->
     if quick:
         return f"{name}-quick"
     return f"{name}-{variant}" if variant else name
+
+
+def git_commit() -> str:
+    """The short commit of this checkout ("unknown" outside git)."""
+    here = Path(__file__).resolve().parent
+    result = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def machine(now: datetime, command: str) -> dict[str, Any]:
+    """The fields every record starts with: when, where (the CPU model: ratios differ by CPU), what ran."""
+    return {
+        "date": now.strftime("%Y-%m-%d %H:%M"),
+        "host": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "command": command,
+        "commit": git_commit(),
+    }
 
 
 def write(results: Path, name: str, record: dict[str, Any], report: str) -> None:
