@@ -220,46 +220,29 @@ def test_login_refuses_wrong_password(site: tuple[Http, Path, Path]) -> None:
 
 def test_cookie_flags(site: tuple[Http, Path, Path]) -> None:
     http, *_ = site
-    plain = (
-        http.request(
+
+    def cookie(headers: dict[str, str], client: Any = None) -> str:
+        """The session cookie's flags of a login with ``headers`` from ``client``."""
+        response = http.request(
             "POST",
             "/auth/login",
-            headers={"content-type": "application/x-www-form-urlencoded"},
+            headers={"content-type": "application/x-www-form-urlencoded", **headers},
             content="user=ann&password=correct+horse",
+            **({} if client is None else {"client": client}),
         )
-        .headers["set-cookie"]
-        .lower()
-    )
+        return str(response.headers["set-cookie"]).lower()
+
+    plain = cookie({})
     assert "httponly" in plain
     assert "samesite=lax" in plain
     assert "secure" not in plain
     # Behind a trusted TLS proxy: the cookie must cross sites (viewers elsewhere), so None + Secure.
-    https = (
-        http.request(
-            "POST",
-            "/auth/login",
-            headers={"content-type": "application/x-www-form-urlencoded", "x-forwarded-proto": "https"},
-            content="user=ann&password=correct+horse",
-            client=TRUSTED,
-        )
-        .headers["set-cookie"]
-        .lower()
-    )
+    https = cookie({"x-forwarded-proto": "https"}, TRUSTED)
     assert "samesite=none" in https
     assert "secure" in https
     assert "httponly" in https
     # The same header from anyone else is not believed (E10): no https flags.
-    forged = (
-        http.request(
-            "POST",
-            "/auth/login",
-            headers={"content-type": "application/x-www-form-urlencoded", "x-forwarded-proto": "https"},
-            content="user=ann&password=correct+horse",
-            client=OUTSIDER,
-        )
-        .headers["set-cookie"]
-        .lower()
-    )
+    forged = cookie({"x-forwarded-proto": "https"}, OUTSIDER)
     assert "samesite=lax" in forged
 
 
