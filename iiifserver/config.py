@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,14 +390,19 @@ def settings_from_json(text: str) -> Settings:
     return Settings(**{name: _coerce(_field(name), value, name) for name, value in data.items()})
 
 
-def _from_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, error: Callable[[str], Exception] = SettingsError) -> dict[str, Any]:
+    """The config file's tables; unreadable or malformed: ``error`` with a message naming the file."""
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except OSError as exc:
-        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise error(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"config file {path}: {exc}") from None
+        raise error(f"config file {path}: {exc}") from None
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    data = read_toml(path)
     # Accept both a flat file and one with a [server] table.
     table = data.get("server", data)
     known = {f.name for f in fields()}

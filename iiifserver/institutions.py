@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from iiifserver.config import object_root
+from iiifserver.config import object_root, read_toml
 
 # A slug is the first segment of every identifier of the institution: URL-safe without escaping.
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", re.ASCII)
@@ -146,13 +145,7 @@ def load_institutions(path: Path | None, environ: Mapping[str, str] | None = Non
     """The ``[institutions.*]`` tables of the TOML file at ``path`` (none: no file, or no tables)."""
     if path is None:
         return NONE
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise InstitutionError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InstitutionError(f"config file {path}: {exc}") from None
+    data = read_toml(path, InstitutionError)
     return parse_institutions(data.get("institutions", {}), os.environ if environ is None else environ)
 
 

@@ -59,27 +59,7 @@ _RIGHTS = (
 _LANGUAGE = re.compile(r"none|[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*", re.ASCII)
 _SEGMENT = re.compile(r"[^\x00-\x20/\\\x7f?#%]+")
 
-OBJECT_FIELDS = frozenset(
-    {
-        "label",
-        "summary",
-        "metadata",
-        "rights",
-        "requiredStatement",
-        "provider",
-        "homepage",
-        "seeAlso",
-        "navDate",
-        "behavior",
-        "viewingDirection",
-        "pages",
-        "ranges",
-        "thumbnail",
-        "collection",
-        "access",
-        "degraded_max",
-    }
-)
+# What an object and a collection both describe; an object adds its pages, ranges and layout.
 COLLECTION_FIELDS = frozenset(
     {
         "label",
@@ -94,6 +74,15 @@ COLLECTION_FIELDS = frozenset(
         "degraded_max",
     }
 )
+OBJECT_FIELDS = COLLECTION_FIELDS | {
+    "navDate",
+    "behavior",
+    "viewingDirection",
+    "pages",
+    "ranges",
+    "thumbnail",
+    "collection",
+}
 PAGE_FIELDS = frozenset({"image", "label", "summary", "behavior", "access", "degraded_max"})
 ACCESS_VALUES = frozenset({"open", "restricted"})
 RANGE_FIELDS = frozenset({"label", "pages", "ranges", "behavior"})
