@@ -363,3 +363,116 @@ def test_not_jpeg2000_is_damaged(tmp_path: Path) -> None:
     fake.write_bytes(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 4)
     with pytest.raises(jp2.Jp2Damaged):
         jp2.read_header(fake)
+
+
+# -- the sub-codestream: a decode of a few tiles reads only them ------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiled_root(tmp_path_factory: pytest.TempPathFactory, pixels: np.ndarray, jp2_root: Path) -> Path:
+    """Tiled files of every kind the sub-codestream is cut from: lossy and lossless, precincts,
+    grey, alpha (a cdef box, alpha last), a raw codestream, tiles that do not divide the image."""
+    root = tmp_path_factory.mktemp("tiled")
+    shutil.copyfile(jp2_root / "lossy_tiled.jp2", root / "lossy_tiled.jp2")
+    shutil.copyfile(jp2_root / "gray_tiled.j2k", root / "gray_tiled.j2k")
+    _pillow_save(pixels, root / "lossless_precincts.jp2", tile_size=(192, 160), precinct_size=(64, 64))
+    rgba = np.dstack([pixels, pixels[..., 1]])
+    Image.fromarray(rgba, "RGBA").save(root / "rgba.jp2", "JPEG2000", tile_size=(256, 256), num_resolutions=5)
+    return root
+
+
+def _areas(header: jp2.Jp2Header, count: int, seed: int) -> list[tuple[int, tuple[int, int, int, int]]]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(count):
+        reduce = int(rng.integers(0, header.levels + 1))
+        step = 1 << reduce
+        x0 = int(rng.integers(0, header.width // step)) * step
+        y0 = int(rng.integers(0, header.height // step)) * step
+        w, h = (int(n) * step for n in rng.integers(1, 400, size=2))
+        cases.append((reduce, (x0, y0, x0 + w, y0 + h)))
+    return cases
+
+
+@pytest.mark.parametrize("name", ["lossy_tiled.jp2", "gray_tiled.j2k", "lossless_precincts.jp2", "rgba.jp2"])
+def test_sub_codestream_decodes_the_pixels_of_the_whole_file(
+    tiled_root: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bit for bit what OpenJPEG decodes from the file itself, at every level, any area, edge tiles included."""
+    path = tiled_root / name
+    header = jp2.read_header(path)
+    assert header.is_tiled
+    cut = []
+    real_cut = jp2._sub_codestream
+
+    def counted(*args: object) -> bytes:
+        cut.append(args)
+        return real_cut(*args)  # type: ignore[arg-type]
+
+    cases = [*_areas(header, 24, seed=len(name)), (0, (0, 0, header.width, header.height))]
+    monkeypatch.setattr(jp2, "_sub_codestream", counted)
+    ours = [jp2.decode(path, reduce, area) for reduce, area in cases]
+    assert len(cut) == len(cases)  # every one of these went through a sub-codestream
+    monkeypatch.setattr(jp2, "SUB_CODESTREAM_MAX_TILES", 0)
+    whole = [jp2.decode(path, reduce, area) for reduce, area in cases]
+    assert len(cut) == len(cases)
+    for (reduce, area), (pixels, icc), (expected, expected_icc) in zip(cases, ours, whole, strict=True):
+        assert pixels.shape == expected.shape, (reduce, area)
+        assert np.array_equal(pixels, expected), (reduce, area)
+        assert icc == expected_icc
+
+
+def test_large_decodes_read_the_file(tiled_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the tile or byte bound the copy would cost what it saves: OpenJPEG reads the file."""
+    path = tiled_root / "lossy_tiled.jp2"
+    monkeypatch.setattr(jp2, "_sub_codestream", None)  # any use of it would fail
+    monkeypatch.setattr(jp2, "SUB_CODESTREAM_MAX_TILES", 3)
+    pixels, _ = jp2.decode(path, 0, (0, 0, 600, 300))  # 3 x 2 tiles
+    assert pixels.shape == (300, 600, 3)
+    monkeypatch.setattr(jp2, "SUB_CODESTREAM_MAX_TILES", 256)
+    monkeypatch.setattr(jp2, "SUB_CODESTREAM_MAX_BYTES", 100)
+    assert jp2.decode(path, 1, (0, 0, 256, 256))[0].shape == (128, 128, 3)
+
+
+def _with_cdef(path: Path, rows: list[tuple[int, int, int]]) -> bytes:
+    """``path`` (a JP2 file) with a channel definition box of ``rows`` added to its header box."""
+    data = path.read_bytes()
+    at = data.index(b"jp2h") - 4
+    length = struct.unpack(">I", data[at : at + 4])[0]
+    cdef = _box(b"cdef", struct.pack(">H", len(rows)) + b"".join(struct.pack(">HHH", *row) for row in rows))
+    header = struct.pack(">I", length + len(cdef)) + data[at + 4 : at + length] + cdef
+    return data[:at] + header + data[at + length :]
+
+
+def test_reordered_channels_are_decoded_from_the_file(
+    tiled_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel definition OpenJPEG's JP2 decoder acts on (channels swapped) is not cut: only a
+    whole-file decode reorders them."""
+    swapped = tmp_path / "swapped.jp2"
+    swapped.write_bytes(_with_cdef(tiled_root / "lossy_tiled.jp2", [(0, 0, 3), (1, 0, 2), (2, 0, 1)]))
+    plain = tmp_path / "plain.jp2"
+    plain.write_bytes(_with_cdef(tiled_root / "lossy_tiled.jp2", [(0, 0, 1), (1, 0, 2), (2, 0, 3)]))
+    cut: list[object] = []
+    real_cut = jp2._sub_codestream
+    monkeypatch.setattr(jp2, "_sub_codestream", lambda *args: cut.append(args) or real_cut(*args))
+    area = (256, 256, 512, 512)
+    straight, _ = jp2.decode(plain, 0, area)
+    assert len(cut) == 1
+    reordered, _ = jp2.decode(swapped, 0, area)
+    assert len(cut) == 1  # read from the file
+    assert np.array_equal(reordered, straight[..., ::-1])
+
+
+def test_a_replaced_file_is_read_anew(tiled_root: Path, tmp_path: Path) -> None:
+    """Tile-part places are kept per file version: a file replaced under the same name is walked again."""
+    path = tmp_path / "image.jp2"
+    shutil.copyfile(tiled_root / "lossy_tiled.jp2", path)
+    before, _ = jp2.decode(path, 0, (0, 0, 256, 256))
+    replacement = tmp_path / "new.jp2"
+    shutil.copyfile(tiled_root / "lossless_precincts.jp2", replacement)
+    replacement.replace(path)
+    after, _ = jp2.decode(path, 0, (0, 0, 256, 256))
+    expected, _ = jp2.decode(tiled_root / "lossless_precincts.jp2", 0, (0, 0, 256, 256))
+    assert np.array_equal(after, expected)
+    assert not np.array_equal(after, before)
