@@ -318,9 +318,10 @@ def _tile_parts(fh: BinaryIO, offset: int, end: int, tiles: int) -> tuple[tuple[
 
 
 # Layouts kept per file version: walking the tile-parts of a large file costs milliseconds, its
-# index a few dozen bytes per tile-part.
-LAYOUTS_KEPT = 64
-LAYOUT_PARTS_KEPT = 1 << 21
+# index about 175 bytes per tile-part (Python tuples): 131,072 parts, about 23 MB, are 77 images
+# of 12000 x 9000 pixels in 256-pixel tiles.
+LAYOUTS_KEPT = 256
+LAYOUT_PARTS_KEPT = 1 << 17
 _layouts: OrderedDict[tuple[bytes, int, int, int, int], _Layout] = OrderedDict()
 _layouts_lock = threading.Lock()
 
