@@ -5,6 +5,7 @@
     python benchmarks/side_by_side.py --quick          # c=8 only, 10 s runs, one repeat: about 6 minutes
     python benchmarks/side_by_side.py --quick --only cold,hot --label before   # a quick before/after pair
     python benchmarks/side_by_side.py --server-checkout ../baseline --label baseline   # another commit
+    python benchmarks/side_by_side.py --only mixed     # the mixed viewer-and-scholar workload, c=8 and 64
 
 Run it from the repository as root on Debian (it may apt-get), with nothing else CPU-heavy
 meanwhile. It uses the project's harness in ``benchmarks/harness/`` (see benchmarks/README.md):
@@ -12,22 +13,29 @@ meanwhile. It uses the project's harness in ``benchmarks/harness/`` (see benchma
 1. installs what is missing: iipimage-server, lighttpd, spawn-fcgi, memcached and wrk (apt-get);
 2. makes the test images with ``harness/images.py`` into ``$BENCH_ROOT/images`` (skipping what
    exists): the 12000x9000 pyramid with JPEG Q90 4:4:4 tiles, the same at Q85 4:2:0, and the
-   40000x25000 (1 gigapixel) and 4000x2500 (10 megapixel) Q85 pair, each with aliases for cold
-   runs (symlinks; ``--copies`` for distinct files: much more disk);
+   40000x25000 (1 gigapixel) and 4000x2500 (10 megapixel) Q85 pair; for cold and unaligned runs
+   at least 150 real copies of each 12000x9000 pyramid (distinct files, made once and kept: about
+   5.5 GB at Q85, 21 GB at Q90; ``--qualities 85`` needs only the first), symlinks of the pair;
+   for the mixed workload also 1000 copies of a 4000x3000 Q85 pyramid (3.5 GB);
 3. runs the matrix (``harness/matrix.py``) on both 12000x9000 pyramids for iiifserver, iipsrv and
    iipsrv-memcached: cold and hot deep-zoom tiles at concurrency 1, 8 and 64, plus info.json.
+   A cold run asks every image's info.json before its tiles, as viewers do.
    Output quality equals the stored tiles' (iipsrv's ``JPEG_QUALITY``, iiifserver's
    ``--jpeg-quality``), so iiifserver may pass stored tiles through and iipsrv re-encodes at the
    same quality;
 4. runs the non-passthrough workload (random unaligned regions at other sizes, from
    ``viewer_sessions.unaligned_requests``) for iiifserver and iipsrv at c=8, on both pyramids;
 5. runs iiifserver cold at c=8 on the 1-gigapixel pyramid and on its 10-megapixel block;
-6. prints one markdown table: every target, both sides' figures, the ratio and PASS/FAIL.
+6. runs the mixed viewer-and-scholar workload (``harness/mix.py``: viewer sessions, thumbnails,
+   info.json, cited regions, downloads) for iiifserver and iipsrv at c=8 and c=64, each run on a
+   fresh server, with the servers' peak memory;
+7. prints one markdown table: every target, both sides' figures, the ratio and PASS/FAIL.
 
-``--only`` runs some of the workloads (``cold``, ``hot``, ``info``, ``unaligned``, ``giga``),
+``--only`` runs some of the workloads (``cold``, ``hot``, ``info``, ``unaligned``, ``giga``, ``mixed``),
 ``--configs`` some of the servers; the table then says MISSING for the rest.
 
-Everything goes to ``benchmarks/results/<YYYY-MM-DD>-<hostname>-<cpu model>[-quick][-label].{jsonl,md,meta.json}``:
+Everything goes to ``benchmarks/results/<YYYY-MM-DD>-<hostname>-<cpu model>[-quick][-label].{jsonl,md,meta.json}``
+(the label defaults to ``mixed`` for ``--only mixed``):
 the JSON lines of every run (``harness/load.py``'s fields), the table with the machine, the
 versions and the summary of all runs, and the metadata (command, CPU model, versions of
 iiifserver, uvicorn, httptools, uvloop, pyvips/libvips, Python, iipsrv, ...). iiifserver's log
@@ -71,7 +79,7 @@ if str(REPO) not in sys.path:  # run by path: make the benchmarks package import
 
 from benchmarks import viewer_sessions as vs  # noqa: E402
 from benchmarks.harness import images as img  # noqa: E402
-from benchmarks.harness import load, servers, summary  # noqa: E402
+from benchmarks.harness import load, mix, servers, summary  # noqa: E402
 from benchmarks.harness import matrix as mx  # noqa: E402
 from benchmarks.harness.machine import cpu_model, slug  # noqa: E402
 
@@ -80,18 +88,24 @@ CONFIGS = ["iiifserver", "iipsrv", "iipsrv-memcached"]  # the default run
 # Also: iiifserver without metrics (their cost) and another checkout (before/after), each measured
 # in the same run as iiifserver, so the machine's drift between runs does not count.
 ALL_CONFIGS = [*CONFIGS, "iiifserver-no-metrics", "iiifserver-baseline"]
+COLD_BOUND = 3.5  # cold deep-zoom tiles over distinct files, against iipsrv (issue 17; 3x before)
+UNALIGNED_BOUND = 1.5  # unaligned regions and other sizes (issue 17; 1x before)
+MIXED_BOUND = 1.5  # the mixed viewer-and-scholar workload, c=8 (issue 17)
 METRICS_COST_BOUND = 1.05  # the metrics may cost at most 5 % (server CPU per request)
 BASELINE_BOUND = 0.90  # a change may cost at most 10 % of the baseline's throughput
-WORKLOADS = ("cold", "hot", "info", "unaligned", "giga")
+WORKLOADS = ("cold", "hot", "info", "unaligned", "giga", "mixed")
 PORTS = (8081, 8083, 11311)  # iipsrv (lighttpd), iiifserver, memcached
 BUSY_PCT = 25  # a run during which other processes used more than this (% of one core) is flagged
 # ---------------------------------------------------------------- plan
 
 
 COLD_TILES_PER_S = 20_000  # the most cold tiles/s a run may need URLs for
+MIN_DISTINCT_FILES = 150  # distinct files (copies) under every cold and unaligned run (issue 17)
+MIX_SMALL = 1000  # 4000x3000 photographs in the mixed workload's collection, besides the scans
+MIX_REQUESTS_PER_S = 5_000  # the most mixed requests/s a run may need URLs for
+MIX_CONC = (8, 64)
 
 
-@dataclass
 @dataclass
 class Plan:
     quick: bool
@@ -100,11 +114,13 @@ class Plan:
     duration: int
     min_cold_urls: int
     unaligned_urls: int
-    links_big: int
-    links_giga: int
+    copies_big: int  # real copies of each 12000x9000 pyramid: the identifiers of cold and unaligned runs
+    links_giga: int  # symlinks of the gigapixel pair (CPU per tile against image size: one file is fine)
     only: tuple[str, ...] = WORKLOADS
     configs: tuple[str, ...] = tuple(CONFIGS)
     baseline_checkout: str | None = None  # the iiifserver-baseline config's checkout
+    mix_small: int = MIX_SMALL
+    mix_urls: int = 0
 
     @classmethod
     def make(
@@ -114,7 +130,6 @@ class Plan:
         repeats: int | None,
         only: Sequence[str] = WORKLOADS,
         configs: Sequence[str] = CONFIGS,
-        copies: bool = False,
     ) -> Plan:
         conc = [8] if quick else [1, 8, 64]
         reps = repeats or (1 if quick else 2)
@@ -124,14 +139,14 @@ class Plan:
         min_cold = COLD_TILES_PER_S * dur
         big = vs.ImageInfo(12000, 9000, scale_factors=(1, 2, 4, 8, 16, 32, 64)).n_tiles()
         tenmp = vs.ImageInfo(4000, 2500, scale_factors=(1, 2, 4, 8, 16)).n_tiles()
-        if copies:  # real copies cost disk: only what this run needs (each config takes from _00)
-            links_big = -(-min_cold // big) * len(conc) * reps + 2
-            links_giga = -(-min_cold // tenmp) * reps + 2
-        else:  # symlinks: enough for the full matrix whatever this run is, so a later one makes none
-            full_cold = COLD_TILES_PER_S * 20
-            links_big = -(-full_cold // big) * 3 * 2 + 20
-            links_giga = -(-full_cold // tenmp) * 2 + 20
-        return cls(quick, conc, reps, dur, min_cold, 4_000 * dur, links_big, links_giga, tuple(only), tuple(configs))
+        # Every cold run of a pyramid takes the same identifiers from _00 (its server starts with
+        # empty caches): real copies, at least MIN_DISTINCT_FILES, made once and kept.
+        copies_big = max(MIN_DISTINCT_FILES, -(-min_cold // big))
+        links_giga = -(-min_cold // tenmp)
+        return cls(
+            quick, conc, reps, dur, min_cold, 4_000 * dur, copies_big, links_giga, tuple(only), tuple(configs),
+            mix_urls=MIX_REQUESTS_PER_S * dur,
+        )  # fmt: skip
 
     def minutes(self) -> float:
         per = self.duration + 5
@@ -140,7 +155,8 @@ class Plan:
         matrix = 2 * (len(self.configs) * (modes * len(self.conc) * self.repeats * per + info))
         unaligned = 2 * 2 * self.repeats * per if "unaligned" in self.only else 0
         giga = 2 * self.repeats * per if "giga" in self.only else 0
-        return (matrix + unaligned + giga) / 60
+        mixed = 2 * len(MIX_CONC) * self.repeats * per if "mixed" in self.only else 0
+        return (matrix + unaligned + giga + mixed) / 60
 
 
 # ---------------------------------------------------------------- processes
@@ -411,9 +427,10 @@ def targets(quick: bool, configs: Sequence[str] = CONFIGS) -> list[Target]:
                 ("iipsrv", p, "cold", 8),
                 "rps_ok",
                 ">=",
-                3.0,
+                COLD_BOUND,
                 "/s",
                 "iipsrv",
+                f"over {MIN_DISTINCT_FILES}+ distinct files, info.json first",
             ),
             Target(
                 f"hot tiles/s, c={hi}, {pname}",
@@ -442,7 +459,7 @@ def targets(quick: bool, configs: Sequence[str] = CONFIGS) -> list[Target]:
                 ("iipsrv", f"{p}-unaligned", "cold", 8),
                 "rps_ok",
                 ">=",
-                1.0,
+                UNALIGNED_BOUND,
                 "/s",
                 "iipsrv",
             ),
@@ -479,6 +496,41 @@ def targets(quick: bool, configs: Sequence[str] = CONFIGS) -> list[Target]:
                 sub,
             ),
         ]
+    out += [
+        Target(
+            "mixed viewer-and-scholar req/s, c=8",
+            ("iiifserver", "mixed", "mixed", 8),
+            ("iipsrv", "mixed", "mixed", 8),
+            "rps_ok",
+            ">=",
+            MIXED_BOUND,
+            "/s",
+            "iipsrv",
+        ),
+        *(
+            Target(
+                f"p99 latency, mixed, c={c}",
+                ("iiifserver", "mixed", "mixed", c),
+                ("iipsrv", "mixed", "mixed", c),
+                "p99_ms",
+                "<=",
+                1.0,
+                " ms",
+                "iipsrv",
+            )
+            for c in MIX_CONC
+        ),
+        Target(
+            "peak RSS, all server processes, mixed c=64",
+            ("iiifserver", "mixed", "mixed", 64),
+            ("iipsrv", "mixed", "mixed", 64),
+            "server_peak_rss_mb",
+            "<abs",
+            1024.0,
+            " MB",
+            "iipsrv",
+        ),
+    ]
     out.append(
         Target(
             "server CPU per tile, 1-gigapixel vs 10-megapixel pyramid (Q85 4:2:0), cold c=8",
@@ -523,8 +575,8 @@ def notes(runs: list[dict[str, Any]], who: str) -> list[str]:
                 if n:
                     kinds[k.removeprefix("err_")] = kinds.get(k.removeprefix("err_"), 0) + n
         out.append(f"{who}: {errors} errors ({', '.join(f'{k} {n}' for k, n in kinds.items())})")
-    if any(r.get("wraps") for r in runs if r.get("mode") == "cold"):
-        out.append(f"{who}: cold URL list ran out (not fully cold)")
+    if any(r.get("wraps") for r in runs if r.get("mode") in ("cold", "mixed")):
+        out.append(f"{who}: the URL list ran out and started again (not fully cold)")
     busy = max((r.get("other_cpu_pct") or 0 for r in runs), default=0)
     if busy > BUSY_PCT:
         out.append(f"{who}: machine busy, other processes used {busy:.0f} % of a core")
@@ -550,7 +602,10 @@ def table(
     rows = [
         t
         for t in targets(quick, sorted({key[0] for key in runs}))
-        if not images or t.ours[1] in images or t.ours[1].removesuffix("-unaligned") in images or "giga" in t.ours[1]
+        if not images
+        or t.ours[1] in images
+        or t.ours[1].removesuffix("-unaligned") in images
+        or ("giga" in t.ours[1] and images - {"mixed"})
     ]
     for t in rows:
         ours_runs, theirs_runs = runs.get(t.ours, []), runs.get(t.theirs, [])
@@ -665,10 +720,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the 12000x9000 pyramids to run, by stored JPEG quality: 90, 85 or both (default 90,85)",
     )
     ap.add_argument("--label", default="", help="appended to the result file names (e.g. before, after)")
-    ap.add_argument("--copies", action="store_true", help="cold-run aliases as real copies (distinct files)")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where the .jsonl and .md go")
     ap.add_argument("--no-install", action="store_true", help="never apt-get; fail if something is missing")
-    ap.add_argument("--seed", type=int, default=1, help="seed of the unaligned requests")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the unaligned and the mixed requests")
     ap.add_argument(
         "--report",
         type=Path,
@@ -711,12 +765,13 @@ def main(argv: list[str] | None = None) -> int:
     elif "iiifserver-baseline" in configs:
         print("iiifserver-baseline needs --baseline-checkout", file=sys.stderr)
         return 2
-    plan = Plan.make(args.quick, args.duration, args.repeats, args.only, configs, args.copies)
+    plan = Plan.make(args.quick, args.duration, args.repeats, args.only, configs)
     plan.baseline_checkout = str(baseline) if baseline else None
     base_args = shlex.split(os.environ.get("IIIFSERVER_ARGS", ""))
 
     day = datetime.now().strftime("%Y-%m-%d")
-    stem = result_stem(day, socket.gethostname(), cpu_model(), args.quick, args.label)
+    run_label = args.label or ("mixed" if plan.only == ("mixed",) else "")
+    stem = result_stem(day, socket.gethostname(), cpu_model(), args.quick, run_label)
     args.results.mkdir(parents=True, exist_ok=True)
     n = 1
     name = stem
@@ -763,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.no_install:
             servers.install()
-        make_images(runner, venv_python, images, plan, args.copies, log)
+        make_images(runner, venv_python, images, plan, args.qualities, log)
         copier.start()
         phases: list[tuple[str, Callable[[], None]]] = []
         for quality, label, pname in PYRAMIDS:
@@ -786,6 +841,14 @@ def main(argv: list[str] | None = None) -> int:
         if "giga" in plan.only and "iiifserver" in plan.configs:
             g_serve = [*base_args, "--jpeg-quality", "85"]
             phases.append(("1 gigapixel vs 10 megapixel", lambda: giga(images, jsonl, plan, checkout, g_serve, log)))
+        if "mixed" in plan.only:
+            m_serve = [*base_args, "--jpeg-quality", "85"]
+            phases.append(
+                (
+                    "mixed viewer-and-scholar workload",
+                    lambda: mixed(images, jsonl, plan, args.seed, checkout, m_serve, log),
+                )
+            )
         for title, phase in phases:
             t0 = time.time()
             log(f"--- {title}")
@@ -825,7 +888,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "only": list(plan.only),
         "configs": list(plan.configs),
-        "label": args.label,
+        "label": run_label,
+        **({"mix": mix_table(plan, args.seed)} if "mixed" in plan.only else {}),
         "server_checkout": describe_checkout(checkout),
         "elapsed_s": round(elapsed),
         "interrupted": interrupted,
@@ -854,25 +918,85 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if interrupted else 0
 
 
-def make_images(
-    runner: Runner, venv_python: Path, images: Path, plan: Plan, copies: bool, log: Callable[[str], None]
-) -> None:
-    """The pyramids this plan needs and their aliases, made with the server checkout's pyvips."""
-    sets: list[tuple[list[str], int, int]] = []
-    if {"cold", "hot", "info", "unaligned"} & set(plan.only):
-        sets += [(["big"], 90, plan.links_big), (["big"], 85, plan.links_big)]
+def image_sets(plan: Plan, qualities: Sequence[int]) -> list[tuple[tuple[str, ...], int, int, bool]]:
+    """(sizes, quality, aliases, real copies?) of the images a plan needs: copies of the 12000x9000
+    pyramids for cold, info and unaligned runs and of both mixed collections, symlinks for the
+    gigapixel pair."""
+    sets: dict[tuple[tuple[str, ...], int], tuple[int, bool]] = {}
+    if {"cold", "info", "unaligned"} & set(plan.only):
+        sets.update({(("big",), q): (plan.copies_big, True) for q in qualities})
+    elif "hot" in plan.only:
+        sets.update({(("big",), q): (0, True) for q in qualities})
+    if "mixed" in plan.only:
+        sets[(("big",), 85)] = (plan.copies_big, True)
+        sets[(("small",), 85)] = (plan.mix_small, True)
     if "giga" in plan.only and "iiifserver" in plan.configs:
-        sets.append((["giga", "10mp"], 85, plan.links_giga))
-    for sizes, quality, links in sets:
-        if all(img.count_aliases(images, s, quality) >= links for s in sizes):
-            log(f"images: {', '.join(img.stem(s, quality) for s in sizes)} and {links} aliases exist")
+        sets[(("giga", "10mp"), 85)] = (plan.links_giga, False)
+    return [(sizes, q, n, copies) for (sizes, q), (n, copies) in sets.items()]
+
+
+def make_images(
+    runner: Runner, venv_python: Path, images: Path, plan: Plan, qualities: Sequence[int], log: Callable[[str], None]
+) -> None:
+    """The pyramids this plan needs and their aliases, made with the server checkout's pyvips; copies
+    are made once and kept (``images.py`` checks the free disk first)."""
+    for sizes, quality, n, copies in image_sets(plan, qualities):
+        count = img.count_copies if copies else img.count_aliases
+        if all((images / f"{img.stem(s, quality)}.tif").exists() and count(images, s, quality) >= n for s in sizes):
+            names = ", ".join(img.stem(s, quality) for s in sizes)
+            log(f"images: {names} and {n} {'copies' if copies else 'links'} exist")
             continue
         runner.run(
             [str(venv_python), "-m", "benchmarks.harness.images", "--out", str(images),
-             *(a for s in sizes for a in ("--size", s)), "--quality", str(quality), "--aliases", str(links),
+             *(a for s in sizes for a in ("--size", s)), "--quality", str(quality), "--aliases", str(n),
              *(["--copies"] if copies else [])],
             env=dict(runner.env, PYTHONPATH=str(REPO)),
         )  # fmt: skip
+
+
+def mix_requests(plan: Plan, seed: int) -> list[mix.MixedRequest]:
+    """The mixed workload's list: the scans' copies and the photographs' copies, seeded."""
+    collection = mix.collection(
+        img.alias_names("big", 85, plan.copies_big), img.alias_names("small", 85, plan.mix_small)
+    )
+    return mix.mixed_requests(collection, plan.mix_urls, seed)
+
+
+def mix_table(plan: Plan, seed: int) -> str:
+    return mix.describe_md(mix_requests(plan, seed))
+
+
+def mixed(
+    images: Path, jsonl: Path, plan: Plan, seed: int, checkout: Path, serve: list[str], log: Callable[[str], None]
+) -> None:
+    """The mixed viewer-and-scholar workload (``harness/mix.py``) at c=8 and c=64, the same list for
+    iiifserver and iipsrv (equal JPEG quality 85), each run on a freshly started server."""
+    requests = mix_requests(plan, seed)
+    urls_file = jsonl.with_name(f"{jsonl.stem}.mixed.txt")
+    urls_file.write_text("".join(r.line() + "\n" for r in requests))
+    ids = sorted({r.path.split("/", 1)[0] for r in requests})
+    try:
+        for rep in range(1, plan.repeats + 1):
+            for c in MIX_CONC:
+                for config in [name for name in ("iiifserver", "iipsrv") if name in plan.configs]:
+                    server = servers.make(config, images, jpeg_quality=85, checkout=checkout, args=serve)
+                    try:
+                        server.stop()
+                        server.start()
+                        time.sleep(1)
+                        work = load.make_workload(server.base, "mixed", ids, urls_file=urls_file)
+                        record = load.run(
+                            server.base, work, concurrency=c, duration=plan.duration, pids=server.pids,
+                            label=f"{config}/mixed/r{rep}", check=20,
+                        )  # fmt: skip
+                        load.append_jsonl(jsonl, record)
+                        log(load.describe(record))
+                    except RuntimeError as e:
+                        log(f"{config}: {e}")
+                    finally:
+                        server.stop()
+    finally:
+        urls_file.unlink(missing_ok=True)
 
 
 def matrix(
@@ -890,6 +1014,7 @@ def matrix(
         duration=plan.duration,
         info="info" in plan.only,
         min_cold_urls=plan.min_cold_urls,
+        min_ids=plan.copies_big,
         checkout=checkout,
         serve_args=serve,
         baseline_checkout=Path(plan.baseline_checkout) if plan.baseline_checkout else None,
@@ -927,11 +1052,13 @@ def unaligned(
     serve: list[str],
     log: Callable[[str], None],
 ) -> None:
-    """Random unaligned regions at other sizes, the same list for iiifserver and iipsrv, server cold."""
+    """Random unaligned regions at other sizes over the distinct copies, the same list for iiifserver
+    and iipsrv, server cold."""
     stem = img.stem("big", quality)
     width, height = img.SIZES["big"]
     info = vs.ImageInfo(width, height, scale_factors=(1, 2, 4, 8, 16, 32, 64))
-    ids = [f"{stem}_{i:02d}.tif" for i in range(min(50, img.count_aliases(images, "big", quality)))] or [f"{stem}.tif"]
+    ids = img.alias_names("big", quality, min(plan.copies_big, img.count_aliases(images, "big", quality)))
+    ids = ids or [f"{stem}.tif"]
     per_id = -(-plan.unaligned_urls // len(ids))
     reqs = vs.interleave(
         [[(ident, r) for r in vs.unaligned_requests(info, per_id, f"{seed}.{ident}")] for ident in ids]
@@ -1014,8 +1141,14 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
         ),
         *([f"- Note: {meta['note']}"] if meta.get("note") else []),
         f"- Matrix: concurrency {' '.join(map(str, plan['conc']))}, {plan['duration']} s per run, "
-        f"{plan['repeats']} repeat(s) (median shown; peak RSS: the maximum); servers restarted and fresh "
-        "identifiers before every cold run; 2 iiifserver workers, 2 iipsrv FastCGI processes behind lighttpd.",
+        f"{plan['repeats']} repeat(s) (median shown; peak RSS: the maximum); servers restarted before every cold "
+        "run; 2 iiifserver workers, 2 iipsrv FastCGI processes behind lighttpd.",
+        (
+            f"- Identifiers: cold and unaligned runs over {plan['copies_big']} distinct files (real copies of the "
+            "pyramid), each image's info.json asked before its tiles."
+            if "copies_big" in plan
+            else "- Identifiers: symlinks to one file per pyramid, fresh ones for every cold run (before issue 17)."
+        ),
         "- Equal JPEG quality: output quality = the pyramid's stored quality (iipsrv `JPEG_QUALITY`, iiifserver "
         "`--jpeg-quality`). Pyramids: 12000x9000 JPEG Q90 RGB 4:4:4 and Q85 YCbCr 4:2:0 "
         "(`benchmarks/harness/images.py`), 40000x25000 and 4000x2500 Q85 for the size target.",
@@ -1045,6 +1178,19 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
         "",
         f"{passed}/{total} targets met.",
         "",
+        *(
+            [
+                "## The mixed workload's list",
+                "",
+                '`benchmarks/harness/mix.py` (shares: docs/performance.md, "The mixed viewer-and-scholar '
+                'workload"); a run replays it from the start for its duration, so its first part counts:',
+                "",
+                meta["mix"],
+                "",
+            ]
+            if meta.get("mix")
+            else []
+        ),
         "## All runs",
         "",
         summary.table(all_runs) if all_runs else "(no runs)",

@@ -3,7 +3,7 @@
     python -m benchmarks.harness.images --out DIR --size big                     # Q90 RGB 4:4:4
     python -m benchmarks.harness.images --out DIR --size big --quality 85 --aliases 40
     python -m benchmarks.harness.images --out DIR --size giga --size 10mp --quality 85
-    python -m benchmarks.harness.images --out DIR --size big --aliases 10 --copies   # distinct files
+    python -m benchmarks.harness.images --out DIR --size big --quality 85 --aliases 150 --copies   # distinct files
 
 Sizes: ``big`` 12000x9000 (7 levels), ``small`` 4000x3000, ``giga`` 40000x25000 (1 gigapixel,
 9 levels) and ``10mp`` 4000x2500. ``giga`` is the ``10mp`` picture mirrored 10 x 10 (seamless)
@@ -19,9 +19,13 @@ Stored JPEG: libvips writes YCbCr 4:2:0 tiles below Q90 and RGB 4:4:4 tiles from
 layouts the benchmark compares: ``artwork_big.tif`` Q90 and ``artwork_big_q85.tif`` Q85).
 
 Aliases (``--aliases N``): ``<stem>_00.tif`` ... give a cold run more distinct identifiers than one
-image has tiles. Symlinks by default (one file, hot in the page cache: only the server's caches
-are cold); ``--copies`` makes real copies instead (their own inode, size and mtime), as in a real
-collection of distinct files, at the cost of N times the disk space.
+image has tiles. Symlinks by default (one file: what the side-by-side used before issue 17, and
+what the gigapixel pair still uses); ``--copies`` makes real copies instead (their own inode, size
+and mtime: a real collection of distinct files, each opened, probed and read on its own), at the
+cost of N times the disk space. Copies are made once and kept: a later run reuses every copy
+whose size matches its source and which is not older than it, replaces symlinks of the same name,
+and removes the symlink aliases past N (nothing uses them, and a server scanning its image folder
+would walk them). ``copies_missing_bytes`` says what a run would still have to write.
 
 Owns the picture, the file names and the alias layout; knows nothing of servers or load.
 """
@@ -45,6 +49,7 @@ SIZES: dict[str, tuple[int, int]] = {
 }
 BLOCK = SIZES["10mp"]  # the picture giga repeats
 DEFAULT_SEED = 1821
+DISK_MARGIN = 2 * 10**9  # left free when making copies
 TILE = 256
 
 
@@ -185,25 +190,58 @@ def make(out: Path, size: str, quality: int = 90, seed: int = DEFAULT_SEED, forc
     return path
 
 
+def is_copy_of(alias: Path, path: Path) -> bool:
+    """A real file (not a symlink) with the size of path and not older than it: an up-to-date copy."""
+    if alias.is_symlink() or not alias.is_file():
+        return False
+    st, src = alias.stat(), path.stat()
+    return st.st_size == src.st_size and st.st_mtime >= src.st_mtime
+
+
+def count_copies(images: Path, size: str, quality: int) -> int:
+    """How many consecutive aliases from ``_00`` are up-to-date real copies of their pyramid."""
+    source = images / f"{stem(size, quality)}.tif"
+    if not source.exists():
+        return 0
+    n = 0
+    while is_copy_of(images / f"{stem(size, quality)}_{n:02d}.tif", source):
+        n += 1
+    return n
+
+
+def copies_missing_bytes(images: Path, size: str, quality: int, count: int) -> int:
+    """Bytes that making ``count`` copies would still write (the pyramid itself must exist)."""
+    source = images / f"{stem(size, quality)}.tif"
+    missing = sum(1 for i in range(count) if not is_copy_of(images / f"{stem(size, quality)}_{i:02d}.tif", source))
+    return missing * source.stat().st_size
+
+
 def make_aliases(path: Path, count: int, copies: bool = False) -> list[Path]:
     """``<stem>_NN.tif`` for NN < count next to path: symlinks, or real copies. Up-to-date ones are kept."""
     made = []
+    wrote = False
     for i in range(count):
         alias = path.with_name(f"{path.stem}_{i:02d}.tif")
         made.append(alias)
         if alias.is_symlink() and not copies and os.readlink(alias) == path.name:
             continue
-        if copies and not alias.is_symlink() and alias.exists():
-            st, src = alias.stat(), path.stat()
-            if st.st_size == src.st_size and st.st_mtime >= src.st_mtime:
-                continue
+        if copies and is_copy_of(alias, path):
+            continue
         if alias.is_symlink() or alias.exists():
             alias.unlink()
         if copies:
             shutil.copyfile(path, alias.with_name(alias.name + ".part"))
             os.replace(alias.with_name(alias.name + ".part"), alias)
+            wrote = True
         else:
             alias.symlink_to(path.name)  # relative: the folder may move
+    if copies:
+        i = count
+        while (extra := path.with_name(f"{path.stem}_{i:02d}.tif")).is_symlink():
+            extra.unlink()  # the links of earlier runs past the copies: unused
+            i += 1
+    if wrote:
+        os.sync()  # written back now, not by the kernel during the first measured run
     return made
 
 
@@ -220,6 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     for size in dict.fromkeys(args.size):
         t0 = time.monotonic()
         path = make(args.out, size, args.quality, args.seed, args.force)
+        if args.copies:
+            need = copies_missing_bytes(args.out, size, args.quality, args.aliases)
+            free = shutil.disk_usage(args.out).free
+            if need and need > free - DISK_MARGIN:
+                print(
+                    f"{args.aliases} copies of {path.name} need {need / 1e9:.1f} GB more; {free / 1e9:.1f} GB free "
+                    f"(keeping {DISK_MARGIN / 1e9:.0f} GB): make room or ask for fewer",
+                    file=sys.stderr,
+                )
+                return 1
         made = make_aliases(path, args.aliases, args.copies)
         print(
             f"{path}: {path.stat().st_size / 1e6:.1f} MB, JPEG Q{args.quality}"

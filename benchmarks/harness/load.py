@@ -6,7 +6,8 @@
 BASE is the prefix an identifier is appended to (``/iiif`` for iipsrv, ``/iiif/3`` for
 iiifserver); only loopback targets are accepted. Modes:
 
-- ``cold``: every tile of every level of every identifier, once. Per identifier: the opening view
+- ``cold``: every tile of every level of every identifier, once. Per identifier: its info.json
+  (a viewer reads it before any tile), the opening view
   (every level that fits the 1600x1000 screen, coarsest first), then random views at levels chosen
   in proportion to the tiles they have left, each view's coarser parent tiles first and its own
   tiles centre-out; the views of the identifiers interleaved, as many people opening many images.
@@ -111,9 +112,16 @@ def view_order(
 
 
 def cold_urls(
-    ids: Sequence[str], width: int, height: int, prefix: str, rng: random.Random, style: str = "w,"
+    ids: Sequence[str],
+    width: int,
+    height: int,
+    prefix: str,
+    rng: random.Random,
+    style: str = "w,",
+    info_first: bool = False,
 ) -> list[URL]:
-    """Every tile of every identifier once, the identifiers' viewer steps interleaved at random."""
+    """Every tile of every identifier once, the identifiers' viewer steps interleaved at random;
+    with ``info_first``, each identifier's info.json just before its first tile, as a viewer asks."""
     info = pyramid(width, height)
     steps = {ident: view_order(info, rng) for ident in ids}
     nxt = dict.fromkeys(ids, 0)
@@ -121,6 +129,8 @@ def cold_urls(
     out: list[URL] = []
     while live:
         ident = rng.choice(live)
+        if info_first and nxt[ident] == 0:
+            out.append((f"{prefix}{vs.image_path(ident)}/info.json", None, None))
         out += [tile_url(info, prefix, ident, s, c, r, style) for s, c, r in steps[ident][nxt[ident]]]
         nxt[ident] += 1
         if nxt[ident] == len(steps[ident]):
@@ -351,10 +361,9 @@ def make_workload(
         return Workload(mode, info_urls(ids, prefix, rng), ids=len(ids), width=width, height=height)
     if width is None or height is None:
         width, height = fetch_size(base, ids[0])
-    if mode == "cold":
-        return Workload(
-            mode, cold_urls(ids, width, height, prefix, rng, size_style), [], len(ids), width, height, size_style
-        )
+    if mode == "cold":  # as viewers open images: info.json, then the tiles
+        urls = cold_urls(ids, width, height, prefix, rng, size_style, info_first=True)
+        return Workload(mode, urls, [], len(ids), width, height, size_style)
     hot = hot_set(ids[0], width, height, prefix, rng, hot_n, size_style)
     return Workload(mode, repeated(hot, rng), hot, len(ids), width, height, size_style)
 

@@ -5,10 +5,11 @@ repeated, plus an info.json run; one JSON line per run appended to ``--out``.
         --conc 8 --repeats 1 -d 10 --info --out runs.jsonl [--checkout DIR] [--serve-arg=--jpeg-quality=85]
 
 Before every cold run the server is restarted (its caches, and memcached, start empty;
-iiifserver's cache folder is emptied) and the run gets identifiers no earlier cold run of this
-matrix used (the aliases ``<stem>_NN.tif`` of ``images.py``), enough for ``--min-cold-urls``
-distinct URLs. Labels are ``<config>/<image>/r<repeat>``, image being the file stem without
-``artwork_`` (``big``, ``big-q85``, ``giga-q85``). Owns the order of runs and the identifiers
+iiifserver's cache folder is emptied); every cold run gets the same identifiers, the first
+aliases ``<stem>_NN.tif`` of ``images.py`` (real copies for the 12000x9000 pyramids), enough
+for ``--min-cold-urls`` distinct URLs and at least ``--min-ids``. Labels are
+``<config>/<image>/r<repeat>``, image being the file stem without ``artwork_`` (``big``,
+``big-q85``, ``giga-q85``). Owns the order of runs and the identifiers
 each gets; servers come from ``servers.py``, load from ``load.py``.
 """
 
@@ -18,7 +19,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import images as img
@@ -33,28 +34,29 @@ def label_image(size: str, quality: int) -> str:
 
 @dataclass
 class AliasPool:
-    """Hands out fresh aliases per configuration for cold runs, starting again (and saying so) when used up."""
+    """The identifiers of every cold run: the first ``per_run`` aliases, the same for every run.
+
+    Each cold run starts a fresh server with empty caches (and memcached), so reusing the files is
+    cold for the server; real copies then stay in the page cache between runs, as a served
+    collection's hot files do. Fewer aliases than wanted: all of them, with a warning.
+    """
 
     size: str
     quality: int
     available: int
     per_run: int
     log: Callable[[str], None] = print
-    next_of: dict[str, int] = field(default_factory=dict)
+    warned: bool = False
 
     def take(self, config: str) -> list[str]:
         if not self.available:
             self.log(f"# warning: no aliases of {img.stem(self.size, self.quality)}: cold runs share one identifier")
             return [f"{img.stem(self.size, self.quality)}.tif"]
         n = min(self.per_run, self.available)
-        if n < self.per_run:
-            self.log(f"# warning: {n} aliases for a cold run that wants {self.per_run}: it may run out (make more)")
-        start = self.next_of.get(config, 0)
-        if start + n > self.available:
-            self.log(f"# warning: identifiers reused for {config} (make more aliases)")
-            start = 0
-        self.next_of[config] = start + n
-        return img.alias_names(self.size, self.quality, start + n)[start:]
+        if n < self.per_run and not self.warned:
+            self.log(f"# warning: {n} aliases for cold runs that want {self.per_run}: they may run out (make more)")
+            self.warned = True
+        return img.alias_names(self.size, self.quality, n)
 
 
 def _one(
@@ -89,6 +91,7 @@ def run_matrix(
     duration: int = 20,
     info: bool = False,
     min_cold_urls: int = 60_000,
+    min_ids: int = 1,
     checkout: Path = servers.REPO,
     serve_args: Sequence[str] = (),
     baseline_checkout: Path | None = None,
@@ -99,7 +102,8 @@ def run_matrix(
     if not (image_dir / f"{img.stem(size, quality)}.tif").exists():
         raise FileNotFoundError(f"{image_dir / img.stem(size, quality)}.tif: make it with benchmarks.harness.images")
     per_id = load.pyramid(width, height).n_tiles()
-    pool = AliasPool(size, quality, img.count_aliases(image_dir, size, quality), -(-min_cold_urls // per_id), log)
+    per_run = max(min_ids, -(-min_cold_urls // per_id))
+    pool = AliasPool(size, quality, img.count_aliases(image_dir, size, quality), per_run, log)
     log(
         f"# {img.stem(size, quality)}: {per_id} tiles per identifier, {pool.per_run} per cold run, "
         f"{pool.available} aliases"
@@ -145,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-d", "--duration", type=int, default=20)
     ap.add_argument("--info", action="store_true", help="also an info.json run (c=8) per config and repeat")
     ap.add_argument("--min-cold-urls", type=int, default=60_000, help="distinct URLs per cold run")
+    ap.add_argument("--min-ids", type=int, default=1, help="distinct identifiers (files) per cold run, at least")
     ap.add_argument("--images", type=Path, default=servers.bench_root() / "images")
     ap.add_argument("--checkout", type=Path, default=servers.REPO, help="iiifserver checkout holding .venv")
     ap.add_argument("--baseline-checkout", type=Path, help="the checkout of the iiifserver-baseline config")
@@ -154,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     run_matrix(
         a.configs, a.images, a.out, size=a.image, quality=a.quality, modes=a.modes, conc=a.conc,
-        repeats=a.repeats, duration=a.duration, info=a.info, min_cold_urls=a.min_cold_urls,
+        repeats=a.repeats, duration=a.duration, info=a.info, min_cold_urls=a.min_cold_urls, min_ids=a.min_ids,
         checkout=a.checkout, serve_args=a.serve_arg, baseline_checkout=a.baseline_checkout,
     )  # fmt: skip
     return 0

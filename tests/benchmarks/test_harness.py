@@ -48,6 +48,19 @@ def test_cold_list_opens_each_image_coarsest_first_and_interleaves_identifiers()
     assert len(set(head)) > 1  # several identifiers' steps in the first few hundred URLs
 
 
+def test_cold_workload_asks_each_image_info_json_before_its_tiles() -> None:
+    ids = [f"x{i}.tif" for i in range(5)]
+    urls = load.cold_urls(ids, 3000, 2000, "/iiif", random.Random(2), info_first=True)
+    tiles = load.cold_urls(ids, 3000, 2000, "/iiif", random.Random(2))
+    assert [u for u in urls if not u[0].endswith("/info.json")] == tiles  # the same tiles, in the same order
+    for ident in ids:
+        own = [i for i, u in enumerate(urls) if u[0].startswith(f"/iiif/{ident}/")]
+        assert urls[own[0]] == (f"/iiif/{ident}/info.json", None, None)  # first, and only once
+        assert sum(urls[i][0].endswith("/info.json") for i in own) == 1
+    work = load.make_workload("http://127.0.0.1:1/iiif", "cold", ids, 3000, 2000)
+    assert sum(u[0].endswith("/info.json") for u in work.urls) == len(ids)
+
+
 def test_cold_list_is_deterministic_per_seed() -> None:
     a = load.cold_urls(["a"], 4000, 2500, "/p", random.Random(7))
     b = load.cold_urls(["a"], 4000, 2500, "/p", random.Random(7))
@@ -251,26 +264,36 @@ def test_aliases_symlinks_then_copies(tmp_path: Path) -> None:
     assert [p.name for p in links] == img.alias_names("big", 85, 3)
     assert all(p.is_symlink() and os.readlink(p) == master.name for p in links)
     assert img.count_aliases(tmp_path, "big", 85) == 3
+    assert img.count_copies(tmp_path, "big", 85) == 0  # links are not copies
+    assert img.copies_missing_bytes(tmp_path, "big", 85, 2) == 2 * len(b"pyramid")
     copies = img.make_aliases(master, 2, copies=True)
     for p in copies:
         assert not p.is_symlink()
         assert p.read_bytes() == b"pyramid"
         assert p.stat().st_ino != master.stat().st_ino  # a distinct file, as in a real collection
-    assert links[2].is_symlink()  # beyond the count: untouched
+    assert not links[2].exists()
+    assert not links[2].is_symlink()
+    assert img.count_copies(tmp_path, "big", 85) == img.count_aliases(tmp_path, "big", 85) == 2
+    assert img.copies_missing_bytes(tmp_path, "big", 85, 2) == 0
     mtime = copies[0].stat().st_mtime_ns
     img.make_aliases(master, 2, copies=True)
     assert copies[0].stat().st_mtime_ns == mtime  # an up-to-date copy is kept
+    copies[1].write_bytes(b"cut")  # a copy of the wrong size (an interrupted copy): made again
+    assert img.count_copies(tmp_path, "big", 85) == 1
+    img.make_aliases(master, 2, copies=True)
+    assert copies[1].read_bytes() == b"pyramid"
 
 
-def test_alias_pool_gives_fresh_identifiers_per_config() -> None:
+def test_alias_pool_gives_every_cold_run_the_same_files() -> None:
     said: list[str] = []
     pool = mx.AliasPool("big", 90, available=5, per_run=2, log=said.append)
-    assert pool.take("iiifserver") == ["artwork_big_00.tif", "artwork_big_01.tif"]
-    assert pool.take("iiifserver") == ["artwork_big_02.tif", "artwork_big_03.tif"]
-    assert pool.take("iipsrv") == ["artwork_big_00.tif", "artwork_big_01.tif"]
+    first = pool.take("iiifserver")
+    assert first == ["artwork_big_00.tif", "artwork_big_01.tif"]
+    assert pool.take("iiifserver") == pool.take("iipsrv") == first  # fresh servers: the same files are cold
     assert said == []
-    assert pool.take("iiifserver") == ["artwork_big_00.tif", "artwork_big_01.tif"]
-    assert said == ["# warning: identifiers reused for iiifserver (make more aliases)"]
+    short = mx.AliasPool("big", 85, available=3, per_run=4, log=said.append)
+    assert short.take("x") == short.take("y") == img.alias_names("big", 85, 3)
+    assert said == ["# warning: 3 aliases for cold runs that want 4: they may run out (make more)"]  # once
     assert mx.AliasPool("big", 85, 0, 3, said.append).take("x") == ["artwork_big_q85.tif"]
 
 
@@ -358,10 +381,24 @@ def test_plan_for_some_workloads() -> None:
     assert quick_pair.minutes() < full.minutes() / 5
     assert quick_pair.minutes() == pytest.approx(2 * 3 * 2 * 15 / 60)
     tiles = vs.ImageInfo(12000, 9000, scale_factors=(1, 2, 4, 8, 16, 32, 64)).n_tiles()
-    assert quick_pair.min_cold_urls <= quick_pair.links_big * tiles  # a cold run cannot run out
-    copies = sbs.Plan.make(True, None, None, copies=True)
-    assert copies.links_big < quick_pair.links_big  # copies cost disk: only what this run needs
-    assert copies.min_cold_urls <= (copies.links_big - 2) * tiles
+    for plan in (full, quick_pair):
+        assert plan.min_cold_urls <= plan.copies_big * tiles  # a cold run cannot run out
+        assert plan.copies_big >= sbs.MIN_DISTINCT_FILES  # issue 17: at least 150 distinct files
+    assert quick_pair.copies_big == 150 < full.copies_big == 176  # 20 s at 20,000 tiles/s
+    mixed = sbs.Plan.make(True, None, None, only=("mixed",))
+    assert mixed.minutes() == pytest.approx(2 * 2 * 15 / 60)  # two servers at c=8 and c=64
+    assert mixed.mix_urls == sbs.MIX_REQUESTS_PER_S * 10
+
+
+def test_image_sets_are_copies_for_cold_runs_and_the_mix() -> None:
+    cold = sbs.image_sets(sbs.Plan.make(True, None, None, only=("cold",)), (85,))
+    assert cold == [(("big",), 85, 150, True)]
+    hot = sbs.image_sets(sbs.Plan.make(True, None, None, only=("hot",)), (90, 85))
+    assert hot == [(("big",), 90, 0, True), (("big",), 85, 0, True)]  # the pyramids, no copies
+    full = sbs.image_sets(sbs.Plan.make(False, None, None), (85,))
+    assert (("big",), 85, 176, True) in full
+    assert (("small",), 85, sbs.MIX_SMALL, True) in full
+    assert next(s for s in full if s[0] == ("giga", "10mp"))[3] is False  # the gigapixel pair: symlinks
 
 
 def test_result_file_stem() -> None:
