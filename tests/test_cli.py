@@ -193,11 +193,12 @@ def test_served_protocol_answers_repeats_at_once(
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     """``serve`` stopped where it would start uvicorn: the settings the workers would get."""
-    from iiifserver import cli, serving
+    import iiifserver.cli.serve as serve_module
+    from iiifserver import serving
 
     monkeypatch.setenv(WORKER_ENV, "")  # serve sets it; restored after the test
     runs: list[Settings] = []
-    monkeypatch.setattr(cli, "server_config", lambda settings: settings)
+    monkeypatch.setattr(serve_module, "server_config", lambda settings: settings)
     monkeypatch.setattr(serving, "run", lambda settings, **_: runs.append(settings))
     monkeypatch.setattr(serving, "check_port_free", lambda *_: None, raising=False)  # port 8000 may be taken
     return runs
@@ -231,10 +232,10 @@ def test_serve_with_a_bad_folder_is_a_one_line_usage_error(
 def test_serve_with_an_unwritable_cache_starts_without_the_disk_tier(
     started: list[Settings], image_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from iiifserver import cli
+    import iiifserver.cli.serve as serve_module
 
     # Tests run as root, where permissions do not bite: the probe answers as a read-only mount would.
-    monkeypatch.setattr(cli, "_probe_writable", lambda folder: OSError(30, "Read-only file system"))
+    monkeypatch.setattr(serve_module, "_probe_writable", lambda folder: OSError(30, "Read-only file system"))
     code, output = serve("--images", str(image_root), "--cache", str(tmp_path / "cache"))
     assert code == 0, output
     assert output.count("warning:") == 1
