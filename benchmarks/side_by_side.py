@@ -2,7 +2,7 @@
 """Side-by-side benchmark: iiifserver against IIPImage's iipsrv (with and without memcached).
 
     python benchmarks/side_by_side.py                  # the full matrix, about 45 minutes on 2 cores
-    python benchmarks/side_by_side.py --quick          # c=8 only, 10 s runs, one repeat: about 6 minutes
+    python benchmarks/side_by_side.py --quick          # c=8 only, 10 s runs, one repeat: about 7 minutes
     python benchmarks/side_by_side.py --quick --only cold,hot --label before   # a quick before/after pair
     python benchmarks/side_by_side.py --server-checkout ../baseline --label baseline   # another commit
     python benchmarks/side_by_side.py --only mixed     # the mixed viewer-and-scholar workload, c=8 and 64

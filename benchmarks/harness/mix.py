@@ -5,7 +5,7 @@
 
 What a museum or library site with a deep-zoom viewer (OpenSeadragon, Mirador, Universal Viewer),
 collection and search pages and scholars citing details asks an image server for, as shares of
-requests (``SHARES``; the reasons are in docs/performance.md, "The mixed workload"):
+requests (``SHARES``; the reasons are in docs/performance.md, "The mixed viewer-and-scholar workload"):
 
 - ``viewer`` 60 %: OpenSeadragon sessions (``viewer_sessions.session``: the home view, then 0 to
   12 pans and zooms), each asking the image's info.json first, then its tiles in the viewer's
