@@ -1093,6 +1093,29 @@ def unaligned(
         urls_file.unlink(missing_ok=True)
 
 
+def mixed_summary(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
+    """The mixed workload, server against server per concurrency: req/s, p50, p99, errors, peak
+    memory (medians over repeats; memory the maximum) and iiifserver's ratio to iipsrv."""
+    lines = [
+        "| c | server | req/s | p50 ms | p99 ms | errors | peak RSS, all processes |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in MIX_CONC:
+        got = {cfg: runs.get((cfg, "mixed", "mixed", c), []) for cfg in ("iiifserver", "iipsrv")}
+        figures = {
+            cfg: [value(rs, f) for f in ("rps_ok", "p50_ms", "p99_ms", "server_peak_rss_mb")] for cfg, rs in got.items()
+        }
+        for cfg, (rps, p50, p99, rss) in figures.items():
+            errs = sum(r.get("errors", 0) for r in got[cfg])
+            lines.append(
+                f"| {c} | {cfg} | {fmt(rps, '')} | {fmt(p50, '')} | {fmt(p99, '')} | {errs} | {fmt(rss, ' MB')} |"
+            )
+        ours, theirs = figures["iiifserver"], figures["iipsrv"]
+        ratios = [f"{a / b:.2f}x" if a is not None and b else "n/a" for a, b in zip(ours, theirs, strict=True)]
+        lines.append(f"| {c} | ratio | {ratios[0]} | {ratios[1]} | {ratios[2]} | | {ratios[3]} |")
+    return "\n".join(lines)
+
+
 def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta: dict[str, Any]) -> None:
     """The .md: how, where and on what the run was made, the targets table, and every run."""
     all_runs = summary.read_runs([jsonl]) if jsonl.exists() else []
@@ -1178,6 +1201,11 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
         "",
         f"{passed}/{total} targets met.",
         "",
+        *(
+            ["## The mixed workload, side by side", "", mixed_summary(load_runs(jsonl)), ""]
+            if any(r.get("mode") == "mixed" for r in records)
+            else []
+        ),
         *(
             [
                 "## The mixed workload's list",

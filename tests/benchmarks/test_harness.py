@@ -447,3 +447,28 @@ def test_paired_ratio_compares_within_each_repeat() -> None:
     # 0.9, 0.5 (a repeat where the machine slowed ours alone) and 1.1: the median is 0.9
     assert sbs.paired_ratio(ours, theirs, "rps_ok") == pytest.approx(0.9)
     assert sbs.paired_ratio(ours, [], "rps_ok") is None
+
+
+def test_mixed_workload_rows_and_summary() -> None:
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    measured = [
+        ("iiifserver", 8, 900.0, 90.0, 700),
+        ("iipsrv", 8, 500.0, 100.0, 120),
+        ("iiifserver", 64, 950.0, 400.0, 1100),
+        ("iipsrv", 64, 480.0, 300.0, 130),
+    ]
+    for config, c, rps, p99, rss in measured:
+        record = _run(config, "mixed", "mixed", c, rps, 2000.0)
+        record.update(p50_ms=rps / 100, p99_ms=p99, server_peak_rss_mb=rss)
+        runs[(config, "mixed", "mixed", c)] = [record]
+    tbl, passed, total = sbs.table(runs, True)
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in tbl.splitlines()}
+    assert total == 4  # only the mixed rows: nothing else was measured
+    assert "| 1.80x | >= 1.5x | PASS |" in lines["mixed viewer-and-scholar req/s, c=8"]
+    assert "| 0.90x | <= 1x | PASS |" in lines["p99 latency, mixed, c=8"]
+    assert "| 1.33x | <= 1x | FAIL |" in lines["p99 latency, mixed, c=64"]
+    assert "| FAIL |" in lines["peak RSS, all server processes, mixed c=64"]  # 1,100 MB: over 1 GB
+    assert passed == 2
+    summary_md = sbs.mixed_summary(runs)
+    assert "| 8 | ratio | 1.80x | 1.80x | 0.90x | | 5.83x |" in summary_md
+    assert "| 64 | iiifserver | 950.0 | 9.50 | 400.0 | 0 | 1,100 MB |" in summary_md
