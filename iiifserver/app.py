@@ -23,7 +23,7 @@ from iiifserver.cache.shared import SharedCache
 from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
-from iiifserver.image import block_cache
+from iiifserver.image import block_cache, tile_mosaic
 from iiifserver.image import probe as probe_module
 from iiifserver.image import render as render_module
 from iiifserver.image.access import AccessRules
@@ -78,6 +78,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
     metrics (``metrics`` setting) and the access log (``access_log``)."""
     probe_module.configure_libvips()
     probe_module.set_opened_budget(nbytes=settings.opened_levels_mb * MIB)
+    tile_mosaic.decoded_tiles.resize(settings.decoded_tiles_mb * MIB)
     encode = render_module.EncodeOptions(settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling)
 
     institutions_path = Path(settings.institutions_file) if settings.institutions_file else None

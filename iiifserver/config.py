@@ -147,6 +147,12 @@ class Settings:
         "requests (libvips' tile caches); a level that could need more is opened for each request. A "
         "worker may keep this times (tile_threads + heavy_threads).",
     )
+    decoded_tiles_mb: int = _setting(
+        64,
+        "Stored JPEG tiles, decoded, in MB, each worker keeps for the regions and thumbnails rendered "
+        "from them (shared by its render threads; neighbouring regions decode many of the same tiles). "
+        "0: none kept.",
+    )
     max_waiting: int = _setting(256, "Requests allowed to wait for a render thread before 503.")
     queue_timeout: float = _setting(15.0, "Seconds a request may wait for a render thread before 503.")
     render_timeout: float = _setting(
@@ -474,6 +480,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append("shared_cache_timeout must be positive, shared_cache_max_entry_kb >= 1, shared_cache_ttl >= 0")
     if settings.opened_levels_mb < 0:
         problems.append("opened_levels_mb must be >= 0")
+    if settings.decoded_tiles_mb < 0:
+        problems.append("decoded_tiles_mb must be >= 0")
     if settings.admin_token and len(settings.admin_token) < 16:
         problems.append("admin_token must be at least 16 characters")
     if settings.collection_page_size < 1:

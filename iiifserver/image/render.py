@@ -20,7 +20,7 @@ import numpy as np
 import pyvips
 
 from iiifserver.errors import SourceChanged, SourceDamaged
-from iiifserver.image import block_cache, jp2
+from iiifserver.image import block_cache, jp2, tile_mosaic
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import (
@@ -50,8 +50,14 @@ def render(
     plan: Plan,
     options: EncodeOptions,
     version: SourceVersion | None = None,
+    *,
+    stored_tiles: bool = True,
 ) -> bytes:
     """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``.
+
+    A crop of a JPEG-tiled TIFF level is decoded from the stored tiles it covers with
+    libjpeg-turbo (``tile_mosaic``); ``stored_tiles=False`` makes libvips decode it, as every
+    other source is (the benchmark and the pixel tests compare the two).
 
     An object (``ObjectPath``) is read through the block cache; a JPEG 2000 object as a whole
     local copy (OpenJPEG reads named files). Its bytes are the version's by construction (every
@@ -62,7 +68,7 @@ def render(
     if isinstance(path, ObjectPath) and fmt is SourceFormat.JP2:
         source, version = block_cache.local_copy_of(path), None
     try:
-        body = _render(source, fmt, plan, options, version, openers)
+        body = _render(source, fmt, plan, options, version, openers, stored_tiles)
         if any(opener.error is not None for opener in openers):
             # A read failed and libvips carried on: whatever it made is not served.
             raise pyvips.Error("a read of the object failed")
@@ -89,6 +95,7 @@ def _render(
     options: EncodeOptions,
     version: SourceVersion | None,
     openers: list[ObjectOpener],
+    stored_tiles: bool = True,
 ) -> bytes:
     if isinstance(path, ObjectPath):
         image, opener = open_object_level_cached(path, fmt, plan.level)
@@ -96,6 +103,8 @@ def _render(
         image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
     elif fmt is SourceFormat.JP2:
         image = jp2_crop(path, plan, version)
+    elif stored_tiles and fmt is SourceFormat.TIFF and (image := _from_stored_tiles(path, plan, version)) is not None:
+        pass  # already the output size, in 8-bit sRGB or gray: the steps below leave it as it is
     else:
         # With a version (the server): reuse this thread's opened level, checked against the version.
         if version is not None:
@@ -110,6 +119,35 @@ def _render(
     image = _rotate(image, plan.degrees, plan.format)
     image = _apply_quality(image, plan.quality)
     return _encode(image, plan, options)
+
+
+def _from_stored_tiles(path: Path, plan: Plan, version: SourceVersion | None) -> Any | None:
+    """The plan's crop resized to its output size, from the stored JPEG tiles it covers decoded
+    by libjpeg-turbo (``tile_mosaic``), or None: render from libvips' decode of the level.
+
+    Sources with an ICC profile or alpha keep the libvips path (their colour handling is
+    there); so does anything ``tile_mosaic`` declines or cannot decode cleanly, and libvips then
+    reports the damage, if any, as it always has.
+    """
+    if plan.source_has_icc or plan.source_has_alpha or not tile_mosaic.scales():
+        return None
+    grid = tile_mosaic.grid_of(path, version, plan.level)
+    if grid is None or (grid.components == 1) != (plan.source_colour is Colour.GRAY):
+        return None
+    scale = tile_mosaic.scale_for(grid, plan.crop, plan.width, plan.height)
+    try:
+        mosaic = tile_mosaic.from_file(path, version, grid, plan.crop, scale)
+    except tile_mosaic.MosaicError as exc:
+        log.info("stored tiles of %s not decodable (%s); rendering with libvips", path, exc)
+        return None
+    if mosaic is None:
+        return None
+    rows, columns, bands = mosaic.pixels.shape
+    # Borrowed, not copied (``vips_image`` copies): pyvips keeps the array referenced from every
+    # image made from this one, and the pipeline runs to its end in this call's ``_render``.
+    image = pyvips.Image.new_from_memory(mosaic.pixels.data, columns, rows, bands, "uchar")
+    image = image.copy(interpretation="b-w" if bands == 1 else "srgb")
+    return _resize_exact(image, plan.width, plan.height)
 
 
 def jp2_crop(path: Path, plan: Plan, version: SourceVersion | None = None) -> Any:

@@ -1,0 +1,309 @@
+"""Regions and thumbnails from stored JPEG tiles (``tile_mosaic``) against libvips' render.
+
+Each request is planned as the server plans it and rendered twice by ``render.render``: with
+the stored tiles decoded by libjpeg-turbo (the default) and with ``stored_tiles=False`` (libvips
+decodes the level through libtiff, the path every render took before). Outputs are lossless
+(PNG) so that only the decode and the resample are compared; dimensions must match exactly.
+
+Bounds, in levels out of 255, measured with libjpeg-turbo 2.1 and libvips 8.18:
+
+* Full-size decode (k = 8, every request a scale over 1/2 of its level: the planner picks the
+  smallest level at least the output, so nearly all of them): libvips and libjpeg-turbo run the
+  same accurate inverse DCT and fancy upsampling on the same bytes, so the pixels are equal:
+  mean 0, max 0 here, bounded at mean < 0.05 and max <= 2 (one rounding step of a colour
+  conversion or upsampler in another libjpeg-turbo build).
+* DCT-scaled decode (k = 4, 2, 1: outputs at most half their level's crop, when no smaller level
+  exists): 1/2 of the block's spectrum against libvips' lanczos3; measured mean 0.3-0.9, bounded
+  at mean < 1.5 and max <= 48 (sharp one-pixel lines and checkerboard edges of the test picture,
+  where the two filters ring differently). A reference shifted by one output pixel measures a
+  mean over 4: the bound sees a misplaced crop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iiifserver.errors import SourceChanged, SourceDamaged
+from iiifserver.image import tile_mosaic
+from iiifserver.image.planner import Box, Plan
+from iiifserver.image.render import EncodeOptions, render
+from iiifserver.image.source_info import SourceVersion
+from iiifserver.image.tile_mosaic import DecodedTiles, MosaicError, assemble, scale_for
+from tests.image.pyramids import Pyramid, plan_for
+
+pytestmark = pytest.mark.skipif(not tile_mosaic.scales(), reason="libturbojpeg is not installed")
+
+OPTIONS = EncodeOptions()
+
+
+def _pixels(body: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(body)) as image:
+        return np.asarray(image).astype(np.int16)
+
+
+def _both(pyramid: Pyramid, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    version = SourceVersion.of(pyramid.path.stat())
+    new = render(pyramid.path, pyramid.info.format, plan, OPTIONS, version)
+    old = render(pyramid.path, pyramid.info.format, plan, OPTIONS, version, stored_tiles=False)
+    return _pixels(new), _pixels(old)
+
+
+def _requests(pyramid: Pyramid, n: int, seed: int) -> list[str]:
+    """Random regions off the tile grid at random sizes (no upscaling), and the thumbnails."""
+    width, height = pyramid.info.width, pyramid.info.height
+    rng = random.Random(seed)
+    out = ["full/!200,200/0/default.png", "full/,150/0/default.png", "full/pct:50/0/default.png"]
+    out += ["full/!64,64/0/default.png", "full/max/0/default.png"]
+    while len(out) < n:
+        w, h = rng.randint(8, min(1400, width)), rng.randint(8, min(1400, height))
+        x, y = rng.randint(0, width - w), rng.randint(0, height - h)
+        kind = rng.choice(("w,", ",h", "!w,h", "pct"))
+        ow = rng.randint(4, w)
+        size = {
+            "w,": f"{ow},",
+            ",h": f",{rng.randint(4, h)}",
+            "!w,h": f"!{ow},{ow}",
+            "pct": f"pct:{rng.randint(5, 100)}",
+        }
+        out.append(f"{x},{y},{w},{h}/{size[kind]}/0/default.png")
+    # Regions that end at the image's edge: the padded edge tiles of floor-rounded levels.
+    out += [f"{width - 301},{height - 203},301,203/,{n}/0/default.png" for n in (17, 60, 101, 150)]
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _empty_tile_memory() -> None:
+    tile_mosaic.decoded_tiles.clear()
+
+
+@pytest.mark.parametrize("name", ["q85_pages", "q90_pages", "grey_pages", "odd_256", "odd_64", "q85_subifd"])
+def test_regions_and_thumbnails_match_libvips(name: str, request: pytest.FixtureRequest) -> None:
+    """4:2:0 and 4:4:4 RGB, gray, floor-rounded levels (3001 / 16 = 187.56 -> 187 px; 64 px tiles),
+    SubIFD levels: the same pixels as libvips' render, from the stored tiles."""
+    pyramid: Pyramid = request.getfixturevalue(name)
+    used = tile_mosaic.decoded_tiles.misses
+    means = []
+    for url in _requests(pyramid, 40, seed=hash(name) % 1000):
+        plan = plan_for(pyramid, url)
+        new, old = _both(pyramid, plan)
+        assert new.shape == old.shape, url
+        assert new.shape[:2] == (plan.height, plan.width), url
+        diff = np.abs(new - old)
+        grid = tile_mosaic.grid_of(pyramid.path, None, plan.level)
+        assert grid is not None
+        scaled = scale_for(grid, plan.crop, plan.width, plan.height)
+        if scaled == 8:
+            assert diff.mean() < 0.05, (url, diff.mean())
+            assert diff.max() <= 2, (url, diff.max())
+        else:
+            assert diff.mean() < 1.5, (url, scaled, diff.mean())
+            assert diff.max() <= 16, (url, scaled, diff.max())
+        means.append(diff.mean())
+    assert tile_mosaic.decoded_tiles.misses > used  # the stored tiles were decoded, not libvips' level
+    assert np.mean(means) < 0.5
+
+
+def test_dct_scaled_regions(q85_pages: Pyramid, grey_pages: Pyramid, odd_256: Pyramid) -> None:
+    """Outputs of at most half their crop (the smallest level, or a small region of it) decode at
+    1/2, 1/4, 1/8: exact dimensions, close to lanczos3, and the picture is where it should be."""
+    seen = set()
+    for pyramid in (q85_pages, grey_pages, odd_256):
+        smallest = min(pyramid.info.levels, key=lambda level: level.width)
+        factor = pyramid.info.width / smallest.width
+        for w, out in ((64, 32), (128, 32), (96, 24), (128, 16), (160, 80), (64, 8), (128, 8), (160, 10)):
+            region = round(w * factor)
+            url = f"{round(8 * factor)},{round(16 * factor)},{region},{region}/{out},/0/default.png"
+            plan = plan_for(pyramid, url)
+            grid = tile_mosaic.grid_of(pyramid.path, None, plan.level)
+            assert grid is not None
+            k = scale_for(grid, plan.crop, plan.width, plan.height)
+            seen.add(k)
+            new, old = _both(pyramid, plan)
+            assert new.shape == old.shape
+            assert new.shape[:2] == (plan.height, plan.width)
+            diff = np.abs(new - old)
+            assert diff.mean() < 1.5, (url, k, diff.mean())
+            assert diff.max() <= 16, (url, k, diff.max())
+            if k < 8 and plan.width >= 24:
+                # A misplaced crop is seen: the same output one pixel off measures far more.
+                shifted = np.abs(new[:, 1:] - old[:, :-1]).mean()
+                assert shifted > 2 * diff.mean() + 1, (url, shifted, diff.mean())
+    assert {2, 4, 8} <= seen
+
+
+def test_scale_for_only_exact_fast_scalings(q85_pages: Pyramid, odd_64: Pyramid) -> None:
+    grid = tile_mosaic.grid_of(q85_pages.path, None, q85_pages.info.levels[0])
+    assert grid is not None
+    # Scaled only to at least twice the output: lanczos3 then makes the output from it.
+    assert scale_for(grid, Box(0, 0, 512, 512), 128, 128) == 4
+    assert scale_for(grid, Box(0, 0, 512, 512), 129, 128) == 8
+    assert scale_for(grid, Box(0, 0, 512, 512), 256, 256) == 8
+    assert scale_for(grid, Box(0, 0, 512, 512), 64, 64) == 2
+    assert scale_for(grid, Box(0, 0, 512, 512), 32, 32) == 1
+    assert scale_for(grid, Box(1, 0, 512, 512), 32, 32) == 8  # 1/8 would start an eighth of a pixel in
+    assert scale_for(grid, Box(2, 0, 512, 512), 64, 64) == 4  # on the 1/2 grid, not on the 1/4 one
+    assert scale_for(grid, Box(0, 0, 510, 512), 64, 64) == 4
+    assert scale_for(grid, Box(0, 0, 511, 512), 64, 64) == 8
+    # The 8 x 8 blocks across the level's edge hold padding: never scaled (1279 = 8 * 159 + 7).
+    odd = tile_mosaic.grid_of(odd_64.path, None, odd_64.info.levels[0])
+    assert odd is not None
+    assert odd.width == 1279
+    assert scale_for(odd, Box(1208, 0, 64, 64), 16, 16) == 4  # ends at 1272, the last whole block
+    assert scale_for(odd, Box(1210, 0, 64, 64), 16, 16) == 8  # ends at 1274, inside the edge block
+
+
+def test_mosaic_is_exactly_the_crop(q85_pages: Pyramid) -> None:
+    """Tiles across a tile corner, cut exactly: the same pixels as libvips' crop of the level."""
+    level = q85_pages.info.levels[0]
+    grid = tile_mosaic.grid_of(q85_pages.path, None, level)
+    assert grid is not None
+    crop = Box(200, 230, 100, 60)  # four tiles
+    mosaic = tile_mosaic.from_file(q85_pages.path, None, grid, crop, 8)
+    assert mosaic is not None
+    assert mosaic.pixels.shape == (60, 100, 3)
+    from tests.image.pyramids import tiffload
+
+    expected = np.asarray(tiffload(q85_pages.path, level).crop(200, 230, 100, 60).numpy())
+    assert np.array_equal(mosaic.pixels, expected)
+    half = tile_mosaic.from_file(q85_pages.path, None, grid, Box(200, 230, 100, 60), 4)
+    assert half is not None
+    assert half.pixels.shape == (30, 50, 3)
+    assert tile_mosaic.from_file(q85_pages.path, None, grid, Box(201, 230, 100, 60), 4) is None  # off the 1/2 grid
+
+
+def test_large_crops_are_left_to_libvips(q85_pages: Pyramid) -> None:
+    grid = tile_mosaic.grid_of(q85_pages.path, None, q85_pages.info.levels[0])
+    assert grid is not None
+    assert tile_mosaic.from_file(q85_pages.path, None, grid, Box(0, 0, 3000, 2000), 8) is None  # 6 MP > 4 MP
+
+
+def test_icc_and_alpha_sources_keep_libvips(q85_pages: Pyramid, monkeypatch: pytest.MonkeyPatch) -> None:
+    called: list[object] = []
+    monkeypatch.setattr(tile_mosaic, "from_file", lambda *args: called.append(args))
+    version = SourceVersion.of(q85_pages.path.stat())
+    plan = plan_for(q85_pages, "100,100,500,500/300,/0/default.jpg")
+    for changed in (dataclasses.replace(plan, source_has_icc=True), dataclasses.replace(plan, source_has_alpha=True)):
+        render(q85_pages.path, q85_pages.info.format, changed, OPTIONS, version)
+    assert called == []
+    render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version)
+    assert len(called) == 1  # declined (None), then libvips rendered it
+
+
+def test_other_sources_keep_libvips(rgb_pages: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deflate pyramid has no JPEG grid: libvips renders it, nothing is decoded here."""
+    from tests.image.conftest import Sample
+    from tests.image.pyramids import pyramid_of
+
+    assert isinstance(rgb_pages, Sample)
+    pyramid = pyramid_of(rgb_pages.path)
+    called: list[object] = []
+    monkeypatch.setattr(tile_mosaic, "from_file", lambda *args: called.append(args))
+    plan = plan_for(pyramid, "100,100,500,500/300,/0/default.png")
+    body = render(pyramid.path, pyramid.info.format, plan, OPTIONS, SourceVersion.of(pyramid.path.stat()))
+    assert _pixels(body).shape[:2] == (300, 300)
+    assert called == []
+
+
+def _damaged_copy(pyramid: Pyramid, tmp_path: Path, how: str) -> Path:
+    path = tmp_path / f"{how}.tif"
+    shutil.copyfile(pyramid.path, path)
+    grid = pyramid.stored.levels[0]
+    assert grid is not None
+    offset, count = grid.offsets[0], grid.bytecounts[0]
+    with path.open("r+b") as fh:
+        if how == "marker":  # a stray marker in the entropy-coded data: the splice refuses it
+            fh.seek(offset + count // 2)
+            fh.write(b"\xff\xc8")
+        else:  # the tile's data replaced by noise: libjpeg fails or warns
+            fh.seek(offset + count // 3)
+            fh.write(np.random.default_rng(3).integers(0, 255, count // 2, dtype=np.uint8).tobytes())
+    return path
+
+
+@pytest.mark.parametrize("how", ["marker", "noise"])
+def test_a_damaged_tile_is_never_shown(q85_pages: Pyramid, tmp_path: Path, how: str) -> None:
+    """A tile that fails to splice or decode cleanly goes back to libvips, which says what it
+    always said of it (SourceDamaged, or the same pixels); the tile is not kept either."""
+    path = _damaged_copy(q85_pages, tmp_path, how)
+    version = SourceVersion.of(path.stat())
+    plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.png")
+    outcomes = []
+    for stored in (True, False):
+        try:
+            outcomes.append(_pixels(render(path, q85_pages.info.format, plan, OPTIONS, version, stored_tiles=stored)))
+        except SourceDamaged:
+            outcomes.append(None)
+    if outcomes[1] is None:
+        assert outcomes[0] is None
+    else:
+        assert outcomes[0] is not None
+        assert np.array_equal(outcomes[0], outcomes[1])
+    grid = tile_mosaic.grid_of(path, version, plan.level)
+    assert grid is not None
+    with pytest.raises(MosaicError):
+        tile_mosaic.from_file(path, version, grid, plan.crop, 8)
+    assert tile_mosaic.decoded_tiles.nbytes == 0 or all(
+        key[2] != q85_pages.stored.levels[0].offsets[0]  # type: ignore[union-attr]
+        for key in tile_mosaic.decoded_tiles._tiles
+    )
+
+
+def test_a_replaced_file_is_source_changed(q85_pages: Pyramid, tmp_path: Path) -> None:
+    path = tmp_path / "replaced.tif"
+    shutil.copyfile(q85_pages.path, path)
+    version = SourceVersion.of(path.stat())
+    plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.jpg")
+    render(path, q85_pages.info.format, plan, OPTIONS, version)
+    replacement = tmp_path / "new.tif"
+    shutil.copyfile(q85_pages.path, replacement)
+    os.replace(replacement, path)
+    with pytest.raises(SourceChanged):
+        render(path, q85_pages.info.format, plan, OPTIONS, version)
+
+
+def test_decoded_tiles_are_reused_and_bounded(q85_pages: Pyramid) -> None:
+    version = SourceVersion.of(q85_pages.path.stat())
+    plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.jpg")
+    first = render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version)
+    misses, hits = tile_mosaic.decoded_tiles.misses, tile_mosaic.decoded_tiles.hits
+    assert render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version) == first
+    assert tile_mosaic.decoded_tiles.misses == misses
+    assert tile_mosaic.decoded_tiles.hits == hits + 4
+
+    tiles = DecodedTiles(3 * 1000)
+    for i in range(5):
+        got = tiles.get(("t", i), lambda: np.zeros((10, 100, 1), np.uint8))
+        assert not got.flags.writeable
+    assert tiles.nbytes == 3000
+    assert list(tiles._tiles) == [("t", 2), ("t", 3), ("t", 4)]  # the oldest went first
+    tiles.resize(1000)
+    assert tiles.nbytes == 1000
+    assert list(tiles._tiles) == [("t", 4)]
+
+
+def test_render_without_version_keeps_nothing(q85_pages: Pyramid) -> None:
+    plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.jpg")
+    render(q85_pages.path, q85_pages.info.format, plan, OPTIONS)
+    assert tile_mosaic.decoded_tiles.nbytes == 0
+
+
+def test_assemble_reports_undecodable_tiles(q85_pages: Pyramid) -> None:
+    grid = q85_pages.stored.levels[0]
+    assert grid is not None
+
+    def refuse(index: int) -> bytes:
+        raise ValueError(f"tile {index}: short read")
+
+    with pytest.raises(MosaicError, match="short read"):
+        assemble(refuse, grid, Box(0, 0, 10, 10), 8)
+    with pytest.raises(MosaicError):
+        assemble(lambda index: b"\xff\xd8\xff\xd9", grid, Box(0, 0, 10, 10), 8)
