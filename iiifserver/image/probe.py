@@ -3,7 +3,10 @@
 Owns: sniffing the file type by its magic bytes, reading dimensions, pyramid levels (pages or
 SubIFDs), tiling and colour from the headers, and refusing sources we will not decode
 (unknown formats, oversized headers, huge untiled images); JPEG 2000 from its codestream
-header (``jp2.py`` reads it). Also ``configure_libvips``: only
+header (``jp2.py`` reads it). A plain TIFF file (``tiff_directory.plain_tiff``: the common
+pyramids) is read without libvips, from the same directory parse the truncation check and the
+stored-tile index use; libvips reads everything else, and is the reference the fast path must
+equal (``probe(..., libvips=True)``). Also ``configure_libvips``: only
 the TIFF, JPEG and PNG loaders may run, and libvips' operation cache is off so a replaced file
 is never served from it. Objects of an object store (``ObjectPath``) are read the same way,
 through the block cache: ``ObjectOpener`` gives libvips a custom source per image.
@@ -16,6 +19,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,14 +132,102 @@ def sniff(path: Path | ObjectPath) -> SourceFormat:
     raise SourceDamaged("the file is not a TIFF, JPEG, PNG or JPEG 2000 image")
 
 
-def probe(path: Path | ObjectPath, *, plain_max_pixels: int, max_source_pixels: int) -> SourceInfo:
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """What the probe needs of a raster source's first page, however it was read."""
+
+    levels: tuple[Level, ...]
+    tile_width: int  # 0: not a tiled TIFF
+    tile_height: int
+    interpretation: str  # libvips' name of its colour space
+    bands: int
+    has_alpha: bool
+    has_icc: bool
+
+
+def probe(
+    path: Path | ObjectPath, *, plain_max_pixels: int, max_source_pixels: int, libvips: bool = False
+) -> SourceInfo:
     """Read a source's structure from its headers. Raises ``SourceDamaged`` (not an image, header
-    unreadable) or ``UnsupportedSource`` (an image this server will not serve)."""
+    unreadable) or ``UnsupportedSource`` (an image this server will not serve).
+
+    A plain TIFF file (``tiff_directory.plain_tiff``) is read by the own directory reader alone,
+    about ten times cheaper than opening every page with libvips; anything else, or any doubt
+    (``libvips=True`` forces it: the reference the fast path is tested against), through libvips.
+    """
     fmt = sniff(path)
     if fmt is SourceFormat.JP2:
         # OpenJPEG (through glymur) reads a named file: an object is copied whole first.
         local = block_cache.local_copy_of(path) if isinstance(path, ObjectPath) else path
         return probe_jp2(local, plain_max_pixels=plain_max_pixels, max_source_pixels=max_source_pixels)
+    header = None
+    if fmt is SourceFormat.TIFF and isinstance(path, Path) and not libvips:
+        header = _plain_tiff_header(path)
+    if header is None:
+        header = _libvips_header(path, fmt)
+    full = header.levels[0]
+    width, height = full.width, full.height
+    if width * height > max_source_pixels:
+        raise UnsupportedSource(
+            f"the source is {width}x{height} pixels, more than this server accepts", parameter="identifier"
+        )
+    tiled = header.tile_width > 0
+    if (not tiled or len(header.levels) == 1) and width * height > plain_max_pixels:
+        raise UnsupportedSource(
+            f"the source is a {width}x{height} image without a tiled pyramid; convert it with "
+            "'iiifserver convert' to serve it",
+            parameter="identifier",
+        )
+    if header.interpretation not in _CONVERTIBLE:
+        raise UnsupportedSource(f"unsupported colour space {header.interpretation}", parameter="identifier")
+    return SourceInfo(
+        width=width,
+        height=height,
+        levels=header.levels,
+        tile_width=header.tile_width,
+        tile_height=header.tile_height,
+        colour=Colour.GRAY if header.interpretation in _GRAY else Colour.RGB,
+        bands=header.bands,
+        has_alpha=header.has_alpha,
+        has_icc=header.has_icc,
+        format=fmt,
+    )
+
+
+def _plain_tiff_header(path: Path) -> _Header | None:
+    """The header of a plain TIFF from its directories alone, as libvips would report it; None:
+    not plain, unreadable, or its data runs past the end of the file (libvips reads it and the
+    truncation check names the damage, as for any other file)."""
+    try:
+        plain = tiff_directory.plain_tiff(path)
+        if plain is None:
+            return None
+        first = plain.pages[0]
+        if first.subifds:  # libvips' n-subifds: the pyramid is page 0's SubIFDs, other pages unread
+            levels = [Level(first.width, first.height)]
+            levels += [Level(sub.width, sub.height, page=0, subifd=i) for i, sub in enumerate(plain.subifds)]
+        else:
+            levels = [Level(page.width, page.height, page=i) for i, page in enumerate(plain.pages)]
+        kept = _only_reductions(levels)
+        if tiff_directory.truncation(path, kept) is not None:
+            return None
+    except OSError:
+        return None  # libvips tries, and reports it as it always has
+    grey = first.photometric == 1
+    return _Header(
+        levels=kept,
+        tile_width=first.tile_width,
+        tile_height=first.tile_height,
+        # libvips' guess for these layouts (rtiff): 8 or 16-bit grey, sRGB or 16-bit RGB
+        interpretation=("b-w" if grey else "srgb") if first.bits == 8 else ("grey16" if grey else "rgb16"),
+        bands=first.samples,
+        has_alpha=first.samples == (2 if grey else 4),
+        has_icc=first.has_icc,
+    )
+
+
+def _libvips_header(path: Path | ObjectPath, fmt: SourceFormat) -> _Header:
+    """The header as libvips reads it (every page of a TIFF opened), with the truncation check."""
     target: Path | ObjectOpener = ObjectOpener(path) if isinstance(path, ObjectPath) else path
     try:
         first = open_level(target, fmt, Level(0, 0))
@@ -155,32 +247,15 @@ def probe(path: Path | ObjectPath, *, plain_max_pixels: int, max_source_pixels: 
             truncated = tiff_directory.truncation(path, levels)
         if truncated is not None:
             raise SourceDamaged(truncated)
-    width, height = first.width, first.height
-    if width * height > max_source_pixels:
-        raise UnsupportedSource(
-            f"the source is {width}x{height} pixels, more than this server accepts", parameter="identifier"
-        )
     tiled = "tile-width" in fields and fmt is SourceFormat.TIFF
-    if (not tiled or len(levels) == 1) and width * height > plain_max_pixels:
-        raise UnsupportedSource(
-            f"the source is a {width}x{height} image without a tiled pyramid; convert it with "
-            "'iiifserver convert' to serve it",
-            parameter="identifier",
-        )
-    interpretation = str(first.interpretation)
-    if interpretation not in _CONVERTIBLE:
-        raise UnsupportedSource(f"unsupported colour space {interpretation}", parameter="identifier")
-    return SourceInfo(
-        width=width,
-        height=height,
+    return _Header(
         levels=levels,
         tile_width=int(first.get("tile-width")) if tiled else 0,
         tile_height=int(first.get("tile-height")) if tiled else 0,
-        colour=Colour.GRAY if interpretation in _GRAY else Colour.RGB,
+        interpretation=str(first.interpretation),
         bands=first.bands,
         has_alpha=bool(first.hasalpha()),
         has_icc="icc-profile-data" in fields,
-        format=fmt,
     )
 
 
