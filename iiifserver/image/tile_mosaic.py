@@ -1,21 +1,22 @@
 """A crop of a JPEG-tiled pyramid level, assembled from the stored tiles it covers, decoded with libjpeg-turbo.
 
 Owns: decoding only the stored tiles a crop covers (libjpeg-turbo, optionally with its DCT
-scaling k/8) into one array cut exactly to the crop; choosing that scale (``scale_for``); and
-the bounded per-process map of pyramid levels to their stored-tile grids (``grid_of``, read with
-``tiff_directory``).
+scaling k/8) into one array cut exactly to the crop; choosing that scale (``scale_for``); the
+per-process memory of decoded tiles (``DecodedTiles``, bounded in bytes, keyed by source
+version); and the bounded per-process map of pyramid levels to their stored-tile grids
+(``grid_of``, read with ``tiff_directory``).
 Must not know: pyvips (the renderer resamples and encodes what it is given), plans beyond a crop
-box and an output size, HTTP, caching of responses.
+box and an output size, HTTP, the tile cache of responses.
 
-Why: libvips reads a crop of a JPEG-in-TIFF level through libtiff, decoding whole rows of
-tiles around it; decoding just the covered tiles here costs about two thirds of that. DCT
-scaling is used only where it is both cheaper and exact (``scale_for``): measured with
-libjpeg-turbo 2.1 on x86-64, the 5/8, 6/8 and 7/8 scalings decode a tile 1.5-2x slower than
-full size (they have no SIMD code), and 1/2, 1/4, 1/8 only 15-30 % faster (entropy decoding
-dominates); and a scaled crop must start and end on whole scaled pixels, else the picture
-would shift by a fraction of a pixel. A tile that fails to read, splice or decode cleanly (a
-libjpeg warning counts) raises ``MosaicError``: the caller renders the old way, which reports
-damage as it always has.
+Why: libvips reads a crop of a JPEG-in-TIFF level through libtiff and a tile cache of its own;
+decoding just the covered tiles here costs about two thirds of that, and tiles kept decoded cost
+nothing for the next region nearby. DCT scaling is used only where it is both cheaper and exact
+(``scale_for``): measured with libjpeg-turbo 2.1 on x86-64, the 5/8, 6/8 and 7/8 scalings decode
+a tile 1.5-2x slower than full size (they have no SIMD code), and 1/2, 1/4, 1/8 only 15-30 %
+faster (entropy decoding dominates); and a scaled crop must start and end on whole scaled
+pixels, else the picture would shift by a fraction of a pixel. A tile that fails to read, splice
+or decode cleanly (a libjpeg warning counts) raises ``MosaicError``: the caller renders the old
+way, which reports damage as it always has.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import functools
 import math
 import os
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ from iiifserver.image.tile_grid import TileGrid
 
 # TurboJPEG pixel formats (turbojpeg.h), as PyTurboJPEG names them.
 _TJPF_RGB, _TJPF_GRAY = 0, 6
+_TJFLAG_STOPONWARNING = 8192
 
 # A mosaic larger than this (decoded, at its scale) is left to libvips, which streams: one
 # array of the whole decode would make a big download hold hundreds of megabytes at once.
@@ -65,11 +66,28 @@ class Mosaic:
 
 @functools.cache
 def _turbojpeg() -> Any:
+    """A TurboJPEG whose every libjpeg warning is an ``OSError``; None without libturbojpeg.
+
+    PyTurboJPEG reports a warning (corrupt data, premature end: libjpeg carries on and makes
+    grey or garbled pixels) with ``warnings.warn`` and returns the pixels. Catching that with
+    ``warnings.catch_warnings`` is process-wide, not per thread: two render threads decoding at
+    once could each lose the other's warning. So the one method that reports is replaced, and
+    decoding stops at the first warning (``TJFLAG_STOPONWARNING``).
+    """
     try:
         from turbojpeg import TurboJPEG
+    except ImportError:
+        return None
+    if not callable(getattr(TurboJPEG, "_TurboJPEG__report_error", None)):
+        return None  # another PyTurboJPEG: without the override a warning could pass unseen
 
-        return TurboJPEG()
-    except (ImportError, OSError, RuntimeError):  # not installed: every region is rendered by libvips
+    class StrictTurboJPEG(TurboJPEG):  # type: ignore[misc]
+        def _TurboJPEG__report_error(self, handle: Any) -> None:
+            raise OSError(self._TurboJPEG__get_error_string(handle))
+
+    try:
+        return StrictTurboJPEG()
+    except (OSError, RuntimeError):  # no libturbojpeg: every region is rendered by libvips
         return None
 
 
@@ -180,14 +198,12 @@ def _decode(
         jpeg = read(index)
     except ValueError as exc:  # splice refused it: truncated, replaced or corrupt
         raise MosaicError(str(exc)) from None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            tile: npt.NDArray[np.uint8] = turbo.decode(jpeg, pixel_format=pixel_format, scaling_factor=_factor(scale))
-        except OSError as exc:
-            raise MosaicError(f"tile {index}: {exc}") from None
-    if caught:  # libjpeg carried on past damage (premature end, corrupt data): never shown
-        raise MosaicError(f"tile {index}: {caught[0].message}")
+    try:
+        tile: npt.NDArray[np.uint8] = turbo.decode(
+            jpeg, pixel_format=pixel_format, scaling_factor=_factor(scale), flags=_TJFLAG_STOPONWARNING
+        )
+    except OSError as exc:  # an error, or a warning (damage libjpeg would decode past)
+        raise MosaicError(f"tile {index}: {exc}") from None
     if tile.ndim == 2:
         tile = tile[:, :, None]
     if tile.shape[0] != sth or tile.shape[1] != stw:

@@ -37,8 +37,9 @@ from iiifserver.image import tile_mosaic
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
 from iiifserver.image.source_info import SourceVersion
+from iiifserver.image.tile_files import read_stored_tile
 from iiifserver.image.tile_mosaic import DecodedTiles, MosaicError, assemble, scale_for
-from tests.image.pyramids import Pyramid, plan_for
+from tests.image.pyramids import Pyramid, open_fd, plan_for
 
 pytestmark = pytest.mark.skipif(not tile_mosaic.scales(), reason="libturbojpeg is not installed")
 
@@ -307,3 +308,11 @@ def test_assemble_reports_undecodable_tiles(q85_pages: Pyramid) -> None:
         assemble(refuse, grid, Box(0, 0, 10, 10), 8)
     with pytest.raises(MosaicError):
         assemble(lambda index: b"\xff\xd8\xff\xd9", grid, Box(0, 0, 10, 10), 8)
+    # Cut short: libjpeg only warns ("premature end") and would fill the rest with grey. The
+    # warning is an error here, in the decoding thread (no process-wide warning filter involved).
+    with open_fd(q85_pages.path) as fd:
+        whole = read_stored_tile(fd, grid, 0)
+    cut = whole[: len(whole) // 2] + b"\xff\xd9"
+    with pytest.raises(MosaicError, match=r"premature end|Corrupt"):
+        assemble(lambda index: cut, grid, Box(0, 0, 10, 10), 8)
+    assert assemble(lambda index: whole, grid, Box(0, 0, 10, 10), 8) is not None
