@@ -110,6 +110,7 @@ _PLAIN_TAGS: dict[int, tuple[frozenset[int], int, frozenset[int] | None]] = {
     34675: (frozenset({_UNDEFINED}), _ANY, None),  # ICC profile
 }
 _MAX_TEXT = 1 << 20  # a longer text tag is read by libvips, not checked here
+_KEPT_INTS = 64  # integer tags up to this many values are kept decoded (not the tile offsets)
 _MAX_COORD = 10_000_000  # libvips' VIPS_MAX_COORD before 8.16 (100 million since)
 _PHOTOMETRIC_GREY, _PHOTOMETRIC_YCBCR = 1, 6
 
@@ -518,6 +519,7 @@ class _Reader:
         self._values: dict[tuple[int, int], bytes] = {}
         self._plain_order: dict[int, bool] = {}  # directory offset -> tags ascending, none repeated
         self._next: dict[int, int | None] = {}  # directory offset -> the next one's (None: past the end)
+        self._ints: dict[_Entry, tuple[int, ...]] = {}  # short integer tags, decoded
         self.chain_ends_cleanly = True  # False: the chain loops or is longer than _MAX_PAGES
         head = read(min(16, size), 0)
         order = {b"II": "<", b"MM": ">"}.get(head[:2])
@@ -644,8 +646,9 @@ class _Reader:
     def int_array(self, ifd: dict[int, _Entry], tag: int) -> array.array[int] | None:
         """An unsigned-integer tag as a compact array in native byte order."""
         entry = ifd.get(tag)
-        if entry is None:
-            return None
+        return None if entry is None else self._array(entry)
+
+    def _array(self, entry: _Entry) -> array.array[int]:
         code = _UNSIGNED.get(entry.type)
         if code is None:
             raise _Malformed("tag is not an unsigned integer")
@@ -656,8 +659,17 @@ class _Reader:
         return values
 
     def ints(self, ifd: dict[int, _Entry], tag: int) -> tuple[int, ...] | None:
-        values = self.int_array(ifd, tag)
-        return None if values is None else tuple(values)
+        """A short unsigned-integer tag as a tuple; decoded once per entry (a first open asks for
+        the same scalars from the plain check, the truncation check and the tile index)."""
+        entry = ifd.get(tag)
+        if entry is None:
+            return None
+        values = self._ints.get(entry)
+        if values is None:
+            values = tuple(self._array(entry))
+            if len(values) <= _KEPT_INTS:
+                self._ints[entry] = values
+        return values
 
     def raw(self, ifd: dict[int, _Entry], tag: int, limit: int) -> bytes | None:
         entry = ifd.get(tag)
