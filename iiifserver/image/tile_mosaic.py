@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from iiifserver.errors import SourceChanged
 from iiifserver.image.planner import Box
 from iiifserver.image.source_info import Level, SourceVersion
 from iiifserver.image.tiff_directory import read_tile_index_from
@@ -212,23 +213,28 @@ def _decode(
 
 
 def from_file(path: Path, version: SourceVersion | None, grid: TileGrid, crop: Box, scale: int) -> Mosaic | None:
-    """``assemble`` reading the tiles from ``path``, which must still be ``version``
-    (``SourceChanged`` otherwise; None: not checked, and no decoded tile is kept). Blocking.
+    """``assemble`` reading the tiles from ``path``, which must be ``version`` before and after
+    the reads (``SourceChanged`` otherwise; None: not checked, and no decoded tile is kept). Blocking.
 
-    Tiles decoded for an earlier crop of the same version come from ``decoded_tiles``; the file
-    is opened and checked all the same, so a replaced file is noticed as it is by libvips' path.
+    Tiles decoded for an earlier crop of the same version come from ``decoded_tiles``. The file
+    is checked on its descriptor when opened (a replaced file) and again after the reads (one
+    rewritten in place meanwhile moves its change time): then the tiles just kept are dropped,
+    as they may hold the new bytes under the old version's key.
     """
     fd = open_checked(path, version) if version is not None else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    kept = None
-    if version is not None and decoded_tiles.max_bytes > 0:
-        name = str(path)
+    name = str(path)
 
-        def kept(index: int, decode: Callable[[], npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
-            # A tile's offset in the file names it within a version (and its level with it).
-            return decoded_tiles.get((name, version, grid.offsets[index], scale), decode)
+    def kept(index: int, decode: Callable[[], npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
+        # A tile's offset in the file names it within a version (and its level with it).
+        return decoded_tiles.get((name, version, grid.offsets[index], scale), decode)
 
+    keep = version is not None and decoded_tiles.max_bytes > 0
     try:
-        return assemble(lambda index: read_stored_tile(fd, grid, index), grid, crop, scale, kept)
+        mosaic = assemble(lambda index: read_stored_tile(fd, grid, index), grid, crop, scale, kept if keep else None)
+        if version is not None and SourceVersion.of(os.fstat(fd)) != version:
+            decoded_tiles.forget(name, version)
+            raise SourceChanged(name)
+        return mosaic
     except OSError as exc:  # a read failed: the old path decides what that means
         raise MosaicError(str(exc)) from None
     finally:
@@ -272,6 +278,12 @@ class DecodedTiles:
                 while self.nbytes > self.max_bytes:
                     self.nbytes -= self._tiles.popitem(last=False)[1].nbytes
         return tile
+
+    def forget(self, name: str, version: SourceVersion | None) -> None:
+        """Drop the tiles of one file version (rewritten in place while they were read)."""
+        with self._lock:
+            for key in [key for key in self._tiles if key[:2] == (name, version)]:
+                self.nbytes -= self._tiles.pop(key).nbytes
 
     def resize(self, max_bytes: int) -> None:
         with self._lock:

@@ -316,3 +316,30 @@ def test_assemble_reports_undecodable_tiles(q85_pages: Pyramid) -> None:
     with pytest.raises(MosaicError, match=r"premature end|Corrupt"):
         assemble(lambda index: cut, grid, Box(0, 0, 10, 10), 8)
     assert assemble(lambda index: whole, grid, Box(0, 0, 10, 10), 8) is not None
+
+
+def test_a_file_rewritten_in_place_during_the_reads_is_source_changed(
+    q85_pages: Pyramid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack case D06: the same inode written to while its tiles are read. The change time
+    moves, the render is SourceChanged (503, retry), and no tile read meanwhile is kept."""
+    path = tmp_path / "rewritten.tif"
+    shutil.copyfile(q85_pages.path, path)
+    version = SourceVersion.of(path.stat())
+    plan = plan_for(q85_pages, "10,10,600,300/200,/0/default.jpg")
+    reads = []
+
+    def read_then_write(fd: int, grid: object, index: int) -> bytes:
+        reads.append(index)
+        if len(reads) == 1:
+            with path.open("r+b") as fh:  # same bytes, same size and mtime: only ctime tells
+                fh.seek(0)
+                fh.write(fh.read(4))
+            os.utime(path, ns=(version.mtime_ns, version.mtime_ns))
+        return read_stored_tile(fd, grid, index)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tile_mosaic, "read_stored_tile", read_then_write)
+    with pytest.raises(SourceChanged):
+        render(path, q85_pages.info.format, plan, OPTIONS, version)
+    assert len(reads) >= 2  # the tiles after the write were read, decoded and then dropped
+    assert tile_mosaic.decoded_tiles.nbytes == 0
