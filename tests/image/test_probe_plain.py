@@ -209,6 +209,8 @@ TIFFFILE_KINDS: dict[str, tuple[dict[str, object], bool]] = {
         {"photometric": "rgb", "tile": (256, 256), "extratags": [(65000, "s", 0, "private", False)]},
         False,
     ),
+    # a user description and tifffile's own: ImageDescription twice (libtiff keeps the first)
+    "two-descriptions": ({"photometric": "rgb", "tile": (256, 256), "compression": "zlib", "description": "x"}, False),
     # tiles more than twice the image (rounded up to 256): libvips refuses the file
     "tile-too-large": ({"photometric": "rgb", "tile": (512, 512), "compression": "zlib"}, False),
     "planar": ({"photometric": "rgb", "tile": (256, 256), "planarconfig": "separate"}, False),
@@ -271,15 +273,29 @@ def test_cut_short_anywhere_agrees(small_pyramid: Path, kinds_dir: Path) -> None
             assert truncation(path, result.levels) is None
 
 
+def _value_spans(path: Path) -> list[tuple[int, int]]:
+    """(offset, length) of the first bytes of each tag value stored outside its directory."""
+    with tifffile.TiffFile(path) as tif:
+        pages = [page for page in tif.pages if isinstance(page, tifffile.TiffPage)]
+        return [
+            (tag.valueoffset, min(64, tag.valuebytecount))
+            for page in pages
+            for tag in page.tags
+            if tag.valuebytecount > 4
+        ]
+
+
 def test_flipped_header_bytes_agree(small_pyramid: Path, kinds_dir: Path) -> None:
-    """Seeded byte changes in the directories (counts, types, offsets, tags): whatever the file
-    has become, the two readings agree, or the own reader declined it."""
+    """Seeded byte changes in the directories (counts, types, offsets, tags) and in the values they
+    point to (tile offsets and byte counts, JPEG tables, resolutions): whatever the file has
+    become, the two readings agree."""
     data = bytearray(small_pyramid.read_bytes())
     spans = [(offset, 2 + 12 * len(tags) + 4) for offset, tags in _directories(small_pyramid)]
+    spans += _value_spans(small_pyramid)
     rng = np.random.default_rng(1821)
     path = kinds_dir / "flipped.tif"
     fast = 0
-    for _ in range(150):
+    for _ in range(200):
         damaged = bytearray(data)
         start, length = spans[int(rng.integers(len(spans)))]
         for _ in range(int(rng.integers(1, 4))):
@@ -289,6 +305,27 @@ def test_flipped_header_bytes_agree(small_pyramid: Path, kinds_dir: Path) -> Non
         fast += plain_tiff(path) is not None
         assert_same_both_ways(path)
     assert fast > 0  # some changes leave a plain file (a resolution, a count within bounds)
+
+
+def test_a_text_tag_without_its_nul_goes_to_libvips(kinds_dir: Path) -> None:
+    """libtiff warns when a text's first NUL is not its last byte: not plain, whatever libvips says."""
+    path = _tifffile(
+        kinds_dir / "description.tif",
+        np.asarray(_picture().numpy()),
+        photometric="rgb",
+        tile=(256, 256),
+        compression="zlib",
+        description="a scanned leaf, recto",
+        metadata=None,  # else tifffile adds a second ImageDescription (its own JSON): not plain
+    )
+    assert plain_tiff(path) is not None
+    data = bytearray(path.read_bytes())
+    end = data.index(b"a scanned leaf, recto\x00") + len("a scanned leaf, recto")
+    data[end] = ord("!")
+    path.write_bytes(bytes(data))
+    tiff_directory.forget_last()
+    assert plain_tiff(path) is None
+    assert_same_both_ways(path)
 
 
 def test_a_directory_chain_that_loops_goes_to_libvips(small_pyramid: Path, kinds_dir: Path) -> None:
