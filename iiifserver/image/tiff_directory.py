@@ -39,6 +39,7 @@ _PHOTOMETRIC_COMPONENTS = {1: 1, 2: 3, 6: 3}  # MinIsBlack grey, RGB, YCbCr -> J
 _PHOTOMETRIC_RGB = 2
 _MAX_PAGES = 4096  # a longer IFD chain is not a pyramid; also stops a looping chain
 _MAX_IFD_ENTRIES = 4096
+_MAX_SUBIFDS = 64  # a plain pyramid's SubIFDs; more are left to libvips
 _MAX_TABLES = 1 << 16
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 
@@ -49,8 +50,9 @@ _SUBIFDS, _SAMPLE_FORMAT, _JPEG_TABLES = 330, 339, 347
 _STRIP_OFFSETS, _STRIP_COUNTS = 273, 279
 _ROWS_PER_STRIP, _PREDICTOR, _EXTRA_SAMPLES, _ICC = 278, 317, 338, 34675
 
-# The tags a plain TIFF may hold, each as libtiff reads it without a warning or an error (libvips
-# opens a source with fail_on="warning", so any message is a failure): tag -> (types, count, values).
+# The tags a plain TIFF may hold, each as libtiff reads it without a warning or an error (a message
+# means libtiff ignored or guessed something, and libvips then reports what libtiff made of it, or
+# fails: fail_on="warning"): tag -> (types, count, values).
 # count: n exactly, _PER_SAMPLE (SamplesPerPixel), _ANY (one or more); values: allowed values of
 # each item, None: any. Any other tag, type, count or value: not plain, libvips decides.
 _BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _UNDEFINED, _IFD, _LONG8, _IFD8 = 1, 2, 3, 4, 5, 7, 13, 16, 18
@@ -348,6 +350,8 @@ def _plain(reader: _Reader) -> PlainTiff | None:
         if not pages or not reader.chain_ends_cleanly:
             return None
         subifds: list[PageFacts] = []
+        if pages[0].subifds > _MAX_SUBIFDS:
+            return None
         if pages[0].subifds:
             for sub_offset in reader.ints(reader.ifd(reader.pages[0]), _SUBIFDS) or ():
                 sub = _plain_page(reader, sub_offset)
