@@ -49,8 +49,10 @@ _TJFLAG_STOPONWARNING = 8192
 # array of the whole decode would make a big download hold hundreds of megabytes at once.
 MAX_MOSAIC_PIXELS = 4 * 1024 * 1024
 
-# Grids kept per process: (path, version, page, subifd) -> TileGrid | None.
-_GRIDS_KEPT = 256
+# Grids kept per process ((path, version, page, subifd) -> TileGrid | None), bounded by their
+# tile offset and byte count arrays: 8 bytes a tile (14 kB for a 12000 x 9000 level, 120 kB for
+# one of a gigapixel).
+_GRIDS_BYTES = 8 * 1024 * 1024
 
 
 class MosaicError(ValueError):
@@ -302,6 +304,7 @@ decoded_tiles = DecodedTiles(DEFAULT_DECODED_BYTES)
 
 
 _grids: OrderedDict[tuple[str, SourceVersion | None, int, int], TileGrid | None] = OrderedDict()
+_grids_bytes = 0
 _grids_lock = threading.Lock()
 
 
@@ -325,8 +328,17 @@ def grid_of(path: Path, version: SourceVersion | None, level: Level) -> TileGrid
     except (OSError, ValueError):
         grid = None
     if version is not None:
+        global _grids_bytes
         with _grids_lock:
-            _grids[key] = grid
-            while len(_grids) > _GRIDS_KEPT:
-                _grids.popitem(last=False)
+            if key not in _grids:
+                _grids[key] = grid
+                _grids_bytes += _grid_bytes(grid)
+                while _grids_bytes > _GRIDS_BYTES and len(_grids) > 1:
+                    _grids_bytes -= _grid_bytes(_grids.popitem(last=False)[1])
     return grid
+
+
+def _grid_bytes(grid: TileGrid | None) -> int:
+    if grid is None:
+        return 64
+    return 256 + len(grid.header) + sum(a.itemsize * len(a) for a in (grid.offsets, grid.bytecounts))

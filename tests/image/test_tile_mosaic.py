@@ -9,14 +9,16 @@ Bounds, in levels out of 255, measured with libjpeg-turbo 2.1 and libvips 8.18:
 
 * Full-size decode (k = 8, every request a scale over 1/2 of its level: the planner picks the
   smallest level at least the output, so nearly all of them): libvips and libjpeg-turbo run the
-  same accurate inverse DCT and fancy upsampling on the same bytes, so the pixels are equal:
-  mean 0, max 0 here, bounded at mean < 0.05 and max <= 2 (one rounding step of a colour
-  conversion or upsampler in another libjpeg-turbo build).
-* DCT-scaled decode (k = 4, 2, 1: outputs at most half their level's crop, when no smaller level
-  exists): 1/2 of the block's spectrum against libvips' lanczos3; measured mean 0.3-0.9, bounded
-  at mean < 1.5 and max <= 48 (sharp one-pixel lines and checkerboard edges of the test picture,
-  where the two filters ring differently). A reference shifted by one output pixel measures a
-  mean over 4: the bound sees a misplaced crop.
+  same accurate inverse DCT and fancy upsampling on the same bytes, and the decoded pixels are
+  equal; libvips' lanczos3 resize of an array in memory and of the lazily read level differ by
+  a rounding step in a few rows. Measured over 8 seeds of these requests on every pyramid here:
+  mean 0.003, max 1 (max 3 seen once); bounded at mean < 0.05 and max <= 4.
+* DCT-scaled decode (k = 4, 2, 1: outputs of at most a quarter of their crop, which happens
+  when no smaller level exists; decoded to at least twice the output, then lanczos3): libjpeg's
+  reduced inverse DCT against lanczos3 from the full size. Measured mean 0.27-1.33, max 9 on this
+  picture (per-pixel noise and one-pixel lines, the hardest case); bounded at mean < 1.5 and
+  max <= 16. A reference one output pixel off measures over twice that mean plus a level: the
+  test sees a misplaced crop.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import io
 import os
 import random
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from iiifserver.errors import SourceChanged, SourceDamaged
+from iiifserver.errors import BadRequest, SourceChanged, SourceDamaged
 from iiifserver.image import tile_mosaic
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
@@ -93,8 +96,11 @@ def test_regions_and_thumbnails_match_libvips(name: str, request: pytest.Fixture
     pyramid: Pyramid = request.getfixturevalue(name)
     used = tile_mosaic.decoded_tiles.misses
     means = []
-    for url in _requests(pyramid, 40, seed=hash(name) % 1000):
-        plan = plan_for(pyramid, url)
+    for url in _requests(pyramid, 40, seed=zlib.crc32(name.encode())):
+        try:
+            plan = plan_for(pyramid, url)
+        except BadRequest:  # a random region too thin for its size: the planner's 400, not ours
+            continue
         new, old = _both(pyramid, plan)
         assert new.shape == old.shape, url
         assert new.shape[:2] == (plan.height, plan.width), url
@@ -104,7 +110,7 @@ def test_regions_and_thumbnails_match_libvips(name: str, request: pytest.Fixture
         scaled = scale_for(grid, plan.crop, plan.width, plan.height)
         if scaled == 8:
             assert diff.mean() < 0.05, (url, diff.mean())
-            assert diff.max() <= 2, (url, diff.max())
+            assert diff.max() <= 4, (url, diff.max())
         else:
             assert diff.mean() < 1.5, (url, scaled, diff.mean())
             assert diff.max() <= 16, (url, scaled, diff.max())
@@ -343,3 +349,21 @@ def test_a_file_rewritten_in_place_during_the_reads_is_source_changed(
         render(path, q85_pages.info.format, plan, OPTIONS, version)
     assert len(reads) >= 2  # the tiles after the write were read, decoded and then dropped
     assert tile_mosaic.decoded_tiles.nbytes == 0
+
+
+def test_grids_are_kept_per_version_and_bounded(
+    q85_pages: Pyramid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = SourceVersion.of(q85_pages.path.stat())
+    level = q85_pages.info.levels[0]
+    kept = tile_mosaic.grid_of(q85_pages.path, version, level)
+    assert kept is not None
+    assert kept == q85_pages.stored.levels[0]
+    assert tile_mosaic.grid_of(q85_pages.path, version, level) is kept  # not read again
+    other = tmp_path / "other.tif"
+    shutil.copyfile(q85_pages.path, other)
+    with pytest.raises(SourceChanged):  # a version the file is not: never read, never kept
+        tile_mosaic.grid_of(other, version, level)
+    monkeypatch.setattr(tile_mosaic, "_GRIDS_BYTES", 1)
+    tile_mosaic.grid_of(other, SourceVersion.of(other.stat()), level)
+    assert list(tile_mosaic._grids) == [(str(other), SourceVersion.of(other.stat()), level.page, level.subifd)]
