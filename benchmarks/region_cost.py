@@ -9,7 +9,9 @@ The requests are the side-by-side benchmark's ``unaligned`` workload (``viewer_s
 unaligned_requests``: random regions off the tile grid at random sizes, and grid-aligned
 regions at other sizes) on its Q85 pyramid (12000 x 9000, 256 px JPEG tiles; made by
 ``benchmarks.harness.images`` under ``$BENCH_ROOT/images`` when missing), and thumbnails
-(``!w,h`` and ``,h``) from 64 to 1024 pixels, which read every level of the pyramid. Each
+(``!w,h`` and ``,h``) from 64 to 1024 pixels, which read every level of the pyramid; and, when
+the side-by-side benchmark made aliases of the pyramid (``--aliases N``), ``!200,200`` and
+``,150`` of 40 of them, each a name of its own opened and indexed as another image would be. Each
 request is planned as the server plans it and rendered by ``render.render`` with
 ``stored_tiles`` off (before) and on (after), in one thread, alternating the two over the whole
 list, ``--repeats`` times; the figure is the median of the repeats' process CPU time per
@@ -35,6 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 IMAGE = "artwork_big_q85.tif"
+MANY_IMAGES = 40  # images per list of "thumbnails of many images"
 THUMBNAILS = tuple(f"!{n},{n}" for n in (64, 100, 150, 200, 300, 400, 512, 800, 1024)) + tuple(
     f",{n}" for n in (75, 150, 300, 600)
 )
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from benchmarks.harness import results, servers
+    from benchmarks.harness.images import alias_names, count_aliases
     from benchmarks.harness.machine import cpu_model
     from benchmarks.viewer_sessions import ImageInfo, unaligned_requests
     from iiifserver.config import Settings
@@ -72,35 +76,48 @@ def main(argv: list[str] | None = None) -> int:
     probe_module.configure_libvips()
     settings = Settings()
     info = probe_module.probe(path, plain_max_pixels=settings.plain_max_pixels, max_source_pixels=10**10)
-    version = SourceVersion.of(path.stat())
     options = render_module.EncodeOptions(
         settings.jpeg_quality, settings.webp_quality, settings.jpeg_chroma_subsampling
     )
     factors = tuple(sorted(round(info.width / level.width) for level in info.levels))
     viewer = ImageInfo(info.width, info.height, info.tile_width, info.tile_height, factors)
     thumbnails = [f"full/{size}/0/default.jpg" for size in THUMBNAILS]
+    # Other images: the side-by-side benchmark's aliases of the pyramid, when it made them (each
+    # a name of its own, so each is opened and indexed as another image would be).
+    aliases = [images / name for name in alias_names("big", 85, count_aliases(images, "big", 85))]
+    versions = {p: SourceVersion.of(p.stat()) for p in [path, *aliases]}
 
-    def lists(repeat: int) -> dict[str, list[str]]:
+    def lists(repeat: int) -> dict[str, list[tuple[Path, str]]]:
         """A fresh list per repeat: a server renders each URL once (the tile cache has it after)."""
         seed = f"{args.seed}-{repeat}"
-        return {
-            "unaligned": [r.url.lstrip("/") for r in unaligned_requests(viewer, args.requests, seed=seed)],
-            "thumbnails": thumbnails,
+        out = {
+            "unaligned": [(path, r.url.lstrip("/")) for r in unaligned_requests(viewer, args.requests, seed=seed)],
+            "thumbnails": [(path, url) for url in thumbnails],
         }
+        if aliases:
+            first = repeat * MANY_IMAGES % len(aliases)
+            chosen = (aliases * 2)[first : first + min(MANY_IMAGES, len(aliases))]
+            out["thumbnails of many images"] = [
+                (image, f"full/{size}/0/default.jpg") for image in chosen for size in ("!200,200", ",150")
+            ]
+        return out
 
-    def planned(url: str) -> Any:
+    def planned(job: tuple[Path, str]) -> tuple[Path, Any]:
+        image, url = job
         region, size, rotation, quality = url.split("/")
         request = parse_image_request(region, size, rotation, quality)
-        return plan(resolve(request, info, settings.limits), info)
+        return image, plan(resolve(request, info, settings.limits), info)
 
-    def run(plans: list[Any], stored_tiles: bool, keep: bool = True) -> tuple[float, list[bytes]]:
+    def run(plans: list[tuple[Path, Any]], stored_tiles: bool, keep: bool = True) -> tuple[float, list[bytes]]:
         # Tiles decoded for an earlier list (or way) do not count: only reuse within one list.
         tile_mosaic.decoded_tiles.clear()
         tile_mosaic.decoded_tiles.resize(tile_mosaic.DEFAULT_DECODED_BYTES if keep else 0)
         bodies = []
         started = time.process_time()
-        for p in plans:
-            bodies.append(render_module.render(path, info.format, p, options, version, stored_tiles=stored_tiles))
+        for image, p in plans:
+            bodies.append(
+                render_module.render(image, info.format, p, options, versions[image], stored_tiles=stored_tiles)
+            )
         return (time.process_time() - started) / len(plans) * 1000, bodies
 
     def pixels(body: bytes) -> Any:
@@ -114,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     record: dict[str, Any] = results.machine(datetime.now(), " ".join(command))
     record |= {"image": IMAGE, "width": info.width, "height": info.height, "repeats": args.repeats, "lists": {}}
     rows = []
-    warm = [planned(url) for urls in lists(-1).values() for url in urls]
+    warm = [planned(job) for jobs in lists(-1).values() for job in jobs]
     run(warm, False), run(warm, True)  # opened levels, tile indexes, the page cache
     figures: dict[str, dict[str, list[float]]] = {}
     for repeat in range(args.repeats):
-        for name, urls in lists(repeat).items():
-            plans = [planned(url) for url in urls]
+        for name, jobs in lists(repeat).items():
+            plans = [planned(job) for job in jobs]
             ms_before, old = run(plans, False)
             ms_uncached, _ = run(plans, True, keep=False)
             hits, misses = tile_mosaic.decoded_tiles.hits, tile_mosaic.decoded_tiles.misses
@@ -137,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             got["after"].append(ms_after)
             got["diff"].extend(diffs)
             got["hit"].append(hits / max(1, hits + misses))
-            got["n"].append(len(urls))
+            got["n"].append(len(jobs))
     for name, got in figures.items():
         before, uncached, after, diffs = got["before"], got["uncached"], got["after"], got["diff"]
         ms_before, ms_uncached, ms_after = map(statistics.median, (before, uncached, after))

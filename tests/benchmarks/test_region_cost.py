@@ -19,6 +19,7 @@ def test_writes_both_ways_and_their_difference(tmp_path: Path) -> None:
         str(images / region_cost.IMAGE), tile=True, tile_width=256, tile_height=256, pyramid=True,
         compression="jpeg", Q=85,
     )  # fmt: skip
+    (images / "artwork_big_q85_00.tif").symlink_to(images / region_cost.IMAGE)  # an alias: another image
     results = tmp_path / "results"
     assert (
         region_cost.main(["--images", str(images), "--requests", "6", "--repeats", "1", "--results", str(results)]) == 0
@@ -26,7 +27,8 @@ def test_writes_both_ways_and_their_difference(tmp_path: Path) -> None:
     [record_file] = results.glob("*-region-cost.json")
     record = json.loads(record_file.read_text())
     assert record["cpu"]
-    assert set(record["lists"]) == {"unaligned", "thumbnails"}
+    assert set(record["lists"]) == {"unaligned", "thumbnails", "thumbnails of many images"}
+    assert record["lists"]["thumbnails of many images"]["requests"] == 2
     for figures in record["lists"].values():
         assert figures["median_cpu_ms_before"] > 0
         assert figures["median_cpu_ms_after"] > 0
