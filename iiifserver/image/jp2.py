@@ -102,10 +102,11 @@ def is_jpeg2000(head: bytes) -> bool:
 def read_header(path: Path) -> Jp2Header:
     """Boxes and main header of ``path``, every tile-part checked to lie inside the file.
 
-    Raises ``Jp2Damaged`` (truncated, corrupt) or ``Jp2Unsupported``; ``OSError`` as is.
+    Raises ``Jp2Damaged`` (truncated, corrupt) or ``Jp2Unsupported``; ``OSError`` as is. The walk is
+    kept with the file's version: the decodes that follow the probe do not walk it again.
     """
     with path.open("rb") as fh:
-        return _read_layout(fh, os.fstat(fh.fileno()).st_size).header
+        return _layout_of(path, fh).header
 
 
 @dataclass(frozen=True, slots=True)

@@ -476,3 +476,17 @@ def test_a_replaced_file_is_read_anew(tiled_root: Path, tmp_path: Path) -> None:
     expected, _ = jp2.decode(tiled_root / "lossless_precincts.jp2", 0, (0, 0, 256, 256))
     assert np.array_equal(after, expected)
     assert not np.array_equal(after, before)
+
+
+def test_the_probe_and_the_decodes_walk_the_file_once(
+    tiled_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "once.jp2"
+    shutil.copyfile(tiled_root / "lossy_tiled.jp2", path)
+    walks: list[object] = []
+    real_read = jp2._read_layout
+    monkeypatch.setattr(jp2, "_read_layout", lambda *args: walks.append(args) or real_read(*args))
+    jp2.read_header(path)
+    for area in ((0, 0, 256, 256), (300, 300, 700, 500)):
+        jp2.decode(path, 0, area)
+    assert len(walks) == 1
