@@ -1,5 +1,4 @@
-"""A minimal TIFF directory reader: the facts of plain pyramidal TIFFs, and which levels hold JPEG
-tiles that can be sent as stored.
+"""A minimal TIFF directory reader: the facts of plain pyramidal TIFFs, and their stored JPEG tiles.
 
 Owns: reading the TIFF structure (the IFD chain, SubIFDs, tile layout, tile offsets and byte
 counts, the JPEGTables tag) with a reader of its own over a ``read(offset, n)`` function
