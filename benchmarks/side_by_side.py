@@ -29,6 +29,7 @@ meanwhile. It uses the project's harness in ``benchmarks/harness/`` (see benchma
 6. runs the mixed viewer-and-scholar workload (``harness/mix.py``: viewer sessions, thumbnails,
    info.json, cited regions, downloads) for iiifserver and iipsrv at c=8 and c=64, each run on a
    fresh server, with the servers' peak memory;
+   before each server's cold, unaligned and mixed run its image files are read once (page cache warm for all);
 7. prints one markdown table: every target, both sides' figures, the ratio and PASS/FAIL.
 
 ``--only`` runs some of the workloads (``cold``, ``hot``, ``info``, ``unaligned``, ``giga``, ``mixed``),
@@ -70,7 +71,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -983,6 +984,7 @@ def mixed(
                     try:
                         server.stop()
                         server.start()
+                        img.read_once(images, [unquote(i) for i in ids])  # page cache warm for every server alike
                         time.sleep(1)
                         work = load.make_workload(server.base, "mixed", ids, urls_file=urls_file)
                         record = load.run(
@@ -1072,6 +1074,7 @@ def unaligned(
                 try:
                     server.stop()
                     server.start()
+                    img.read_once(images, ids)  # the page cache warm for every server alike
                     time.sleep(1)
                     work = load.make_workload(server.base, "cold", urls_file=urls_file)
                     record = load.run(
@@ -1168,7 +1171,9 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
         "run; 2 iiifserver workers, 2 iipsrv FastCGI processes behind lighttpd.",
         (
             f"- Identifiers: cold and unaligned runs over {plan['copies_big']} distinct files (real copies of the "
-            "pyramid), each image's info.json asked before its tiles."
+            "pyramid), each image's info.json asked before its tiles. Before each server's cold, unaligned and "
+            "mixed run its image files are read once (`images.read_once`), for every server alike: this VM pages "
+            "out file pages not read for about a minute, so a run would otherwise measure the virtual disk."
             if "copies_big" in plan
             else "- Identifiers: symlinks to one file per pyramid, fresh ones for every cold run (before issue 17)."
         ),

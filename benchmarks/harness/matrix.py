@@ -125,6 +125,7 @@ def run_matrix(
                             server.start()
                             time.sleep(1)
                         ids = pool.take(config) if mode == "cold" else [f"{img.stem(size, quality)}.tif"]
+                        img.read_once(image_dir, ids)  # every server starts with its files in the page cache
                         _one(server, label, mode, ids, c, duration, 10, (width, height), out, log)
                 if info:
                     if not server.pids():
