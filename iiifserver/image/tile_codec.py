@@ -3,7 +3,9 @@
 Owns: cutting a padded edge tile to its valid area in the DCT domain (``lossless_crop``), and
 the edge tile that is one pixel short of what viewers ask for (``stretched``): decoded, stretched
 by that pixel and encoded again, without a libvips pipeline. Both take one tile of at most a
-few hundred kilobytes and a fraction of a millisecond, in the calling thread.
+few hundred kilobytes and a fraction of a millisecond, in the calling thread. And the calls to
+libturbojpeg themselves (``decode``, ``encode``, the crop), made directly through ctypes with
+libjpeg instances kept per thread; ``tile_mosaic`` decodes its tiles through them too.
 Must not know: TIFF structure (``tiles`` hands over complete JPEGs), pyvips, HTTP, caching.
 
 Why the stretch: libvips and most pyramid writers floor-round each halving (12000 / 64 = 187.5
@@ -15,20 +17,28 @@ an image asks for several of them at once.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
-import warnings
+import platform
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-# TurboJPEG constants (turbojpeg.h), as PyTurboJPEG names them.
+# TurboJPEG 2 API constants (turbojpeg.h).
 _TJPF_RGB, _TJPF_GRAY = 0, 6
 _TJSAMP_444, _TJSAMP_420, _TJSAMP_GRAY = 0, 2, 3
 # The encoder defaults to the fast, less accurate forward DCT; libvips' jpegsave uses the
 # accurate one, and a stretched tile should encode like a render.
 _TJFLAG_ACCURATEDCT = 4096
+_TJFLAG_NOREALLOC = 1024
+# A libjpeg warning (corrupt data, premature end) stops the call: it returns -1 either way
+# (libjpeg-turbo >= 2.0), this only saves finishing the damaged work.
+_TJFLAG_STOPONWARNING = 8192
+_TJXOP_NONE, _TJXOPT_CROP = 0, 4
 # libvips' "auto" chroma subsampling: 4:4:4 from this quality up, else 4:2:0.
 _AUTO_444_FROM_QUALITY = 90
 
@@ -48,36 +58,220 @@ class Encoding:
         return _TJSAMP_444
 
 
+class TurboError(OSError):
+    """libturbojpeg refused a stream, or warned about it (damaged data): nothing it made is used."""
+
+
+class _Region(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
+
+
+class _Transform(ctypes.Structure):  # tjtransform; no custom filter
+    _fields_ = [
+        ("r", _Region),
+        ("op", ctypes.c_int),
+        ("options", ctypes.c_int),
+        ("data", ctypes.c_void_p),
+        ("customFilter", ctypes.c_void_p),
+    ]
+
+
+_P = ctypes.c_void_p
+_BYTES = ctypes.c_char_p  # a bytes object passed as its buffer, no copy
+_INT_P = ctypes.POINTER(ctypes.c_int)
+
+
+class _Library:
+    """libturbojpeg's TurboJPEG 2 API, called directly through ctypes.
+
+    PyTurboJPEG (the dependency that finds the library, and what this module used before)
+    creates and destroys a libjpeg instance per call, wraps the input in numpy and copies the
+    output through a ctypes string buffer; for the few hundred microseconds an edge tile takes,
+    that was a tenth of the work. Here each thread keeps its three instances (decompress,
+    compress, transform: ``_Handles``) and an output buffer for the encoder, and the calls are
+    exactly the ones PyTurboJPEG makes, with the same arguments (same output bytes).
+    """
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        def fn(name: str, restype: object, *argtypes: object) -> ctypes._NamedFuncPointer:
+            f = getattr(lib, name)
+            f.restype, f.argtypes = restype, list(argtypes)
+            return f  # type: ignore[no-any-return]
+
+        c_int, c_ulong = ctypes.c_int, ctypes.c_ulong
+        self.init_decompress = fn("tjInitDecompress", _P)
+        self.init_compress = fn("tjInitCompress", _P)
+        self.init_transform = fn("tjInitTransform", _P)
+        self.destroy = fn("tjDestroy", c_int, _P)
+        self.header = fn("tjDecompressHeader3", c_int, _P, _BYTES, c_ulong, _INT_P, _INT_P, _INT_P, _INT_P)
+        self.decompress = fn("tjDecompress2", c_int, _P, _BYTES, c_ulong, _P, c_int, c_int, c_int, c_int, c_int)
+        self.compress = fn(
+            "tjCompress2", c_int, _P, _P, c_int, c_int, c_int, c_int, ctypes.POINTER(_P),
+            ctypes.POINTER(c_ulong), c_int, c_int, c_int,
+        )  # fmt: skip
+        self.transform = fn(
+            "tjTransform", c_int, _P, _BYTES, c_ulong, c_int, ctypes.POINTER(_P), ctypes.POINTER(c_ulong),
+            ctypes.POINTER(_Transform), c_int,
+        )  # fmt: skip
+        self.buffer_size = fn("tjBufSize", c_ulong, c_int, c_int, c_int)
+        self.free = fn("tjFree", None, _P)
+        self.error_string = fn("tjGetErrorStr2", ctypes.c_char_p, _P)
+        count = c_int()
+        factors = fn("tjGetScalingFactors", ctypes.POINTER(_Region), _INT_P)(ctypes.byref(count))
+        # tjscalingfactor is two ints (num, denom): read through the first two fields of _Region.
+        pairs = ctypes.cast(factors, ctypes.POINTER(ctypes.c_int * 2))
+        self.scaling_factors = frozenset((pairs[i][0], pairs[i][1]) for i in range(count.value))
+
+
+class _Handles(threading.local):
+    """One thread's libjpeg instances and encoder output buffer, made when first needed and kept."""
+
+    def __init__(self) -> None:
+        self.decompress: int | None = None
+        self.compress: int | None = None
+        self.transform: int | None = None
+        self.out = ctypes.create_string_buffer(0)
+
+    def __del__(self) -> None:  # the thread ended
+        lib = _library()
+        for handle in (self.decompress, self.compress, self.transform):
+            if lib is not None and handle:
+                lib.destroy(handle)
+
+
+_handles = _Handles()
+
+
 def available() -> bool:
-    return _turbojpeg() is not None
+    return _library() is not None
 
 
 @functools.cache
-def _turbojpeg() -> Any:
+def _library() -> _Library | None:
+    """libturbojpeg where PyTurboJPEG looks for it; None: such tiles are rendered instead."""
     try:
-        from turbojpeg import TurboJPEG  # PyTurboJPEG 1.x over Debian's libturbojpeg0 (2.x)
-
-        return TurboJPEG()
-    except (ImportError, OSError, RuntimeError):  # not installed: such tiles are rendered instead
+        import turbojpeg  # PyTurboJPEG 1.x over Debian's libturbojpeg0 (2.x): the dependency that names it
+    except ImportError:
         return None
+    candidates = [ctypes.util.find_library("turbojpeg")]
+    candidates += list(getattr(turbojpeg, "DEFAULT_LIB_PATHS", {}).get(platform.system(), []))
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            return _Library(ctypes.CDLL(name))
+        except (OSError, AttributeError):  # absent, or not the TurboJPEG 2 API
+            continue
+    return None
+
+
+def scaling_factors() -> frozenset[tuple[int, int]]:
+    """The (num, denom) scalings libturbojpeg's decoder offers; empty without it."""
+    lib = _library()
+    return lib.scaling_factors if lib is not None else frozenset()
+
+
+def _fail(lib: _Library, handle: int, what: str) -> TurboError:
+    message = lib.error_string(handle) or b"unknown error"
+    return TurboError(f"{what}: {message.decode(errors='replace')}")
+
+
+def decode(jpeg: bytes, *, gray: bool, scale: tuple[int, int] = (1, 1)) -> npt.NDArray[np.uint8]:
+    """``jpeg`` decoded to rows x columns x channels (1 or 3) at ``scale`` (num, denom), with the
+    accurate inverse DCT and fancy upsampling (libjpeg-turbo's defaults, as libvips decodes).
+
+    ``TurboError`` on any error or warning: libjpeg would carry on past damaged data and make
+    grey or garbled pixels, which must never be shown or kept.
+    """
+    lib = _library()
+    if lib is None:
+        raise TurboError("libturbojpeg is not installed")
+    handle = _handles.decompress
+    if handle is None:
+        handle = _handles.decompress = lib.init_decompress()
+        if not handle:
+            raise TurboError("tjInitDecompress failed")
+    width, height, sampling, colorspace = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    refs = (ctypes.byref(width), ctypes.byref(height), ctypes.byref(sampling), ctypes.byref(colorspace))
+    if lib.header(handle, jpeg, len(jpeg), *refs) != 0:
+        raise _fail(lib, handle, "header")
+    num, denom = scale
+    w, h = (width.value * num + denom - 1) // denom, (height.value * num + denom - 1) // denom
+    channels = 1 if gray else 3
+    out = np.empty((h, w, channels), dtype=np.uint8)
+    pixel_format = _TJPF_GRAY if gray else _TJPF_RGB
+    if lib.decompress(handle, jpeg, len(jpeg), out.ctypes.data, w, 0, h, pixel_format, _TJFLAG_STOPONWARNING) != 0:
+        raise _fail(lib, handle, "decode")
+    return out
+
+
+def encode(pixels: npt.NDArray[np.uint8], *, quality: int, subsampling: int, flags: int = 0) -> bytes:
+    """``pixels`` (rows x columns x 1 or 3, rows contiguous) as a JPEG. ``TurboError`` if refused."""
+    lib = _library()
+    if lib is None:
+        raise TurboError("libturbojpeg is not installed")
+    handle = _handles.compress
+    if handle is None:
+        handle = _handles.compress = lib.init_compress()
+        if not handle:
+            raise TurboError("tjInitCompress failed")
+    height, width, channels = pixels.shape
+    if pixels.strides[1:] != (channels, 1):
+        pixels = np.ascontiguousarray(pixels)
+    # Into this thread's buffer, large enough for any JPEG of this size (tjBufSize): no
+    # allocation per call (a new buffer of this size is fresh pages to fault in every time).
+    need = lib.buffer_size(width, height, _TJSAMP_444 if channels == 3 else _TJSAMP_GRAY)
+    if len(_handles.out) < need:
+        _handles.out = ctypes.create_string_buffer(need)
+    buffer = _P(ctypes.addressof(_handles.out))
+    size = ctypes.c_ulong(len(_handles.out))
+    pixel_format = _TJPF_GRAY if channels == 1 else _TJPF_RGB
+    status = lib.compress(
+        handle, pixels.ctypes.data, width, pixels.strides[0], height, pixel_format,
+        ctypes.byref(buffer), ctypes.byref(size), subsampling, quality, flags | _TJFLAG_NOREALLOC,
+    )  # fmt: skip
+    if status != 0:
+        raise _fail(lib, handle, "encode")
+    return ctypes.string_at(buffer, size.value)
 
 
 def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
     """The top-left ``width`` x ``height`` of a JPEG, cut in the DCT domain (as ``jpegtran -crop``):
-    no decode, no re-encode. None when libturbojpeg is not installed or refuses the stream.
+    no decode, no re-encode. None when libturbojpeg is not installed, or refuses the stream or
+    warns about it (damaged data: the caller renders, and reports the damage).
 
     The crop starts at the origin, which is on a block boundary, so the stored coefficients are
     kept as they are; decoders reproduce the stored pixels (with 4:2:0 chroma, the new right and
     bottom edge pixels may differ slightly: chroma upsampling no longer sees the cut-off pixels).
+    The call is PyTurboJPEG's ``crop(jpeg, 0, 0, width, height)``: the same bytes out (markers
+    copied; an Adobe APP14 of an RGB tile written once, by libjpeg, as before).
     """
-    turbo = _turbojpeg()
-    if turbo is None:
+    lib = _library()
+    if lib is None:
         return None
+    handle = _handles.transform
+    if handle is None:
+        handle = _handles.transform = lib.init_transform()
+        if not handle:
+            return None
+    transform = _Transform(_Region(0, 0, width, height), _TJXOP_NONE, _TJXOPT_CROP)
+    out, size = _P(), ctypes.c_ulong(0)
+    status = lib.transform(
+        handle,
+        jpeg,
+        len(jpeg),
+        1,
+        ctypes.byref(out),
+        ctypes.byref(size),
+        ctypes.byref(transform),
+        _TJFLAG_STOPONWARNING,
+    )
     try:
-        result: bytes = turbo.crop(jpeg, 0, 0, width, height)
-    except OSError:  # libturbojpeg refused the stream: the caller decodes it instead
-        return None
-    return result
+        # A warning (damaged data) returns -1 too: the stream is not served.
+        return ctypes.string_at(out, size.value) if status == 0 and out.value else None
+    finally:
+        if out.value:
+            lib.free(out)
 
 
 def stretched(
@@ -92,30 +286,18 @@ def stretched(
     not decode cleanly (a warning, such as truncated data, counts): the caller renders instead,
     and damaged pixels never reach a response or a cache.
     """
-    turbo = _turbojpeg()
-    if turbo is None or not (0 <= out_width - width <= 1 and 0 <= out_height - height <= 1):
+    if not available() or not (0 <= out_width - width <= 1 and 0 <= out_height - height <= 1):
         return None
-    pixel_format = _TJPF_GRAY if gray else _TJPF_RGB
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            decoded = turbo.decode(jpeg, pixel_format=pixel_format)
-        except OSError:
-            return None
-        if caught or decoded.shape[0] < height or decoded.shape[1] < width:
+    try:
+        decoded = decode(jpeg, gray=gray)
+        if decoded.shape[0] < height or decoded.shape[1] < width:
             return None
         pixels = stretch_pixels(decoded[:height, :width], out_height, out_width)
-        try:
-            encoded: bytes = turbo.encode(
-                pixels,
-                quality=encoding.quality,
-                pixel_format=pixel_format,
-                jpeg_subsample=encoding.subsampling(gray),
-                flags=_TJFLAG_ACCURATEDCT,
-            )
-        except OSError:
-            return None
-    return None if caught else encoded
+        return encode(
+            pixels, quality=encoding.quality, subsampling=encoding.subsampling(gray), flags=_TJFLAG_ACCURATEDCT
+        )
+    except TurboError:
+        return None
 
 
 # Fixed-point weights: 7 bits keep (difference x weight) inside int16, and a result within one
@@ -124,54 +306,59 @@ _WEIGHT_BITS = 7
 
 
 def stretch_pixels(pixels: npt.NDArray[np.uint8], height: int, width: int) -> npt.NDArray[np.uint8]:
-    """``pixels`` (rows x columns x channels) resampled to ``height`` x ``width``: linear,
-    output pixel centres on the source's pixel-centre grid, edges clamped.
+    """``pixels`` (rows x columns x channels) resampled to ``height`` x ``width``, each at most
+    one more than it is: linear, output pixel centres on the source's pixel-centre grid, edges
+    clamped (``ValueError`` for any other size).
 
-    Works on rows of (columns x channels) values in int16, in place where it can: a float
-    version of this took 0.4-0.7 ms for a 188 x 141 tile, mostly in page faults of its
-    temporaries; this takes 0.03 ms for an added row of a 256-wide tile, 0.3 ms for both ways.
+    Growing n samples to n + 1, output sample i lies between input samples i - 1 and i (the
+    first and last are the input's first and last), so each axis is one blend of two shifted
+    views of the rows, in int16, without gathering by index: 0.1 ms for an added row and column
+    of a 256-pixel RGB tile, where gathering took 0.3-0.8 ms. The weights and the arithmetic
+    (7-bit fixed point, the same rounding) are those of the general resampler this replaced,
+    so the pixels are the same (``tests/image/test_tile_codec.py`` holds both).
     """
     rows, columns, channels = pixels.shape
-    flat = np.ascontiguousarray(pixels).reshape(rows, columns * channels)
+    if height not in (rows, rows + 1) or width not in (columns, columns + 1):
+        raise ValueError(f"{columns}x{rows} cannot be stretched to {width}x{height}")
+    flat = pixels.reshape(rows, columns * channels) if pixels.flags.c_contiguous else None
+    if flat is None:
+        flat = np.ascontiguousarray(pixels).reshape(rows, columns * channels)
     if height != rows:
-        low, high, weight = _taps(rows, height)
-        flat = _blend(flat, low, high, weight[:, None], axis=0)
+        flat = _grow(flat, _weights(rows)[:, None], 1, axis=0)
     if width != columns:
-        low, high, weight = _taps(columns, width)
-        channel = np.arange(channels)
-        flat = _blend(
-            flat,
-            (low[:, None] * channels + channel).ravel(),
-            (high[:, None] * channels + channel).ravel(),
-            np.repeat(weight, channels),
-            axis=1,
-        )
+        flat = _grow(flat, np.repeat(_weights(columns), channels), channels, axis=1)
     return flat.reshape(height, width, channels)
 
 
-def _taps(n: int, size: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.int16]]:
-    """For each of ``size`` output samples over ``n`` input ones: the input below, the one
-    above, and the weight of the one above (fixed point)."""
-    position = np.clip((np.arange(size, dtype=np.float64) + 0.5) * (n / size) - 0.5, 0, n - 1)
-    below = position.astype(np.intp)
-    above = np.minimum(below + 1, n - 1)
-    weight = np.rint((position - below) * (1 << _WEIGHT_BITS)).astype(np.int16)
-    return below, above, weight
+@functools.lru_cache(maxsize=64)
+def _weights(n: int) -> npt.NDArray[np.int16]:
+    """Growing n samples to n + 1: the fixed-point weight of input sample i in output sample i,
+    for i = 1 .. n - 1 (the rest is input sample i - 1)."""
+    position = np.clip((np.arange(n + 1, dtype=np.float64) + 0.5) * (n / (n + 1)) - 0.5, 0, n - 1)
+    weight = np.rint((position - position.astype(np.intp)) * (1 << _WEIGHT_BITS)).astype(np.int16)
+    weight.flags.writeable = False
+    return weight[1:n]
 
 
-def _blend(
-    flat: npt.NDArray[np.uint8],
-    low: npt.NDArray[np.intp],
-    high: npt.NDArray[np.intp],
-    weight: npt.NDArray[np.int16],
-    axis: int,
-) -> npt.NDArray[np.uint8]:
-    base = np.take(flat, low, axis=axis).astype(np.int16)
-    out = np.take(flat, high, axis=axis).astype(np.int16)
-    out -= base
-    out *= weight
-    out += 1 << (_WEIGHT_BITS - 1)
-    out >>= _WEIGHT_BITS
-    out += base
-    result: npt.NDArray[np.uint8] = out.astype(np.uint8)
-    return result
+def _grow(flat: npt.NDArray[np.uint8], weight: npt.NDArray[np.int16], step: int, axis: int) -> npt.NDArray[np.uint8]:
+    """``flat`` with ``step`` more samples along ``axis`` (``step`` values per sample: 1 for
+    rows, the channels for columns): the first and last kept, each one between the blend of its
+    two neighbours in ``flat``."""
+    n = flat.shape[axis]
+    shape = list(flat.shape)
+    shape[axis] += step
+
+    def part(array: npt.NDArray[Any], start: int | None, stop: int | None) -> npt.NDArray[Any]:
+        return array[start:stop] if axis == 0 else array[:, start:stop]
+
+    out = np.empty(shape, dtype=np.uint8)
+    part(out, None, step)[...] = part(flat, None, step)
+    part(out, n, None)[...] = part(flat, n - step, None)
+    low = part(flat, None, n - step)
+    blend = np.subtract(part(flat, step, None), low, dtype=np.int16)
+    blend *= weight
+    blend += 1 << (_WEIGHT_BITS - 1)
+    blend >>= _WEIGHT_BITS
+    blend += low
+    part(out, step, n)[...] = blend
+    return out

@@ -29,21 +29,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from iiifserver.errors import SourceChanged
+from iiifserver.image import tile_codec
 from iiifserver.image.planner import Box
 from iiifserver.image.source_info import Level, SourceVersion
 from iiifserver.image.tiff_directory import read_tile_index_from
 from iiifserver.image.tile_files import open_checked, read_stored_tile
 from iiifserver.image.tile_grid import TileGrid
-
-# TurboJPEG pixel formats (turbojpeg.h), as PyTurboJPEG names them.
-_TJPF_RGB, _TJPF_GRAY = 0, 6
-_TJFLAG_STOPONWARNING = 8192
 
 # A mosaic larger than this (decoded, at its scale) is left to libvips, which streams: one
 # array of the whole decode would make a big download hold hundreds of megabytes at once.
@@ -68,39 +64,9 @@ class Mosaic:
 
 
 @functools.cache
-def _turbojpeg() -> Any:
-    """A TurboJPEG whose every libjpeg warning is an ``OSError``; None without libturbojpeg.
-
-    PyTurboJPEG reports a warning (corrupt data, premature end: libjpeg carries on and makes
-    grey or garbled pixels) with ``warnings.warn`` and returns the pixels. Catching that with
-    ``warnings.catch_warnings`` is process-wide, not per thread: two render threads decoding at
-    once could each lose the other's warning. So the one method that reports is replaced, and
-    decoding stops at the first warning (``TJFLAG_STOPONWARNING``).
-    """
-    try:
-        from turbojpeg import TurboJPEG
-    except ImportError:
-        return None
-    if not callable(getattr(TurboJPEG, "_TurboJPEG__report_error", None)):
-        return None  # another PyTurboJPEG: without the override a warning could pass unseen
-
-    class StrictTurboJPEG(TurboJPEG):  # type: ignore[misc]
-        def _TurboJPEG__report_error(self, handle: Any) -> None:
-            raise OSError(self._TurboJPEG__get_error_string(handle))
-
-    try:
-        return StrictTurboJPEG()
-    except (OSError, RuntimeError):  # no libturbojpeg: every region is rendered by libvips
-        return None
-
-
-@functools.cache
 def scales() -> tuple[int, ...]:
     """The k of the k/8 scalings libturbojpeg offers (ascending); () without libturbojpeg."""
-    turbo = _turbojpeg()
-    if turbo is None:
-        return ()
-    offered = {(num * 8) // den for num, den in turbo.scaling_factors if (num * 8) % den == 0}
+    offered = {(num * 8) // den for num, den in tile_codec.scaling_factors() if (num * 8) % den == 0}
     return tuple(sorted(k for k in offered if 1 <= k <= 8))
 
 
@@ -161,9 +127,8 @@ def assemble(
     None: this crop is not for a mosaic (too large, a tile size the scale does not divide).
     ``MosaicError``: a tile failed to read or decode cleanly.
     """
-    turbo = _turbojpeg()
     tw, th = grid.tile_width, grid.tile_height
-    if turbo is None or (tw * scale) % 8 or (th * scale) % 8 or crop.w <= 0 or crop.h <= 0:
+    if not tile_codec.available() or (tw * scale) % 8 or (th * scale) % 8 or crop.w <= 0 or crop.h <= 0:
         return None
     if crop.x < 0 or crop.y < 0 or crop.x + crop.w > grid.width or crop.y + crop.h > grid.height:
         return None
@@ -179,7 +144,6 @@ def assemble(
     x0, x1 = crop.x * scale // 8, (crop.x + crop.w) * scale // 8
     y0, y1 = crop.y * scale // 8, (crop.y + crop.h) * scale // 8
     channels = grid.components
-    pixel_format = _TJPF_GRAY if channels == 1 else _TJPF_RGB
     out = np.empty((y1 - y0, x1 - x0, channels), dtype=np.uint8)
     for row in range(r0, r1 + 1):
         top = row * sth  # this tile row's rows that the crop covers, in scaled level pixels
@@ -188,27 +152,23 @@ def assemble(
             left = col * stw
             c, d = max(x0, left), min(x1, left + stw)
             index = row * grid.across + col
-            decode = functools.partial(_decode, turbo, read, index, pixel_format, scale, stw, sth)
+            decode = functools.partial(_decode, read, index, channels == 1, scale, stw, sth)
             tile = decode() if kept is None else kept(index, decode)
             out[a - y0 : b - y0, c - x0 : d - x0] = tile[a - top : b - top, c - left : d - left]
     return Mosaic(out, scale)
 
 
 def _decode(
-    turbo: Any, read: Callable[[int], bytes], index: int, pixel_format: int, scale: int, stw: int, sth: int
+    read: Callable[[int], bytes], index: int, gray: bool, scale: int, stw: int, sth: int
 ) -> npt.NDArray[np.uint8]:
     try:
         jpeg = read(index)
     except ValueError as exc:  # splice refused it: truncated, replaced or corrupt
         raise MosaicError(str(exc)) from None
     try:
-        tile: npt.NDArray[np.uint8] = turbo.decode(
-            jpeg, pixel_format=pixel_format, scaling_factor=_factor(scale), flags=_TJFLAG_STOPONWARNING
-        )
-    except OSError as exc:  # an error, or a warning (damage libjpeg would decode past)
+        tile = tile_codec.decode(jpeg, gray=gray, scale=_factor(scale))
+    except tile_codec.TurboError as exc:  # an error, or a warning (damage libjpeg would decode past)
         raise MosaicError(f"tile {index}: {exc}") from None
-    if tile.ndim == 2:
-        tile = tile[:, :, None]
     if tile.shape[0] != sth or tile.shape[1] != stw:
         raise MosaicError(f"tile {index}: decoded {tile.shape[1]}x{tile.shape[0]}, not {stw}x{sth}")
     return tile

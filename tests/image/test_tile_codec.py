@@ -4,12 +4,16 @@ The stretch is checked against a direct float evaluation of the same linear, cen
 resampling, and against libvips' bicubic enlargement (what the renderer does to the same
 crop); the encoded tiles are checked for size, colour model, chroma subsampling and
 quantisation tables against what libvips' jpegsave writes with the same settings. The lossless
-crop is tested on real pyramids in ``test_passthrough.py``.
+crop is tested on real pyramids in ``test_passthrough.py``; here, the direct libturbojpeg calls
+against the PyTurboJPEG calls they replaced (the same bytes for every edge tile of RGB, YCbCr
+and grey pyramids), and the one-pixel stretch against the general resampler it replaced (the
+same pixels).
 """
 
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -18,6 +22,8 @@ from PIL import Image, JpegImagePlugin
 
 from iiifserver.image import tile_codec
 from iiifserver.image.tile_codec import Encoding, stretch_pixels, stretched
+from iiifserver.image.tile_files import read_stored_tile
+from tests.image.pyramids import Pyramid, open_fd
 
 needs_turbo = pytest.mark.skipif(not tile_codec.available(), reason="libturbojpeg0 is not installed")
 
@@ -205,3 +211,153 @@ def test_damaged_tiles_are_refused_not_encoded() -> None:
     assert stretched(truncated, 256, 50, 256, 51, gray=False, encoding=ENCODING) is None
     assert stretched(b"\xff\xd8 not a jpeg", 256, 50, 256, 51, gray=False, encoding=ENCODING) is None
     assert stretched(tile, 256, 50, 256, 51, gray=False, encoding=ENCODING) is not None
+
+
+# -- the direct libturbojpeg calls: the bytes PyTurboJPEG made, for less ------------------------
+
+
+def _former_stretch(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The general resampler ``stretch_pixels`` was until issue 17 (gathering by index): the
+    one-pixel stretch must give exactly its pixels."""
+    bits = 7
+
+    def taps(n: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        position = np.clip((np.arange(size, dtype=np.float64) + 0.5) * (n / size) - 0.5, 0, n - 1)
+        below = position.astype(np.intp)
+        return below, np.minimum(below + 1, n - 1), np.rint((position - below) * (1 << bits)).astype(np.int16)
+
+    def blend(flat: np.ndarray, low: np.ndarray, high: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+        base = np.take(flat, low, axis=axis).astype(np.int16)
+        out = np.take(flat, high, axis=axis).astype(np.int16)
+        out -= base
+        out *= weight
+        out += 1 << (bits - 1)
+        out >>= bits
+        out += base
+        return out.astype(np.uint8)
+
+    rows, columns, channels = pixels.shape
+    flat = np.ascontiguousarray(pixels).reshape(rows, columns * channels)
+    if height != rows:
+        low, high, weight = taps(rows, height)
+        flat = blend(flat, low, high, weight[:, None], axis=0)
+    if width != columns:
+        low, high, weight = taps(columns, width)
+        channel = np.arange(channels)
+        flat = blend(
+            flat,
+            (low[:, None] * channels + channel).ravel(),
+            (high[:, None] * channels + channel).ravel(),
+            np.repeat(weight, channels),
+            axis=1,
+        )
+    return flat.reshape(height, width, channels)
+
+
+@pytest.mark.parametrize(("height", "width", "bands"), [(1, 1, 3), (1, 7, 1), (2, 2, 3), (17, 16, 3), (256, 256, 3),
+                                                        (255, 187, 1), (140, 187, 3), (3, 256, 3)])  # fmt: skip
+def test_stretch_gives_the_former_resamplers_pixels(height: int, width: int, bands: int) -> None:
+    rng = np.random.default_rng(height * 1000 + width)
+    noise = rng.integers(0, 256, (height, width, bands), dtype=np.uint8)  # every difference and weight
+    smooth = _picture(height, width, bands)
+    view = rng.integers(0, 256, (300, 300, bands), dtype=np.uint8)[:height, :width]  # a tile's valid area
+    for pixels in (noise, smooth, view):
+        for out_height, out_width in ((height + 1, width), (height, width + 1), (height + 1, width + 1)):
+            got = stretch_pixels(pixels, out_height, out_width)
+            assert got.dtype == np.uint8
+            assert np.array_equal(got, _former_stretch(pixels, out_height, out_width)), (out_height, out_width)
+
+
+def test_stretch_by_more_than_a_pixel_or_less_is_refused() -> None:
+    pixels = _picture(20, 30)
+    for height, width in ((22, 30), (20, 32), (19, 30), (20, 29)):
+        with pytest.raises(ValueError, match="cannot be stretched"):
+            stretch_pixels(pixels, height, width)
+
+
+def _edge_tiles(pyramid: Pyramid) -> list[tuple[bytes, int, int, bool]]:
+    """Every padded edge tile of ``pyramid``: (complete JPEG, valid width, valid height, grey)."""
+    tiles = []
+    with open_fd(pyramid.path) as fd:
+        for grid in pyramid.stored.levels:
+            assert grid is not None
+            tw, th = grid.tile_width, grid.tile_height
+            for index in range(len(grid.offsets)):
+                x, y = index % grid.across * tw, index // grid.across * th
+                valid = (min(tw, grid.width - x), min(th, grid.height - y))
+                if valid != (tw, th):
+                    tiles.append((read_stored_tile(fd, grid, index), *valid, grid.components == 1))
+    return tiles
+
+
+@needs_turbo
+@pytest.mark.parametrize("name", ["q90_pages", "q85_pages", "grey_pages", "odd_256"])
+def test_cut_and_stretched_edge_tiles_are_the_bytes_pyturbojpeg_made(name: str, request: pytest.FixtureRequest) -> None:
+    """The direct calls (kept handles, no per-call wrapping) against the PyTurboJPEG calls they
+    replaced, on every edge tile of RGB (Adobe APP14: components not converted), YCbCr 4:2:0
+    and grey pyramids: the same bytes, so the same pixels as before."""
+    from turbojpeg import TurboJPEG
+
+    turbo = TurboJPEG()
+    pyramid: Pyramid = request.getfixturevalue(name)
+    tiles = _edge_tiles(pyramid)
+    assert len(tiles) >= 4
+    for tile, width, height, grey in tiles:
+        assert tile_codec.lossless_crop(tile, width, height) == turbo.crop(tile, 0, 0, width, height)
+        for encoding in (Encoding(85, chroma_subsampling=True), Encoding(92, chroma_subsampling=False)):
+            for out_width, out_height in ((width + 1, height), (width, height + 1), (width + 1, height + 1)):
+                fmt = 6 if grey else 0  # TJPF_GRAY, TJPF_RGB
+                decoded = turbo.decode(tile, pixel_format=fmt).reshape(
+                    -1, turbo.decode_header(tile)[0], 1 if grey else 3
+                )
+                former = turbo.encode(
+                    _former_stretch(decoded[:height, :width], out_height, out_width),
+                    quality=encoding.quality,
+                    pixel_format=fmt,
+                    jpeg_subsample=encoding.subsampling(grey),
+                    flags=4096,  # TJFLAG_ACCURATEDCT
+                )
+                got = stretched(tile, width, height, out_width, out_height, gray=grey, encoding=encoding)
+                assert got == former, (width, height, out_width, out_height, encoding)
+
+
+@needs_turbo
+def test_each_thread_decodes_with_its_own_handles(q85_pages: Pyramid) -> None:
+    """The libjpeg instances are per thread: concurrent decodes, cuts and encodes of different
+    tiles give what each gives alone."""
+    tiles = _edge_tiles(q85_pages)[:6]
+    encoding = Encoding(80, chroma_subsampling=True)
+
+    def work(item: tuple[bytes, int, int, bool]) -> tuple[bytes, bytes, bytes | None, bytes | None]:
+        tile, width, height, grey = item
+        pixels = tile_codec.decode(tile, gray=grey)
+        return (
+            pixels.tobytes(),
+            tile_codec.encode(pixels, quality=80, subsampling=encoding.subsampling(grey)),
+            tile_codec.lossless_crop(tile, width, height),
+            stretched(tile, width, height, width + 1, height + 1, gray=grey, encoding=encoding),
+        )
+
+    alone = [work(item) for item in tiles]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            assert list(pool.map(work, tiles * 4)) == alone * 4
+
+
+@needs_turbo
+def test_damaged_tiles_are_not_cut_and_not_decoded() -> None:
+    """A warning (truncated data: libjpeg would go on and make grey pixels) is a refusal, in the
+    calling thread only (no process-wide warning filter), for cuts as for decodes."""
+    tile = _jpeg(_picture(256, 256))
+    truncated = tile[: len(tile) // 2]
+    assert tile_codec.lossless_crop(truncated, 200, 100) is None
+    assert tile_codec.lossless_crop(b"\xff\xd8 not a jpeg", 200, 100) is None
+    with pytest.raises(tile_codec.TurboError):
+        tile_codec.decode(truncated, gray=False)
+    with pytest.raises(tile_codec.TurboError):
+        tile_codec.decode(b"\xff\xd8 not a jpeg", gray=False)
+    cut = tile_codec.lossless_crop(tile, 200, 100)
+    assert cut is not None
+    assert _decode(cut).shape == (100, 200, 3)
+    # The decode is libvips' (the same libjpeg-turbo, accurate IDCT, fancy upsampling).
+    assert np.array_equal(tile_codec.decode(tile, gray=False), pyvips.Image.jpegload_buffer(tile).numpy())
