@@ -42,7 +42,7 @@ from iiifserver.image.source_info import (
 )
 from iiifserver.image.tiff_directory import read_tile_index, read_tile_index_from
 from iiifserver.image.tile_files import open_and_read
-from iiifserver.image.tile_grid import StoredTiles
+from iiifserver.image.tile_grid import StoredTiles, TileGrid
 from iiifserver.institutions import InstitutionError, load_institutions
 from iiifserver.logs import configure_logging
 from iiifserver.presentation import access as access_module
@@ -96,17 +96,23 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             return here()
         return _probe_through_shared(shared, settings, path, here)
 
-    def render(path: Path | ObjectPath, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
+    def render(
+        path: Path | ObjectPath, fmt: SourceFormat, plan: Plan, version: SourceVersion, grid: TileGrid | None
+    ) -> bytes:
         if metrics is None:
-            return render_module.render(path, fmt, plan, encode, version)
+            return render_module.render(path, fmt, plan, encode, version, grid)
         started = time.perf_counter()
         try:
-            return render_module.render(path, fmt, plan, encode, version)
+            return render_module.render(path, fmt, plan, encode, version, grid)
         finally:
             metrics.rendered(time.perf_counter() - started)
 
     def tile_index(path: Path | ObjectPath, info: SourceInfo) -> StoredTiles | None:
-        if not settings.tile_passthrough or info.format is not SourceFormat.TIFF or not info.is_tiled:
+        # A file is indexed with passthrough off too: its renders decode regions from the stored
+        # tiles. An object's renders go through libvips: its index serves passthrough only.
+        if info.format is not SourceFormat.TIFF or not info.is_tiled:
+            return None
+        if isinstance(path, ObjectPath) and not settings.tile_passthrough:
             return None
         try:
             if isinstance(path, ObjectPath):

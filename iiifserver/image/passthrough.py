@@ -121,10 +121,7 @@ def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan, str
         or plan.source_has_alpha
     ):
         return None
-    try:
-        grid = stored.levels[levels.index(plan.level)]
-    except (ValueError, IndexError):
-        return None
+    grid = level_grid(stored, levels, plan.level)
     if grid is None:
         return None
     if grid.components == 3:
@@ -132,3 +129,12 @@ def _eligible_grid(stored: StoredTiles, levels: Sequence[Level], plan: Plan, str
     else:
         wanted = plan.source_colour is Colour.GRAY and plan.quality is Quality.GRAY
     return grid if wanted else None
+
+
+def level_grid(stored: StoredTiles, levels: Sequence[Level], level: Level) -> TileGrid | None:
+    """The stored-tile grid of ``level`` (one of ``levels``, the ``SourceInfo.levels`` ``stored``
+    was built for), or None: not JPEG tiles that can be sent or decoded as they are."""
+    try:
+        return stored.levels[levels.index(level)]
+    except (ValueError, IndexError):
+        return None

@@ -32,6 +32,7 @@ from iiifserver.image.probe import (
 )
 from iiifserver.image.request import Format, Quality
 from iiifserver.image.source_info import Colour, SourceFormat, SourceVersion
+from iiifserver.image.tile_grid import TileGrid
 
 _WHITE = 255.0
 log = logging.getLogger(__name__)
@@ -50,14 +51,15 @@ def render(
     plan: Plan,
     options: EncodeOptions,
     version: SourceVersion | None = None,
-    *,
-    stored_tiles: bool = True,
+    grid: TileGrid | None = None,
 ) -> bytes:
     """Encoded bytes for ``plan``; a source that fails to decode raises ``SourceDamaged``.
 
-    A crop of a JPEG-tiled TIFF level is decoded from the stored tiles it covers with
-    libjpeg-turbo (``tile_mosaic``); ``stored_tiles=False`` makes libvips decode it, as every
-    other source is (the benchmark and the pixel tests compare the two).
+    With ``grid``, the stored-tile grid of ``plan.level`` (the one the source registry indexed
+    for ``version``: one grid per source version, not read again here), a crop of a JPEG-tiled
+    TIFF level is decoded from the stored tiles it covers with libjpeg-turbo (``tile_mosaic``);
+    without it libvips decodes it, as every other source is (the benchmark and the pixel tests
+    compare the two).
 
     An object (``ObjectPath``) is read through the block cache; a JPEG 2000 object as a whole
     local copy (OpenJPEG reads named files). Its bytes are the version's by construction (every
@@ -68,7 +70,7 @@ def render(
     if isinstance(path, ObjectPath) and fmt is SourceFormat.JP2:
         source, version = block_cache.local_copy_of(path), None
     try:
-        body = _render(source, fmt, plan, options, version, openers, stored_tiles)
+        body = _render(source, fmt, plan, options, version, openers, grid)
         if any(opener.error is not None for opener in openers):
             # A read failed and libvips carried on: whatever it made is not served.
             raise pyvips.Error("a read of the object failed")
@@ -95,7 +97,7 @@ def _render(
     options: EncodeOptions,
     version: SourceVersion | None,
     openers: list[ObjectOpener],
-    stored_tiles: bool = True,
+    grid: TileGrid | None = None,
 ) -> bytes:
     if isinstance(path, ObjectPath):
         image, opener = open_object_level_cached(path, fmt, plan.level)
@@ -103,7 +105,11 @@ def _render(
         image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
     elif fmt is SourceFormat.JP2:
         image = jp2_crop(path, plan, version)
-    elif stored_tiles and fmt is SourceFormat.TIFF and (image := _from_stored_tiles(path, plan, version)) is not None:
+    elif (
+        grid is not None
+        and fmt is SourceFormat.TIFF
+        and (image := _from_stored_tiles(path, plan, version, grid)) is not None
+    ):
         pass  # already the output size, in 8-bit sRGB or gray: the steps below leave it as it is
     else:
         # With a version (the server): reuse this thread's opened level, checked against the version.
@@ -121,7 +127,7 @@ def _render(
     return _encode(image, plan, options)
 
 
-def _from_stored_tiles(path: Path, plan: Plan, version: SourceVersion | None) -> Any | None:
+def _from_stored_tiles(path: Path, plan: Plan, version: SourceVersion | None, grid: TileGrid) -> Any | None:
     """The plan's crop resized to its output size, from the stored JPEG tiles it covers decoded
     by libjpeg-turbo (``tile_mosaic``), or None: render from libvips' decode of the level.
 
@@ -131,8 +137,7 @@ def _from_stored_tiles(path: Path, plan: Plan, version: SourceVersion | None) ->
     """
     if plan.source_has_icc or plan.source_has_alpha or not tile_mosaic.scales():
         return None
-    grid = tile_mosaic.grid_of(path, version, plan.level)
-    if grid is None or (grid.components == 1) != (plan.source_colour is Colour.GRAY):
+    if (grid.components == 1) != (plan.source_colour is Colour.GRAY):
         return None
     scale = tile_mosaic.scale_for(grid, plan.crop, plan.width, plan.height)
     try:

@@ -30,7 +30,7 @@ from iiifserver.config import Settings
 from iiifserver.errors import ServiceUnavailable, SourceChanged, SourceDamaged
 from iiifserver.image import canonical, planner, tile_codec
 from iiifserver.image.object_store import ObjectPath
-from iiifserver.image.passthrough import TileRef, stored_tile_for
+from iiifserver.image.passthrough import TileRef, level_grid, stored_tile_for
 from iiifserver.image.request import ApiVersion, ImageRequest
 from iiifserver.image.source_info import SourceFormat, SourceVersion
 from iiifserver.image.source_registry import KnownSource, ProbeFn, SourceRegistry, TileIndexFn
@@ -49,7 +49,9 @@ RENDER_TIMEOUT_RETRY_AFTER = 5
 # Where a response body came from: the memory tier, a stored tile, the disk tier, the shared tier
 # (another instance rendered it), a render.
 Origin = Literal["memory", "passthrough", "disk", "shared", "render"]
-RenderFn = Callable[[Path | ObjectPath, SourceFormat, planner.Plan, SourceVersion], bytes]
+# The last argument is the stored-tile grid of the plan's level, from the registry's index of
+# this version (None: none), so a render decodes stored tiles without reading the directories again.
+RenderFn = Callable[[Path | ObjectPath, SourceFormat, planner.Plan, SourceVersion, TileGrid | None], bytes]
 # tile, open descriptor (-1: none, an object)
 TileReadFn = Callable[[Path | ObjectPath, SourceVersion, TileGrid, int], tuple[bytes, int]]
 
@@ -186,7 +188,7 @@ class ImageService:
             key=known.keys.key(canonical_v3, self._render_tag + tier if tier else self._render_tag),
             passthrough=(
                 stored_tile_for(known.stored, known.info.levels, plan, edges=self._edge_crops, stretch=self._edge_crops)
-                if known.stored is not None
+                if known.stored is not None and self.settings.tile_passthrough
                 else None
             ),
         )
@@ -365,7 +367,9 @@ class ImageService:
             if found is not None:
                 return found
         try:
-            body = self._ops.render(file.path, prepared.source.info.format, prepared.plan, file.version)
+            stored, info = prepared.source.stored, prepared.source.info
+            grid = level_grid(stored, info.levels, prepared.plan.level) if stored is not None else None
+            body = self._ops.render(file.path, info.format, prepared.plan, file.version, grid)
         except SourceDamaged:
             # The renderer opens the file by name: one replaced since its stat is another image, and
             # what fails on it is a change (503, retry), not damage.

@@ -3,8 +3,8 @@
 Owns: decoding only the stored tiles a crop covers (libjpeg-turbo, optionally with its DCT
 scaling k/8) into one array cut exactly to the crop; choosing that scale (``scale_for``); the
 per-process memory of decoded tiles (``DecodedTiles``, bounded in bytes, keyed by source
-version); and the bounded per-process map of pyramid levels to their stored-tile grids
-(``grid_of``, read with ``tiff_directory``).
+version). The grid of a level is the source registry's (``render`` is handed it): one per source
+version, not read again here.
 Must not know: pyvips (the renderer resamples and encodes what it is given), plans beyond a crop
 box and an output size, HTTP, the tile cache of responses.
 
@@ -36,19 +36,13 @@ import numpy.typing as npt
 from iiifserver.errors import SourceChanged
 from iiifserver.image import tile_codec
 from iiifserver.image.planner import Box
-from iiifserver.image.source_info import Level, SourceVersion
-from iiifserver.image.tiff_directory import read_tile_index_from
+from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.tile_files import open_checked, read_stored_tile
 from iiifserver.image.tile_grid import TileGrid
 
 # A mosaic larger than this (decoded, at its scale) is left to libvips, which streams: one
 # array of the whole decode would make a big download hold hundreds of megabytes at once.
 MAX_MOSAIC_PIXELS = 4 * 1024 * 1024
-
-# Grids kept per process ((path, version, page, subifd) -> TileGrid | None), bounded by their
-# tile offset and byte count arrays: 8 bytes a tile (14 kB for a 12000 x 9000 level, 120 kB for
-# one of a gigapixel).
-_GRIDS_BYTES = 8 * 1024 * 1024
 
 
 class MosaicError(ValueError):
@@ -261,44 +255,3 @@ class DecodedTiles:
 
 DEFAULT_DECODED_BYTES = 64 * 1024 * 1024
 decoded_tiles = DecodedTiles(DEFAULT_DECODED_BYTES)
-
-
-_grids: OrderedDict[tuple[str, SourceVersion | None, int, int], TileGrid | None] = OrderedDict()
-_grids_bytes = 0
-_grids_lock = threading.Lock()
-
-
-def grid_of(path: Path, version: SourceVersion | None, level: Level) -> TileGrid | None:
-    """The stored-tile grid of ``level`` of ``path`` (None: not JPEG tiles we can decode), kept
-    per source version. Without a version nothing is kept (the file may change under its name)."""
-    key = (str(path), version, level.page, level.subifd)
-    if version is not None:
-        with _grids_lock:
-            if key in _grids:
-                _grids.move_to_end(key)
-                return _grids[key]
-    try:
-        # Read through a descriptor checked against the version: a grid is never filed under
-        # another version's key.
-        fd = open_checked(path, version) if version is not None else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            grid = read_tile_index_from(functools.partial(os.pread, fd), os.fstat(fd).st_size, [level]).levels[0]
-        finally:
-            os.close(fd)
-    except (OSError, ValueError):
-        grid = None
-    if version is not None:
-        global _grids_bytes
-        with _grids_lock:
-            if key not in _grids:
-                _grids[key] = grid
-                _grids_bytes += _grid_bytes(grid)
-                while _grids_bytes > _GRIDS_BYTES and len(_grids) > 1:
-                    _grids_bytes -= _grid_bytes(_grids.popitem(last=False)[1])
-    return grid
-
-
-def _grid_bytes(grid: TileGrid | None) -> int:
-    if grid is None:
-        return 64
-    return 256 + len(grid.header) + sum(a.itemsize * len(a) for a in (grid.offsets, grid.bytecounts))

@@ -21,6 +21,7 @@ from iiifserver.image.planner import Plan
 from iiifserver.image.request import ImageRequest, parse_tile_request
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_info import SourceFormat, SourceVersion
+from iiifserver.image.tile_grid import TileGrid
 from tests.image.conftest import make_service
 
 
@@ -71,7 +72,9 @@ class GatedRender:
         self.calls: list[str] = []
         self.running = threading.Semaphore(0)  # released once per render that started
 
-    def __call__(self, path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
+    def __call__(
+        self, path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion, grid: TileGrid | None = None
+    ) -> bytes:
         self.calls.append(f"{path.name} {plan.crop}")
         self.running.release()
         gate = self.gates.get(path.name)

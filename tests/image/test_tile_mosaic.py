@@ -1,8 +1,9 @@
 """Regions and thumbnails from stored JPEG tiles (``tile_mosaic``) against libvips' render.
 
 Each request is planned as the server plans it and rendered twice by ``render.render``: with
-the stored tiles decoded by libjpeg-turbo (the default) and with ``stored_tiles=False`` (libvips
-decodes the level through libtiff, the path every render took before). Outputs are lossless
+the stored tiles decoded by libjpeg-turbo (given the level's grid, as the service gives the
+source registry's) and without it (libvips decodes the level through libtiff, the path every
+render took before). Outputs are lossless
 (PNG) so that only the decode and the resample are compared; dimensions must match exactly.
 
 Bounds, in levels out of 255, measured with libjpeg-turbo 2.1 and libvips 8.18:
@@ -23,6 +24,7 @@ Bounds, in levels out of 255, measured with libjpeg-turbo 2.1 and libvips 8.18:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import os
@@ -35,12 +37,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from iiifserver import asgi_call
+from iiifserver.app import create_app
+from iiifserver.config import Settings
 from iiifserver.errors import BadRequest, SourceChanged, SourceDamaged
 from iiifserver.image import tile_mosaic
+from iiifserver.image.passthrough import level_grid
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
-from iiifserver.image.source_info import SourceVersion
+from iiifserver.image.source_info import Level, SourceFormat, SourceVersion
 from iiifserver.image.tile_files import read_stored_tile
+from iiifserver.image.tile_grid import TileGrid
 from iiifserver.image.tile_mosaic import DecodedTiles, MosaicError, assemble, scale_for
 from tests.image.pyramids import Pyramid, open_fd, plan_for
 
@@ -54,10 +61,15 @@ def _pixels(body: bytes) -> np.ndarray:
         return np.asarray(image).astype(np.int16)
 
 
+def _grid(pyramid: Pyramid, plan: Plan) -> TileGrid | None:
+    """The grid of the plan's level in the pyramid's index: what the service hands the renderer."""
+    return level_grid(pyramid.stored, pyramid.info.levels, plan.level)
+
+
 def _both(pyramid: Pyramid, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     version = SourceVersion.of(pyramid.path.stat())
-    new = render(pyramid.path, pyramid.info.format, plan, OPTIONS, version)
-    old = render(pyramid.path, pyramid.info.format, plan, OPTIONS, version, stored_tiles=False)
+    new = render(pyramid.path, pyramid.info.format, plan, OPTIONS, version, _grid(pyramid, plan))
+    old = render(pyramid.path, pyramid.info.format, plan, OPTIONS, version)
     return _pixels(new), _pixels(old)
 
 
@@ -105,7 +117,7 @@ def test_regions_and_thumbnails_match_libvips(name: str, request: pytest.Fixture
         assert new.shape == old.shape, url
         assert new.shape[:2] == (plan.height, plan.width), url
         diff = np.abs(new - old)
-        grid = tile_mosaic.grid_of(pyramid.path, None, plan.level)
+        grid = _grid(pyramid, plan)
         assert grid is not None
         scaled = scale_for(grid, plan.crop, plan.width, plan.height)
         if scaled == 8:
@@ -130,7 +142,7 @@ def test_dct_scaled_regions(q85_pages: Pyramid, grey_pages: Pyramid, odd_256: Py
             region = round(w * factor)
             url = f"{round(8 * factor)},{round(16 * factor)},{region},{region}/{out},/0/default.png"
             plan = plan_for(pyramid, url)
-            grid = tile_mosaic.grid_of(pyramid.path, None, plan.level)
+            grid = _grid(pyramid, plan)
             assert grid is not None
             k = scale_for(grid, plan.crop, plan.width, plan.height)
             seen.add(k)
@@ -148,7 +160,7 @@ def test_dct_scaled_regions(q85_pages: Pyramid, grey_pages: Pyramid, odd_256: Py
 
 
 def test_scale_for_only_exact_fast_scalings(q85_pages: Pyramid, odd_64: Pyramid) -> None:
-    grid = tile_mosaic.grid_of(q85_pages.path, None, q85_pages.info.levels[0])
+    grid = q85_pages.stored.levels[0]
     assert grid is not None
     # Scaled only to at least twice the output: lanczos3 then makes the output from it.
     assert scale_for(grid, Box(0, 0, 512, 512), 128, 128) == 4
@@ -161,7 +173,7 @@ def test_scale_for_only_exact_fast_scalings(q85_pages: Pyramid, odd_64: Pyramid)
     assert scale_for(grid, Box(0, 0, 510, 512), 64, 64) == 4
     assert scale_for(grid, Box(0, 0, 511, 512), 64, 64) == 8
     # The 8 x 8 blocks across the level's edge hold padding: never scaled (1279 = 8 * 159 + 7).
-    odd = tile_mosaic.grid_of(odd_64.path, None, odd_64.info.levels[0])
+    odd = odd_64.stored.levels[0]
     assert odd is not None
     assert odd.width == 1279
     assert scale_for(odd, Box(1208, 0, 64, 64), 16, 16) == 4  # ends at 1272, the last whole block
@@ -171,7 +183,7 @@ def test_scale_for_only_exact_fast_scalings(q85_pages: Pyramid, odd_64: Pyramid)
 def test_mosaic_is_exactly_the_crop(q85_pages: Pyramid) -> None:
     """Tiles across a tile corner, cut exactly: the same pixels as libvips' crop of the level."""
     level = q85_pages.info.levels[0]
-    grid = tile_mosaic.grid_of(q85_pages.path, None, level)
+    grid = q85_pages.stored.levels[0]
     assert grid is not None
     crop = Box(200, 230, 100, 60)  # four tiles
     mosaic = tile_mosaic.from_file(q85_pages.path, None, grid, crop, 8)
@@ -188,7 +200,7 @@ def test_mosaic_is_exactly_the_crop(q85_pages: Pyramid) -> None:
 
 
 def test_large_crops_are_left_to_libvips(q85_pages: Pyramid) -> None:
-    grid = tile_mosaic.grid_of(q85_pages.path, None, q85_pages.info.levels[0])
+    grid = q85_pages.stored.levels[0]
     assert grid is not None
     assert tile_mosaic.from_file(q85_pages.path, None, grid, Box(0, 0, 3000, 2000), 8) is None  # 6 MP > 4 MP
 
@@ -199,9 +211,9 @@ def test_icc_and_alpha_sources_keep_libvips(q85_pages: Pyramid, monkeypatch: pyt
     version = SourceVersion.of(q85_pages.path.stat())
     plan = plan_for(q85_pages, "100,100,500,500/300,/0/default.jpg")
     for changed in (dataclasses.replace(plan, source_has_icc=True), dataclasses.replace(plan, source_has_alpha=True)):
-        render(q85_pages.path, q85_pages.info.format, changed, OPTIONS, version)
+        render(q85_pages.path, q85_pages.info.format, changed, OPTIONS, version, _grid(q85_pages, plan))
     assert called == []
-    render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version)
+    render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
     assert len(called) == 1  # declined (None), then libvips rendered it
 
 
@@ -215,7 +227,9 @@ def test_other_sources_keep_libvips(rgb_pages: object, monkeypatch: pytest.Monke
     called: list[object] = []
     monkeypatch.setattr(tile_mosaic, "from_file", lambda *args: called.append(args))
     plan = plan_for(pyramid, "100,100,500,500/300,/0/default.png")
-    body = render(pyramid.path, pyramid.info.format, plan, OPTIONS, SourceVersion.of(pyramid.path.stat()))
+    body = render(
+        pyramid.path, pyramid.info.format, plan, OPTIONS, SourceVersion.of(pyramid.path.stat()), _grid(pyramid, plan)
+    )
     assert _pixels(body).shape[:2] == (300, 300)
     assert called == []
 
@@ -246,7 +260,8 @@ def test_a_damaged_tile_is_never_shown(q85_pages: Pyramid, tmp_path: Path, how: 
     outcomes = []
     for stored in (True, False):
         try:
-            outcomes.append(_pixels(render(path, q85_pages.info.format, plan, OPTIONS, version, stored_tiles=stored)))
+            grid = _grid(q85_pages, plan) if stored else None  # the copy's index is the original's
+            outcomes.append(_pixels(render(path, q85_pages.info.format, plan, OPTIONS, version, grid)))
         except SourceDamaged:
             outcomes.append(None)
     if outcomes[1] is None:
@@ -254,7 +269,7 @@ def test_a_damaged_tile_is_never_shown(q85_pages: Pyramid, tmp_path: Path, how: 
     else:
         assert outcomes[0] is not None
         assert np.array_equal(outcomes[0], outcomes[1])
-    grid = tile_mosaic.grid_of(path, version, plan.level)
+    grid = _grid(q85_pages, plan)
     assert grid is not None
     with pytest.raises(MosaicError):
         tile_mosaic.from_file(path, version, grid, plan.crop, 8)
@@ -269,20 +284,20 @@ def test_a_replaced_file_is_source_changed(q85_pages: Pyramid, tmp_path: Path) -
     shutil.copyfile(q85_pages.path, path)
     version = SourceVersion.of(path.stat())
     plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.jpg")
-    render(path, q85_pages.info.format, plan, OPTIONS, version)
+    render(path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
     replacement = tmp_path / "new.tif"
     shutil.copyfile(q85_pages.path, replacement)
     os.replace(replacement, path)
     with pytest.raises(SourceChanged):
-        render(path, q85_pages.info.format, plan, OPTIONS, version)
+        render(path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
 
 
 def test_decoded_tiles_are_reused_and_bounded(q85_pages: Pyramid) -> None:
     version = SourceVersion.of(q85_pages.path.stat())
     plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.jpg")
-    first = render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version)
+    first = render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
     misses, hits = tile_mosaic.decoded_tiles.misses, tile_mosaic.decoded_tiles.hits
-    assert render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version) == first
+    assert render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan)) == first
     assert tile_mosaic.decoded_tiles.misses == misses
     assert tile_mosaic.decoded_tiles.hits == hits + 4
 
@@ -299,7 +314,7 @@ def test_decoded_tiles_are_reused_and_bounded(q85_pages: Pyramid) -> None:
 
 def test_render_without_version_keeps_nothing(q85_pages: Pyramid) -> None:
     plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.jpg")
-    render(q85_pages.path, q85_pages.info.format, plan, OPTIONS)
+    render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, None, _grid(q85_pages, plan))
     assert tile_mosaic.decoded_tiles.nbytes == 0
 
 
@@ -346,24 +361,41 @@ def test_a_file_rewritten_in_place_during_the_reads_is_source_changed(
 
     monkeypatch.setattr(tile_mosaic, "read_stored_tile", read_then_write)
     with pytest.raises(SourceChanged):
-        render(path, q85_pages.info.format, plan, OPTIONS, version)
+        render(path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
     assert len(reads) >= 2  # the tiles after the write were read, decoded and then dropped
     assert tile_mosaic.decoded_tiles.nbytes == 0
 
 
-def test_grids_are_kept_per_version_and_bounded(
-    q85_pages: Pyramid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("passthrough", [True, False])
+def test_the_service_hands_the_registrys_grid_to_the_renderer(
+    q85_pages: Pyramid, tmp_path: Path, passthrough: bool
 ) -> None:
-    version = SourceVersion.of(q85_pages.path.stat())
-    level = q85_pages.info.levels[0]
-    kept = tile_mosaic.grid_of(q85_pages.path, version, level)
-    assert kept is not None
-    assert kept == q85_pages.stored.levels[0]
-    assert tile_mosaic.grid_of(q85_pages.path, version, level) is kept  # not read again
-    other = tmp_path / "other.tif"
-    shutil.copyfile(q85_pages.path, other)
-    with pytest.raises(SourceChanged):  # a version the file is not: never read, never kept
-        tile_mosaic.grid_of(other, version, level)
-    monkeypatch.setattr(tile_mosaic, "_GRIDS_BYTES", 1)
-    tile_mosaic.grid_of(other, SourceVersion.of(other.stat()), level)
-    assert list(tile_mosaic._grids) == [(str(other), SourceVersion.of(other.stat()), level.page, level.subifd)]
+    """One grid per source version: a region's render gets the grid the source registry indexed
+    (the same object), with or without passthrough, and decodes the stored tiles with it."""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copyfile(q85_pages.path, images / "pic.tif")
+    settings = Settings(images=images, cache=tmp_path / "cache", disk_cache_mb=0, tile_passthrough=passthrough)
+    app = create_app(settings)
+    service = app.state.image_service
+    real = service._ops.render
+    seen: list[tuple[Level, TileGrid | None]] = []
+
+    def spy(path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion, grid: TileGrid | None) -> bytes:
+        seen.append((plan.level, grid))
+        body: bytes = real(path, fmt, plan, version, grid)
+        return body
+
+    service._ops = dataclasses.replace(service._ops, render=spy)
+    misses = tile_mosaic.decoded_tiles.misses
+    status, _, body = asyncio.run(asgi_call.call(app, "/iiif/3/pic/10,10,600,300/200,/0/default.png"))
+    assert status == 200
+    assert _pixels(body).shape[:2] == (100, 200)
+    known = service.find_if_known("pic")
+    assert known is not None
+    assert known.stored is not None
+    [(level, grid)] = seen
+    assert grid is not None
+    assert grid is known.stored.levels[known.info.levels.index(level)]
+    assert tile_mosaic.decoded_tiles.misses > misses  # decoded from the stored tiles with it
+    service.close()

@@ -17,6 +17,7 @@ from iiifserver.config import Settings
 from iiifserver.image.planner import Plan
 from iiifserver.image.service import ImageService
 from iiifserver.image.source_info import SourceFormat, SourceVersion
+from iiifserver.image.tile_grid import TileGrid
 
 
 def make_app(tmp_path: Path, **settings: Any) -> tuple[Any, ImageService]:
@@ -37,7 +38,9 @@ class Gate:
         self.open = threading.Event()
         self.crops: list[tuple[int, int]] = []
 
-    def __call__(self, path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion) -> bytes:
+    def __call__(
+        self, path: Path, fmt: SourceFormat, plan: Plan, version: SourceVersion, grid: TileGrid | None = None
+    ) -> bytes:
         self.crops.append((plan.crop.x, plan.crop.y))
         assert self.open.wait(10)
         return b"rendered"
