@@ -123,8 +123,9 @@ class _Library:
         self.scaling_factors = frozenset((pairs[i][0], pairs[i][1]) for i in range(count.value))
 
 
-class _Handles(threading.local):
-    """One thread's libjpeg instances and encoder output buffer, made when first needed and kept."""
+class _Handles:
+    """One thread's libjpeg instances and encoder output buffer, made when first needed and kept
+    until the thread ends (its ``threading.local`` entry is dropped, and this with it)."""
 
     def __init__(self) -> None:
         self.decompress: int | None = None
@@ -132,14 +133,23 @@ class _Handles(threading.local):
         self.transform: int | None = None
         self.out = ctypes.create_string_buffer(0)
 
-    def __del__(self) -> None:  # the thread ended
+    def __del__(self) -> None:
         lib = _library()
         for handle in (self.decompress, self.compress, self.transform):
             if lib is not None and handle:
                 lib.destroy(handle)
 
 
-_handles = _Handles()
+_local = threading.local()
+
+
+def _mine() -> _Handles:
+    """This thread's ``_Handles``."""
+    try:
+        handles: _Handles = _local.handles
+    except AttributeError:
+        handles = _local.handles = _Handles()
+    return handles
 
 
 def available() -> bool:
@@ -186,9 +196,10 @@ def decode(jpeg: bytes, *, gray: bool, scale: tuple[int, int] = (1, 1)) -> npt.N
     lib = _library()
     if lib is None:
         raise TurboError("libturbojpeg is not installed")
-    handle = _handles.decompress
+    mine = _mine()
+    handle = mine.decompress
     if handle is None:
-        handle = _handles.decompress = lib.init_decompress()
+        handle = mine.decompress = lib.init_decompress()
         if not handle:
             raise TurboError("tjInitDecompress failed")
     width, height, sampling, colorspace = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
@@ -210,9 +221,10 @@ def encode(pixels: npt.NDArray[np.uint8], *, quality: int, subsampling: int, fla
     lib = _library()
     if lib is None:
         raise TurboError("libturbojpeg is not installed")
-    handle = _handles.compress
+    mine = _mine()
+    handle = mine.compress
     if handle is None:
-        handle = _handles.compress = lib.init_compress()
+        handle = mine.compress = lib.init_compress()
         if not handle:
             raise TurboError("tjInitCompress failed")
     height, width, channels = pixels.shape
@@ -221,10 +233,10 @@ def encode(pixels: npt.NDArray[np.uint8], *, quality: int, subsampling: int, fla
     # Into this thread's buffer, large enough for any JPEG of this size (tjBufSize): no
     # allocation per call (a new buffer of this size is fresh pages to fault in every time).
     need = lib.buffer_size(width, height, _TJSAMP_444 if channels == 3 else _TJSAMP_GRAY)
-    if len(_handles.out) < need:
-        _handles.out = ctypes.create_string_buffer(need)
-    buffer = _P(ctypes.addressof(_handles.out))
-    size = ctypes.c_ulong(len(_handles.out))
+    if len(mine.out) < need:
+        mine.out = ctypes.create_string_buffer(need)
+    buffer = _P(ctypes.addressof(mine.out))
+    size = ctypes.c_ulong(len(mine.out))
     pixel_format = _TJPF_GRAY if channels == 1 else _TJPF_RGB
     status = lib.compress(
         handle, pixels.ctypes.data, width, pixels.strides[0], height, pixel_format,
@@ -249,9 +261,10 @@ def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
     lib = _library()
     if lib is None:
         return None
-    handle = _handles.transform
+    mine = _mine()
+    handle = mine.transform
     if handle is None:
-        handle = _handles.transform = lib.init_transform()
+        handle = mine.transform = lib.init_transform()
         if not handle:
             return None
     transform = _Transform(_Region(0, 0, width, height), _TJXOP_NONE, _TJXOPT_CROP)

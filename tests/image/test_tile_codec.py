@@ -12,7 +12,9 @@ same pixels).
 
 from __future__ import annotations
 
+import gc
 import io
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -361,3 +363,26 @@ def test_damaged_tiles_are_not_cut_and_not_decoded() -> None:
     assert _decode(cut).shape == (100, 200, 3)
     # The decode is libvips' (the same libjpeg-turbo, accurate IDCT, fancy upsampling).
     assert np.array_equal(tile_codec.decode(tile, gray=False), pyvips.Image.jpegload_buffer(tile).numpy())
+
+
+@needs_turbo
+def test_a_threads_libjpeg_instances_end_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept per thread, not per call, and destroyed when the thread ends (no leak per thread)."""
+    lib = tile_codec._library()
+    assert lib is not None
+    made, destroyed = [], []
+    init, destroy = lib.init_decompress, lib.destroy
+    monkeypatch.setattr(lib, "init_decompress", lambda: made.append(init()) or made[-1])
+    monkeypatch.setattr(lib, "destroy", lambda handle: destroyed.append(handle) or destroy(handle))
+    tile = _jpeg(_picture(64, 64))
+
+    def decode_twice() -> None:
+        tile_codec.decode(tile, gray=False)
+        tile_codec.decode(tile, gray=False)
+
+    worker = threading.Thread(target=decode_twice)
+    worker.start()
+    worker.join()
+    gc.collect()
+    assert len(made) == 1  # one instance for both decodes
+    assert destroyed == made
