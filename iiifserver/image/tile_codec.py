@@ -134,7 +134,10 @@ class _Handles:
         self.out = ctypes.create_string_buffer(0)
 
     def __del__(self) -> None:
-        lib = _library()
+        try:
+            lib = _library()
+        except Exception:  # interpreter shutdown: this module may already be torn down
+            return
         for handle in (self.decompress, self.compress, self.transform):
             if lib is not None and handle:
                 lib.destroy(handle)
