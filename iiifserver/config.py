@@ -148,7 +148,7 @@ class Settings:
         "worker may keep this times (tile_threads + heavy_threads).",
     )
     decoded_tiles_mb: int = _setting(
-        64,
+        32,
         "Stored JPEG tiles, decoded, in MB, each worker keeps for the regions and thumbnails rendered "
         "from them (shared by its render threads; neighbouring regions decode many of the same tiles). "
         "0: none kept.",
@@ -197,7 +197,7 @@ class Settings:
         "Send a stored JPEG tile as it is when a request is exactly that tile (no decode, no encode; "
         "the tile keeps its stored quality).",
     )
-    memory_cache_mb: int = _setting(128, "Tile cache in memory, per worker process, in MiB (0: off).")
+    memory_cache_mb: int = _setting(64, "Tile cache in memory, per worker process, in MiB (0: off).")
     disk_cache_mb: int = _setting(
         4096, "Tile cache on disk under the cache folder, shared by the workers, in MiB (0: off)."
     )

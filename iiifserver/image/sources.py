@@ -59,6 +59,10 @@ def cache_names(identifier: str) -> list[str]:
     return names + [identifier + ext for ext in EXTENSIONS]
 
 
+# What a failed lookup of a candidate name means "no such image" for (anything else is raised).
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES)
+
+
 class Source(Protocol):
     def resolve(self, identifier: str) -> SourceFile: ...
 
@@ -117,10 +121,24 @@ class FilesystemSource:
 
     def _stat_inside_root(self, relative: str) -> tuple[Path, os.stat_result] | None:
         candidate = os.path.join(self.root, relative)
+        if "/" not in relative:
+            # A name right under the (real) root that is no symlink is its own real path: one lstat
+            # instead of realpath's walk over every component of the root (a system call each, and
+            # under load each waits for the GIL again). Symlinks still go through realpath below.
+            try:
+                st = os.lstat(candidate)
+            except OSError as exc:
+                if exc.errno in _ABSENT:
+                    return None
+                raise
+            if stat.S_ISREG(st.st_mode):
+                return Path(candidate), st
+            if not stat.S_ISLNK(st.st_mode):
+                return None  # folders, FIFOs (opening one blocks), devices, sockets
         try:
             real = os.path.realpath(candidate, strict=True)
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES):
+            if exc.errno in _ABSENT:
                 return None
             raise
         if os.path.commonpath((self.root, real)) != str(self.root):

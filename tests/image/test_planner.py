@@ -1223,8 +1223,9 @@ STRIP_40MP = untiled(7300, 5480)  # a single-strip scan under plain_max_pixels (
         (BIG, "0,0,4096,4096/1000,/0/default.jpg", 1024 * 1024, False),  # at level 2
         (source(12000, 9000), "0,0,4096,4096/1000,/0/default.jpg", 4096 * 4096, True),  # no level to read
         (source(12000, 9000), "0,0,2048,2048/1000,/0/default.jpg", 2048 * 2048, False),  # 4 MP exactly
-        # a large output, however cheap to decode
-        (BIG, "full/1200,/0/default.jpg", 1500 * 1125, True),
+        # a large output, however cheap to decode (an upscale: the output is over 4 MP)
+        (BIG, "full/1200,/0/default.jpg", 1500 * 1125, False),
+        (BIG, "0,0,1000,1000/^2100,/0/default.jpg", 1024 * 1024, True),
         # a free rotation: heavy whatever its size
         (BIG, "0,0,256,256/256,/22.5/default.jpg", 256 * 256, True),
         (BIG, "0,0,256,256/256,/!90/default.jpg", 256 * 256, False),

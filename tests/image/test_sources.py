@@ -185,3 +185,40 @@ def test_raise_if_changed_is_a_retryable_503_that_names_no_path(tmp_path: Path) 
     path.unlink()
     with pytest.raises(SourceChanged):
         raise_if_changed(path, version)
+
+
+def test_a_plain_file_under_the_root_resolves_with_one_lstat_and_links_still_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "pic.tif").write_bytes(b"II*\x00")
+    (root / "sub" / "deep.tif").write_bytes(b"II*\x00deep")
+    (outside / "secret.tif").write_bytes(b"II*\x00secret")
+    (root / "inside-link.tif").symlink_to(root / "pic.tif")
+    (root / "escape.tif").symlink_to(outside / "secret.tif")
+    (root / "folder.tif").mkdir()
+    os.mkfifo(root / "fifo.tif")
+    source = FilesystemSource(root)
+    walks: list[str] = []
+    real_realpath = os.path.realpath
+
+    def counting_realpath(path: str, *args: object, **kwargs: object) -> str:
+        walks.append(os.path.basename(path))
+        return real_realpath(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os.path, "realpath", counting_realpath)
+    plain = source.resolve("pic.tif")
+    assert plain.path == root / "pic.tif"
+    assert plain.version.size == 4
+    assert walks == []  # one lstat, no walk over the root's components
+    assert source.resolve("pic").path == root / "pic.tif"  # the extension added: also a plain name
+    assert walks == []
+    # a symlink is followed (and kept inside the root), a nested name walks as before
+    assert source.resolve("inside-link.tif").path == root / "pic.tif"
+    assert source.resolve("sub/deep.tif").path == root / "sub" / "deep.tif"
+    assert walks == ["inside-link.tif", "deep.tif"]
+    for refused in ("escape.tif", "folder.tif", "fifo.tif", "missing.tif"):
+        with pytest.raises(NotFound):
+            source.resolve(refused)
