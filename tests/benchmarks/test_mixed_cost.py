@@ -67,3 +67,13 @@ def test_read_once_reads_each_named_file_once_and_skips_missing_ones(tmp_path: P
     (tmp_path / "a.tif").write_bytes(b"x" * 1000)
     (tmp_path / "b.tif").write_bytes(b"y" * 10)
     assert img.read_once(tmp_path, ["a.tif", "b.tif", "a.tif", "gone.tif"]) == 1010
+
+
+def test_kind_latency_summary_names_the_kinds_of_the_slowest_one_percent() -> None:
+    from benchmarks.harness import kind_latency
+
+    latencies = {"viewer": [1.0] * 990, "download_max": [500.0] * 5, "region": [50.0] * 5}
+    assert kind_latency.quantile([3.0, 1.0, 2.0], 0.5) == 2.0
+    text = kind_latency.summary(latencies)
+    assert "all: 1000 requests, p50 1.0 ms, p99 50.0 ms" in text
+    assert "slowest 1 % by kind: {'download_max': 5, 'region': 5}" in text
