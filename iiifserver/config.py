@@ -134,7 +134,7 @@ class Settings:
         4_000_000_000, "Largest source (width x height) accepted at all; guards against crafted headers."
     )
     tile_threads: int = _setting(0, "Threads rendering tile-sized requests (0: four per core).")
-    heavy_threads: int = _setting(1, "Threads rendering large requests, so they cannot starve tiles.")
+    heavy_threads: int = _setting(2, "Threads rendering large requests, so they cannot starve tiles.")
     render_nice: int = _setting(
         10,
         "Nice value added to the render threads (tile and heavy lanes, and the libvips workers they "
