@@ -196,6 +196,25 @@ def _report(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def trees_to_run(baseline_commit: str | None, scratch: Path) -> dict[str, list[Path]]:
+    """label -> the import path of each code version to measure: the baseline commit's (its
+    ``iiifserver/`` from ``git archive`` into ``scratch``, first on the path; ``benchmarks/`` from
+    this tree) when one is named, then this tree."""
+    trees: dict[str, list[Path]] = {}
+    if baseline_commit:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", baseline_commit],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        tree = scratch / "baseline"
+        tree.mkdir()
+        trees[f"baseline {commit}"] = [_baseline_tree(baseline_commit, tree), REPO]
+    trees[f"this tree ({results.git_commit()}{'+' if _dirty() else ''})"] = [REPO]
+    return trees
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="big", choices=sorted(bench_images.SIZES))
@@ -223,19 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.first_open", *_without_paths(argv if argv is not None else sys.argv[1:])])
     runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="first-open-") as scratch:
-        trees: dict[str, list[Path]] = {}
-        if args.baseline_commit:
-            commit = subprocess.run(
-                ["git", "-C", str(REPO), "rev-parse", "--short", args.baseline_commit],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            # the baseline's iiifserver/ first on the path; benchmarks/ from this tree
-            tree = Path(scratch) / "baseline"
-            tree.mkdir()
-            trees[f"baseline {commit}"] = [_baseline_tree(args.baseline_commit, tree), REPO]
-        trees[f"this tree ({results.git_commit()}{'+' if _dirty() else ''})"] = [REPO]
+        trees = trees_to_run(args.baseline_commit, Path(scratch))
         for repeat in range(args.repeats):
             for label, path in trees.items():
                 run = _run_child(path, image_dir, names, args.restart, cwd=Path(scratch))

@@ -218,18 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = first_open._without_paths(argv if argv is not None else sys.argv[1:])
     runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="mixed-cost-") as scratch:
-        trees: dict[str, list[Path]] = {}
-        if args.baseline_commit:
-            commit = subprocess.run(
-                ["git", "-C", str(REPO), "rev-parse", "--short", args.baseline_commit],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            tree = Path(scratch) / "baseline"
-            tree.mkdir()
-            trees[f"baseline {commit}"] = [first_open._baseline_tree(args.baseline_commit, tree), REPO]
-        trees[f"this tree ({results.git_commit()}{'+' if first_open._dirty() else ''})"] = [REPO]
+        trees = first_open.trees_to_run(args.baseline_commit, Path(scratch))
         for repeat in range(args.repeats):
             for label, path in trees.items():
                 run = _run_child(path, args, cwd=Path(scratch))

@@ -155,6 +155,17 @@ def _mine() -> _Handles:
     return handles
 
 
+def _handle(lib: _Library, kind: str) -> int | None:
+    """This thread's libjpeg instance of ``kind`` (decompress, compress or transform), made on
+    first use; None if libturbojpeg could not make one."""
+    mine = _mine()
+    handle: int | None = getattr(mine, kind)
+    if handle is None:
+        handle = getattr(lib, f"init_{kind}")() or None
+        setattr(mine, kind, handle)
+    return handle
+
+
 def available() -> bool:
     return _library() is not None
 
@@ -199,12 +210,9 @@ def decode(jpeg: bytes, *, gray: bool, scale: tuple[int, int] = (1, 1)) -> npt.N
     lib = _library()
     if lib is None:
         raise TurboError("libturbojpeg is not installed")
-    mine = _mine()
-    handle = mine.decompress
+    handle = _handle(lib, "decompress")
     if handle is None:
-        handle = mine.decompress = lib.init_decompress()
-        if not handle:
-            raise TurboError("tjInitDecompress failed")
+        raise TurboError("tjInitDecompress failed")
     width, height, sampling, colorspace = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
     refs = (ctypes.byref(width), ctypes.byref(height), ctypes.byref(sampling), ctypes.byref(colorspace))
     if lib.header(handle, jpeg, len(jpeg), *refs) != 0:
@@ -224,12 +232,10 @@ def encode(pixels: npt.NDArray[np.uint8], *, quality: int, subsampling: int, fla
     lib = _library()
     if lib is None:
         raise TurboError("libturbojpeg is not installed")
-    mine = _mine()
-    handle = mine.compress
+    handle = _handle(lib, "compress")
     if handle is None:
-        handle = mine.compress = lib.init_compress()
-        if not handle:
-            raise TurboError("tjInitCompress failed")
+        raise TurboError("tjInitCompress failed")
+    mine = _mine()
     height, width, channels = pixels.shape
     if pixels.strides[1:] != (channels, 1):
         pixels = np.ascontiguousarray(pixels)
@@ -264,12 +270,9 @@ def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
     lib = _library()
     if lib is None:
         return None
-    mine = _mine()
-    handle = mine.transform
+    handle = _handle(lib, "transform")
     if handle is None:
-        handle = mine.transform = lib.init_transform()
-        if not handle:
-            return None
+        return None
     transform = _Transform(_Region(0, 0, width, height), _TJXOP_NONE, _TJXOPT_CROP)
     out, size = _P(), ctypes.c_ulong(0)
     status = lib.transform(
