@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
-from iiifserver import config
+from iiifserver import allocator, config
 from iiifserver.cache.disk import DiskCache
 from iiifserver.cache.memory import MemoryCache
 from iiifserver.cache.shared import SharedCache
@@ -533,6 +533,7 @@ async def _watch_purges(cache: TileCache) -> None:
 def worker_app() -> Starlette:
     """Factory for uvicorn's worker processes: the settings the ``serve`` command resolved."""
     settings = config.worker_settings()
+    allocator.limit_arenas(settings.malloc_arenas)  # before the lanes start their threads
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     # Caches keep many long-lived objects; full collections walking them show up as tail

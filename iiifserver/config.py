@@ -153,6 +153,12 @@ class Settings:
         "from them (shared by its render threads; neighbouring regions decode many of the same tiles). "
         "0: none kept.",
     )
+    malloc_arenas: int = _setting(
+        2,
+        "glibc malloc arenas per worker process (mallopt M_ARENA_MAX), set when it starts: with one "
+        "arena per render thread, memory freed in one is not reused by another (measured: 2 arenas "
+        "held a quarter less memory at equal throughput). 0: the C library's default.",
+    )
     max_waiting: int = _setting(256, "Requests allowed to wait for a render thread before 503.")
     queue_timeout: float = _setting(15.0, "Seconds a request may wait for a render thread before 503.")
     render_timeout: float = _setting(
@@ -482,6 +488,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append("opened_levels_mb must be >= 0")
     if settings.decoded_tiles_mb < 0:
         problems.append("decoded_tiles_mb must be >= 0")
+    if settings.malloc_arenas < 0:
+        problems.append("malloc_arenas must be >= 0")
     if settings.admin_token and len(settings.admin_token) < 16:
         problems.append("admin_token must be at least 16 characters")
     if settings.collection_page_size < 1:
