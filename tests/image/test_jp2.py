@@ -25,7 +25,7 @@ import pytest
 import pyvips
 from PIL import Image
 
-from iiifserver.image import jp2
+from iiifserver.image import jp2, jp2_layout
 from iiifserver.image.probe import JP2_DEFAULT_TILE, probe_jp2
 from iiifserver.image.source_info import SourceFormat
 from tests.web.conftest import Http
@@ -484,8 +484,8 @@ def test_the_probe_and_the_decodes_walk_the_file_once(
     path = tmp_path / "once.jp2"
     shutil.copyfile(tiled_root / "lossy_tiled.jp2", path)
     walks: list[object] = []
-    real_read = jp2._read_layout
-    monkeypatch.setattr(jp2, "_read_layout", lambda *args: walks.append(args) or real_read(*args))
+    real_read = jp2_layout._read_layout
+    monkeypatch.setattr(jp2_layout, "_read_layout", lambda *args: walks.append(args) or real_read(*args))
     jp2.read_header(path)
     for area in ((0, 0, 256, 256), (300, 300, 700, 500)):
         jp2.decode(path, 0, area)
