@@ -20,7 +20,7 @@ import numpy as np
 import pyvips
 
 from iiifserver.errors import SourceChanged, SourceDamaged
-from iiifserver.image import block_cache, jp2, tile_mosaic
+from iiifserver.image import block_cache, jp2, tile_codec, tile_mosaic, tile_planes
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import (
@@ -99,18 +99,27 @@ def _render(
     openers: list[ObjectOpener],
     grid: TileGrid | None = None,
 ) -> bytes:
-    if isinstance(path, ObjectPath):
+    image = None
+    if isinstance(path, Path) and grid is not None and fmt is SourceFormat.TIFF:
+        plain = _plain_jpeg(plan, options, grid)
+        if plain is not None and (plan.width, plan.height) == (plan.crop.w, plan.crop.h):
+            body = _planes_jpeg(path, plan, version, grid, plain)
+            if body is not None:
+                return body
+        image = _from_stored_tiles(path, plan, version, grid)
+        if image is not None and plain is not None:
+            # libjpeg-turbo encodes the pixels as libvips' encoder would (the same library and
+            # settings), without building an encoding pipeline for them.
+            pixels = np.ndarray((plan.height, plan.width, image.bands), dtype=np.uint8, buffer=image.write_to_memory())
+            return tile_codec.encode_as(pixels, plain)
+    if image is not None:
+        pass  # already the output size, in 8-bit sRGB or gray: the steps below leave it as it is
+    elif isinstance(path, ObjectPath):
         image, opener = open_object_level_cached(path, fmt, plan.level)
         openers.append(opener)
         image = image.crop(plan.crop.x, plan.crop.y, plan.crop.w, plan.crop.h)
     elif fmt is SourceFormat.JP2:
         image = jp2_crop(path, plan, version)
-    elif (
-        grid is not None
-        and fmt is SourceFormat.TIFF
-        and (image := _from_stored_tiles(path, plan, version, grid)) is not None
-    ):
-        pass  # already the output size, in 8-bit sRGB or gray: the steps below leave it as it is
     else:
         # With a version (the server): reuse this thread's opened level, checked against the version.
         if version is not None:
@@ -125,6 +134,38 @@ def _render(
     image = _rotate(image, plan.degrees, plan.format)
     image = _apply_quality(image, plan.quality)
     return _encode(image, plan, options)
+
+
+def _plain_jpeg(plan: Plan, options: EncodeOptions, grid: TileGrid) -> tile_codec.Encoding | None:
+    """How to encode ``plan`` with libjpeg-turbo from the stored tiles' pixels, or None: not plain.
+
+    Plain: JPEG out, no rotation or mirror, the source's own colour (default or colour quality of
+    a colour source, default or gray of a gray one), no ICC profile or alpha: the pipeline below
+    would only resize and encode.
+    """
+    if plan.format is not Format.JPG or plan.degrees != 0 or plan.mirror or not tile_mosaic.scales():
+        return None
+    gray = plan.source_colour is Colour.GRAY
+    if plan.quality not in (Quality.DEFAULT, Quality.GRAY if gray else Quality.COLOR):
+        return None
+    if plan.source_has_icc or plan.source_has_alpha or (grid.components == 1) != gray:
+        return None
+    return tile_codec.Encoding(options.jpeg_quality, options.jpeg_chroma_subsampling)
+
+
+def _planes_jpeg(
+    path: Path, plan: Plan, version: SourceVersion | None, grid: TileGrid, encoding: tile_codec.Encoding
+) -> bytes | None:
+    """A plain JPEG request at its level's own size, from the tiles' Y, Cb, Cr planes as stored
+    (``tile_planes``: no colour conversion or chroma resampling), or None: decode to pixels."""
+    gray = grid.components == 1
+    try:
+        return tile_planes.crop_jpeg(
+            path, version, grid, plan.crop, quality=encoding.quality, sampling=encoding.subsampling(gray)
+        )
+    except tile_mosaic.MosaicError as exc:
+        log.info("stored tiles of %s not decodable to planes (%s); decoding to pixels", path, exc)
+        return None
 
 
 def _from_stored_tiles(path: Path, plan: Plan, version: SourceVersion | None, grid: TileGrid) -> Any | None:

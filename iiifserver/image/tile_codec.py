@@ -31,6 +31,10 @@ import numpy.typing as npt
 # TurboJPEG 2 API constants (turbojpeg.h).
 _TJPF_RGB, _TJPF_GRAY = 0, 6
 _TJSAMP_444, _TJSAMP_420, _TJSAMP_GRAY = 0, 2, 3
+_TJCS_YCBCR, _TJCS_GRAY = 1, 2
+# Chroma samples per luma sample, across and down, of the samplings ``decode_planes`` hands out.
+PLANE_SAMPLINGS: dict[int, tuple[int, int]] = {_TJSAMP_444: (1, 1), _TJSAMP_420: (2, 2)}
+SAMPLING_420, SAMPLING_444, SAMPLING_GRAY = _TJSAMP_420, _TJSAMP_444, _TJSAMP_GRAY
 # The encoder defaults to the fast, less accurate forward DCT; libvips' jpegsave uses the
 # accurate one, and a stretched tile should encode like a render.
 _TJFLAG_ACCURATEDCT = 4096
@@ -60,6 +64,10 @@ class Encoding:
 
 class TurboError(OSError):
     """libturbojpeg refused a stream, or warned about it (damaged data): nothing it made is used."""
+
+
+class NotPlanar(TurboError):
+    """A sound JPEG that ``decode_planes`` does not take: sampled or coloured otherwise."""
 
 
 class _Region(ctypes.Structure):
@@ -112,6 +120,13 @@ class _Library:
         self.transform = fn(
             "tjTransform", c_int, _P, _BYTES, c_ulong, c_int, ctypes.POINTER(_P), ctypes.POINTER(c_ulong),
             ctypes.POINTER(_Transform), c_int,
+        )  # fmt: skip
+        self.decompress_planes = fn(
+            "tjDecompressToYUVPlanes", c_int, _P, _BYTES, c_ulong, ctypes.POINTER(_P), c_int, _INT_P, c_int, c_int
+        )
+        self.compress_planes = fn(
+            "tjCompressFromYUVPlanes", c_int, _P, ctypes.POINTER(_P), c_int, _INT_P, c_int, c_int,
+            ctypes.POINTER(_P), ctypes.POINTER(c_ulong), c_int, c_int,
         )  # fmt: skip
         self.buffer_size = fn("tjBufSize", c_ulong, c_int, c_int, c_int)
         self.free = fn("tjFree", None, _P)
@@ -227,6 +242,96 @@ def decode(jpeg: bytes, *, gray: bool, scale: tuple[int, int] = (1, 1)) -> npt.N
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Planes:
+    """A JPEG's samples as stored: Y, then Cb and Cr at their own resolution (none for gray)."""
+
+    sampling: int  # SAMPLING_420, SAMPLING_444 or SAMPLING_GRAY
+    planes: tuple[npt.NDArray[np.uint8], ...]  # each rows x columns, C-contiguous
+
+    @property
+    def nbytes(self) -> int:
+        return sum(plane.nbytes for plane in self.planes)
+
+
+def decode_planes(jpeg: bytes) -> Planes:
+    """``jpeg`` decoded to its Y, Cb, Cr planes: no colour conversion, no chroma upsampling.
+
+    Only YCbCr JPEGs sampled 4:2:0 or 4:4:4, and gray ones: any other sampling or colour space
+    (an RGB or CMYK stream) is ``NotPlanar``; any error or warning is ``TurboError`` (``decode``).
+    """
+    lib = _library()
+    if lib is None:
+        raise TurboError("libturbojpeg is not installed")
+    handle = _handle(lib, "decompress")
+    if handle is None:
+        raise TurboError("tjInitDecompress failed")
+    width, height, sampling, colorspace = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    refs = (ctypes.byref(width), ctypes.byref(height), ctypes.byref(sampling), ctypes.byref(colorspace))
+    if lib.header(handle, jpeg, len(jpeg), *refs) != 0:
+        raise _fail(lib, handle, "header")
+    w, h, kind = width.value, height.value, sampling.value
+    if kind == _TJSAMP_GRAY and colorspace.value == _TJCS_GRAY:
+        shapes = [(h, w)]
+    elif kind in PLANE_SAMPLINGS and colorspace.value == _TJCS_YCBCR:
+        across, down = PLANE_SAMPLINGS[kind]
+        chroma = (-(-h // down), -(-w // across))
+        shapes = [(h, w), chroma, chroma]
+    else:
+        raise NotPlanar(f"sampling {kind}, colour space {colorspace.value}: not decoded to planes")
+    planes = tuple(np.empty(shape, dtype=np.uint8) for shape in shapes)
+    pointers = (_P * 3)(*(plane.ctypes.data for plane in planes))
+    strides = (ctypes.c_int * 3)(*(plane.shape[1] for plane in planes))
+    if lib.decompress_planes(handle, jpeg, len(jpeg), pointers, w, strides, h, _TJFLAG_STOPONWARNING) != 0:
+        raise _fail(lib, handle, "decode")
+    for plane in planes:
+        plane.flags.writeable = False  # it may be kept and shared (``tile_mosaic.DecodedTiles``)
+    return Planes(kind, planes)
+
+
+def encode_planes(planes: Planes, *, quality: int) -> bytes:
+    """A JPEG of ``planes`` (Y first; each plane's samples contiguous within a row), sampled as
+    they are: chroma planes must be exactly the size the sampling gives the luma's
+    (``ValueError`` otherwise, as libjpeg would read past them)."""
+    lib = _library()
+    if lib is None:
+        raise TurboError("libturbojpeg is not installed")
+    handle = _handle(lib, "compress")
+    if handle is None:
+        raise TurboError("tjInitCompress failed")
+    luma, *chroma = planes.planes
+    height, width = luma.shape
+    across, down = PLANE_SAMPLINGS.get(planes.sampling, (1, 1))
+    for plane in chroma:  # libjpeg reads this much of each plane, whatever it was given
+        if plane.shape != (-(-height // down), -(-width // across)) or plane.strides[1] != 1:
+            raise ValueError(f"a chroma plane of {plane.shape}, not sampled {planes.sampling} for {width}x{height}")
+    if luma.strides[1] != 1 or width % across or height % down:
+        # TurboJPEG reads the luma to a whole chroma sample (an even size for 4:2:0): the edge
+        # repeated there, as libjpeg's own downsampler does for pixels.
+        luma = np.pad(luma, ((0, -height % down), (0, -width % across)), mode="edge")
+    mine = _mine()
+    need = lib.buffer_size(width, height, planes.sampling)
+    if len(mine.out) < need:
+        mine.out = ctypes.create_string_buffer(need)
+    buffer = _P(ctypes.addressof(mine.out))
+    size = ctypes.c_ulong(len(mine.out))
+    pointers = (_P * 3)(*(plane.ctypes.data for plane in (luma, *chroma)))
+    strides = (ctypes.c_int * 3)(*(plane.strides[0] for plane in (luma, *chroma)))
+    status = lib.compress_planes(
+        handle, pointers, width, strides, height, planes.sampling, ctypes.byref(buffer), ctypes.byref(size),
+        quality, _TJFLAG_ACCURATEDCT | _TJFLAG_NOREALLOC,
+    )  # fmt: skip
+    if status != 0:
+        raise _fail(lib, handle, "encode")
+    return ctypes.string_at(buffer, size.value)
+
+
+def encode_as(pixels: npt.NDArray[np.uint8], encoding: Encoding) -> bytes:
+    """``pixels`` (rows x columns x 1 or 3) encoded as the renderer encodes a response."""
+    gray = pixels.shape[2] == 1
+    return encode(pixels, quality=encoding.quality, subsampling=encoding.subsampling(gray), flags=_TJFLAG_ACCURATEDCT)
+
+
 def encode(pixels: npt.NDArray[np.uint8], *, quality: int, subsampling: int, flags: int = 0) -> bytes:
     """``pixels`` (rows x columns x 1 or 3, rows contiguous) as a JPEG. ``TurboError`` if refused."""
     lib = _library()
@@ -312,9 +417,7 @@ def stretched(
         if decoded.shape[0] < height or decoded.shape[1] < width:
             return None
         pixels = stretch_pixels(decoded[:height, :width], out_height, out_width)
-        return encode(
-            pixels, quality=encoding.quality, subsampling=encoding.subsampling(gray), flags=_TJFLAG_ACCURATEDCT
-        )
+        return encode_as(pixels, encoding)
     except TurboError:
         return None
 

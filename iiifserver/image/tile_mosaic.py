@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,10 @@ MAX_MOSAIC_PIXELS = 4 * 1024 * 1024
 
 class MosaicError(ValueError):
     """A stored tile could not be read, spliced or decoded cleanly: render the old way."""
+
+
+Kept = Callable[[int, Callable[[], Any]], Any]  # (tile index, its decode) -> the decoded tile
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,7 @@ def assemble(
     grid: TileGrid,
     crop: Box,
     scale: int,
-    kept: Callable[[int, Callable[[], npt.NDArray[np.uint8]]], npt.NDArray[np.uint8]] | None = None,
+    kept: Kept | None = None,
 ) -> Mosaic | None:
     """``crop`` of ``grid``'s level from the stored tiles it covers, each decoded at ``scale``/8.
 
@@ -165,36 +170,54 @@ def _decode(
         raise MosaicError(f"tile {index}: {exc}") from None
     if tile.shape[0] != sth or tile.shape[1] != stw:
         raise MosaicError(f"tile {index}: decoded {tile.shape[1]}x{tile.shape[0]}, not {stw}x{sth}")
+    tile.flags.writeable = False  # it may be kept and shared: nobody writes into it
     return tile
 
 
-def from_file(path: Path, version: SourceVersion | None, grid: TileGrid, crop: Box, scale: int) -> Mosaic | None:
-    """``assemble`` reading the tiles from ``path``, which must be ``version`` before and after
-    the reads (``SourceChanged`` otherwise; None: not checked, and no decoded tile is kept). Blocking.
+Build = Callable[[Callable[[int], bytes], Kept | None], T]
 
-    Tiles decoded for an earlier crop of the same version come from ``decoded_tiles``. The file
-    is checked on its descriptor when opened (a replaced file) and again after the reads (one
-    rewritten in place meanwhile moves its change time): then the tiles just kept are dropped,
-    as they may hold the new bytes under the old version's key.
+
+def with_tiles(path: Path, version: SourceVersion | None, grid: TileGrid, variant: object, build: Build[T]) -> T:
+    """``build(read, kept)`` with ``read(index)`` reading stored tile ``index`` from ``path``, which
+    must be ``version`` before and after the reads (``SourceChanged`` otherwise; None: not checked,
+    and no decoded tile is kept). Blocking.
+
+    ``kept(index, decode)`` is tile ``index`` as ``decode()`` makes it, from ``decoded_tiles``
+    when an earlier crop of the same version decoded it the same way (``variant``: the decoding,
+    such as a DCT scale). The file is checked on its descriptor when opened (a replaced file) and
+    again after the reads (one rewritten in place meanwhile moves its change time): then the
+    tiles just kept are dropped, as they may hold the new bytes under the old version's key.
     """
     fd = open_checked(path, version) if version is not None else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     name = str(path)
 
-    def kept(index: int, decode: Callable[[], npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
+    def kept(index: int, decode: Callable[[], Any]) -> Any:
         # A tile's offset in the file names it within a version (and its level with it).
-        return decoded_tiles.get((name, version, grid.offsets[index], scale), decode)
+        return decoded_tiles.get((name, version, grid.offsets[index], variant), decode)
 
     keep = version is not None and decoded_tiles.max_bytes > 0
     try:
-        mosaic = assemble(lambda index: read_stored_tile(fd, grid, index), grid, crop, scale, kept if keep else None)
+        result = build(lambda index: read_stored_tile(fd, grid, index), kept if keep else None)
         if version is not None and SourceVersion.of(os.fstat(fd)) != version:
             decoded_tiles.forget(name, version)
             raise SourceChanged(name)
-        return mosaic
+        return result
     except OSError as exc:  # a read failed: the old path decides what that means
         raise MosaicError(str(exc)) from None
     finally:
         os.close(fd)
+
+
+def from_file(path: Path, version: SourceVersion | None, grid: TileGrid, crop: Box, scale: int) -> Mosaic | None:
+    """``assemble`` reading the tiles from ``path`` (``with_tiles``). Blocking."""
+    return with_tiles(path, version, grid, scale, lambda read, kept: assemble(read, grid, crop, scale, kept))
+
+
+class Decoded(Protocol):
+    """What ``DecodedTiles`` keeps: a decoded tile (an array, or ``tile_codec.Planes``), read-only."""
+
+    @property
+    def nbytes(self) -> int: ...
 
 
 class DecodedTiles:
@@ -210,12 +233,13 @@ class DecodedTiles:
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
-        self._tiles: OrderedDict[tuple[object, ...], npt.NDArray[np.uint8]] = OrderedDict()
+        self._tiles: OrderedDict[tuple[object, ...], Decoded] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[object, ...], decode: Callable[[], npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
+    def get(self, key: tuple[object, ...], decode: Callable[[], Any]) -> Any:
         """The tile kept under ``key``, else ``decode()`` (outside the lock: threads decode in
-        parallel; two decoding one tile at once both keep the same pixels)."""
+        parallel; two decoding one tile at once both keep the same pixels). What ``decode`` makes
+        must not be written to afterwards: other threads may be reading it."""
         with self._lock:
             tile = self._tiles.get(key)
             if tile is not None:
@@ -224,7 +248,6 @@ class DecodedTiles:
                 return tile
             self.misses += 1
         tile = decode()
-        tile.flags.writeable = False
         if tile.nbytes > self.max_bytes:
             return tile
         with self._lock:

@@ -386,3 +386,104 @@ def test_a_threads_libjpeg_instances_end_with_it(monkeypatch: pytest.MonkeyPatch
     gc.collect()
     assert len(made) == 1  # one instance for both decodes
     assert destroyed == made
+
+
+# -- planes: a JPEG's Y, Cb, Cr as stored, and back ------------------------------------------------
+
+
+def _pillow_jpeg(pixels: np.ndarray, **options: object) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels.squeeze()).save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def _smooth(height: int, width: int, bands: int, seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(rng.integers(-3, 4, (height, width, bands)), axis=1) + 128
+    return np.clip(smooth, 0, 255).astype(np.uint8)
+
+
+@needs_turbo
+@pytest.mark.parametrize(("subsampling", "sampling"), [(2, tile_codec.SAMPLING_420), (0, tile_codec.SAMPLING_444)])
+def test_planes_are_the_stored_samples(subsampling: int, sampling: int) -> None:
+    """Decoded to planes, a YCbCr JPEG gives libjpeg's own samples: converted to RGB with the
+    decoder's arithmetic they are its pixels; encoded again they give the same picture."""
+    pixels = _smooth(48, 80, 3)
+    jpeg = _pillow_jpeg(pixels, quality=90, subsampling=subsampling)
+    planes = tile_codec.decode_planes(jpeg)
+    assert planes.sampling == sampling
+    luma, cb, cr = planes.planes
+    factor = 2 if sampling == tile_codec.SAMPLING_420 else 1
+    assert luma.shape == (48, 80)
+    assert cb.shape == cr.shape == (48 // factor, 80 // factor)
+    assert not any(plane.flags.writeable for plane in planes.planes)  # may be kept and shared
+    # The luma against Pillow's decode of the same stream, converted to Y by the JFIF formula.
+    rgb = np.asarray(Image.open(io.BytesIO(jpeg))).astype(np.float64)
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    assert np.abs(y - luma).mean() < 0.6
+    again = tile_codec.encode_planes(planes, quality=95)
+    assert tile_codec.decode_planes(again).sampling == sampling
+    assert np.abs(tile_codec.decode(again, gray=False).astype(int) - rgb).mean() < 1.0
+
+
+@needs_turbo
+def test_gray_planes() -> None:
+    pixels = _smooth(40, 56, 1)
+    planes = tile_codec.decode_planes(_pillow_jpeg(pixels, quality=90))
+    assert planes.sampling == tile_codec.SAMPLING_GRAY
+    assert len(planes.planes) == 1
+    body = tile_codec.encode_planes(planes, quality=90)
+    with Image.open(io.BytesIO(body)) as image:
+        assert image.mode == "L"
+        assert image.size == (56, 40)
+
+
+@needs_turbo
+def test_other_samplings_are_not_planar() -> None:
+    """A sound 4:2:2 stream is one this path does not take: ``NotPlanar``, not damage."""
+    out = io.BytesIO()
+    Image.fromarray(_smooth(32, 48, 3)).save(out, "JPEG", quality=90, subsampling=1)
+    with pytest.raises(tile_codec.NotPlanar):
+        tile_codec.decode_planes(out.getvalue())
+
+
+@needs_turbo
+def test_cmyk_streams_are_refused() -> None:
+    out = io.BytesIO()
+    Image.fromarray(_smooth(32, 48, 3)).convert("CMYK").save(out, "JPEG", quality=90)
+    with pytest.raises(tile_codec.TurboError):
+        tile_codec.decode_planes(out.getvalue())
+
+
+@needs_turbo
+def test_damaged_streams_are_not_decoded_to_planes() -> None:
+    jpeg = bytearray(_pillow_jpeg(_smooth(64, 64, 3), quality=90))
+    jpeg[len(jpeg) // 2 : len(jpeg) // 2 + 40] = bytes(range(40))
+    with pytest.raises(tile_codec.TurboError) as caught:
+        tile_codec.decode_planes(bytes(jpeg[: len(jpeg) * 2 // 3]))
+    assert not isinstance(caught.value, tile_codec.NotPlanar)
+
+
+@needs_turbo
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (3, 3), (15, 15), (17, 9), (20, 20), (33, 7), (5, 40)])
+def test_encoding_planes_reads_nothing_past_them(width: int, height: int) -> None:
+    """TurboJPEG reads 4:2:0 luma to an even size: an odd plane is extended by its edge, never by
+    whatever memory follows it (two different fillers beyond the plane make the same JPEG)."""
+    bodies = set()
+    for filler in (0, 255):
+        luma = np.full((height + 8, width + 16), filler, dtype=np.uint8)
+        luma[:height, :width] = _smooth(height, width, 1)[..., 0]
+        chroma = np.full(((height + 1) // 2 + 8, (width + 1) // 2 + 16), filler, dtype=np.uint8)
+        chroma[: (height + 1) // 2, : (width + 1) // 2] = 128
+        view = chroma[: (height + 1) // 2, : (width + 1) // 2]
+        planes = tile_codec.Planes(tile_codec.SAMPLING_420, (luma[:height, :width], view, view))
+        bodies.add(tile_codec.encode_planes(planes, quality=85))
+    assert len(bodies) == 1
+
+
+@needs_turbo
+def test_chroma_planes_of_the_wrong_size_are_refused() -> None:
+    luma = np.zeros((16, 16), dtype=np.uint8)
+    chroma = np.zeros((7, 8), dtype=np.uint8)
+    with pytest.raises(ValueError, match="chroma"):
+        tile_codec.encode_planes(tile_codec.Planes(tile_codec.SAMPLING_420, (luma, chroma, chroma)), quality=80)

@@ -300,11 +300,14 @@ def test_decoded_tiles_are_reused_and_bounded(q85_pages: Pyramid) -> None:
     assert render(q85_pages.path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan)) == first
     assert tile_mosaic.decoded_tiles.misses == misses
     assert tile_mosaic.decoded_tiles.hits == hits + 4
+    # What is kept is shared between threads: the decoders hand it over read-only.
+    kept = list(tile_mosaic.decoded_tiles._tiles.values())
+    assert kept
+    assert all(not tile.flags.writeable for tile in kept)
 
     tiles = DecodedTiles(3 * 1000)
     for i in range(5):
-        got = tiles.get(("t", i), lambda: np.zeros((10, 100, 1), np.uint8))
-        assert not got.flags.writeable
+        tiles.get(("t", i), lambda: np.zeros((10, 100, 1), np.uint8))
     assert tiles.nbytes == 3000
     assert list(tiles._tiles) == [("t", 2), ("t", 3), ("t", 4)]  # the oldest went first
     tiles.resize(1000)
