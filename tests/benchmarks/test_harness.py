@@ -472,3 +472,26 @@ def test_mixed_workload_rows_and_summary() -> None:
     summary_md = sbs.mixed_summary(runs)
     assert "| 8 | ratio | 1.80x | 1.80x | 0.90x | | 5.83x |" in summary_md
     assert "| 64 | iiifserver | 950.0 | 9.50 | 400.0 | 0 | 1,100 MB |" in summary_md
+
+
+def test_settle_waits_for_start_up_work_to_end() -> None:
+    """A server's one-off start-up work (iiifserver's Change Discovery comparison) is waited for:
+    ``settle`` returns once the processes use under 5 % of a core for a whole second."""
+    import subprocess
+    import sys
+    import time
+
+    burn = "import time\nend = time.process_time() + 2.0\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        started = time.monotonic()
+        waited = servers.settle(lambda: [proc.pid], timeout=20)
+        assert 1.5 <= waited < 10
+        assert time.monotonic() - started >= 1.5
+        assert proc.poll() is None  # settled while still running, idle
+        assert servers.settle(lambda: [proc.pid], timeout=20) < 2.5  # already idle: one second's look
+        assert servers.settle(lambda: [], timeout=20) < 2.5  # nothing running: nothing to wait for
+    finally:
+        proc.kill()
+        proc.wait()
+    assert servers.cpu_seconds([proc.pid]) == 0.0  # gone: counts nothing
