@@ -478,7 +478,11 @@ def _probe_through_shared(
 
 def _cache_figures(service: ImageService) -> dict[str, int]:
     """The cumulative figures ``web.metrics`` publishes, from this process's service and tiers."""
-    figures = {"renders": service.counters.renders, "passthrough": service.counters.passthrough}
+    figures = {
+        "renders": service.counters.renders,
+        "renders_deferred": service.admission.deferred,
+        "passthrough": service.counters.passthrough,
+    }
     cache = service.cache
     if cache is not None:
         figures["memory_hits"] = cache.memory.stats.hits

@@ -207,6 +207,12 @@ class Settings:
     disk_cache_mb: int = _setting(
         4096, "Tile cache on disk under the cache folder, shared by the workers, in MiB (0: off)."
     )
+    disk_cache_admission: int = _setting(
+        2,
+        "A render is written to the disk (and shared) tier when a worker has been asked for it this "
+        "many times, the later asks found in memory or rendered again; 1: every render at once. Most "
+        "cited regions and downloads are asked for once, and writing them cost throughput for nothing.",
+    )
     shared_cache_url: str = _setting(
         "",
         "Shared cache tier behind memory and disk, for several instances: a Redis or Valkey URL "
@@ -480,6 +486,8 @@ def _validated(settings: Settings) -> Settings:
             problems.append(f"{name} must be 1-100")
     if settings.memory_cache_mb < 0 or settings.disk_cache_mb < 0:
         problems.append("memory_cache_mb and disk_cache_mb must be >= 0")
+    if settings.disk_cache_admission < 1:
+        problems.append("disk_cache_admission must be >= 1")
     if settings.shared_cache_url and not settings.shared_cache_url.startswith(("redis://", "rediss://", "unix://")):
         problems.append("shared_cache_url must start with redis://, rediss:// or unix://")
     if settings.shared_cache_timeout <= 0 or settings.shared_cache_max_entry_kb < 1 or settings.shared_cache_ttl < 0:

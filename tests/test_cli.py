@@ -150,6 +150,8 @@ def test_cache_purge_command(image_root: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     runner = CliRunner()
     args = ["-s", f"images={image_root}", "--setting", f"cache={cache_dir}"]
+    # Each render written at once (one ask each here; the default writes at the second).
+    args += ["-s", "disk_cache_admission=1"]
     for path in ("/iiif/3/pic/full/100,/0/default.png", "/iiif/3/pic.tif/full/90,/0/default.png"):
         assert runner.invoke(main, ["get", path, "-o", str(tmp_path / "x"), *args]).exit_code == 0
     entries = [p for p in cache_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from iiifserver.cache.admission import Admission
 from iiifserver.cache.entry import Entry
 from iiifserver.cache.singleflight import SingleFlight
 from iiifserver.cache.tiered import TileCache
@@ -121,6 +122,7 @@ class ImageService:
         self._render_tag = f"r{RENDER_VERSION}/q{settings.jpeg_quality}/{chroma}/w{settings.webp_quality}"
         self._flights: SingleFlight[tuple[Entry, Origin]] = SingleFlight()
         self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
+        self.admission = Admission(settings.disk_cache_admission)
         self._tile_files = TileFiles()
         self.registry = SourceRegistry(
             source,
@@ -146,6 +148,8 @@ class ImageService:
     async def purge(self, identifier: str | None) -> int:
         """Drop ``identifier``'s cached responses, whichever file name it was reached by (all for None)."""
         self.forget(identifier)
+        if identifier is None:
+            self.admission.forget()
         if self.cache is None:
             return 0
         if identifier is None:
@@ -195,11 +199,19 @@ class ImageService:
 
     def cached_key(self, key: str) -> Entry | None:
         """``cached`` by key (a remembered response's): the memory tier only."""
-        return self.cache.get_memory(key) if self.cache is not None else None
+        return self._memory_hit(key)
 
     def cached(self, prepared: Prepared) -> Entry | None:
         """The memory tier only: no await, no thread hop (hot tiles)."""
-        return self.cache.get_memory(prepared.key) if self.cache is not None else None
+        return self._memory_hit(prepared.key)
+
+    def _memory_hit(self, key: str) -> Entry | None:
+        if self.cache is None:
+            return None
+        entry = self.cache.get_memory(key)
+        if entry is not None and self.admission.hit(key):  # a render asked for again: keep it below too
+            self._write_lower(key, entry, to_shared=True)
+        return entry
 
     def entry_at_once(self, prepared: Prepared) -> Entry | None:
         """The body when it can be had at once: from the memory tier, or a stored tile in the page
@@ -285,7 +297,7 @@ class ImageService:
         """A stored tile the page cache did not hold (or that failed its checks): read in a
         thread, else rendered."""
         if self.cache is not None:
-            entry = self.cache.get_memory(prepared.key)  # a flight that just ended
+            entry = self._memory_hit(prepared.key)  # a flight that just ended
             if entry is not None:
                 return entry, "memory"
         try:
@@ -301,18 +313,24 @@ class ImageService:
         if rendered:
             self.counters.renders += 1
         if self.cache is not None:
-            # Memory now, so the next request hits; the disk copy (an fsync) is written in the
-            # background rather than making every waiter of this flight wait for it. Stored
-            # tiles are already on disk in the source, disk hits are there too: memory only.
+            # Memory now, so the next request hits; the lower tiers in the background (no waiter
+            # of this flight waits for a write), and a render only once it has been asked for
+            # ``disk_cache_admission`` times (``Admission``). Stored tiles are already on disk in
+            # the source, disk hits are there too: memory only.
             self.cache.put_memory(prepared.key, entry)
-            if (rendered and (self.cache.has_disk or self.cache.has_shared)) or (
+            lower = self.cache.has_disk or self.cache.has_shared
+            if (rendered and lower and self.admission.rendered(prepared.key)) or (
                 origin == "shared" and self.cache.has_disk
             ):
-                put = self.cache.put(entry.identifier, prepared.key, entry, to_shared=rendered)
-                task = asyncio.get_running_loop().create_task(put)
-                self._disk_writes.add(task)
-                task.add_done_callback(self._disk_writes.discard)
+                self._write_lower(prepared.key, entry, to_shared=rendered)
         return entry, origin
+
+    def _write_lower(self, key: str, entry: Entry, *, to_shared: bool) -> None:
+        """The disk tier (and the shared one, ``to_shared``) get ``entry`` in the background."""
+        assert self.cache is not None
+        task = asyncio.get_running_loop().create_task(self.cache.put(entry.identifier, key, entry, to_shared=to_shared))
+        self._disk_writes.add(task)
+        task.add_done_callback(self._disk_writes.discard)
 
     def _failed(self, prepared: Prepared, error: BaseException) -> BaseException:
         if isinstance(error, SourceDamaged):  # logged once per version, listed, named in the body

@@ -133,6 +133,11 @@ class Metrics:
             "iiifserver_cache_misses", "Response bodies looked for and not found, by tier.", ["tier"], registry=r
         )
         self.renders = Counter("iiifserver_renders", "Images rendered by libvips (cache misses).", registry=r)
+        self.renders_deferred = Counter(
+            "iiifserver_renders_not_stored",
+            "Renders kept in memory only when made: asked for fewer than disk_cache_admission times.",
+            registry=r,
+        )
         self.render_seconds = Histogram(
             "iiifserver_render_duration_seconds",
             "Seconds one libvips render took, in its worker thread.",
@@ -274,6 +279,8 @@ class Metrics:
             self._published[name] = value
             if name == "renders":
                 self.renders.inc(delta)
+            elif name == "renders_deferred":
+                self.renders_deferred.inc(delta)
             elif name in CACHE_FIGURES:
                 which, tier = CACHE_FIGURES[name]
                 (self.cache_hits if which == "hits" else self.cache_misses).labels(tier).inc(delta)

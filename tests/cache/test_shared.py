@@ -213,8 +213,17 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_app(images: Path, cache: Path, url: str) -> Any:
+    # Every render goes to the lower tiers at once (the default waits for a second ask): these
+    # tests are about the shared tier itself.
     return create_app(
-        Settings(images=images, cache=cache, source_check_interval=0.0, shared_cache_url=url, metrics=True)
+        Settings(
+            images=images,
+            cache=cache,
+            source_check_interval=0.0,
+            shared_cache_url=url,
+            metrics=True,
+            disk_cache_admission=1,
+        )
     )
 
 

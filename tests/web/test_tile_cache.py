@@ -43,7 +43,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_app(images: Path, cache: Path, **overrides: Any) -> Any:
-    values: dict[str, Any] = {"images": images, "cache": cache, "source_check_interval": 0.0, "admin_token": TOKEN}
+    # Renders go to the disk tier at once unless a test says otherwise: most tests here are about
+    # the disk tier itself; the default admission (a second ask) has its own tests below.
+    values: dict[str, Any] = {
+        "images": images, "cache": cache, "source_check_interval": 0.0, "admin_token": TOKEN,
+        "disk_cache_admission": 1,
+    }  # fmt: skip
     return create_app(Settings(**{**values, **overrides}))
 
 
@@ -394,3 +399,45 @@ def test_render_settings_are_part_of_the_key(images: Path, tmp_path: Path) -> No
         assert status == 200
         etags.add(headers["etag"])
     assert len(etags) == 3
+
+
+def test_a_render_goes_to_disk_at_its_second_ask(images: Path, tmp_path: Path) -> None:
+    """``disk_cache_admission`` 2 (the default): a render asked for once stays in memory only; the
+    second ask, a memory hit, writes it; a restarted server then finds it on disk."""
+    path = "/iiif/3/q85/10,20,500,400/250,/0/default.jpg"
+    first = make_app(images, tmp_path, disk_cache_admission=2)
+    assert get(first, path)[0] == 200
+    disk = service_of(first).stats()["cache"]["disk"]
+    assert disk["writes"] == 0  # type: ignore[index]
+    assert service_of(first).admission.deferred == 1
+    _, headers, body = get(first, path)
+    assert service_of(first).counters.renders == 1  # the second ask was a memory hit
+    assert service_of(first).stats()["cache"]["disk"]["writes"] == 1  # type: ignore[index]
+    assert service_of(first).admission.admitted_on_hit == 1
+    get(first, path)
+    assert service_of(first).stats()["cache"]["disk"]["writes"] == 1  # type: ignore[index]  # once
+    second = make_app(images, tmp_path, disk_cache_admission=2)
+    status, again_headers, again = get(second, path)
+    assert (status, again, again_headers["etag"]) == (200, body, headers["etag"])
+    assert service_of(second).counters.renders == 0
+
+
+def test_asked_once_never_reaches_the_disk(images: Path, tmp_path: Path) -> None:
+    paths = [f"/iiif/3/q85/{x},{x},300,300/100,/0/default.jpg" for x in range(0, 200, 20)]
+    app = make_app(images, tmp_path, disk_cache_admission=2)
+    for path in paths:
+        assert get(app, path)[0] == 200
+    assert service_of(app).stats()["cache"]["disk"]["writes"] == 0  # type: ignore[index]
+    assert service_of(app).admission.deferred == len(paths)
+
+
+def test_rendered_again_when_memory_dropped_it_then_written(images: Path, tmp_path: Path) -> None:
+    path = "/iiif/3/q85/0,0,300,300/100,/0/default.jpg"
+    app = make_app(images, tmp_path, memory_cache_mb=0, disk_cache_admission=2)
+    get(app, path)
+    assert service_of(app).stats()["cache"]["disk"]["writes"] == 0  # type: ignore[index]
+    get(app, path)
+    assert service_of(app).counters.renders == 2
+    assert service_of(app).stats()["cache"]["disk"]["writes"] == 1  # type: ignore[index]
+    get(app, path)
+    assert service_of(app).counters.renders == 2  # from disk now
