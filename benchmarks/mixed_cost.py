@@ -89,6 +89,8 @@ async def _measure(image_dir: Path, cache_dir: Path, requests: list[mix.MixedReq
     }
     n = len(requests)
     out[ALL] = {"requests": n, "ms": sum(cpu.values()) / n * 1000, "sys_ms": sum(kernel.values()) / n * 1000}
+    # Disk-tier writes still running in their threads would race the cache folder's removal.
+    await app.state.image_service.drain()
     return out
 
 

@@ -210,6 +210,27 @@ def scaling_factors() -> frozenset[tuple[int, int]]:
     return lib.scaling_factors if lib is not None else frozenset()
 
 
+def _instance(kind: str) -> tuple[_Library, int]:
+    """libturbojpeg and this thread's libjpeg instance of ``kind`` (decompress, compress,
+    transform); ``TurboError`` when either is missing."""
+    lib = _library()
+    if lib is None:
+        raise TurboError("libturbojpeg is not installed")
+    handle = _handle(lib, kind)
+    if handle is None:
+        raise TurboError(f"tjInit{kind.capitalize()} failed")
+    return lib, handle
+
+
+def _header(lib: _Library, handle: int, jpeg: bytes) -> tuple[int, int, int, int]:
+    """(width, height, sampling, colour space) from ``jpeg``'s header; ``TurboError`` if unreadable."""
+    width, height, sampling, colorspace = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    refs = (ctypes.byref(width), ctypes.byref(height), ctypes.byref(sampling), ctypes.byref(colorspace))
+    if lib.header(handle, jpeg, len(jpeg), *refs) != 0:
+        raise _fail(lib, handle, "header")
+    return width.value, height.value, sampling.value, colorspace.value
+
+
 def _fail(lib: _Library, handle: int, what: str) -> TurboError:
     message = lib.error_string(handle) or b"unknown error"
     return TurboError(f"{what}: {message.decode(errors='replace')}")
@@ -222,18 +243,10 @@ def decode(jpeg: bytes, *, gray: bool, scale: tuple[int, int] = (1, 1)) -> npt.N
     ``TurboError`` on any error or warning: libjpeg would carry on past damaged data and make
     grey or garbled pixels, which must never be shown or kept.
     """
-    lib = _library()
-    if lib is None:
-        raise TurboError("libturbojpeg is not installed")
-    handle = _handle(lib, "decompress")
-    if handle is None:
-        raise TurboError("tjInitDecompress failed")
-    width, height, sampling, colorspace = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-    refs = (ctypes.byref(width), ctypes.byref(height), ctypes.byref(sampling), ctypes.byref(colorspace))
-    if lib.header(handle, jpeg, len(jpeg), *refs) != 0:
-        raise _fail(lib, handle, "header")
+    lib, handle = _instance("decompress")
+    width, height, _, _ = _header(lib, handle, jpeg)
     num, denom = scale
-    w, h = (width.value * num + denom - 1) // denom, (height.value * num + denom - 1) // denom
+    w, h = (width * num + denom - 1) // denom, (height * num + denom - 1) // denom
     channels = 1 if gray else 3
     out = np.empty((h, w, channels), dtype=np.uint8)
     pixel_format = _TJPF_GRAY if gray else _TJPF_RGB
@@ -260,25 +273,16 @@ def decode_planes(jpeg: bytes) -> Planes:
     Only YCbCr JPEGs sampled 4:2:0 or 4:4:4, and gray ones: any other sampling or colour space
     (an RGB or CMYK stream) is ``NotPlanar``; any error or warning is ``TurboError`` (``decode``).
     """
-    lib = _library()
-    if lib is None:
-        raise TurboError("libturbojpeg is not installed")
-    handle = _handle(lib, "decompress")
-    if handle is None:
-        raise TurboError("tjInitDecompress failed")
-    width, height, sampling, colorspace = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-    refs = (ctypes.byref(width), ctypes.byref(height), ctypes.byref(sampling), ctypes.byref(colorspace))
-    if lib.header(handle, jpeg, len(jpeg), *refs) != 0:
-        raise _fail(lib, handle, "header")
-    w, h, kind = width.value, height.value, sampling.value
-    if kind == _TJSAMP_GRAY and colorspace.value == _TJCS_GRAY:
+    lib, handle = _instance("decompress")
+    w, h, kind, colorspace = _header(lib, handle, jpeg)
+    if kind == _TJSAMP_GRAY and colorspace == _TJCS_GRAY:
         shapes = [(h, w)]
-    elif kind in PLANE_SAMPLINGS and colorspace.value == _TJCS_YCBCR:
+    elif kind in PLANE_SAMPLINGS and colorspace == _TJCS_YCBCR:
         across, down = PLANE_SAMPLINGS[kind]
         chroma = (-(-h // down), -(-w // across))
         shapes = [(h, w), chroma, chroma]
     else:
-        raise NotPlanar(f"sampling {kind}, colour space {colorspace.value}: not decoded to planes")
+        raise NotPlanar(f"sampling {kind}, colour space {colorspace}: not decoded to planes")
     planes = tuple(np.empty(shape, dtype=np.uint8) for shape in shapes)
     pointers = (_P * 3)(*(plane.ctypes.data for plane in planes))
     strides = (ctypes.c_int * 3)(*(plane.shape[1] for plane in planes))
@@ -293,12 +297,7 @@ def encode_planes(planes: Planes, *, quality: int) -> bytes:
     """A JPEG of ``planes`` (Y first; each plane's samples contiguous within a row), sampled as
     they are: chroma planes must be exactly the size the sampling gives the luma's
     (``ValueError`` otherwise, as libjpeg would read past them)."""
-    lib = _library()
-    if lib is None:
-        raise TurboError("libturbojpeg is not installed")
-    handle = _handle(lib, "compress")
-    if handle is None:
-        raise TurboError("tjInitCompress failed")
+    lib, handle = _instance("compress")
     luma, *chroma = planes.planes
     height, width = luma.shape
     across, down = PLANE_SAMPLINGS.get(planes.sampling, (1, 1))
@@ -334,12 +333,7 @@ def encode_as(pixels: npt.NDArray[np.uint8], encoding: Encoding) -> bytes:
 
 def encode(pixels: npt.NDArray[np.uint8], *, quality: int, subsampling: int, flags: int = 0) -> bytes:
     """``pixels`` (rows x columns x 1 or 3, rows contiguous) as a JPEG. ``TurboError`` if refused."""
-    lib = _library()
-    if lib is None:
-        raise TurboError("libturbojpeg is not installed")
-    handle = _handle(lib, "compress")
-    if handle is None:
-        raise TurboError("tjInitCompress failed")
+    lib, handle = _instance("compress")
     mine = _mine()
     height, width, channels = pixels.shape
     if pixels.strides[1:] != (channels, 1):

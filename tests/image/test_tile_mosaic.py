@@ -279,11 +279,13 @@ def test_a_damaged_tile_is_never_shown(q85_pages: Pyramid, tmp_path: Path, how: 
     )
 
 
-def test_a_replaced_file_is_source_changed(q85_pages: Pyramid, tmp_path: Path) -> None:
+# Resized (the mosaic) and at the level's own size (the planes, ``tile_planes``).
+@pytest.mark.parametrize("url", ["10,10,300,300/200,/0/default.jpg", "10,10,300,300/max/0/default.jpg"])
+def test_a_replaced_file_is_source_changed(q85_pages: Pyramid, tmp_path: Path, url: str) -> None:
     path = tmp_path / "replaced.tif"
     shutil.copyfile(q85_pages.path, path)
     version = SourceVersion.of(path.stat())
-    plan = plan_for(q85_pages, "10,10,300,300/200,/0/default.jpg")
+    plan = plan_for(q85_pages, url)
     render(path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
     replacement = tmp_path / "new.tif"
     shutil.copyfile(q85_pages.path, replacement)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import array
 import io
-import os
 import random
 import shutil
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iiifserver.errors import SourceChanged, SourceDamaged
+from iiifserver.errors import SourceDamaged
 from iiifserver.image import render as render_module
 from iiifserver.image import tile_codec, tile_mosaic, tile_planes
 from iiifserver.image.passthrough import level_grid
@@ -408,16 +407,3 @@ def test_a_damaged_tile_is_never_shown(q85_pages: Pyramid, tmp_path: Path) -> No
         assert outcomes[0] is not None
         assert np.array_equal(outcomes[0], outcomes[1])
     assert all(key[2] != grid.offsets[0] for key in tile_mosaic.decoded_tiles._tiles)
-
-
-def test_a_replaced_file_is_source_changed(q85_pages: Pyramid, tmp_path: Path) -> None:
-    path = tmp_path / "replaced.tif"
-    shutil.copyfile(q85_pages.path, path)
-    version = SourceVersion.of(path.stat())
-    plan = plan_for(q85_pages, "10,10,300,300/max/0/default.jpg")
-    render(path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
-    replacement = tmp_path / "new.tif"
-    shutil.copyfile(q85_pages.path, replacement)
-    os.replace(replacement, path)
-    with pytest.raises(SourceChanged):
-        render(path, q85_pages.info.format, plan, OPTIONS, version, _grid(q85_pages, plan))
