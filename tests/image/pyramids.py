@@ -71,6 +71,28 @@ def pillow_pixels(data: bytes) -> np.ndarray:
         return np.asarray(image)
 
 
+def assert_damage_reported_alike(path: Path, pyramid: Pyramid, plan: Plan, grid: TileGrid | None) -> None:
+    """``plan`` rendered from ``path`` with the stored tiles' ``grid`` and without it (libvips'
+    decode): both ``SourceDamaged``, or the same pixels. Damaged tiles never show."""
+    from iiifserver.errors import SourceDamaged
+    from iiifserver.image.render import EncodeOptions, render
+
+    version = SourceVersion.of(path.stat())
+    outcomes: list[np.ndarray | None] = []
+    for stored in (grid, None):
+        try:
+            body = render(path, pyramid.info.format, plan, EncodeOptions(jpeg_quality=85), version, stored)
+            with Image.open(io.BytesIO(body)) as image:
+                outcomes.append(np.asarray(image))
+        except SourceDamaged:
+            outcomes.append(None)
+    if outcomes[1] is None:
+        assert outcomes[0] is None
+    else:
+        assert outcomes[0] is not None
+        assert np.array_equal(outcomes[0], outcomes[1])
+
+
 def vips_pixels(data: bytes) -> np.ndarray:
     # fail_on="warning": a stream libjpeg has anything to say about (extraneous bytes, ...) fails
     return np.asarray(pyvips.Image.jpegload_buffer(data, fail_on="warning").numpy())
