@@ -209,9 +209,10 @@ class Settings:
     )
     disk_cache_admission: int = _setting(
         2,
-        "A render is written to the disk (and shared) tier when a worker has been asked for it this "
-        "many times, the later asks found in memory or rendered again; 1: every render at once. Most "
-        "cited regions and downloads are asked for once, and writing them cost throughput for nothing.",
+        "A render is written to the disk tier when a worker has been asked for it this many times, "
+        "the later asks found in memory or rendered again; 1: every render at once. Most cited "
+        "regions and downloads are asked for once, and writing them cost throughput for nothing. "
+        "The shared tier (shared_cache_url) takes every render.",
     )
     shared_cache_url: str = _setting(
         "",

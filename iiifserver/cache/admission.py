@@ -1,4 +1,4 @@
-"""Which renders earn a place in the lower cache tiers (disk, shared): those asked for again.
+"""Which renders earn a place in the disk tier: those asked for again.
 
 Owns: counting, per worker process and bounded in keys, how often each rendered response that is
 not yet in the lower tiers has been asked for (rendered, or found in the memory tier), and saying
@@ -10,7 +10,9 @@ writing each to the disk tier (a file created and renamed, later evicted) cost a
 throughput of the benchmark's unaligned regions, ext4's inode allocation plain in the kernel's
 profile, for entries nobody reads again. A response asked for twice is written at its second
 request (from memory, when it is still there: no second render). Counting is per worker process:
-a thumbnail asked of two workers may be rendered once by each before it is written.
+a thumbnail asked of two workers may be rendered once by each before it is written. The shared
+tier of several instances takes every render (``ImageService``): another instance's next ask,
+which no count here sees, is what it is for.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ DEFAULT_MAX_KEYS = 65_536
 
 
 class Admission:
-    """``rendered(key)`` and ``hit(key)`` count an ask; True: write the entry to the lower tiers now."""
+    """``rendered(key)`` and ``hit(key)`` count an ask; True: write the entry to the disk tier now."""
 
     def __init__(self, after: int, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self.after = max(1, after)
@@ -35,13 +37,13 @@ class Admission:
         self._lock = threading.Lock()  # the event loop counts; a purge may forget from elsewhere
 
     def rendered(self, key: str) -> bool:
-        """A fresh render of ``key``: True when it is due for the lower tiers now."""
+        """A fresh render of ``key``: True when it is due for the disk tier now."""
         if self.after == 1:
             return True
         return self._count(key, new=True)
 
     def hit(self, key: str) -> bool:
-        """``key`` found in the memory tier: True when that render is now due for the lower tiers
+        """``key`` found in the memory tier: True when that render is now due for the disk tier
         (only renders still waiting are counted: a stored tile's or a written entry's hit is not)."""
         if not self._counts:  # the hot path of stored tiles: nothing waits
             return False

@@ -209,8 +209,8 @@ class ImageService:
         if self.cache is None:
             return None
         entry = self.cache.get_memory(key)
-        if entry is not None and self.admission.hit(key):  # a render asked for again: keep it below too
-            self._write_lower(key, entry, to_shared=True)
+        if entry is not None and self.admission.hit(key):  # a render asked for again: on disk now
+            self._write_lower(key, entry, to_disk=True, to_shared=False)
         return entry
 
     def entry_at_once(self, prepared: Prepared) -> Entry | None:
@@ -314,21 +314,24 @@ class ImageService:
             self.counters.renders += 1
         if self.cache is not None:
             # Memory now, so the next request hits; the lower tiers in the background (no waiter
-            # of this flight waits for a write), and a render only once it has been asked for
-            # ``disk_cache_admission`` times (``Admission``). Stored tiles are already on disk in
-            # the source, disk hits are there too: memory only.
+            # of this flight waits for a write), the disk tier a render only once it has been
+            # asked for ``disk_cache_admission`` times (``Admission``). Stored tiles are already
+            # on disk in the source, disk hits are there too: memory only.
             self.cache.put_memory(prepared.key, entry)
-            lower = self.cache.has_disk or self.cache.has_shared
-            if (rendered and lower and self.admission.rendered(prepared.key)) or (
-                origin == "shared" and self.cache.has_disk
-            ):
-                self._write_lower(prepared.key, entry, to_shared=rendered)
+            if rendered:
+                # The shared tier takes every render: another instance's next ask is its reason to be.
+                to_disk = self.cache.has_disk and self.admission.rendered(prepared.key)
+                if to_disk or self.cache.has_shared:
+                    self._write_lower(prepared.key, entry, to_disk=to_disk, to_shared=True)
+            elif origin == "shared" and self.cache.has_disk:
+                self._write_lower(prepared.key, entry, to_disk=True, to_shared=False)
         return entry, origin
 
-    def _write_lower(self, key: str, entry: Entry, *, to_shared: bool) -> None:
-        """The disk tier (and the shared one, ``to_shared``) get ``entry`` in the background."""
+    def _write_lower(self, key: str, entry: Entry, *, to_disk: bool, to_shared: bool) -> None:
+        """The disk tier (``to_disk``) and the shared one (``to_shared``) get ``entry`` in the background."""
         assert self.cache is not None
-        task = asyncio.get_running_loop().create_task(self.cache.put(entry.identifier, key, entry, to_shared=to_shared))
+        put = self.cache.put(entry.identifier, key, entry, to_disk=to_disk, to_shared=to_shared)
+        task = asyncio.get_running_loop().create_task(put)
         self._disk_writes.add(task)
         task.add_done_callback(self._disk_writes.discard)
 

@@ -135,7 +135,7 @@ class Metrics:
         self.renders = Counter("iiifserver_renders", "Images rendered by libvips (cache misses).", registry=r)
         self.renders_deferred = Counter(
             "iiifserver_renders_not_stored",
-            "Renders kept in memory only when made: asked for fewer than disk_cache_admission times.",
+            "Renders not written to the disk tier when made: asked for fewer than disk_cache_admission times.",
             registry=r,
         )
         self.render_seconds = Histogram(

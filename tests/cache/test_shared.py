@@ -213,17 +213,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_app(images: Path, cache: Path, url: str) -> Any:
-    # Every render goes to the lower tiers at once (the default waits for a second ask): these
-    # tests are about the shared tier itself.
+    # Default settings otherwise: the shared tier takes every render at once (the disk tier waits
+    # for a second ask, ``disk_cache_admission``).
     return create_app(
-        Settings(
-            images=images,
-            cache=cache,
-            source_check_interval=0.0,
-            shared_cache_url=url,
-            metrics=True,
-            disk_cache_admission=1,
-        )
+        Settings(images=images, cache=cache, source_check_interval=0.0, shared_cache_url=url, metrics=True)
     )
 
 
