@@ -17,7 +17,6 @@ which no count here sees, is what it is for.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 
 # Keys counted at once: about 150 bytes each, so 10 MB per worker at most; the oldest is forgotten
@@ -33,8 +32,7 @@ class Admission:
         self.max_keys = max(1, max_keys)
         self.deferred = 0  # renders not written when made (asked for fewer than ``after`` times)
         self.admitted_on_hit = 0  # written when a memory hit made them due
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()  # the event loop counts; a purge may forget from elsewhere
+        self._counts: OrderedDict[str, int] = OrderedDict()  # the event loop's alone: no lock
 
     def rendered(self, key: str) -> bool:
         """A fresh render of ``key``: True when it is due for the disk tier now."""
@@ -51,28 +49,26 @@ class Admission:
 
     def forget(self, key: str | None = None) -> None:
         """Stop counting ``key`` (None: every key), as when its entry is purged."""
-        with self._lock:
-            if key is None:
-                self._counts.clear()
-            else:
-                self._counts.pop(key, None)
+        if key is None:
+            self._counts.clear()
+        else:
+            self._counts.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._counts)
 
     def _count(self, key: str, *, new: bool) -> bool:
-        with self._lock:
-            count = self._counts.pop(key, 0)
-            if count == 0 and not new:
-                return False
-            count += 1
-            if count >= self.after:
-                if not new:
-                    self.admitted_on_hit += 1
-                return True
-            if new and count == 1:
-                self.deferred += 1
-            self._counts[key] = count
-            while len(self._counts) > self.max_keys:
-                self._counts.popitem(last=False)
+        count = self._counts.pop(key, 0)
+        if count == 0 and not new:
             return False
+        count += 1
+        if count >= self.after:
+            if not new:
+                self.admitted_on_hit += 1
+            return True
+        if new and count == 1:
+            self.deferred += 1
+        self._counts[key] = count
+        while len(self._counts) > self.max_keys:
+            self._counts.popitem(last=False)
+        return False

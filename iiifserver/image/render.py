@@ -143,7 +143,7 @@ def _plain_jpeg(plan: Plan, options: EncodeOptions, grid: TileGrid) -> tile_code
     a colour source, default or gray of a gray one), no ICC profile or alpha: the pipeline below
     would only resize and encode.
     """
-    if plan.format is not Format.JPG or plan.degrees != 0 or plan.mirror or not tile_mosaic.scales():
+    if plan.format is not Format.JPG or plan.degrees != 0 or plan.mirror or not tile_codec.available():
         return None
     gray = plan.source_colour is Colour.GRAY
     if plan.quality not in (Quality.DEFAULT, Quality.GRAY if gray else Quality.COLOR):

@@ -54,10 +54,11 @@ def _span(start: int, length: int, factor: int) -> tuple[int, int, bool]:
     return start // 2, count + odd, odd
 
 
-def crop_planes(decode: Decode, grid: TileGrid, crop: Box) -> tile_codec.Planes | None:
+def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None = None) -> tile_codec.Planes | None:
     """``crop`` of ``grid``'s level as planes sampled as the tiles are, from the stored tiles.
 
     ``decode(index)`` returns stored tile ``index``'s planes (``tile_codec.decode_planes``).
+    ``want``: the sampling the caller can use; tiles sampled otherwise give None after the first.
     None: not for this path (a tile size the chroma does not divide, out of bounds, too large).
     ``MosaicError``: a tile failed to read or decode, or its tiles are sampled unlike each other.
     """
@@ -73,6 +74,8 @@ def crop_planes(decode: Decode, grid: TileGrid, crop: Box) -> tile_codec.Planes 
         return None
     first = decode(r0 * grid.across + c0)
     sampling = first.sampling
+    if want is not None and sampling != want:
+        return None  # seen on the first tile: the others are not decoded for nothing
     factors = [(1, 1)]
     if sampling != tile_codec.SAMPLING_GRAY:
         factors += [tile_codec.PLANE_SAMPLINGS[sampling]] * 2
@@ -123,13 +126,13 @@ def crop_jpeg(
             decode = functools.partial(_decode, read, index)
             return decode() if kept is None else kept(index, decode)
 
-        return crop_planes(one, grid, crop)
+        return crop_planes(one, grid, crop, want=sampling)
 
     try:
         planes = with_tiles(path, version, grid, _PLANES, build)
     except _NotPlanar:
         return None
-    if planes is None or planes.sampling != sampling:
+    if planes is None:
         return None
     try:
         return tile_codec.encode_planes(planes, quality=quality)

@@ -200,6 +200,20 @@ def test_crop_planes_declines_what_is_not_for_it() -> None:
     assert crop_planes(lambda i: pytest.fail("decoded"), grid, Box(0, 0, 0, 10)) is None
 
 
+def test_a_sampling_not_wanted_stops_at_the_first_tile() -> None:
+    grid = _synthetic_grid(150, 100, 32)
+    tiles = _tiles_of(grid, _level_planes(grid, tile_codec.SAMPLING_444), tile_codec.SAMPLING_444)
+    asked: list[int] = []
+
+    def decode(index: int) -> tile_codec.Planes:
+        asked.append(index)
+        return tiles[index]
+
+    assert crop_planes(decode, grid, Box(0, 0, 150, 100), want=tile_codec.SAMPLING_420) is None
+    assert asked == [0]
+    assert crop_planes(decode, grid, Box(0, 0, 150, 100), want=tile_codec.SAMPLING_444) is not None
+
+
 def test_tiles_sampled_unlike_each_other_are_refused() -> None:
     grid = _synthetic_grid(64, 32, 32)
     tiles = _tiles_of(grid, _level_planes(grid, tile_codec.SAMPLING_420), tile_codec.SAMPLING_420)
