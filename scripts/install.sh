@@ -81,6 +81,19 @@ if [ -n "$extras" ] && ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# wrk: tests/benchmarks/test_wrk_script.py runs the benchmarks' wrk script against a local server.
+if [ -n "$extras" ] && ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: apt-get install wrk (the benchmark harness's load generator)"
+    { apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+           && apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1; }; } \
+      || echo "install: wrk could not be installed: the wrk script's tests will be skipped"
+  else
+    echo "install: note: wrk is missing (apt-get install wrk); the wrk script's tests need it"
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "install: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv

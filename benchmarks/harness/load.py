@@ -199,6 +199,42 @@ def parse_wrk(stdout: str) -> dict[str, Any]:
     raise ValueError("wrk printed no WRK_RESULT line:\n" + stdout[-2000:])
 
 
+def read_latencies(path: Path, threads: int) -> list[tuple[int, float]]:
+    """``tile_load.lua``'s per-request latencies: (line of the URL list, ms) for each timed request.
+
+    Thread ``t`` of ``threads`` sent lines ``t, t + threads, ...``; its cursor counts them from 1.
+    """
+    out: list[tuple[int, float]] = []
+    for line in path.read_text().splitlines():
+        thread, cursor, micros = (int(x) for x in line.split())
+        out.append(((cursor - 1) * threads + thread, micros / 1000))
+    return out
+
+
+def request_percentiles(timed: Sequence[tuple[int, float]], kinds: Sequence[str]) -> dict[str, dict[str, float]]:
+    """p50, p90, p99 and max (ms) and the count of each request's own latency, over all (``all``)
+    and per kind (``kinds[line]``); nearest rank below, as ``quantile`` says."""
+    groups: dict[str, list[float]] = {"all": []}
+    for line, ms in timed:
+        groups["all"].append(ms)
+        groups.setdefault(kinds[line % len(kinds)], []).append(ms)
+    return {
+        name: {
+            "n": len(values),
+            **{f"p{q}": round(quantile(values, q / 100), 2) for q in (50, 90, 99)},
+            "max": round(max(values), 2),
+        }
+        for name, values in groups.items()
+        if values
+    }
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile by rank (nearest rank below)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 # ---------------------------------------------------------------- measurements
 
 
@@ -454,8 +490,14 @@ def run(
     check: int = 20,
     timeout: int = 30,
     seed: int = 1,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """One bounded wrk run of work against base; the result record (see result_record)."""
+    """One bounded wrk run of work against base; the result record (see result_record).
+
+    ``kinds`` (one label per line of ``work.urls``): also time each request on its own (one
+    connection per wrk thread, ``tile_load.lua``) and add ``request_latency``: its percentiles
+    over all requests and per label (``request_percentiles``).
+    """
     origin = check_loopback(base)
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
@@ -466,8 +508,17 @@ def run(
                 response.read()
         except OSError:
             pass
+    threads = concurrency if kinds is not None else 1
     with tempfile.NamedTemporaryFile("w", prefix="iiif-load-", suffix=".txt", delete=False) as f:
         f.writelines(u[0] + "\n" for u in work.urls)
+    env = dict(os.environ, URLS_FILE=f.name, WRK_THREADS=str(threads))
+    parts = [Path(f"{f.name}.{t}") for t in range(threads)] if threads > 1 else []
+    for t, part in enumerate(parts):
+        part.write_text("".join(u[0] + "\n" for u in work.urls[t::threads]))
+    if parts:
+        env["URLS_SPLIT"] = "1"
+    if kinds is not None:
+        env["LATENCIES_FILE"] = f"{f.name}.latencies"
     try:
         server_pids = sorted(set(pids()))
         before = {p: cpu_ticks(p) for p in server_pids}
@@ -479,7 +530,7 @@ def run(
                 [
                     wrk_bin,
                     "-t",
-                    "1",
+                    str(threads),
                     "-c",
                     str(concurrency),
                     "-d",
@@ -490,7 +541,7 @@ def run(
                     str(LUA),
                     origin,
                 ],
-                env=dict(os.environ, URLS_FILE=f.name, WRK_THREADS="1"),
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=duration + timeout + 30,
@@ -500,8 +551,11 @@ def run(
         ru_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         m_after = machine_ticks()
         after = {p: cpu_ticks(p) for p in server_pids}
+        timed = read_latencies(Path(f"{f.name}.latencies"), threads) if kinds is not None else []
     finally:
         os.unlink(f.name)
+        for part in [*parts, Path(f"{f.name}.latencies")]:
+            part.unlink(missing_ok=True)
     wrk = parse_wrk(proc.stdout + "\n" + proc.stderr)
     server_s = (
         sum((after[p] or 0) - (before[p] or 0) for p in server_pids if before[p] is not None and after[p] is not None)
@@ -523,6 +577,10 @@ def run(
         ncpu=os.cpu_count() or 1,
         peak_rss=rss.peak,
     )
+    if kinds is not None:
+        record["request_latency"] = request_percentiles(timed, kinds)
+        overall = record["request_latency"].get("all", {})
+        record.update(request_p50_ms=overall.get("p50"), request_p99_ms=overall.get("p99"))
     if check:
         sent = work.urls[: max(1, wrk["requests"])]
         n, bad = check_sample(origin, sent, check, random.Random(seed), slack=1 if work.from_file else 0)

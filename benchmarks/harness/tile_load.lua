@@ -2,7 +2,30 @@
 -- With T threads ($WRK_THREADS), thread t takes lines t, t+T, t+2T, ... so that every line is
 -- sent once per pass; the connections of a thread share its cursor. When a thread's lines run
 -- out it starts again and counts a wrap (a cold run that wraps is not cold any more).
+-- $URLS_SPLIT set: the harness wrote thread t's lines to $URLS_FILE.t already (64 threads reading
+-- a 100,000-line list each would spend the run's first second on it).
 -- At the end one line "WRK_RESULT {json}" is printed for load.py.
+--
+-- $LATENCIES_FILE set (one connection per thread, -t equal to -c): each request's own latency,
+-- as the time between the thread's consecutive request() calls (wrk calls request() in the loop
+-- iteration after a response is complete, just before writing the next). wrk's own percentiles
+-- are corrected for coordinated omission (its stats_correct adds, for every response slower than
+-- a connection's mean interval, made-up samples at that interval below it), so a 400 ms download
+-- counts ~50 times at c=8; these are each request once. done() writes "thread cursor microseconds"
+-- lines there (cursor: the position in the thread's lines, 1-based; the last request is not timed).
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } tile_load_timespec;
+  int clock_gettime(int clock_id, tile_load_timespec *tp);
+]]
+local CLOCK_MONOTONIC = 1
+local clock = ffi.new("tile_load_timespec")
+
+local function now_us()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
+  return tonumber(clock.tv_sec) * 1000000 + tonumber(clock.tv_nsec) / 1000
+end
+
 local all_threads = {}
 
 function setup(thread)
@@ -12,19 +35,37 @@ end
 
 function init(args)
   local stride = tonumber(os.getenv("WRK_THREADS") or "1")
+  local split = os.getenv("URLS_SPLIT")
   paths = {}
-  local line_no = 0
-  for line in io.lines(os.getenv("URLS_FILE")) do
-    if line_no % stride == index then
+  if split then
+    for line in io.lines(os.getenv("URLS_FILE") .. "." .. index) do
       paths[#paths + 1] = line
     end
-    line_no = line_no + 1
+  else
+    local line_no = 0
+    for line in io.lines(os.getenv("URLS_FILE")) do
+      if line_no % stride == index then
+        paths[#paths + 1] = line
+      end
+      line_no = line_no + 1
+    end
   end
   cursor = 0
   wraps = 0
+  timed = os.getenv("LATENCIES_FILE") ~= nil
+  latencies = {} -- cursor, microseconds, cursor, microseconds, ...
+  last_start = nil
 end
 
 function request()
+  if timed then
+    local now = now_us()
+    if last_start then
+      latencies[#latencies + 1] = cursor
+      latencies[#latencies + 1] = math.floor(now - last_start)
+    end
+    last_start = now
+  end
   cursor = cursor + 1
   if cursor > #paths then
     cursor = 1
@@ -37,6 +78,17 @@ function done(summary, latency, requests)
   local wrapped = 0
   for _, thread in ipairs(all_threads) do
     wrapped = wrapped + (thread:get("wraps") or 0)
+  end
+  local out_name = os.getenv("LATENCIES_FILE")
+  if out_name then
+    local out = assert(io.open(out_name, "w"))
+    for t, thread in ipairs(all_threads) do
+      local values = thread:get("latencies") or {}
+      for i = 1, #values - 1, 2 do
+        out:write(t - 1, " ", values[i], " ", values[i + 1], "\n")
+      end
+    end
+    out:close()
   end
   local errors = summary.errors
   local fields = {

@@ -1,0 +1,80 @@
+"""The harness's wrk script (benchmarks/harness/tile_load.lua) run by wrk against a local server
+whose answers take known times: each request's own latency comes back, by kind, and wrk's own
+percentiles keep their coordinated-omission correction."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from benchmarks.harness import load
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install.sh --test)")
+
+SLOW_S = 0.04
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
+    disable_nagle_algorithm = True  # headers and body go out at once (no delayed-ACK wait)
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(SLOW_S)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # wrk resets its connections when its time is up
+
+
+@pytest.fixture
+def origin() -> Iterator[str]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_each_request_is_timed_once_by_kind(origin: str) -> None:
+    # every fifth line slow: each of the 4 connections (lines t, t+4, ...) gets both kinds
+    paths = [f"/slow/{i}" if i % 5 == 0 else f"/fast/{i}" for i in range(400)]
+    work = load.Workload("cold", [(p, None, None) for p in paths], from_file=True)
+    kinds = ["slow" if p.startswith("/slow") else "fast" for p in paths]
+    record = load.run(origin, work, concurrency=4, duration=2, check=0, kinds=kinds)
+    got = record["request_latency"]
+    assert got["slow"]["n"] > 10
+    assert got["fast"]["n"] > 3 * got["slow"]["n"]
+    # every completed request but the last of each connection is timed, and none twice
+    assert record["requests"] - 4 <= got["all"]["n"] <= record["requests"] + 4
+    assert SLOW_S * 1000 <= got["slow"]["p50"] < SLOW_S * 1000 + 30
+    assert got["fast"]["p50"] < 15
+    assert record["request_p99_ms"] == got["all"]["p99"] >= SLOW_S * 1000
+    # wrk's own percentiles: made-up samples below every slow response pull its p50 up
+    assert record["p50_ms"] > got["all"]["p50"]
+
+
+def test_without_kinds_one_wrk_thread_and_no_request_latency(origin: str) -> None:
+    work = load.Workload("cold", [(f"/fast/{i}", None, None) for i in range(50)], from_file=True)
+    record = load.run(origin, work, concurrency=2, duration=1, check=0)
+    assert "request_latency" not in record
+    assert record["requests"] > 0
