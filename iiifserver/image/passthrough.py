@@ -50,7 +50,7 @@ def passthrough_tile(stored: StoredTiles, levels: Sequence[Level], plan: Plan) -
 @dataclass(frozen=True, slots=True)
 class TileRef:
     """A stored tile that answers a request: whole, cut losslessly to its valid area (an edge
-    tile), or stretched by the pixel a floor-rounded level lacks (``tile_codec.stretched``)."""
+    tile), or stretched by the pixel a floor-rounded level lacks (``tile_stretch.stretched``)."""
 
     grid: TileGrid
     index: int

@@ -29,7 +29,7 @@ from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
 from iiifserver.errors import ServiceUnavailable, SourceChanged, SourceDamaged
-from iiifserver.image import canonical, planner, tile_codec
+from iiifserver.image import canonical, planner, tile_codec, tile_stretch
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.passthrough import TileRef, level_grid, stored_tile_for
 from iiifserver.image.request import ApiVersion, ImageRequest
@@ -367,7 +367,7 @@ class ImageService:
         most 256 x 256), less than a thread hop costs under load. None: libjpeg-turbo refused it."""
         if ref.stretched:
             gray = ref.grid.components == 1
-            return tile_codec.stretched(
+            return tile_stretch.stretched(
                 tile, ref.width, ref.height, ref.out_width, ref.out_height, gray=gray, encoding=self._encoding
             )
         if ref.is_edge:

@@ -10,7 +10,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from iiifserver.image import tile_codec
+from iiifserver.image import tile_codec, tile_stretch
 from iiifserver.image.passthrough import edge_tile_for, passthrough_tile, stored_tile_for, tile_for
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
@@ -261,7 +261,7 @@ def test_stretched_tiles_show_what_the_renderer_shows(name: str, quality: int, r
             neighbour = read_stored_tile(fd, ref.grid, ref.index - 1 if ref.index else 1) if many else None
         gray = ref.grid.components == 1
         size = (ref.width, ref.height, ref.out_width, ref.out_height)
-        ours = tile_codec.stretched(tile, *size, gray=gray, encoding=encoding)
+        ours = tile_stretch.stretched(tile, *size, gray=gray, encoding=encoding)
         assert ours is not None
         rendered = pillow_pixels(render(pyramid.path, info.format, the_plan, options)).astype(int)
         got = pillow_pixels(ours).astype(int)
@@ -270,7 +270,7 @@ def test_stretched_tiles_show_what_the_renderer_shows(name: str, quality: int, r
         assert diff.mean() < 3.0, url  # measured 1.0-2.1
         assert np.percentile(diff, 99) <= 16, url  # measured 5-11
         if neighbour is not None:
-            wrong = tile_codec.stretched(neighbour, *size, gray=gray, encoding=encoding)
+            wrong = tile_stretch.stretched(neighbour, *size, gray=gray, encoding=encoding)
             assert wrong is not None
             assert np.abs(pillow_pixels(wrong).astype(int) - rendered).mean() > 10, url  # measured 21-82
         compared += 1

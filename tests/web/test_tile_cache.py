@@ -359,10 +359,10 @@ def test_edge_tiles_a_pixel_short_are_stretched_not_rendered(images: Path, tmp_p
 def test_a_tile_libjpeg_turbo_refuses_is_rendered_instead(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from iiifserver.image import tile_codec
+    from iiifserver.image import tile_codec, tile_stretch
 
     monkeypatch.setattr(tile_codec, "available", lambda: True)
-    monkeypatch.setattr(tile_codec, "stretched", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tile_stretch, "stretched", lambda *args, **kwargs: None)
     app = make_app(images, tmp_path)
     tile = "/iiif/3/odd/full/250,188/0/default.jpg"
     results = get_many(app, ["/iiif/3/odd/0,0,256,256/256,/0/default.jpg", tile])
