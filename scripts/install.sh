@@ -18,80 +18,44 @@ if [ -z "$PYTHON" ]; then
 fi
 [ -n "$PYTHON" ] || { echo "install: Python >= 3.11 is required" >&2; exit 1; }
 
+# apt_install PACKAGE WHY WITHOUT: install a Debian package (root with apt-get), else say it is
+# missing; WHY is what it is for, WITHOUT what happens when it is not there.
+apt_install() {
+  local package=$1 why=$2 without=$3
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: apt-get install $package ($why)"
+    { apt-get install -y -q --no-install-recommends "$package" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 \
+           && apt-get install -y -q --no-install-recommends "$package" >/dev/null 2>&1; }; } \
+      || echo "install: $package could not be installed: $without"
+  else
+    echo "install: note: $package is missing (apt-get install $package): $without"
+  fi
+}
+
 # libturbojpeg lets padded edge tiles pass through, cut losslessly; without it they are rendered.
 if ! ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0'; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: apt-get install libturbojpeg0 (lossless edge tiles)"
-    { apt-get install -y -q libturbojpeg0 >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libturbojpeg0 >/dev/null 2>&1; }; } \
-      || echo "install: libturbojpeg0 could not be installed: edge tiles will be rendered"
-  else
-    echo "install: note: libturbojpeg0 is missing (apt-get install libturbojpeg0); edge tiles will be rendered"
-  fi
+  apt_install libturbojpeg0 "lossless edge tiles" "edge tiles will be rendered"
 fi
 
 # libopenjp2 (OpenJPEG) decodes JPEG 2000 sources and masters (image/jp2.py, through glymur).
 if ! ldconfig -p 2>/dev/null | grep -q 'libopenjp2\.so\.7'; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: apt-get install libopenjp2-7 (JPEG 2000 sources)"
-    { apt-get install -y -q libopenjp2-7 >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libopenjp2-7 >/dev/null 2>&1; }; } \
-      || echo "install: libopenjp2-7 could not be installed: JPEG 2000 sources will be refused"
-  else
-    echo "install: note: libopenjp2-7 is missing (apt-get install libopenjp2-7); JPEG 2000 sources will be refused"
-  fi
+  apt_install libopenjp2-7 "JPEG 2000 sources" "JPEG 2000 sources will be refused"
 fi
 
-# The vips command-line tool is only what benchmarks/convert_bench.py measures `convert` against.
-if [ -n "$extras" ] && ! command -v vips >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: apt-get install libvips-tools (the convert benchmark's reference)"
-    { apt-get install -y -q --no-install-recommends libvips-tools >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 \
-           && apt-get install -y -q --no-install-recommends libvips-tools >/dev/null 2>&1; }; } \
-      || echo "install: libvips-tools could not be installed: the convert benchmark will be skipped"
-  else
-    echo "install: note: the vips command-line tool is missing (apt-get install libvips-tools); the convert benchmark needs it"
-  fi
-fi
-
-# nginx: tests/deploy/test_nginx.py runs deploy/nginx/iiifserver.conf in front of a live server.
-if [ -n "$extras" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: apt-get install nginx (the reverse-proxy tests)"
-    { apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 \
-           && apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1; }; } \
-      || echo "install: nginx could not be installed: the reverse-proxy tests will be skipped"
-  else
-    echo "install: note: nginx is missing (apt-get install nginx); the reverse-proxy tests need it"
-  fi
-fi
-
-# redis-server: tests/cache/test_shared.py and tests/e2e/test_scale_out.py run the shared cache tier against it.
-if [ -n "$extras" ] && ! command -v redis-server >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: apt-get install redis-server (the shared cache tier's tests)"
-    { apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 \
-           && apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1; }; } \
-      || echo "install: redis-server could not be installed: the shared cache tests will be skipped"
-  else
-    echo "install: note: redis-server is missing (apt-get install redis-server); the shared cache tests need it"
-  fi
-fi
-
-# wrk: tests/benchmarks/test_wrk_script.py runs the benchmarks' wrk script against a local server.
-if [ -n "$extras" ] && ! command -v wrk >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: apt-get install wrk (the benchmark harness's load generator)"
-    { apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 \
-           && apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1; }; } \
-      || echo "install: wrk could not be installed: the wrk script's tests will be skipped"
-  else
-    echo "install: note: wrk is missing (apt-get install wrk); the wrk script's tests need it"
-  fi
+if [ -n "$extras" ]; then
+  # The vips command-line tool is only what benchmarks/convert_bench.py measures `convert` against.
+  command -v vips >/dev/null 2>&1 \
+    || apt_install libvips-tools "the convert benchmark's reference" "the convert benchmark will be skipped"
+  # nginx: tests/deploy/test_nginx.py runs deploy/nginx/iiifserver.conf in front of a live server.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] \
+    || apt_install nginx "the reverse-proxy tests" "the reverse-proxy tests will be skipped"
+  # redis-server: tests/cache/test_shared.py and tests/e2e/test_scale_out.py run the shared tier against it.
+  command -v redis-server >/dev/null 2>&1 \
+    || apt_install redis-server "the shared cache tier's tests" "the shared cache tests will be skipped"
+  # wrk: tests/benchmarks/test_wrk_script.py runs the benchmarks' wrk script against a local server.
+  command -v wrk >/dev/null 2>&1 \
+    || apt_install wrk "the benchmark harness's load generator" "the wrk script's tests will be skipped"
 fi
 
 if [ ! -x .venv/bin/python ]; then
