@@ -294,7 +294,7 @@ def wrk(origin: str, urls: Sequence[str], concurrency: int, seconds: int, timeou
         cmd = [wrk_bin, "-t", "1", "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", f"{timeout}s"]
         proc = subprocess.run(
             [*cmd, "-s", str(SOAK_LUA), origin],
-            env=dict(os.environ, URLS_FILE=f.name, WRK_THREADS="1"),
+            env=dict(os.environ, URLS_FILE=f.name, WRK_THREADS="1", TILE_LOAD_LUA=str(load.LUA)),
             capture_output=True,
             text=True,
             timeout=seconds + timeout + 30,

@@ -33,14 +33,9 @@ from urllib.parse import unquote
 
 from benchmarks.harness import images as img
 from benchmarks.harness import mix, servers
+from benchmarks.harness.load import quantile  # nearest rank below, as the side-by-side's tables
 
 BIG, SMALL = 176, 1000  # the side-by-side's mixed collection
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile by rank (nearest rank below), as the tables print it."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summary(latencies: Mapping[str, Sequence[float]]) -> str:

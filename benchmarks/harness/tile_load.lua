@@ -74,24 +74,20 @@ function request()
   return wrk.format("GET", paths[cursor])
 end
 
-function done(summary, latency, requests)
-  local wrapped = 0
+-- The sum over the threads of a number each thread keeps in global ``name``.
+function thread_sum(name)
+  local total = 0
   for _, thread in ipairs(all_threads) do
-    wrapped = wrapped + (thread:get("wraps") or 0)
+    total = total + (thread:get(name) or 0)
   end
-  local out_name = os.getenv("LATENCIES_FILE")
-  if out_name then
-    local out = assert(io.open(out_name, "w"))
-    for t, thread in ipairs(all_threads) do
-      local values = thread:get("latencies") or {}
-      for i = 1, #values - 1, 2 do
-        out:write(t - 1, " ", values[i], " ", values[i + 1], "\n")
-      end
-    end
-    out:close()
-  end
+  return total
+end
+
+-- The fields of the WRK_RESULT line (soak_load.lua adds its own to them).
+function result_fields(summary, latency)
+  local wrapped = thread_sum("wraps")
   local errors = summary.errors
-  local fields = {
+  return {
     string.format('"requests":%d', summary.requests),
     string.format('"duration_us":%d', summary.duration),
     string.format('"bytes":%d', summary.bytes),
@@ -107,5 +103,19 @@ function done(summary, latency, requests)
     string.format('"lat_p99_us":%d', latency:percentile(99)),
     string.format('"wraps":%d', wrapped),
   }
-  io.write("WRK_RESULT {" .. table.concat(fields, ",") .. "}\n")
+end
+
+function done(summary, latency, requests)
+  local out_name = os.getenv("LATENCIES_FILE")
+  if out_name then
+    local out = assert(io.open(out_name, "w"))
+    for t, thread in ipairs(all_threads) do
+      local values = thread:get("latencies") or {}
+      for i = 1, #values - 1, 2 do
+        out:write(t - 1, " ", values[i], " ", values[i + 1], "\n")
+      end
+    end
+    out:close()
+  end
+  io.write("WRK_RESULT {" .. table.concat(result_fields(summary, latency), ",") .. "}\n")
 end

@@ -118,10 +118,8 @@ def test_verdicts_and_report() -> None:
     assert "| flooded |" in md
 
 
-def test_the_soak_lua_prints_what_parse_wrk_reads() -> None:
-    text = soak.SOAK_LUA.read_text()
-    for field in ("status_2xx", "status_5xx", "lat_p99_us", "wraps", "requests"):
-        assert f'"{field}"' in text
+def test_parse_wrk_reads_the_soak_fields() -> None:
+    # The soak script itself runs against a server in test_wrk_script.py.
     assert load.parse_wrk('noise\nWRK_RESULT {"requests":3,"status_5xx":1}\n') == {"requests": 3, "status_5xx": 1}
 
 

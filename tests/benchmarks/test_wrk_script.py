@@ -1,6 +1,6 @@
-"""The harness's wrk script (benchmarks/harness/tile_load.lua) run by wrk against a local server
-whose answers take known times: each request's own latency comes back, by kind, and wrk's own
-percentiles keep their coordinated-omission correction."""
+"""The harness's wrk scripts run by wrk against a local server whose answers are known:
+tile_load.lua gives each request's own latency, by kind, beside wrk's coordinated-omission-corrected
+percentiles; soak_load.lua (which loads tile_load.lua) also counts responses by status class."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from benchmarks import soak
 from benchmarks.harness import load
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install.sh --test)")
@@ -27,7 +28,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/slow"):
             time.sleep(SLOW_S)
         body = b"ok"
-        self.send_response(200)
+        self.send_response(503 if self.path.startswith("/bad") else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -78,3 +79,15 @@ def test_without_kinds_one_wrk_thread_and_no_request_latency(origin: str) -> Non
     record = load.run(origin, work, concurrency=2, duration=1, check=0)
     assert "request_latency" not in record
     assert record["requests"] > 0
+
+
+def test_the_soak_script_counts_statuses_and_keeps_the_common_fields(origin: str) -> None:
+    urls = [f"/bad/{i}" if i % 4 == 0 else f"/fast/{i}" for i in range(200)]
+    got = soak.wrk(origin, urls, concurrency=2, seconds=1)
+    assert got["status_5xx"] > 0
+    assert got["status_2xx"] > 2 * got["status_5xx"]
+    assert got["status_3xx"] == got["status_4xx"] == 0
+    assert abs(got["status_2xx"] + got["status_5xx"] - got["requests"]) <= 2  # responses in flight at the end
+    assert got["err_status"] == got["status_5xx"]  # wrk's own count of non-2xx/3xx agrees
+    assert got["wraps"] > 0
+    assert got["lat_p99_us"] > 0
