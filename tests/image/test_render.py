@@ -667,3 +667,62 @@ def test_jpeg_chroma_subsampling(rgb_pages: Sample, quality: int, subsampling: b
         assert isinstance(image, JpegImagePlugin.JpegImageFile)
         assert JpegImagePlugin.get_sampling(image) == expected
         assert image.size == (300, 200)
+
+
+def _busy_picture(width: int, height: int, bands: int, seed: int) -> pyvips.Image:
+    """Noise with soft gradients: every resampling tap weighs something different."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = (x * 255 // max(1, width - 1) + y * 128 // max(1, height - 1)) % 256
+    noise = rng.integers(0, 96, (height, width, bands))
+    pixels = np.ascontiguousarray(((base[..., None] + noise) % 256).astype(np.uint8))
+    return pyvips.Image.new_from_memory(pixels.data, width, height, bands, "uchar").copy()
+
+
+def _pixels(image: pyvips.Image) -> np.ndarray:
+    return np.ndarray((image.height, image.width, image.bands), np.uint8, image.write_to_memory())
+
+
+def test_reductions_below_four_are_resize_s_own_pixels() -> None:
+    """``_resize_exact`` calls ``reduce`` alone where ``resize`` would do nothing else: the same
+    pixels, bit for bit, over random sizes, both axes or one, gray and colour, up to the bound."""
+    from iiifserver.image import render as render_module
+
+    rng = np.random.default_rng(17)
+    cases = 0
+    for seed in range(120):
+        width, height = (int(v) for v in rng.integers(8, 700, 2))
+        bands = int(rng.choice([1, 3]))
+        limit = render_module.REDUCE_ALONE_BELOW
+        out_w = width if seed % 5 == 0 else int(rng.integers(math.floor(width / limit) + 1, width + 1))
+        out_h = height if seed % 7 == 0 else int(rng.integers(math.floor(height / limit) + 1, height + 1))
+        if (out_w, out_h) == (width, height):
+            continue
+        picture = _busy_picture(width, height, bands, seed)
+        ours = _pixels(render_module._resize_exact(picture, out_w, out_h))
+        theirs = _pixels(picture.resize(out_w / width, vscale=out_h / height, kernel="lanczos3"))
+        assert ours.shape == (out_h, out_w, bands)
+        assert theirs.shape == ours.shape, (width, height, out_w, out_h)
+        assert np.array_equal(ours, theirs), (width, height, out_w, out_h, bands)
+        cases += 1
+    assert cases > 100
+
+
+def test_reductions_from_four_still_shrink_first() -> None:
+    """Past the bound ``resize`` shrinks by an integer factor first, which ``reduce`` alone would
+    not: those keep ``resize`` (whose pixels differ from a lone ``reduce``'s there)."""
+    from iiifserver.image import render as render_module
+
+    picture = _busy_picture(640, 480, 3, 5)
+    ours = _pixels(render_module._resize_exact(picture, 100, 75))
+    theirs = _pixels(picture.resize(100 / 640, vscale=75 / 480, kernel="lanczos3"))
+    lone = _pixels(picture.reduce(6.4, 6.4, kernel="lanczos3"))
+    assert np.array_equal(ours, theirs)
+    assert not np.array_equal(ours, lone[: ours.shape[0], : ours.shape[1]])
+
+
+def test_stored_tile_mosaic_is_named_srgb_or_b_w_without_a_copy() -> None:
+    """``_from_stored_tiles`` relies on libvips naming a uchar image from memory by its bands."""
+    for bands, name in ((1, "b-w"), (3, "srgb")):
+        pixels = np.zeros((4, 5, bands), np.uint8)
+        assert pyvips.Image.new_from_memory(pixels.data, 5, 4, bands, "uchar").interpretation == name
