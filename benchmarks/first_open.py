@@ -169,9 +169,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _report(record: dict[str, Any]) -> str:
     m = record["machine"]
     lines = [
-        f"# First open of never-opened images: CPU per image ({m['date']})",
-        "",
-        f"CPU: {m['cpu']} ({m['cpus']} cores), host {m['host']}, commit {m['commit']}.",
+        *results.heading("First open of never-opened images: CPU per image", m),
         f"{record['count']} distinct copies of the {record['size']} pyramid (Q{record['quality']}), "
         f"in-process (ASGI), default settings; CPU time of the process, all threads; median of "
         f"{record['repeats']} runs (min-max). Home view: {record['viewport'][0]}x{record['viewport'][1]} "

@@ -208,18 +208,15 @@ def report(record: Mapping[str, Any]) -> str:
     names = list(record["summary"])
     rat = record.get("ratios") or {}
     lines = [
-        f"# CPU per request of each kind, served: {' against '.join(names)} ({m['date']})",
-        "",
-        f"CPU: {m['cpu']} ({m['cpus']} cores), host {m['host']}, commit {m['commit']}.",
+        *results.heading(f"CPU per request of each kind, served: {' against '.join(names)}", m),
         f"The first {record['count']} distinct URLs of each kind of the side-by-side's mixed list "
         f"(seed {record['seed']}; downloads {max(1, record['count'] // DOWNLOAD_FRACTION)} each) over "
-        f"{record['big']} copies of the 12000x9000 Q85 scan and {record['small']} of the 4000x3000 Q85 "
-        f"photograph, sent once each to a freshly started server over {record['concurrency']} connections, "
+        f"{mix.collection_words(record['big'], record['small'])}, sent once each to a freshly started server "
+        f"over {record['concurrency']} connections, "
         "kinds in the order below; CPU time of all the server's processes per request, ms, median of "
         f"{record['repeats']} repeats (min-max). No URL repeats, so no cache answers.",
         "",
-        "| kind | share of the mix | " + " | ".join(names) + (" | peer / ours |" if rat else " |"),
-        "|---|---:|" + "---:|" * len(names) + ("---:|" if rat else ""),
+        *results.table_head(["kind", "share of the mix", *names, *(["peer / ours"] if rat else [])]),
     ]
     for kind in [*ORDER, "mix"]:
         cells = []

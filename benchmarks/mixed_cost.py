@@ -152,17 +152,14 @@ def _report(record: dict[str, Any]) -> str:
     labels = list(record["variants"])
     ratios = record.get("ratios") or {}
     lines = [
-        f"# The mixed viewer-and-scholar workload: CPU per request, per kind ({m['date']})",
-        "",
-        f"CPU: {m['cpu']} ({m['cpus']} cores), host {m['host']}, commit {m['commit']}.",
+        *results.heading("The mixed viewer-and-scholar workload: CPU per request, per kind", m),
         f"The first {record['n']:,} requests of the side-by-side's mixed list (`harness/mix.py`, seed "
-        f"{record['seed']}) over {record['big']} distinct copies of the 12000x9000 Q85 scan and "
-        f"{record['small']} of the 4000x3000 Q85 photograph, in-process (ASGI), one at a time, default "
+        f"{record['seed']}) over {mix.collection_words(record['big'], record['small'])}, in-process (ASGI), "
+        "one at a time, default "
         "settings with `jpeg_quality` 85, empty caches, images read once before; CPU time of the process "
         f"(all threads) per request, ms, median of {record['repeats']} runs (min-max).",
         "",
-        "| kind | requests | " + " | ".join(labels) + (" | after / before |" if ratios else " |"),
-        "|---|---:|" + "---:|" * len(labels) + ("---:|" if ratios else ""),
+        *results.table_head(["kind", "requests", *labels, *(["after / before"] if ratios else [])]),
     ]
     first = record["variants"][labels[0]]
     for kind in [*mix.KINDS, ALL]:

@@ -234,6 +234,13 @@ def collection(big: Sequence[str], small: Sequence[str]) -> list[MixImage]:
     ]
 
 
+def collection_words(big: int, small: int) -> str:
+    """How reports name ``collection(big, small)``: how many copies of each picture."""
+    w, h = img.SIZES["big"]
+    sw, sh = img.SIZES["small"]
+    return f"{big} distinct copies of the {w}x{h} Q85 scan and {small} of the {sw}x{sh} Q85 photograph"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--big", type=int, default=150, help="12000x9000 images artwork_big_q85_NN.tif")

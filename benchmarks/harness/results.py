@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ def machine(now: datetime, command: str) -> dict[str, Any]:
         "command": command,
         "commit": git_commit(),
     }
+
+
+def heading(title: str, machine: Mapping[str, Any]) -> list[str]:
+    """A report's first lines: the title with the run's date, then the CPU, host and commit."""
+    m = machine
+    cpu = f"CPU: {m['cpu']} ({m['cpus']} cores), host {m['host']}, commit {m['commit']}."
+    return [f"# {title} ({m['date']})", "", cpu]
+
+
+def table_head(columns: list[str], text: int = 1) -> list[str]:
+    """A markdown table's header and rule: the first ``text`` columns left-aligned, the rest figures."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * text + "---:|" * (len(columns) - text)]
 
 
 def write(results: Path, name: str, record: dict[str, Any], report: str) -> None:

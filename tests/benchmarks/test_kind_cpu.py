@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
@@ -15,6 +14,7 @@ from PIL import Image
 
 from benchmarks import kind_cpu
 from benchmarks.harness import mix
+from tests.benchmarks.local_http import serving
 
 
 def _r(kind: str, path: str, size: tuple[int, int] | None = None) -> mix.MixedRequest:
@@ -78,14 +78,8 @@ def local_server() -> Iterator[str]:
         "/iiif/c/full/!20,20/0/default.jpg": (200, _jpeg(30, 15)),  # wrong size
         "/iiif/d/full/!20,20/0/default.jpg": (500, b"oops"),
     }
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/iiif"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Handler) as base:
+        yield base + "/iiif"
 
 
 def test_replay_checks_every_answer(local_server: str) -> None:

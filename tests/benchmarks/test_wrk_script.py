@@ -5,15 +5,15 @@ percentiles; soak_load.lua (which loads tile_load.lua) also counts responses by 
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from benchmarks import soak
 from benchmarks.harness import load
+from tests.benchmarks.local_http import serving
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install.sh --test)")
 
@@ -37,23 +37,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # wrk resets its connections when its time is up
-
-
 @pytest.fixture
 def origin() -> Iterator[str]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Handler) as base:
+        yield base
 
 
 def test_each_request_is_timed_once_by_kind(origin: str) -> None:
