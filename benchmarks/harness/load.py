@@ -510,7 +510,8 @@ def run(
             pass
     threads = concurrency if kinds is not None else 1
     with tempfile.NamedTemporaryFile("w", prefix="iiif-load-", suffix=".txt", delete=False) as f:
-        f.writelines(u[0] + "\n" for u in work.urls)
+        if threads == 1:  # else each thread reads its own share, NAME.t, below; NAME is their stem
+            f.writelines(u[0] + "\n" for u in work.urls)
     env = dict(os.environ, URLS_FILE=f.name, WRK_THREADS=str(threads))
     parts = [Path(f"{f.name}.{t}") for t in range(threads)] if threads > 1 else []
     for t, part in enumerate(parts):
