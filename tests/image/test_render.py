@@ -726,3 +726,18 @@ def test_stored_tile_mosaic_is_named_srgb_or_b_w_without_a_copy() -> None:
     for bands, name in ((1, "b-w"), (3, "srgb")):
         pixels = np.zeros((4, 5, bands), np.uint8)
         assert pyvips.Image.new_from_memory(pixels.data, 5, 4, bands, "uchar").interpretation == name
+
+
+def test_reductions_of_images_with_alpha_are_resize_s_own_pixels() -> None:
+    """With alpha the reduction runs on premultiplied floats: still ``resize``'s pixels exactly."""
+    from iiifserver.image import render as render_module
+
+    rng = np.random.default_rng(29)
+    for seed in range(25):
+        width, height = (int(v) for v in rng.integers(16, 400, 2))
+        out_w, out_h = int(rng.integers(width // 4 + 1, width)), int(rng.integers(height // 4 + 1, height))
+        picture = _busy_picture(width, height, 4, seed).copy(interpretation="srgb")
+        ours = _pixels(render_module._resize_exact(picture, out_w, out_h))
+        premultiplied = picture.premultiply().resize(out_w / width, vscale=out_h / height, kernel="lanczos3")
+        theirs = _pixels(premultiplied.unpremultiply().cast("uchar"))
+        assert np.array_equal(ours, theirs), (width, height, out_w, out_h)
