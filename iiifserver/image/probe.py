@@ -3,7 +3,7 @@
 Owns: sniffing the file type by its magic bytes, reading dimensions, pyramid levels (pages or
 SubIFDs), tiling and colour from the headers, and refusing sources we will not decode
 (unknown formats, oversized headers, huge untiled images); JPEG 2000 from its codestream
-header (``jp2.py`` reads it). A plain TIFF file (``tiff_directory.plain_tiff``: the common
+header (``jp2.py`` reads it). A plain TIFF file (``tiff_plain.plain_tiff``: the common
 pyramids) is read without libvips, from the same directory parse the truncation check and the
 stored-tile index use; libvips reads everything else, and is the reference the fast path must
 equal (``probe(..., libvips=True)``). Also ``configure_libvips``: only
@@ -26,7 +26,7 @@ from typing import Any
 import pyvips
 
 from iiifserver.errors import Forbidden, SourceChanged, SourceDamaged, UnsupportedSource
-from iiifserver.image import block_cache, jp2, tiff_directory
+from iiifserver.image import block_cache, jp2, tiff_directory, tiff_plain
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.source_info import Colour, Level, SourceFormat, SourceInfo, SourceVersion
 
@@ -151,7 +151,7 @@ def probe(
     """Read a source's structure from its headers. Raises ``SourceDamaged`` (not an image, header
     unreadable) or ``UnsupportedSource`` (an image this server will not serve).
 
-    A plain TIFF file (``tiff_directory.plain_tiff``) is read by the own directory reader alone,
+    A plain TIFF file (``tiff_plain.plain_tiff``) is read by the own directory reader alone,
     about ten times cheaper than opening every page with libvips; anything else, or any doubt
     (``libvips=True`` forces it: the reference the fast path is tested against), through libvips.
     """
@@ -199,7 +199,7 @@ def _plain_tiff_header(path: Path) -> _Header | None:
     not plain, unreadable, or its data runs past the end of the file (libvips reads it and the
     truncation check names the damage, as for any other file)."""
     try:
-        plain = tiff_directory.plain_tiff(path)
+        plain = tiff_plain.plain_tiff(path)
         if plain is None:
             return None
         first = plain.pages[0]

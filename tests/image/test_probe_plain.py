@@ -1,6 +1,6 @@
 """The probe's own TIFF reading against libvips': the same ``SourceInfo`` or the same error, always.
 
-A plain TIFF is read by ``tiff_directory`` alone; everything else, and any file the own reader
+A plain TIFF is read by ``tiff_plain`` (over ``tiff_reader``) alone; everything else, and any file the own reader
 has doubts about, by libvips. Each case here is probed both ways (``libvips=True`` forces the
 reference) and must give equal results; the cases also say which way a file is expected to go, so
 that a fast path that silently always falls back (or never does) fails too.
@@ -21,10 +21,11 @@ import tifffile
 
 from iiifserver.errors import IIIFError
 from iiifserver.image import probe as probe_module
-from iiifserver.image import tiff_directory
+from iiifserver.image import tiff_reader
 from iiifserver.image.probe import probe
 from iiifserver.image.source_info import SourceInfo
-from iiifserver.image.tiff_directory import plain_tiff, read_tile_index, truncation
+from iiifserver.image.tiff_directory import read_tile_index, truncation
+from iiifserver.image.tiff_plain import plain_tiff
 from tests.image.conftest import Sample
 from tests.image.pyramids import Pyramid
 
@@ -36,7 +37,7 @@ Outcome = SourceInfo | tuple[type[IIIFError], str]
 
 def outcome(path: Path, *, libvips: bool, plain_max_pixels: int = PLAIN_MAX) -> Outcome:
     """What the probe says of ``path``: its facts, or the error's type and detail."""
-    tiff_directory.forget_last()
+    tiff_reader.forget_last()
     try:
         return probe(path, plain_max_pixels=plain_max_pixels, max_source_pixels=SOURCE_MAX, libvips=libvips)
     except IIIFError as exc:
@@ -115,7 +116,7 @@ def test_limits_are_applied_to_the_own_reading_too(rgb_pages: Sample, strip_tiff
     for path in (rgb_pages.path, strip_tiff.path):
         for limits in ({"plain_max_pixels": 100}, {"plain_max_pixels": 40_000_000}):
             assert_same_both_ways(path, **limits)
-    tiff_directory.forget_last()
+    tiff_reader.forget_last()
     with pytest.raises(IIIFError, match="more than this server accepts"):
         probe(rgb_pages.path, plain_max_pixels=PLAIN_MAX, max_source_pixels=1000)
 
@@ -191,7 +192,7 @@ def test_tiff_kinds_written_by_libvips(kind: str, kinds_dir: Path) -> None:
     picture, options, plain = VIPS_KINDS[kind]
     path = kinds_dir / f"{kind}.tif"
     picture().tiffsave(str(path), **options)
-    tiff_directory.forget_last()
+    tiff_reader.forget_last()
     assert (plain_tiff(path) is not None) is plain
     result = assert_same_both_ways(path)
     if plain:
@@ -269,7 +270,7 @@ def test_cut_short_anywhere_agrees(small_pyramid: Path, kinds_dir: Path) -> None
         path.write_bytes(data[:cut])
         result = assert_same_both_ways(path)
         if isinstance(result, SourceInfo):  # only a cut in the last image data's slack can leave it whole
-            tiff_directory.forget_last()
+            tiff_reader.forget_last()
             assert truncation(path, result.levels) is None
 
 
@@ -301,7 +302,7 @@ def test_flipped_header_bytes_agree(small_pyramid: Path, kinds_dir: Path) -> Non
         for _ in range(int(rng.integers(1, 4))):
             damaged[start + int(rng.integers(length))] = int(rng.integers(256))
         path.write_bytes(bytes(damaged))
-        tiff_directory.forget_last()
+        tiff_reader.forget_last()
         fast += plain_tiff(path) is not None
         assert_same_both_ways(path)
     assert fast > 0  # some changes leave a plain file (a resolution, a count within bounds)
@@ -323,7 +324,7 @@ def test_a_text_tag_without_its_nul_goes_to_libvips(kinds_dir: Path) -> None:
     end = data.index(b"a scanned leaf, recto\x00") + len("a scanned leaf, recto")
     data[end] = ord("!")
     path.write_bytes(bytes(data))
-    tiff_directory.forget_last()
+    tiff_reader.forget_last()
     assert plain_tiff(path) is None
     assert_same_both_ways(path)
 
@@ -335,7 +336,7 @@ def test_a_directory_chain_that_loops_goes_to_libvips(small_pyramid: Path, kinds
     struct.pack_into("<I", data, second + 2 + 12 * entries, first)  # page 1's next is page 0
     path = kinds_dir / "loop.tif"
     path.write_bytes(bytes(data))
-    tiff_directory.forget_last()
+    tiff_reader.forget_last()
     assert plain_tiff(path) is None
     assert_same_both_ways(path)
 
@@ -347,7 +348,7 @@ def test_a_value_outside_the_file_goes_to_libvips(small_pyramid: Path, kinds_dir
     struct.pack_into("<I", data, offset + 2 + 12 * index + 8, len(data) + 100)
     path = kinds_dir / "outside.tif"
     path.write_bytes(bytes(data))
-    tiff_directory.forget_last()
+    tiff_reader.forget_last()
     assert plain_tiff(path) is None
     assert_same_both_ways(path)
 
@@ -370,12 +371,12 @@ def test_the_kept_parse_follows_the_file(q85_pages: Pyramid, gray_pyramid: Sampl
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "pread", counting)
-        tiff_directory.forget_last()
+        tiff_reader.forget_last()
         levels = probe(path, plain_max_pixels=PLAIN_MAX, max_source_pixels=SOURCE_MAX).levels
         reads.clear()
         shared = read_tile_index(path, levels)
         shared_reads = len(reads)
-        tiff_directory.forget_last()
+        tiff_reader.forget_last()
         reads.clear()
         alone = read_tile_index(path, levels)
         alone_reads = len(reads)
