@@ -5,7 +5,7 @@ cache only with ``RWF_NOWAIT`` on the event loop); opening a source checked agai
 its index was built for; ``TileFiles``, the bounded set of descriptors the event loop reads through.
 A stored tile of an object (``ObjectPath``) is one ranged read with ``If-Match`` its ETag, straight
 from the store (not through the block cache: a tile is read once, then the tile cache has it).
-Must not know: TIFF structure (``tiff_directory``), JPEG syntax (``jpeg_splice``), plans, pyvips, HTTP.
+Must not know: TIFF structure (``tiff_reader``, ``tiff_directory``), JPEG syntax (``jpeg_splice``), plans, pyvips, HTTP.
 """
 
 from __future__ import annotations
