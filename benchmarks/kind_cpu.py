@@ -158,6 +158,11 @@ def weighted(cpu_ms: Mapping[str, float], shares: Mapping[str, float] = mix.SHAR
     return sum(shares[k] * cpu_ms[k] for k in shares) / sum(shares.values())
 
 
+def mix_of(run: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """``weighted`` of one measured run (``measure_kinds``' record)."""
+    return weighted({kind: found["cpu_ms"] for kind, found in run.items()})
+
+
 def summarise(runs: Mapping[str, Sequence[Mapping[str, Mapping[str, Any]]]]) -> dict[str, dict[str, Any]]:
     """Per server and kind: the median, min and max CPU ms over repeats, and wrong answers in all."""
     out: dict[str, dict[str, Any]] = {}
@@ -173,7 +178,7 @@ def summarise(runs: Mapping[str, Sequence[Mapping[str, Mapping[str, Any]]]]) -> 
                     "max": max(values),
                     "wrong": sum(run[kind]["wrong"] for run in repeats if kind in run),
                 }
-        each = [weighted({k: v["cpu_ms"] for k, v in run.items()}) for run in repeats]
+        each = [mix_of(run) for run in repeats]
         mixes = [v for v in each if v is not None]
         if mixes:
             kinds["mix"] = {"median": statistics.median(mixes), "min": min(mixes), "max": max(mixes)}
@@ -191,8 +196,7 @@ def ratios(runs: Mapping[str, Sequence[Mapping[str, Mapping[str, Any]]]], ours: 
         values = []
         for a, b in pairs:
             if kind == "mix":
-                mine = weighted({k: v["cpu_ms"] for k, v in a.items()})
-                theirs = weighted({k: v["cpu_ms"] for k, v in b.items()})
+                mine, theirs = mix_of(a), mix_of(b)
             else:
                 mine = a[kind]["cpu_ms"] if kind in a else None
                 theirs = b[kind]["cpu_ms"] if kind in b else None

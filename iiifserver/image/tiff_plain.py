@@ -11,7 +11,6 @@ Must not know: pyvips, stored tiles, plans, HTTP.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,10 +305,8 @@ def plain_ifd(reader: Reader, offset: int) -> dict[int, Entry] | None:
         if entry.n < 1 or (count > 0 and entry.n != count) or (count == _PER_SAMPLE and (entry.n,) != samples):
             return None
         nbytes = _PLAIN_TYPE_SIZE[entry.type] * entry.n
-        if nbytes > len(entry.field):
-            (at,) = struct.unpack(reader.order + ("Q" if reader.big else "I"), entry.field)
-            if at + nbytes > reader.size:
-                return None
+        if nbytes > len(entry.field) and reader.value_offset(entry) + nbytes > reader.size:
+            return None
         if values is not None and not values.issuperset(reader.ints(ifd, tag) or ()):
             return None
         # libtiff warns unless a text's first NUL is its last byte

@@ -199,13 +199,17 @@ class Reader:
         except Malformed:
             return None
 
+    def value_offset(self, entry: Entry) -> int:
+        """Where an entry's value lies when it does not fit in the entry (its field holds the offset)."""
+        return int(struct.unpack(self.order + ("Q" if self.big else "I"), entry.field)[0])
+
     def value_bytes(self, entry: Entry, limit: int) -> bytes:
         nbytes = TYPE_SIZE.get(entry.type, 0) * entry.n
         if nbytes == 0 or nbytes > limit:
             raise Malformed("unsupported or oversized tag value")
         if nbytes <= len(entry.field):
             return entry.field[:nbytes]
-        (offset,) = struct.unpack(self.order + ("Q" if self.big else "I"), entry.field)
+        offset = self.value_offset(entry)
         value = self._values.get((offset, nbytes))
         if value is None:
             value = self._values[(offset, nbytes)] = self._read(offset, nbytes)
@@ -243,6 +247,6 @@ class Reader:
         entry = ifd.get(tag)
         if entry is None:
             return None
-        if entry.type not in (1, 7):  # BYTE or UNDEFINED
+        if entry.type not in (BYTE, UNDEFINED):
             raise Malformed("tag is not a byte string")
         return self.value_bytes(entry, limit)
