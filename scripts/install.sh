@@ -38,6 +38,15 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0'; then
   apt_install libturbojpeg0 "lossless edge tiles" "edge tiles will be rendered"
 fi
 
+# A C compiler and libjpeg's headers build image/_jpeg_blocks.c (setup.py): downloads and other
+# crops on the tiles' block grid are then copied from the stored DCT blocks; without them the
+# package installs anyway and such crops are decoded and encoded again.
+command -v gcc >/dev/null 2>&1 || apt_install gcc "the JPEG block extension" "block-aligned crops will be re-encoded"
+[ -f /usr/include/jpeglib.h ] \
+  || apt_install libjpeg62-turbo-dev "the JPEG block extension" "block-aligned crops will be re-encoded"
+"$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  || apt_install python3-dev "the JPEG block extension" "block-aligned crops will be re-encoded"
+
 # libopenjp2 (OpenJPEG) decodes JPEG 2000 sources and masters (image/jp2.py, through glymur).
 if ! ldconfig -p 2>/dev/null | grep -q 'libopenjp2\.so\.7'; then
   apt_install libopenjp2-7 "JPEG 2000 sources" "JPEG 2000 sources will be refused"
@@ -62,8 +71,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "install: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-# Reinstall only when the declared dependencies change.
-stamp=".venv/.iiifserver-install-$(sha256sum pyproject.toml | cut -c1-16)${extras:+-test}"
+# Reinstall only when the declared dependencies or the C extension's sources change.
+stamp=".venv/.iiifserver-install-$(cat pyproject.toml setup.py iiifserver/image/*.c | sha256sum | cut -c1-16)${extras:+-test}"
 if [ ! -f "$stamp" ]; then
   echo "install: installing iiifserver${extras} into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip

@@ -20,7 +20,7 @@ import numpy as np
 import pyvips
 
 from iiifserver.errors import SourceChanged, SourceDamaged
-from iiifserver.image import block_cache, jp2, tile_codec, tile_mosaic, tile_planes
+from iiifserver.image import block_cache, jp2, tile_blocks, tile_codec, tile_mosaic, tile_planes
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import (
@@ -108,7 +108,7 @@ def _render(
     if isinstance(path, Path) and grid is not None and fmt is SourceFormat.TIFF:
         plain = _plain_jpeg(plan, options, grid)
         if plain is not None and (plan.width, plan.height) == (plan.crop.w, plan.crop.h):
-            body = _planes_jpeg(path, plan, version, grid, plain)
+            body = _own_size_jpeg(path, plan, version, grid, plain)
             if body is not None:
                 return body
         image = _from_stored_tiles(path, plan, version, grid)
@@ -158,18 +158,20 @@ def _plain_jpeg(plan: Plan, options: EncodeOptions, grid: TileGrid) -> tile_code
     return tile_codec.Encoding(options.jpeg_quality, options.jpeg_chroma_subsampling)
 
 
-def _planes_jpeg(
+def _own_size_jpeg(
     path: Path, plan: Plan, version: SourceVersion | None, grid: TileGrid, encoding: tile_codec.Encoding
 ) -> bytes | None:
-    """A plain JPEG request at its level's own size, from the tiles' Y, Cb, Cr planes as stored
+    """A plain JPEG request at its level's own size, from the tiles' DCT blocks when its corner
+    lies on their MCU grid (``tile_blocks``), else from their Y, Cb, Cr planes as stored
     (``tile_planes``: no colour conversion or chroma resampling), or None: decode to pixels."""
-    gray = grid.components == 1
+    sampling = encoding.subsampling(grid.components == 1)
     try:
-        return tile_planes.crop_jpeg(
-            path, version, grid, plan.crop, quality=encoding.quality, sampling=encoding.subsampling(gray)
-        )
+        blocks = tile_blocks.crop_jpeg(path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling)
+        if blocks is not None:
+            return blocks
+        return tile_planes.crop_jpeg(path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling)
     except tile_mosaic.MosaicError as exc:
-        log.info("stored tiles of %s not decodable to planes (%s); decoding to pixels", path, exc)
+        log.info("stored tiles of %s not assembled or decodable to planes (%s); decoding to pixels", path, exc)
         return None
 
 

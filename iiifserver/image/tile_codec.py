@@ -268,6 +268,7 @@ def decode_planes(jpeg: bytes) -> Planes:
     lib, handle = _instance("decompress")
     w, h, kind, colorspace = _header(lib, handle, jpeg)
     if kind == _TJSAMP_GRAY and colorspace == _TJCS_GRAY:
+        across, down = 1, 1
         shapes = [(h, w)]
     elif kind in PLANE_SAMPLINGS and colorspace == _TJCS_YCBCR:
         across, down = PLANE_SAMPLINGS[kind]
@@ -275,11 +276,17 @@ def decode_planes(jpeg: bytes) -> Planes:
         shapes = [(h, w), chroma, chroma]
     else:
         raise NotPlanar(f"sampling {kind}, colour space {colorspace}: not decoded to planes")
-    planes = tuple(np.empty(shape, dtype=np.uint8) for shape in shapes)
+    # TurboJPEG writes the luma to a whole chroma sample (tjPlaneWidth/Height: an even size for
+    # 4:2:0), so an odd-sized image's luma gets that padding, cut off after (stored tiles are
+    # whole MCUs and never need it).
+    padded = [(-(-h // down) * down, -(-w // across) * across), *shapes[1:]]
+    planes = tuple(np.empty(shape, dtype=np.uint8) for shape in padded)
     pointers = (_P * 3)(*(plane.ctypes.data for plane in planes))
     strides = (ctypes.c_int * 3)(*(plane.shape[1] for plane in planes))
     if lib.decompress_planes(handle, jpeg, len(jpeg), pointers, w, strides, h, _TJFLAG_STOPONWARNING) != 0:
         raise _fail(lib, handle, "decode")
+    if planes[0].shape != shapes[0]:
+        planes = (np.ascontiguousarray(planes[0][:h, :w]), *planes[1:])
     for plane in planes:
         plane.flags.writeable = False  # it may be kept and shared (``tile_mosaic.DecodedTiles``)
     return Planes(kind, planes)

@@ -45,6 +45,10 @@ def test_runtime_stage_is_slim_non_root_and_checked() -> None:
     assert "ARG BASE_IMAGE=debian:bookworm-slim" in text
     assert "libturbojpeg0" in runtime
     assert "libopenjp2-7" in runtime  # JPEG 2000 sources (image/jp2.py)
+    assert "libjpeg62-turbo" in runtime  # image/_jpeg_blocks.c links libjpeg
+    build = text.split("AS runtime", 1)[0]
+    assert "libjpeg62-turbo-dev" in build
+    assert "gcc" in build
     assert re.search(r"^USER 10001:10001$", runtime, re.MULTILINE)
     assert "HEALTHCHECK" in runtime
     assert "healthcheck.py" in runtime

@@ -175,6 +175,24 @@ def test_planes_are_the_stored_samples(subsampling: int, sampling: int) -> None:
 
 
 @needs_turbo
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (3, 5), (17, 9), (431, 21), (20, 33)])
+def test_odd_sized_images_decode_to_planes_of_their_size(width: int, height: int) -> None:
+    """TurboJPEG writes 4:2:0 luma to an even size: the padding is cut off, never written past
+    the plane (a stored tile is whole MCUs; an assembled crop or a response need not be)."""
+    pixels = _smooth(height, width, 3)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90, subsampling=2)
+    jpeg = out.getvalue()
+    luma, cb, cr = tile_codec.decode_planes(jpeg).planes
+    assert luma.shape == (height, width)
+    assert luma.flags.c_contiguous
+    assert cb.shape == cr.shape == ((height + 1) // 2, (width + 1) // 2)
+    rgb = np.asarray(Image.open(io.BytesIO(jpeg))).astype(np.float64)
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    assert np.abs(y - luma).mean() < 0.6
+
+
+@needs_turbo
 def test_gray_planes() -> None:
     pixels = _smooth(40, 56, 1)
     planes = tile_codec.decode_planes(_pillow_jpeg(pixels, quality=90))

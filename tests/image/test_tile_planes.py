@@ -35,7 +35,7 @@ import pytest
 from PIL import Image
 
 from iiifserver.image import render as render_module
-from iiifserver.image import tile_codec, tile_mosaic, tile_planes
+from iiifserver.image import tile_blocks, tile_codec, tile_mosaic, tile_planes
 from iiifserver.image.passthrough import level_grid
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
@@ -53,6 +53,13 @@ OPTIONS = EncodeOptions(jpeg_quality=85)
 @pytest.fixture(autouse=True)
 def _empty_tile_memory() -> None:
     tile_mosaic.decoded_tiles.clear()
+
+
+@pytest.fixture(autouse=True)
+def _planes_not_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crops on the MCU grid are assembled from DCT blocks first (``test_tile_blocks``): without
+    that, every crop at its own size here is made from the planes."""
+    monkeypatch.setattr(tile_blocks, "_jpeg_blocks", None)
 
 
 def _pixels(body: bytes) -> np.ndarray:

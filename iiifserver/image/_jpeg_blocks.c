@@ -1,0 +1,315 @@
+/* A crop of a JPEG-tiled pyramid level, assembled from the stored tiles' DCT blocks.
+ *
+ * Owns: reading each covered tile's quantised DCT coefficients (libjpeg's
+ * jpeg_read_coefficients), copying the blocks the crop covers into one image's coefficient
+ * arrays, and writing those as a baseline JPEG (jpeg_write_coefficients), with the GIL released.
+ * Must not know: TIFF, files, plans, pyvips, HTTP (Python hands in the covered tiles as complete
+ * JPEG streams, image/tile_blocks.py decides when this applies).
+ *
+ * Why C: a crop at its level's own size whose origin lies on the tiles' MCU grid (full/max, a
+ * pct:50 that a pyramid level answers) needs neither inverse nor forward DCT, only entropy
+ * decoding and encoding of the stored coefficients. libjpeg's coefficient interface is the one
+ * that offers that, and its errors end in longjmp, which only C can catch.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+struct failure {
+    struct jpeg_error_mgr pub;
+    jmp_buf escape;
+    char message[JMSG_LENGTH_MAX];
+};
+
+static void fail_exit(j_common_ptr info)
+{
+    struct failure *failure = (struct failure *)info->err;
+    (*info->err->format_message)(info, failure->message);
+    longjmp(failure->escape, 1);
+}
+
+/* A warning is damaged data that libjpeg would decode past: refused like an error. */
+static void fail_on_warning(j_common_ptr info, int level)
+{
+    if (level < 0)
+        fail_exit(info);
+}
+
+/* Not applicable (Python tries the next path), as opposed to an error (damaged data). */
+#define NOT_APPLICABLE 1
+#define FAILED 2
+
+struct job {
+    /* in */
+    Py_ssize_t count;
+    const unsigned char **data;
+    unsigned long *sizes;
+    int tile_width, tile_height, columns, x, y, width, height, quality, h_factor, v_factor;
+    /* out */
+    unsigned char *out;
+    unsigned long out_size;
+    char message[JMSG_LENGTH_MAX + 64];
+};
+
+/* The tile's tables are the ones an encoder at the wanted quality writes (`reference`: luma,
+ * chroma), so the assembled JPEG is what encoding at that quality would quantise to. */
+static int tables_match(j_decompress_ptr tile, JQUANT_TBL *const reference[2])
+{
+    for (int c = 0; c < tile->num_components; c++) {
+        int slot = tile->comp_info[c].quant_tbl_no;
+        JQUANT_TBL *table = slot >= 0 && slot < NUM_QUANT_TBLS ? tile->quant_tbl_ptrs[slot] : NULL;
+        if (table == NULL || memcmp(table->quantval, reference[c == 0 ? 0 : 1]->quantval, sizeof(table->quantval)))
+            return 0;
+    }
+    return 1;
+}
+
+static int run(struct job *job)
+{
+    struct jpeg_decompress_struct tile;
+    struct jpeg_compress_struct out;
+    struct failure tile_failure, out_failure;
+    JQUANT_TBL reference_tables[2];
+    JQUANT_TBL *reference[2] = {&reference_tables[0], &reference_tables[1]};
+    volatile int status = 0;
+    volatile Py_ssize_t index = 0;
+    volatile int out_made = 0;
+
+    memset(&tile, 0, sizeof(tile));
+    memset(&out, 0, sizeof(out));
+    job->out = NULL;
+    job->out_size = 0;
+    tile.err = jpeg_std_error(&tile_failure.pub);
+    tile_failure.pub.error_exit = fail_exit;
+    tile_failure.pub.emit_message = fail_on_warning;
+    out.err = jpeg_std_error(&out_failure.pub);
+    out_failure.pub.error_exit = fail_exit;
+    out_failure.pub.emit_message = fail_on_warning;
+
+    if (setjmp(out_failure.escape)) {
+        snprintf(job->message, sizeof(job->message), "encode: %s", out_failure.message);
+        status = FAILED;
+        goto done;
+    }
+    if (setjmp(tile_failure.escape)) {
+        snprintf(job->message, sizeof(job->message), "tile %zd: %s", (Py_ssize_t)index, tile_failure.message);
+        status = FAILED;
+        goto done;
+    }
+    jpeg_create_decompress(&tile);
+    jpeg_create_compress(&out);
+    out_made = 1;
+
+    /* The tables an encoder writes at job->quality (libjpeg's, as TurboJPEG's compressor). */
+    out.in_color_space = JCS_YCbCr;
+    out.input_components = 3;
+    jpeg_set_defaults(&out);
+    jpeg_set_quality(&out, job->quality, TRUE);
+    reference_tables[0] = *out.quant_tbl_ptrs[0];
+    reference_tables[1] = *out.quant_tbl_ptrs[1];
+
+    int rows = job->count / job->columns;
+    int max_h = 0, max_v = 0, components = 0;
+    int offset_x[MAX_COMPONENTS], offset_y[MAX_COMPONENTS], across[MAX_COMPONENTS], down[MAX_COMPONENTS];
+    int tile_across[MAX_COMPONENTS], tile_down[MAX_COMPONENTS];
+    jvirt_barray_ptr assembled[MAX_COMPONENTS];
+    for (index = 0; index < job->count; index++) {
+        jpeg_mem_src(&tile, job->data[index], job->sizes[index]);
+        if (jpeg_read_header(&tile, TRUE) != JPEG_HEADER_OK) {
+            snprintf(job->message, sizeof(job->message), "tile %zd: no image", (Py_ssize_t)index);
+            status = FAILED;
+            goto done;
+        }
+        if (index == 0) {
+            components = tile.num_components;
+            if (!(components == 3 && tile.jpeg_color_space == JCS_YCbCr) &&
+                !(components == 1 && tile.jpeg_color_space == JCS_GRAYSCALE)) {
+                status = NOT_APPLICABLE;
+                goto done;
+            }
+            max_h = tile.max_h_samp_factor;
+            max_v = tile.max_v_samp_factor;
+            int want_h = components == 1 ? 1 : job->h_factor, want_v = components == 1 ? 1 : job->v_factor;
+            if (tile.data_precision != 8 || tile.comp_info[0].h_samp_factor != want_h ||
+                tile.comp_info[0].v_samp_factor != want_v || max_h != want_h || max_v != want_v ||
+                (int)tile.image_width != job->tile_width || (int)tile.image_height != job->tile_height ||
+                job->tile_width % (8 * max_h) || job->tile_height % (8 * max_v) || job->x % (8 * max_h) ||
+                job->y % (8 * max_v) || job->x >= job->tile_width || job->y >= job->tile_height ||
+                (job->x + job->width + job->tile_width - 1) / job->tile_width != job->columns ||
+                (job->y + job->height + job->tile_height - 1) / job->tile_height != rows) {
+                status = NOT_APPLICABLE;
+                goto done;
+            }
+            for (int c = 1; c < components; c++)
+                if (tile.comp_info[c].h_samp_factor != 1 || tile.comp_info[c].v_samp_factor != 1) {
+                    status = NOT_APPLICABLE;
+                    goto done;
+                }
+        }
+        jvirt_barray_ptr *read = jpeg_read_coefficients(&tile);
+        if (index == 0) {
+            if (!tables_match(&tile, reference)) {
+                status = NOT_APPLICABLE;
+                goto done;
+            }
+            jpeg_copy_critical_parameters(&tile, &out);
+            out.image_width = job->width;
+            out.image_height = job->height;
+            out.optimize_coding = FALSE; /* standard Huffman tables, as every render */
+            for (int c = 0; c < components; c++) {
+                jpeg_component_info *info = &tile.comp_info[c];
+                int h = info->h_samp_factor, v = info->v_samp_factor;
+                tile_across[c] = job->tile_width * h / (8 * max_h);
+                tile_down[c] = job->tile_height * v / (8 * max_v);
+                offset_x[c] = job->x * h / (8 * max_h);
+                offset_y[c] = job->y * v / (8 * max_v);
+                /* Whole MCUs, as jpeg_write_coefficients reads them. */
+                int mcus_across = (job->width + 8 * max_h - 1) / (8 * max_h);
+                int mcus_down = (job->height + 8 * max_v - 1) / (8 * max_v);
+                across[c] = mcus_across * h;
+                down[c] = mcus_down * v;
+                assembled[c] = (*out.mem->request_virt_barray)((j_common_ptr)&out, JPOOL_IMAGE, TRUE,
+                                                               (JDIMENSION)across[c], (JDIMENSION)down[c],
+                                                               (JDIMENSION)down[c]);
+            }
+            (*out.mem->realize_virt_arrays)((j_common_ptr)&out);
+        } else if (tile.num_components != components || tile.jpeg_color_space != (components == 1 ? JCS_GRAYSCALE : JCS_YCbCr) ||
+                   tile.data_precision != 8 ||
+                   (int)tile.image_width != job->tile_width || (int)tile.image_height != job->tile_height ||
+                   tile.max_h_samp_factor != max_h || tile.max_v_samp_factor != max_v || !tables_match(&tile, reference)) {
+            status = NOT_APPLICABLE;
+            goto done;
+        }
+        for (int c = 0; c < components; c++) {
+            if (tile.comp_info[c].h_samp_factor != (c == 0 ? max_h : 1) ||
+                tile.comp_info[c].v_samp_factor != (c == 0 ? max_v : 1)) {
+                status = NOT_APPLICABLE;
+                goto done;
+            }
+        }
+        int row = (int)(index / job->columns), column = (int)(index % job->columns);
+        for (int c = 0; c < components; c++) {
+            /* This tile's blocks in the assembled arrays' coordinates, clipped to them. */
+            int left = column * tile_across[c] - offset_x[c], top = row * tile_down[c] - offset_y[c];
+            int from_x = left < 0 ? -left : 0, to_x = tile_across[c];
+            int from_y = top < 0 ? -top : 0, to_y = tile_down[c];
+            if (left + to_x > across[c])
+                to_x = across[c] - left;
+            if (top + to_y > down[c])
+                to_y = down[c] - top;
+            for (int y = from_y; y < to_y; y++) {
+                JBLOCKARRAY source = (*tile.mem->access_virt_barray)((j_common_ptr)&tile, read[c], (JDIMENSION)y, 1, FALSE);
+                JBLOCKARRAY target = (*out.mem->access_virt_barray)((j_common_ptr)&out, assembled[c],
+                                                                    (JDIMENSION)(top + y), 1, TRUE);
+                if (to_x > from_x)
+                    memcpy(target[0] + left + from_x, source[0] + from_x, (size_t)(to_x - from_x) * sizeof(JBLOCK));
+            }
+        }
+        jpeg_abort_decompress(&tile);
+    }
+    jpeg_mem_dest(&out, &job->out, &job->out_size);
+    jpeg_write_coefficients(&out, assembled);
+    jpeg_finish_compress(&out);
+done:
+    if (status != 0 && job->out != NULL) {
+        free(job->out);
+        job->out = NULL;
+    }
+    jpeg_destroy_decompress(&tile);
+    if (out_made)
+        jpeg_destroy_compress(&out);
+    return status;
+}
+
+static PyObject *assemble(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"tiles", "tile_width", "tile_height", "columns", "x", "y",
+                               "width", "height", "quality", "h_factor", "v_factor", NULL};
+    PyObject *tiles_in;
+    struct job job;
+    memset(&job, 0, sizeof(job));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oiiiiiiiiii:assemble", keywords, &tiles_in, &job.tile_width,
+                                     &job.tile_height, &job.columns, &job.x, &job.y, &job.width, &job.height,
+                                     &job.quality, &job.h_factor, &job.v_factor))
+        return NULL;
+    if (job.tile_width <= 0 || job.tile_height <= 0 || job.columns <= 0 || job.x < 0 || job.y < 0 ||
+        job.width <= 0 || job.height <= 0 || job.width > JPEG_MAX_DIMENSION || job.height > JPEG_MAX_DIMENSION ||
+        job.quality < 1 || job.quality > 100 || job.h_factor < 1 || job.h_factor > 2 || job.v_factor < 1 ||
+        job.v_factor > 2) {
+        PyErr_SetString(PyExc_ValueError, "assemble: geometry or quality out of range");
+        return NULL;
+    }
+    /* A tuple of the bytes: the list cannot change under the released GIL, bytes cannot at all. */
+    PyObject *tiles = PySequence_Tuple(tiles_in);
+    if (tiles == NULL)
+        return NULL;
+    job.count = PyTuple_GET_SIZE(tiles);
+    if (job.count == 0 || job.count % job.columns) {
+        Py_DECREF(tiles);
+        PyErr_SetString(PyExc_ValueError, "assemble: the tiles do not fill whole rows");
+        return NULL;
+    }
+    job.data = PyMem_Malloc(sizeof(*job.data) * (size_t)job.count);
+    job.sizes = PyMem_Malloc(sizeof(*job.sizes) * (size_t)job.count);
+    if (job.data == NULL || job.sizes == NULL) {
+        PyMem_Free(job.data);
+        PyMem_Free(job.sizes);
+        Py_DECREF(tiles);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < job.count; i++) {
+        PyObject *item = PyTuple_GET_ITEM(tiles, i);
+        if (!PyBytes_Check(item)) {
+            PyMem_Free(job.data);
+            PyMem_Free(job.sizes);
+            Py_DECREF(tiles);
+            PyErr_SetString(PyExc_TypeError, "assemble: tiles must be bytes");
+            return NULL;
+        }
+        job.data[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        job.sizes[i] = (unsigned long)PyBytes_GET_SIZE(item);
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = run(&job);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(job.data);
+    PyMem_Free(job.sizes);
+    Py_DECREF(tiles);
+    if (status == NOT_APPLICABLE)
+        Py_RETURN_NONE;
+    if (status == FAILED) {
+        PyErr_SetString(PyExc_ValueError, job.message);
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)job.out, (Py_ssize_t)job.out_size);
+    free(job.out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"assemble", (PyCFunction)(void (*)(void))assemble, METH_VARARGS | METH_KEYWORDS,
+     "assemble(tiles, tile_width, tile_height, columns, x, y, width, height, quality, h_factor, v_factor)\n"
+     "--\n\n"
+     "The crop (x, y, width, height) of the covered tiles (complete JPEG streams, row-major,\n"
+     "`columns` per row; x, y from the first tile's corner, on its MCU grid) as one baseline JPEG\n"
+     "made from their DCT blocks. None when the tiles are not for this (colour space, sampling\n"
+     "other than h_factor x v_factor, tables other than libjpeg's at `quality`, geometry);\n"
+     "ValueError when libjpeg refuses or warns about a tile."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_jpeg_blocks", "DCT-block assembly of JPEG tiles (libjpeg).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__jpeg_blocks(void)
+{
+    return PyModule_Create(&module);
+}
