@@ -20,7 +20,7 @@ import numpy as np
 import pyvips
 
 from iiifserver.errors import SourceChanged, SourceDamaged
-from iiifserver.image import block_cache, jp2, tile_blocks, tile_codec, tile_mosaic, tile_planes
+from iiifserver.image import block_cache, jp2, resize_pipelines, tile_blocks, tile_codec, tile_mosaic, tile_planes
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import (
@@ -195,12 +195,11 @@ def _from_stored_tiles(path: Path, plan: Plan, version: SourceVersion | None, gr
         return None
     if mosaic is None:
         return None
-    rows, columns, bands = mosaic.pixels.shape
-    # Borrowed, not copied (``vips_image`` copies): pyvips keeps the array referenced from every
-    # image made from this one, and the pipeline runs to its end in this call's ``_render``.
-    # libvips names one band of uchar b-w and three srgb by itself: no copy to say so.
-    image = pyvips.Image.new_from_memory(mosaic.pixels.data, columns, rows, bands, "uchar")
-    return _resize_exact(image, plan.width, plan.height)
+    # libvips names one band of uchar b-w and three srgb by itself: no copy to say so. The
+    # pipeline runs to its end in this call's ``_render``, so a kept one may serve it.
+    return resize_pipelines.resized(
+        mosaic.pixels, plan.width, plan.height, lambda image: _resize_exact(image, plan.width, plan.height)
+    )
 
 
 def jp2_crop(path: Path, plan: Plan, version: SourceVersion | None = None) -> Any:
