@@ -58,10 +58,19 @@ def table_head(columns: list[str], text: int = 1) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * text + "---:|" * (len(columns) - text)]
 
 
-def write(results: Path, name: str, record: dict[str, Any], report: str) -> None:
-    """``<name>.json`` (the record) and ``<name>.md`` (the report) under ``results``; prints both."""
+def write(results: Path, name: str, record: dict[str, Any], report: str) -> str:
+    """``<name>.json`` (the record) and ``<name>.md`` (the report) under ``results``; prints both.
+
+    A result already there under ``name`` (another run of the same kind that day, which the docs
+    may cite) is kept: this run's files are ``<name>-2``, ``-3``... The name used is returned.
+    """
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    (results / f"{name}.md").write_text(report, encoding="utf-8")
+    chosen, number = name, 1
+    while (results / f"{chosen}.json").exists() or (results / f"{chosen}.md").exists():
+        number += 1
+        chosen = f"{name}-{number}"
+    (results / f"{chosen}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (results / f"{chosen}.md").write_text(report, encoding="utf-8")
     print(report)
-    print(f"results: {results / name}.{{json,md}}")
+    print(f"results: {results / chosen}.{{json,md}}")
+    return chosen

@@ -528,3 +528,16 @@ def test_settle_waits_for_start_up_work_to_end() -> None:
         proc.kill()
         proc.wait()
     assert servers.cpu_seconds([proc.pid]) == 0.0  # gone: counts nothing
+
+
+def test_a_result_of_the_same_day_is_never_overwritten(tmp_path: Path) -> None:
+    from benchmarks.harness import results
+
+    name = "2026-12-07-vm-cpu-kind-cpu"
+    first = results.write(tmp_path, name, {"run": 1}, "first\n")
+    second = results.write(tmp_path, name, {"run": 2}, "second\n")
+    third = results.write(tmp_path, name, {"run": 3}, "third\n")
+    assert (first, second, third) == (name, f"{name}-2", f"{name}-3")
+    assert (tmp_path / f"{first}.md").read_text() == "first\n"
+    assert json.loads((tmp_path / f"{second}.json").read_text()) == {"run": 2}
+    assert (tmp_path / f"{third}.md").read_text() == "third\n"
