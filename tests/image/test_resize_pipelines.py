@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import pyvips
 
-from iiifserver.image import resize_pipelines
+from iiifserver.image import render, resize_pipelines
 from iiifserver.image.render import _resize_exact
 
 
@@ -30,8 +30,9 @@ def _fresh(pixels: np.ndarray, width: int, height: int) -> bytes:
 
 
 def _kept(pixels: np.ndarray, width: int, height: int) -> bytes:
+    """Through a kept pipeline, computed as a render computes it (``render.computed``)."""
     image = resize_pipelines.resized(pixels, width, height, lambda source: _resize_exact(source, width, height))
-    return bytes(image.write_to_memory())
+    return bytes(render.computed(image))
 
 
 # (rows, columns, bands, width, height): thumbnails by reduce alone, by resize (a reduction of 4
@@ -87,3 +88,15 @@ def test_the_callers_pixels_are_not_kept_or_changed() -> None:
     entry = next(iter(resize_pipelines._kept().values()))
     assert not np.shares_memory(entry.buffer, first)
     assert not np.shares_memory(entry.buffer, second)
+
+
+@pytest.mark.parametrize("fetch_max", [0, 1 << 20])
+def test_computed_in_the_thread_or_the_pool_alike(monkeypatch: pytest.MonkeyPatch, fetch_max: int) -> None:
+    """``render.computed``: the render thread's own fetch and libvips' pool give the same pixels."""
+    monkeypatch.setattr(render, "FETCH_MAX_PIXELS", fetch_max)
+    for rows, columns, bands, width, height in GEOMETRIES:
+        (pixels,) = _images(1, rows, columns, bands, seed=rows + bands)
+        image = pyvips.Image.new_from_memory(pixels.data, columns, rows, bands, "uchar")
+        out = _resize_exact(image, width, height)
+        assert bytes(render.computed(out)) == bytes(out.write_to_memory())
+        assert len(bytes(render.computed(out))) == width * height * bands
