@@ -254,17 +254,21 @@ def _native_requests(pyramid: Pyramid, n: int, seed: int) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["q85_pages", "grey_pages", "odd_64", "q85_subifd"])
-def test_regions_at_their_own_size_come_from_the_planes(name: str, request: pytest.FixtureRequest) -> None:
+def test_regions_at_their_own_size_come_from_the_planes(
+    name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pyramid: Pyramid = request.getfixturevalue(name)
+    decoded: list[int] = []
+    real = tile_codec.decode_planes
+    monkeypatch.setattr(tile_codec, "decode_planes", lambda jpeg: decoded.append(1) or real(jpeg))
     means, errors = [], []
     for url in _native_requests(pyramid, 30, seed=len(name)):
         plan = plan_for(pyramid, url)
         if (plan.width, plan.height) != (plan.crop.w, plan.crop.h):
             continue  # a floor-rounded level stretched by its missing pixel: resized
-        consulted = tile_mosaic.decoded_tiles.misses + tile_mosaic.decoded_tiles.hits
+        before = len(decoded)
         new, old = _both(pyramid, plan)
-        assert tile_mosaic.decoded_tiles.misses + tile_mosaic.decoded_tiles.hits > consulted, url
-        assert any(key[3] == "planes" for key in tile_mosaic.decoded_tiles._tiles)  # from the stored planes
+        assert len(decoded) > before, url  # from the stored planes
         a, b = _pixels(new), _pixels(old)
         assert a.shape == b.shape, url
         assert a.shape[:2] == (plan.height, plan.width), url
@@ -378,20 +382,14 @@ def test_the_chroma_option_is_followed(q85_pages: Pyramid) -> None:
         assert image.layer[0][1:3] == (2, 2)
 
 
-def test_kept_planes_are_reused(q85_pages: Pyramid) -> None:
+def test_planes_are_not_kept(q85_pages: Pyramid) -> None:
+    """Crops at their own size rarely share tiles: their planes are decoded for each crop and
+    not kept among the decoded tiles (which cost 7 % of a region's render in the mixed list)."""
     plan = plan_for(q85_pages, "10,10,600,300/max/0/default.jpg")
     first, _ = _both(q85_pages, plan)
-    misses, hits = tile_mosaic.decoded_tiles.misses, tile_mosaic.decoded_tiles.hits
     again, _ = _both(q85_pages, plan)
     assert again == first
-    assert tile_mosaic.decoded_tiles.misses == misses
-    assert tile_mosaic.decoded_tiles.hits >= hits + 6
-    assert all(
-        not plane.flags.writeable
-        for key, planes in tile_mosaic.decoded_tiles._tiles.items()
-        if key[3] == "planes"
-        for plane in planes.planes
-    )
+    assert not any(key[3] == "planes" for key in tile_mosaic.decoded_tiles._tiles)
 
 
 def _damaged(pyramid: Pyramid, tmp_path: Path) -> Path:
