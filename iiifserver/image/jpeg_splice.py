@@ -91,6 +91,15 @@ def _ijg_quality(table: tuple[int, ...]) -> int:
     return min(range(1, 101), key=lambda quality: abs(_LUMINANCE_SUMS[quality - 1] - target))
 
 
+def may_be_quality(tables_quality: int, quality: int) -> bool:
+    """Whether tables whose closest IJG quality is ``tables_quality`` (``tables_header``'s; 0:
+    unknown) can be libjpeg's at ``quality``: their luminance sums agree. A cheap first test; the
+    tables themselves decide."""
+    if not 1 <= tables_quality <= 100 or not 1 <= quality <= 100:
+        return tables_quality == 0
+    return _LUMINANCE_SUMS[tables_quality - 1] == _LUMINANCE_SUMS[quality - 1]
+
+
 def splice_tile(data: bytes, grid: TileGrid, index: int) -> bytes:
     """The stored bytes of tile ``index`` as a complete JPEG file, after checking them."""
     count = grid.bytecounts[index]

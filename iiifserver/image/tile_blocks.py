@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from iiifserver.image import tile_codec
+from iiifserver.image import jpeg_splice, tile_codec
 from iiifserver.image.planner import Box
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.tile_grid import TileGrid
@@ -86,8 +86,8 @@ def crop_jpeg(
     ``SourceChanged`` and ``MosaicError`` (a tile unreadable, or refused or warned about by
     libjpeg) as ``tile_mosaic.from_file``.
     """
-    if _jpeg_blocks is None:
-        return None
+    if _jpeg_blocks is None or not jpeg_splice.may_be_quality(grid.quality, quality):
+        return None  # (another quality: not one tile read for it, the planes read them next)
     span = covered(grid, crop, sampling)
     if span is None:
         return None

@@ -37,9 +37,6 @@ from iiifserver.image.tile_mosaic import Kept, MosaicError, with_tiles
 # 42 MB at once, for the largest output ``max_area`` allows by default (25 MP) plus its edge tiles.
 MAX_PLANAR_PIXELS = 28 * 1024 * 1024
 
-# Decoded tiles are kept in ``tile_mosaic.decoded_tiles`` under this scale marker (not a k of k/8).
-_PLANES = "planes"
-
 Decode = Callable[[int], tile_codec.Planes]
 
 
@@ -128,7 +125,7 @@ def crop_jpeg(
         return crop_planes(functools.partial(_decode, read), grid, crop, want=sampling)
 
     try:
-        planes = with_tiles(path, version, grid, _PLANES, build)
+        planes = with_tiles(path, version, grid, None, build)
     except _NotPlanar:
         return None
     if planes is None:

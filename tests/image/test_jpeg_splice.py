@@ -200,3 +200,19 @@ def test_implausible_grid_values_raise(damaged: tuple[Path, TileGrid]) -> None:
             read_stored_tile(fd, dataclasses.replace(grid, tile_width=128), 0)
         with pytest.raises(ValueError, match="components"):
             read_stored_tile(fd, dataclasses.replace(grid, components=1), 0)
+
+
+def test_may_be_quality_compares_the_luminance_scale() -> None:
+    from iiifserver.image.jpeg_splice import _LUMINANCE_SUMS, may_be_quality
+
+    assert may_be_quality(85, 85)
+    assert not may_be_quality(85, 80)
+    assert not may_be_quality(85, 86)
+    assert may_be_quality(0, 85)  # tables of no IJG quality known: only the tables can tell
+    assert not may_be_quality(85, 0)
+    # Qualities whose scaled tables sum alike cannot be told apart by the sum: both may be.
+    sums = _LUMINANCE_SUMS
+    ties = [(a, b) for a in range(1, 101) for b in range(a + 1, 101) if sums[a - 1] == sums[b - 1]]
+    for a, b in ties:
+        assert may_be_quality(a, b)
+        assert may_be_quality(b, a)

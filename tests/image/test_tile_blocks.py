@@ -352,3 +352,16 @@ def test_garbage_is_an_error_not_a_crash(q85_pages: Pyramid) -> None:
             _assemble([junk, tiles[1]])
     assert outcomes <= {"none", "jpeg", "error"}
     assert "error" in outcomes
+
+
+def test_another_quality_reads_no_tile(q85_pages: Pyramid, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Q85 tiles and a Q80 response (the default setting): declined before any tile is read, so
+    the planes path that makes it does not follow a read of every tile for nothing."""
+    reads: list[int] = []
+    real = tile_mosaic.read_stored_tile
+    monkeypatch.setattr(tile_mosaic, "read_stored_tile", lambda fd, grid, i: reads.append(i) or real(fd, grid, i))
+    grid = _grid(q85_pages)
+    assert tile_blocks.crop_jpeg(q85_pages.path, None, grid, Box(0, 0, 512, 512), quality=80, sampling=Q420) is None
+    assert reads == []
+    assert tile_blocks.crop_jpeg(q85_pages.path, None, grid, Box(0, 0, 512, 512), quality=85, sampling=Q420)
+    assert len(reads) == 4
