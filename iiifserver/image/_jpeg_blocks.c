@@ -293,6 +293,268 @@ static PyObject *assemble(PyObject *module, PyObject *args, PyObject *kwargs)
     return result;
 }
 
+/* ---------------------------------------------------------------- decoding to planes */
+
+/* Each plane's part of the crop, in that plane's own samples of the level (plane 0: luma). */
+struct span {
+    int x0, nx, y0, ny;  /* first sample and count, across and down */
+    int across, down;     /* luma pixels per sample of this plane */
+    unsigned char *out;   /* ny rows of nx samples */
+    int reach_x, reach_y; /* columns and rows of the span the tiles reached */
+};
+
+struct planes_job {
+    /* in */
+    Py_ssize_t count;
+    const unsigned char **data;
+    unsigned long *sizes;
+    int tile_width, tile_height, columns, first_column, first_row, components, h_factor, v_factor;
+    int planes;
+    struct span spans[3];
+    /* out */
+    char message[JMSG_LENGTH_MAX + 64];
+};
+
+/* Whether a tile is sampled as wanted. A sampling decode_planes does not take (an RGB- or
+ * CMYK-coded stream, 4:2:2) is not for this path (NOT_APPLICABLE), as tile_codec.decode_planes
+ * refuses it too; one it takes but not the wanted one: not for this path on the first tile,
+ * an error on a later one (the tiles disagree, as crop_planes reports). */
+static int sampling_status(j_decompress_ptr tile, struct planes_job *job, int first)
+{
+    /* The samplings tile_codec.decode_planes takes: grey, or YCbCr 4:4:4 or 4:2:0. */
+    int h = tile->max_h_samp_factor, v = tile->max_v_samp_factor;
+    int planar = tile->data_precision == 8 &&
+                 ((tile->jpeg_color_space == JCS_GRAYSCALE && tile->num_components == 1) ||
+                  (tile->jpeg_color_space == JCS_YCbCr && tile->num_components == 3 && h == v && h <= 2));
+    for (int c = 1; planar && c < tile->num_components; c++)
+        planar = tile->comp_info[c].h_samp_factor == 1 && tile->comp_info[c].v_samp_factor == 1;
+    if (!planar)
+        return NOT_APPLICABLE;
+    int gray = job->components == 1;
+    int wanted = tile->num_components == job->components && (gray || (h == job->h_factor && v == job->v_factor));
+    if (wanted)
+        return 0;
+    return first ? NOT_APPLICABLE : FAILED;
+}
+
+static int run_planes(struct planes_job *job)
+{
+    struct jpeg_decompress_struct tile;
+    struct failure failure;
+    volatile int status = 0;
+    volatile Py_ssize_t index = 0;
+    unsigned char *volatile scratch = NULL;
+
+    memset(&tile, 0, sizeof(tile));
+    tile.err = jpeg_std_error(&failure.pub);
+    failure.pub.error_exit = fail_exit;
+    failure.pub.emit_message = fail_on_warning;
+    if (setjmp(failure.escape)) {
+        snprintf(job->message, sizeof(job->message), "tile %zd: %s", (Py_ssize_t)index, failure.message);
+        status = FAILED;
+        goto done;
+    }
+    jpeg_create_decompress(&tile);
+    int max_v = job->components == 1 ? 1 : job->v_factor;
+    /* One iMCU row of every component (rows of whole blocks, one block more than the tile). */
+    size_t row_bytes = (size_t)job->tile_width + 16, rows_per_imcu = (size_t)(max_v * DCTSIZE);
+    scratch = malloc(row_bytes * rows_per_imcu * (size_t)job->planes);
+    if (scratch == NULL) {
+        snprintf(job->message, sizeof(job->message), "out of memory");
+        status = FAILED;
+        goto done;
+    }
+    JSAMPROW rows[3][2 * DCTSIZE];
+    JSAMPARRAY image[3];
+    for (int p = 0; p < job->planes; p++) {
+        image[p] = rows[p];
+        for (size_t r = 0; r < rows_per_imcu; r++)
+            rows[p][r] = scratch + (p * rows_per_imcu + r) * row_bytes;
+    }
+    for (index = 0; index < job->count; index++) {
+        int column = job->first_column + (int)(index % job->columns);
+        int row = job->first_row + (int)(index / job->columns);
+        jpeg_mem_src(&tile, job->data[index], job->sizes[index]);
+        if (jpeg_read_header(&tile, TRUE) != JPEG_HEADER_OK) {
+            snprintf(job->message, sizeof(job->message), "tile %zd: no image", (Py_ssize_t)index);
+            status = FAILED;
+            goto done;
+        }
+        status = sampling_status(&tile, job, index == 0);
+        if (status == FAILED)
+            snprintf(job->message, sizeof(job->message), "tile %zd: sampled unlike the first tile", (Py_ssize_t)index);
+        if (status != 0)
+            goto done;
+        if ((int)tile.image_width != job->tile_width || (int)tile.image_height != job->tile_height) {
+            snprintf(job->message, sizeof(job->message), "tile %zd: %ux%u, not %dx%d", (Py_ssize_t)index,
+                     tile.image_width, tile.image_height, job->tile_width, job->tile_height);
+            status = FAILED;
+            goto done;
+        }
+        tile.raw_data_out = TRUE;
+        tile.dct_method = JDCT_ISLOW; /* as TurboJPEG decodes (tile_codec.decode_planes) */
+        jpeg_start_decompress(&tile);
+        /* Every row is decoded, and the stream read to its end (jpeg_finish_decompress): stopping
+         * below the crop would spare about a tenth of a region's decoding, but damage is mostly
+         * seen at a stream's end (data left over before EOI), and a tile decoded only in part
+         * could then show it. The same checks as tile_codec.decode_planes (TurboJPEG). */
+        int imcu_rows = (int)((tile.output_height + rows_per_imcu - 1) / rows_per_imcu);
+        for (int imcu = 0; imcu < imcu_rows; imcu++) {
+            if (jpeg_read_raw_data(&tile, image, (JDIMENSION)rows_per_imcu) != rows_per_imcu) {
+                snprintf(job->message, sizeof(job->message), "tile %zd: ends early", (Py_ssize_t)index);
+                status = FAILED;
+                goto done;
+            }
+            for (int p = 0; p < job->planes; p++) {
+                struct span *s = &job->spans[p];
+                int per_imcu = (p == 0 ? max_v : 1) * DCTSIZE;
+                int left = column * job->tile_width / s->across, top = row * job->tile_height / s->down;
+                int tile_columns = job->tile_width / s->across;
+                int first = top + imcu * per_imcu; /* this iMCU row's first sample row, level coordinates */
+                int a = s->y0 > first ? s->y0 : first;
+                int b = s->y0 + s->ny < first + per_imcu ? s->y0 + s->ny : first + per_imcu;
+                int c = s->x0 > left ? s->x0 : left;
+                int d = s->x0 + s->nx < left + tile_columns ? s->x0 + s->nx : left + tile_columns;
+                if (a >= b || c >= d)
+                    continue;
+                for (int y = a; y < b; y++)
+                    memcpy(s->out + (size_t)(y - s->y0) * s->nx + (c - s->x0), rows[p][y - first] + (c - left),
+                           (size_t)(d - c));
+                if (d - s->x0 > s->reach_x)
+                    s->reach_x = d - s->x0;
+                if (b - s->y0 > s->reach_y)
+                    s->reach_y = b - s->y0;
+            }
+        }
+        jpeg_finish_decompress(&tile);
+    }
+done:
+    free(scratch);
+    jpeg_destroy_decompress(&tile);
+    return status;
+}
+
+/* The tiles of a call as C pointers: a tuple of bytes, so the GIL may be released. */
+static PyObject *tile_pointers(PyObject *tiles_in, const char *name, const unsigned char ***data, unsigned long **sizes,
+                               Py_ssize_t *count)
+{
+    PyObject *tiles = PySequence_Tuple(tiles_in);
+    if (tiles == NULL)
+        return NULL;
+    *count = PyTuple_GET_SIZE(tiles);
+    *data = PyMem_Malloc(sizeof(**data) * (size_t)(*count ? *count : 1));
+    *sizes = PyMem_Malloc(sizeof(**sizes) * (size_t)(*count ? *count : 1));
+    if (*data == NULL || *sizes == NULL) {
+        PyMem_Free(*data);
+        PyMem_Free(*sizes);
+        Py_DECREF(tiles);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < *count; i++) {
+        PyObject *item = PyTuple_GET_ITEM(tiles, i);
+        if (!PyBytes_Check(item)) {
+            PyMem_Free(*data);
+            PyMem_Free(*sizes);
+            Py_DECREF(tiles);
+            PyErr_Format(PyExc_TypeError, "%s: tiles must be bytes", name);
+            return NULL;
+        }
+        (*data)[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        (*sizes)[i] = (unsigned long)PyBytes_GET_SIZE(item);
+    }
+    return tiles;
+}
+
+static PyObject *crop_planes(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"tiles", "tile_width", "tile_height", "columns", "first_column", "first_row",
+                               "components", "h_factor", "v_factor", "spans", "outs", NULL};
+    PyObject *tiles_in, *spans_in, *outs_in;
+    struct planes_job job;
+    memset(&job, 0, sizeof(job));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiiiiiiiiOO:crop_planes", keywords, &tiles_in, &job.tile_width,
+                                     &job.tile_height, &job.columns, &job.first_column, &job.first_row,
+                                     &job.components, &job.h_factor, &job.v_factor, &spans_in, &outs_in))
+        return NULL;
+    job.planes = job.components;
+    if (job.tile_width <= 0 || job.tile_height <= 0 || job.tile_width > 4096 || job.tile_height > 4096 ||
+        job.columns <= 0 || job.first_column < 0 || job.first_row < 0 ||
+        (job.components != 1 && job.components != 3) || job.h_factor < 1 || job.h_factor > 2 || job.v_factor < 1 ||
+        job.v_factor > 2 || job.tile_width % (8 * job.h_factor) || job.tile_height % (8 * job.v_factor) ||
+        !PySequence_Check(spans_in) || !PySequence_Check(outs_in) || PySequence_Size(spans_in) != job.planes ||
+        PySequence_Size(outs_in) != job.planes) {
+        PyErr_SetString(PyExc_ValueError, "crop_planes: geometry out of range");
+        return NULL;
+    }
+    Py_buffer views[3];
+    int held = 0;
+    PyObject *result = NULL, *tiles = NULL;
+    for (int p = 0; p < job.planes; p++) {
+        struct span *s = &job.spans[p];
+        PyObject *span = PySequence_GetItem(spans_in, p);
+        int ok = span != NULL && PyArg_ParseTuple(span, "iiiiii", &s->x0, &s->nx, &s->y0, &s->ny, &s->across, &s->down);
+        Py_XDECREF(span);
+        if (!ok)
+            goto out;
+        int expected = p == 0 ? 1 : 0;
+        if (s->x0 < 0 || s->y0 < 0 || s->nx <= 0 || s->ny <= 0 || s->across < 1 || s->down < 1 ||
+            s->across > 2 || s->down > 2 || (expected && (s->across != 1 || s->down != 1)) ||
+            (!expected && (s->across != job.h_factor || s->down != job.v_factor))) {
+            PyErr_SetString(PyExc_ValueError, "crop_planes: a span out of range");
+            goto out;
+        }
+        PyObject *target = PySequence_GetItem(outs_in, p);
+        if (target == NULL)
+            goto out;
+        ok = PyObject_GetBuffer(target, &views[p], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) == 0;
+        Py_DECREF(target);
+        if (!ok)
+            goto out;
+        held = p + 1;
+        if (views[p].len != (Py_ssize_t)s->nx * s->ny) {
+            PyErr_SetString(PyExc_ValueError, "crop_planes: an output is not its span's size");
+            goto out;
+        }
+        s->out = views[p].buf;
+    }
+    tiles = tile_pointers(tiles_in, "crop_planes", &job.data, &job.sizes, &job.count);
+    if (tiles == NULL)
+        goto out;
+    if (job.count == 0 || job.count % job.columns) {
+        PyErr_SetString(PyExc_ValueError, "crop_planes: the tiles do not fill whole rows");
+        goto out;
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = run_planes(&job);
+    Py_END_ALLOW_THREADS
+    if (status == NOT_APPLICABLE) {
+        result = Py_NewRef(Py_None);
+    } else if (status == FAILED) {
+        PyErr_SetString(PyExc_ValueError, job.message);
+    } else {
+        result = PyTuple_New(job.planes);
+        for (int p = 0; result != NULL && p < job.planes; p++) {
+            PyObject *reach = Py_BuildValue("(ii)", job.spans[p].reach_x, job.spans[p].reach_y);
+            if (reach == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyTuple_SET_ITEM(result, p, reach);
+        }
+    }
+out:
+    if (tiles != NULL) {
+        PyMem_Free(job.data);
+        PyMem_Free(job.sizes);
+        Py_DECREF(tiles);
+    }
+    for (int p = 0; p < held; p++)
+        PyBuffer_Release(&views[p]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"assemble", (PyCFunction)(void (*)(void))assemble, METH_VARARGS | METH_KEYWORDS,
      "assemble(tiles, tile_width, tile_height, columns, x, y, width, height, quality, h_factor, v_factor)\n"
@@ -302,6 +564,17 @@ static PyMethodDef methods[] = {
      "made from their DCT blocks. None when the tiles are not for this (colour space, sampling\n"
      "other than h_factor x v_factor, tables other than libjpeg's at `quality`, geometry);\n"
      "ValueError when libjpeg refuses or warns about a tile."},
+    {"crop_planes", (PyCFunction)(void (*)(void))crop_planes, METH_VARARGS | METH_KEYWORDS,
+     "crop_planes(tiles, tile_width, tile_height, columns, first_column, first_row, components, h_factor,\n"
+     "            v_factor, spans, outs)\n"
+     "--\n\n"
+     "Decodes the covered tiles (complete JPEG streams, row-major, `columns` per row, the first at\n"
+     "tile column `first_column`, row `first_row` of the level) to their Y, Cb, Cr planes and copies\n"
+     "each plane's span (x0, nx, y0, ny, across, down: samples of that plane, luma pixels per\n"
+     "sample) into its output (a writable C-contiguous buffer of ny x nx bytes). Returns each\n"
+     "plane's (columns, rows) the tiles reached; None when the first tile is not sampled `components`, h_factor x v_factor\n"
+     "(or is RGB- or CMYK-coded); ValueError when libjpeg refuses or warns about a tile, a later\n"
+     "tile is sampled otherwise, or a tile is not tile_width x tile_height."},
     {NULL, NULL, 0, NULL},
 };
 

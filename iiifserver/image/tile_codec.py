@@ -224,8 +224,24 @@ def _header(lib: _Library, handle: int, jpeg: bytes) -> tuple[int, int, int, int
 
 
 def _fail(lib: _Library, handle: int, what: str) -> TurboError:
+    """The error of a call that failed on ``handle``, which is then discarded (``_discard``)."""
     message = lib.error_string(handle) or b"unknown error"
+    _discard(lib, handle)
     return TurboError(f"{what}: {message.decode(errors='replace')}")
+
+
+def _discard(lib: _Library, handle: int) -> None:
+    """Destroys this thread's ``handle`` after a failed call; the next call makes a new one.
+
+    libturbojpeg 2.1 does not reset an instance whose header read failed: every later call on it
+    failed too ("Bogus Huffman table definition" for sound tiles), so one damaged tile made all
+    later decodes of its thread fall back to libvips. A failure is rare; a new instance is cheap.
+    """
+    mine = _mine()
+    for kind in ("decompress", "compress", "transform"):
+        if getattr(mine, kind) == handle:
+            setattr(mine, kind, None)
+            lib.destroy(handle)
 
 
 def decode(jpeg: bytes, *, gray: bool, scale: tuple[int, int] = (1, 1)) -> npt.NDArray[np.uint8]:
@@ -389,3 +405,5 @@ def lossless_crop(jpeg: bytes, width: int, height: int) -> bytes | None:
     finally:
         if out.value:
             lib.free(out)
+        if status != 0:
+            _discard(lib, handle)

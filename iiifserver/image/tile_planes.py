@@ -24,14 +24,22 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+import numpy.typing as npt
 
 from iiifserver.image import tile_codec
 from iiifserver.image.planner import Box
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.tile_grid import TileGrid
 from iiifserver.image.tile_mosaic import Kept, MosaicError, with_tiles
+
+_jpeg_blocks: ModuleType | None
+try:  # the C extension (``_jpeg_blocks.c``): without it, each tile is decoded through tile_codec
+    from iiifserver.image import _jpeg_blocks  # type: ignore[attr-defined,no-redef,unused-ignore]
+except ImportError:
+    _jpeg_blocks = None
 
 # Covered tile area beyond which a crop is left to the other paths: Y + 4:2:0 chroma of 28 MP is
 # 42 MB at once, for the largest output ``max_area`` allows by default (25 MP) plus its edge tiles.
@@ -51,14 +59,9 @@ def _span(start: int, length: int, factor: int) -> tuple[int, int, bool]:
     return start // 2, count + odd, odd
 
 
-def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None = None) -> tile_codec.Planes | None:
-    """``crop`` of ``grid``'s level as planes sampled as the tiles are, from the stored tiles.
-
-    ``decode(index)`` returns stored tile ``index``'s planes (``tile_codec.decode_planes``).
-    ``want``: the sampling the caller can use; tiles sampled otherwise give None after the first.
-    None: not for this path (a tile size the chroma does not divide, out of bounds, too large).
-    ``MosaicError``: a tile failed to read or decode, or its tiles are sampled unlike each other.
-    """
+def _covered(grid: TileGrid, crop: Box) -> tuple[int, int, int, int] | None:
+    """(first column, last column, first row, last row) of the tiles ``crop`` needs, or None:
+    not for this path (a tile size the chroma does not divide, out of bounds, too large)."""
     tw, th = grid.tile_width, grid.tile_height
     if tw % 16 or th % 16 or crop.w <= 0 or crop.h <= 0:
         return None
@@ -69,13 +72,37 @@ def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None =
     c1, r1 = min(c1, grid.across - 1), min(r1, len(grid.offsets) // grid.across - 1)
     if (c1 - c0 + 1) * tw * (r1 - r0 + 1) * th > MAX_PLANAR_PIXELS:
         return None
+    return c0, c1, r0, r1
+
+
+def _factors(sampling: int) -> list[tuple[int, int]]:
+    """Luma pixels per sample, across and down, of each plane of ``sampling``."""
+    if sampling == tile_codec.SAMPLING_GRAY:
+        return [(1, 1)]
+    return [(1, 1), *[tile_codec.PLANE_SAMPLINGS[sampling]] * 2]
+
+
+Span = tuple[tuple[int, int, bool], tuple[int, int, bool]]  # across, down: ``_span``'s
+
+
+def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None = None) -> tile_codec.Planes | None:
+    """``crop`` of ``grid``'s level as planes sampled as the tiles are, from the stored tiles.
+
+    ``decode(index)`` returns stored tile ``index``'s planes (``tile_codec.decode_planes``).
+    ``want``: the sampling the caller can use; tiles sampled otherwise give None after the first.
+    None: not for this path (a tile size the chroma does not divide, out of bounds, too large).
+    ``MosaicError``: a tile failed to read or decode, or its tiles are sampled unlike each other.
+    """
+    covered = _covered(grid, crop)
+    if covered is None:
+        return None
+    c0, c1, r0, r1 = covered
+    tw, th = grid.tile_width, grid.tile_height
     first = decode(r0 * grid.across + c0)
     sampling = first.sampling
     if want is not None and sampling != want:
         return None  # seen on the first tile: the others are not decoded for nothing
-    factors = [(1, 1)]
-    if sampling != tile_codec.SAMPLING_GRAY:
-        factors += [tile_codec.PLANE_SAMPLINGS[sampling]] * 2
+    factors = _factors(sampling)
     spans = [(_span(crop.x, crop.w, across), _span(crop.y, crop.h, down)) for across, down in factors]
     outs = [np.empty((ys[1], xs[1]), dtype=np.uint8) for xs, ys in spans]
     filled = [[0, 0] for _ in outs]  # columns, rows of each plane that tiles reached
@@ -94,6 +121,53 @@ def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None =
                 if a < b and c < d:
                     out[a - y0 : b - y0, c - x0 : d - x0] = plane[a - top : b - top, c - left : d - left]
                     reach[0], reach[1] = max(reach[0], d - x0), max(reach[1], b - y0)
+    return _finished(sampling, outs, spans, filled)
+
+
+def crop_planes_at_once(
+    read: Callable[[int], bytes], grid: TileGrid, crop: Box, *, want: int
+) -> tile_codec.Planes | None:
+    """``crop_planes`` of the tiles ``read(index)`` returns, decoded by the C extension in one call
+    (``_jpeg_blocks.crop_planes``: each tile decoded straight into the crop's planes, its rows below
+    the crop not decoded at all, no Python per tile but the read). The same planes, sample for
+    sample; None as ``crop_planes`` (and when the extension is not built).
+    """
+    covered = _covered(grid, crop)
+    if covered is None or _jpeg_blocks is None:
+        return None
+    c0, c1, r0, r1 = covered
+    factors = _factors(want)
+    spans = [(_span(crop.x, crop.w, across), _span(crop.y, crop.h, down)) for across, down in factors]
+    outs = [np.empty((ys[1], xs[1]), dtype=np.uint8) for xs, ys in spans]
+    tiles = [_read(read, row * grid.across + col) for row in range(r0, r1 + 1) for col in range(c0, c1 + 1)]
+    h_factor, v_factor = factors[-1]
+    geometry = [(xs[0], xs[1], ys[0], ys[1], *f) for (xs, ys), f in zip(spans, factors, strict=True)]
+    try:
+        reached = _jpeg_blocks.crop_planes(
+            tiles,
+            grid.tile_width,
+            grid.tile_height,
+            c1 - c0 + 1,
+            c0,
+            r0,
+            len(factors),
+            h_factor,
+            v_factor,
+            geometry,
+            outs,
+        )
+    except ValueError as exc:  # libjpeg refused or warned, or the tiles disagree
+        raise MosaicError(str(exc)) from None
+    if reached is None:
+        return None
+    return _finished(want, outs, spans, [list(r) for r in reached])
+
+
+def _finished(
+    sampling: int, outs: list[npt.NDArray[np.uint8]], spans: list[Span], filled: list[list[int]]
+) -> tile_codec.Planes:
+    """The planes of a crop from its spans as the tiles filled them: the last sample repeated
+    where a span reaches past the level, and chroma halfway between samples averaged."""
     planes = []
     for out, ((_, nx, half_x), (_, ny, half_y)), (columns, rows) in zip(outs, spans, filled, strict=True):
         # Past the level's last tile (a crop ending there that needs one more chroma sample):
@@ -110,6 +184,13 @@ def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None =
     return tile_codec.Planes(sampling, tuple(planes))
 
 
+def _read(read: Callable[[int], bytes], index: int) -> bytes:
+    try:
+        return read(index)
+    except ValueError as exc:  # splice refused it: truncated, replaced or corrupt
+        raise MosaicError(str(exc)) from None
+
+
 def crop_jpeg(
     path: Path, version: SourceVersion | None, grid: TileGrid, crop: Box, *, quality: int, sampling: int
 ) -> bytes | None:
@@ -122,6 +203,8 @@ def crop_jpeg(
         # The planes are not kept in ``decoded_tiles``: crops at their own size (cited regions,
         # downloads) rarely share stored tiles, and keeping them cost about 7 % of a region's
         # render in the mixed workload (the memory of each decode fresh, never the last one's).
+        if _jpeg_blocks is not None:
+            return crop_planes_at_once(read, grid, crop, want=sampling)
         return crop_planes(functools.partial(_decode, read), grid, crop, want=sampling)
 
     try:
@@ -137,10 +220,7 @@ def crop_jpeg(
 
 
 def _decode(read: Callable[[int], bytes], index: int) -> tile_codec.Planes:
-    try:
-        jpeg = read(index)
-    except ValueError as exc:  # splice refused it: truncated, replaced or corrupt
-        raise MosaicError(str(exc)) from None
+    jpeg = _read(read, index)
     try:
         return tile_codec.decode_planes(jpeg)
     except tile_codec.NotPlanar:  # sound, but an RGB-coded or otherwise sampled stream: not ours

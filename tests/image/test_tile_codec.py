@@ -114,6 +114,31 @@ def test_damaged_tiles_are_not_cut_and_not_decoded() -> None:
 
 
 @needs_turbo
+def test_a_damaged_stream_spoils_no_later_call() -> None:
+    """libturbojpeg 2.1 left an instance whose header read failed unusable: every later decode on
+    it failed ("Bogus Huffman table definition"), so one damaged tile sent all later decodes of
+    its thread to libvips. The failed instance is discarded; the next call makes a new one."""
+    tile = jpeg_of(picture(64, 64))
+    bad_marker = bytearray(tile)
+    bad_marker[150:160] = bytes(10)  # inside the tables: "Bogus marker length"
+    damaged = [bytes(bad_marker), tile[: len(tile) // 2], b"\xff\xd8 not a jpeg"]
+    expected = tile_codec.decode(tile, gray=False)
+    planes = tile_codec.decode_planes(tile)
+    for junk in damaged:
+        with pytest.raises(tile_codec.TurboError):
+            tile_codec.decode(junk, gray=False)
+        assert np.array_equal(tile_codec.decode(tile, gray=False), expected)
+        with pytest.raises(tile_codec.TurboError):
+            tile_codec.decode_planes(junk)
+        again = tile_codec.decode_planes(tile)
+        assert all(np.array_equal(a, b) for a, b in zip(again.planes, planes.planes, strict=True))
+        assert tile_codec.lossless_crop(junk, 32, 32) is None
+        cut = tile_codec.lossless_crop(tile, 32, 32)
+        assert cut is not None
+        assert decode_jpeg(cut).shape == (32, 32, 3)
+
+
+@needs_turbo
 def test_a_threads_libjpeg_instances_end_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kept per thread, not per call, and destroyed when the thread ends (no leak per thread)."""
     lib = tile_codec._library()

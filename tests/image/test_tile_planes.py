@@ -29,6 +29,7 @@ import io
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -253,14 +254,36 @@ def _native_requests(pyramid: Pyramid, n: int, seed: int) -> list[str]:
     return out
 
 
+@pytest.fixture(params=["at_once", "per_tile"])
+def planes_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each way to a crop's planes: the C extension's one call for all tiles, or ``tile_codec``
+    per tile (the way without the extension). The list counts the crops made that way."""
+    made: list[int] = []
+    if request.param == "per_tile":
+        monkeypatch.setattr(tile_planes, "_jpeg_blocks", None)
+        real = tile_codec.decode_planes
+        monkeypatch.setattr(tile_codec, "decode_planes", lambda jpeg: made.append(1) or real(jpeg))
+        return made
+    if tile_planes._jpeg_blocks is None:
+        pytest.skip("the C extension is not built (test_tile_blocks.py::test_the_extension_is_built fails)")
+    at_once = tile_planes.crop_planes_at_once
+
+    def counted(*args: Any, **kwargs: Any) -> tile_codec.Planes | None:
+        planes = at_once(*args, **kwargs)
+        if planes is not None:
+            made.append(1)
+        return planes
+
+    monkeypatch.setattr(tile_planes, "crop_planes_at_once", counted)
+    return made
+
+
 @pytest.mark.parametrize("name", ["q85_pages", "grey_pages", "odd_64", "q85_subifd"])
 def test_regions_at_their_own_size_come_from_the_planes(
-    name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    name: str, request: pytest.FixtureRequest, planes_way: list[int]
 ) -> None:
     pyramid: Pyramid = request.getfixturevalue(name)
-    decoded: list[int] = []
-    real = tile_codec.decode_planes
-    monkeypatch.setattr(tile_codec, "decode_planes", lambda jpeg: decoded.append(1) or real(jpeg))
+    decoded = planes_way
     means, errors = [], []
     for url in _native_requests(pyramid, 30, seed=len(name)):
         plan = plan_for(pyramid, url)
