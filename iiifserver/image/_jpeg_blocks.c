@@ -1,15 +1,20 @@
-/* A crop of a JPEG-tiled pyramid level, assembled from the stored tiles' DCT blocks.
+/* A crop of a JPEG-tiled pyramid level at its own size, from the stored tiles' DCT blocks.
  *
- * Owns: reading each covered tile's quantised DCT coefficients (libjpeg's
- * jpeg_read_coefficients), copying the blocks the crop covers into one image's coefficient
- * arrays, and writing those as a baseline JPEG (jpeg_write_coefficients), with the GIL released.
+ * Owns, for the covered tiles of one crop, in one call with the GIL released:
+ * - assemble: reading each tile's quantised DCT coefficients (libjpeg's jpeg_read_coefficients),
+ *   copying the blocks the crop covers into one image's coefficient arrays, and writing those as
+ *   a baseline JPEG (jpeg_write_coefficients);
+ * - crop_planes: decoding each tile to its Y, Cb, Cr planes (jpeg_read_raw_data) straight into
+ *   the crop's planes.
  * Must not know: TIFF, files, plans, pyvips, HTTP (Python hands in the covered tiles as complete
- * JPEG streams, image/tile_blocks.py decides when this applies).
+ * JPEG streams; image/tile_blocks.py and image/tile_planes.py decide when this applies).
  *
  * Why C: a crop at its level's own size whose origin lies on the tiles' MCU grid (full/max, a
  * pct:50 that a pyramid level answers) needs neither inverse nor forward DCT, only entropy
  * decoding and encoding of the stored coefficients. libjpeg's coefficient interface is the one
- * that offers that, and its errors end in longjmp, which only C can catch.
+ * that offers that, and its errors end in longjmp, which only C can catch. Any other crop at its
+ * own size (a cited region) is decoded to planes: one call instead of a Python call, three arrays
+ * and a copy per tile.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -12,6 +12,12 @@ average it down again. From the planes, the stored samples go straight to the en
 256 x 256 tile of a 4:2:0 scan, decoding takes 0.16 instead of 0.21 ms and encoding 0.11 instead
 of 0.19 ms (libjpeg-turbo 2.1, AMD EPYC), and no libvips pipeline is built.
 
+Two ways to the planes, giving the same samples: with the C extension (``_jpeg_blocks.c``, built
+at install time) all covered tiles are decoded in one call, each straight into the crop's
+planes (``crop_planes_at_once``: no Python, no array per tile; 0.3 ms less of a cited region's
+4.6 ms); without it, tile by tile through ``tile_codec`` (``crop_planes``). Both decode every
+row of every tile and read each stream to its end: a tile's damage is mostly seen there.
+
 Geometry: a 4:2:0 chroma sample covers two luma pixels each way, and tiles start on even pixels.
 A crop starting on an even pixel takes the stored chroma samples as they are. One starting on
 an odd pixel needs chroma centred between two stored samples: their mean, which is what the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyvips
@@ -49,3 +51,17 @@ def test_report_and_recorded_command_name_no_machine_paths() -> None:
     assert "| this tree | 3.00 (2.00-4.00) | 15.00 (15.00-15.00) for 44 tiles | 18.00 (17.00-19.00) |" in report
     assert "/somewhere" not in report
     assert "/elsewhere" not in report
+
+
+def test_a_baseline_tree_has_its_extension_built(tmp_path: Path) -> None:
+    """The baseline commit's C extension is compiled in its tree, so ``--baseline-commit`` measures
+    that commit as installed (downloads from the DCT blocks), not its fallback paths."""
+    tree = first_open._baseline_tree("HEAD", tmp_path)
+    built = list((tree / "iiifserver" / "image").glob("_jpeg_blocks*.so"))
+    assert len(built) == 1
+    code = "import iiifserver.image._jpeg_blocks as m; print(m.__file__); print(hasattr(m, 'assemble'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tree)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(built[0]), "True"]
