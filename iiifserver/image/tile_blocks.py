@@ -93,28 +93,32 @@ def crop_jpeg(
         return None
     c0, r0, columns, rows = span
     across, down = _FACTORS[sampling]
-    assemble = _jpeg_blocks.assemble
+    extension = _jpeg_blocks
 
     def build(read: Callable[[int], bytes], kept: Kept | None) -> bytes | None:
         try:
             tiles = [read((r0 + row) * grid.across + c0 + column) for row in range(rows) for column in range(columns)]
         except ValueError as exc:  # splice refused a tile: truncated, replaced or corrupt
             raise MosaicError(str(exc)) from None
+        geometry = {
+            "tile_width": grid.tile_width,
+            "tile_height": grid.tile_height,
+            "columns": columns,
+            "x": crop.x - c0 * grid.tile_width,
+            "y": crop.y - r0 * grid.tile_height,
+            "width": crop.w,
+            "height": crop.h,
+            "quality": quality,
+            "h_factor": across,
+            "v_factor": down,
+        }
         try:
-            result: bytes | None = assemble(
-                tiles,
-                tile_width=grid.tile_width,
-                tile_height=grid.tile_height,
-                columns=columns,
-                x=crop.x - c0 * grid.tile_width,
-                y=crop.y - r0 * grid.tile_height,
-                width=crop.w,
-                height=crop.h,
-                quality=quality,
-                h_factor=across,
-                v_factor=down,
-            )
-        except ValueError as exc:  # libjpeg refused or warned about a tile
+            # The coded blocks copied as they are where the tiles allow it, else decoded and
+            # encoded again by libjpeg: the same blocks either way.
+            result: bytes | None = extension.splice(tiles, **geometry)
+            if result is None:
+                result = extension.assemble(tiles, **geometry)
+        except ValueError as exc:  # a tile libjpeg refuses or warns about, or that does not parse
             raise MosaicError(str(exc)) from None
         return result
 
