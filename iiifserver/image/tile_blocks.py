@@ -3,7 +3,8 @@
 Owns: when a crop can be made that way (its corner on the tiles' MCU grid, the tiles sampled
 as the response is to be, their quantisation tables the ones the encoder writes at
 ``jpeg_quality``), reading the tiles it covers, and calling the C extension ``_jpeg_blocks``
-that copies their blocks into one JPEG (``crop_jpeg``).
+that copies their blocks into one JPEG (``crop_jpeg``): still entropy-coded where it can
+(``splice``), else decoded to coefficients and coded again (``assemble``).
 Must not know: pyvips, plans beyond a crop box, HTTP, the tile cache of responses.
 
 Why: ``full/max`` of a photograph, or a ``pct:50`` that the half-size level answers, is a crop
@@ -12,7 +13,12 @@ at its level's own size starting at 0,0. Decoding the tiles to planes and encodi
 write blocks that, at the stored quality, come out nearly as they were. Copying the quantised
 blocks is what encoding at that quality gives minus that second rounding, so the response is
 the stored image exactly, at about two thirds of the CPU (4000 x 3000 Q85: 52 instead of 80 ms,
-AMD EPYC; what is left is libjpeg's entropy decoding and encoding, which no path avoids).
+AMD EPYC). ``assemble`` still decodes every block's Huffman codes to coefficients and encodes
+them again; ``splice`` only parses the codes to find where each MCU starts and copies the runs
+of MCUs the crop covers as they are, coding again just the first DC difference of each run
+(the block before it changed): 26 instead of 45 ms for that photograph. It needs tiles whose
+Huffman tables are the same (they are kept in the response), one baseline scan and no restart
+markers; anything else is assembled.
 
 Memory: the blocks of the whole crop are held at once, 2 bytes per sample (3 MB per megapixel
 of 4:2:0 colour), so crops are bounded like ``tile_planes``' (``MAX_BLOCK_PIXELS``).
