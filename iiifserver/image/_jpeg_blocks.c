@@ -46,6 +46,38 @@ static void fail_on_warning(j_common_ptr info, int level)
         fail_exit(info);
 }
 
+/* libjpeg's error manager, refusing warnings and escaping to `failure->escape`. */
+static struct jpeg_error_mgr *refusing(struct failure *failure)
+{
+    struct jpeg_error_mgr *errors = jpeg_std_error(&failure->pub);
+    errors->error_exit = fail_exit;
+    errors->emit_message = fail_on_warning;
+    return errors;
+}
+
+/* The quantisation tables (luma, chroma) an encoder writes at `quality`: libjpeg's, as
+ * TurboJPEG's compressor writes them. 0, or -1 when libjpeg fails (out of memory). */
+static int quality_tables(int quality, JQUANT_TBL tables[2])
+{
+    struct jpeg_compress_struct maker;
+    struct failure failure;
+    memset(&maker, 0, sizeof(maker));
+    maker.err = refusing(&failure);
+    if (setjmp(failure.escape)) {
+        jpeg_destroy_compress(&maker);
+        return -1;
+    }
+    jpeg_create_compress(&maker);
+    maker.in_color_space = JCS_YCbCr;
+    maker.input_components = 3;
+    jpeg_set_defaults(&maker);
+    jpeg_set_quality(&maker, quality, TRUE);
+    tables[0] = *maker.quant_tbl_ptrs[0];
+    tables[1] = *maker.quant_tbl_ptrs[1];
+    jpeg_destroy_compress(&maker);
+    return 0;
+}
+
 /* Not applicable (Python tries the next path), as opposed to an error (damaged data). */
 #define NOT_APPLICABLE 1
 #define FAILED 2
@@ -90,13 +122,12 @@ static int run(struct job *job)
     memset(&out, 0, sizeof(out));
     job->out = NULL;
     job->out_size = 0;
-    tile.err = jpeg_std_error(&tile_failure.pub);
-    tile_failure.pub.error_exit = fail_exit;
-    tile_failure.pub.emit_message = fail_on_warning;
-    out.err = jpeg_std_error(&out_failure.pub);
-    out_failure.pub.error_exit = fail_exit;
-    out_failure.pub.emit_message = fail_on_warning;
-
+    tile.err = refusing(&tile_failure);
+    out.err = refusing(&out_failure);
+    if (quality_tables(job->quality, reference_tables) < 0) {
+        snprintf(job->message, sizeof(job->message), "out of memory");
+        return FAILED;
+    }
     if (setjmp(out_failure.escape)) {
         snprintf(job->message, sizeof(job->message), "encode: %s", out_failure.message);
         status = FAILED;
@@ -110,14 +141,8 @@ static int run(struct job *job)
     jpeg_create_decompress(&tile);
     jpeg_create_compress(&out);
     out_made = 1;
-
-    /* The tables an encoder writes at job->quality (libjpeg's, as TurboJPEG's compressor). */
-    out.in_color_space = JCS_YCbCr;
+    out.in_color_space = JCS_YCbCr; /* jpeg_copy_critical_parameters sets the rest */
     out.input_components = 3;
-    jpeg_set_defaults(&out);
-    jpeg_set_quality(&out, job->quality, TRUE);
-    reference_tables[0] = *out.quant_tbl_ptrs[0];
-    reference_tables[1] = *out.quant_tbl_ptrs[1];
 
     int rows = job->count / job->columns;
     int max_h = 0, max_v = 0, components = 0;
@@ -232,72 +257,6 @@ done:
     return status;
 }
 
-static PyObject *assemble(PyObject *module, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"tiles", "tile_width", "tile_height", "columns", "x", "y",
-                               "width", "height", "quality", "h_factor", "v_factor", NULL};
-    PyObject *tiles_in;
-    struct job job;
-    memset(&job, 0, sizeof(job));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oiiiiiiiiii:assemble", keywords, &tiles_in, &job.tile_width,
-                                     &job.tile_height, &job.columns, &job.x, &job.y, &job.width, &job.height,
-                                     &job.quality, &job.h_factor, &job.v_factor))
-        return NULL;
-    if (job.tile_width <= 0 || job.tile_height <= 0 || job.columns <= 0 || job.x < 0 || job.y < 0 ||
-        job.width <= 0 || job.height <= 0 || job.width > JPEG_MAX_DIMENSION || job.height > JPEG_MAX_DIMENSION ||
-        job.quality < 1 || job.quality > 100 || job.h_factor < 1 || job.h_factor > 2 || job.v_factor < 1 ||
-        job.v_factor > 2) {
-        PyErr_SetString(PyExc_ValueError, "assemble: geometry or quality out of range");
-        return NULL;
-    }
-    /* A tuple of the bytes: the list cannot change under the released GIL, bytes cannot at all. */
-    PyObject *tiles = PySequence_Tuple(tiles_in);
-    if (tiles == NULL)
-        return NULL;
-    job.count = PyTuple_GET_SIZE(tiles);
-    if (job.count == 0 || job.count % job.columns) {
-        Py_DECREF(tiles);
-        PyErr_SetString(PyExc_ValueError, "assemble: the tiles do not fill whole rows");
-        return NULL;
-    }
-    job.data = PyMem_Malloc(sizeof(*job.data) * (size_t)job.count);
-    job.sizes = PyMem_Malloc(sizeof(*job.sizes) * (size_t)job.count);
-    if (job.data == NULL || job.sizes == NULL) {
-        PyMem_Free(job.data);
-        PyMem_Free(job.sizes);
-        Py_DECREF(tiles);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < job.count; i++) {
-        PyObject *item = PyTuple_GET_ITEM(tiles, i);
-        if (!PyBytes_Check(item)) {
-            PyMem_Free(job.data);
-            PyMem_Free(job.sizes);
-            Py_DECREF(tiles);
-            PyErr_SetString(PyExc_TypeError, "assemble: tiles must be bytes");
-            return NULL;
-        }
-        job.data[i] = (const unsigned char *)PyBytes_AS_STRING(item);
-        job.sizes[i] = (unsigned long)PyBytes_GET_SIZE(item);
-    }
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = run(&job);
-    Py_END_ALLOW_THREADS
-    PyMem_Free(job.data);
-    PyMem_Free(job.sizes);
-    Py_DECREF(tiles);
-    if (status == NOT_APPLICABLE)
-        Py_RETURN_NONE;
-    if (status == FAILED) {
-        PyErr_SetString(PyExc_ValueError, job.message);
-        return NULL;
-    }
-    PyObject *result = PyBytes_FromStringAndSize((const char *)job.out, (Py_ssize_t)job.out_size);
-    free(job.out);
-    return result;
-}
-
 /* ---------------------------------------------------------------- splicing the coded blocks */
 
 /* A Huffman table for parsing: codes of up to 9 bits by lookup, longer ones by length. */
@@ -367,26 +326,32 @@ static inline unsigned long long peek64(const struct bits *b)
     return BIG_ENDIAN_64(v) << (b->at & 7);
 }
 
+/* The symbol whose code starts `window` (the next bits, most significant first), and its code's
+ * length; -1: no code of 16 bits or fewer starts it. */
+static inline int lookup_symbol(const struct huffman *h, unsigned long long window, int *length)
+{
+    unsigned short entry = h->lookup[window >> (64 - 9)];
+    if (entry) {
+        *length = entry >> 8;
+        return entry & 0xff;
+    }
+    int n = 10;
+    while (n <= 16 && (int)(window >> (64 - n)) > h->maxcode[n])
+        n++;
+    if (n > 16)
+        return -1;
+    *length = n;
+    return h->symbols[h->offset[n] + (int)(window >> (64 - n))];
+}
+
 /* The next Huffman symbol, or -1 (no such code). Past the end it reads the padding's zeros: the
  * caller checks the position after each block, before the padding could run out. */
 static inline int decode_symbol(struct bits *b, const struct huffman *h)
 {
-    unsigned long long v = peek64(b);
-    unsigned short entry = h->lookup[v >> (64 - 9)];
-    int length;
-    int symbol;
-    if (entry) {
-        length = entry >> 8;
-        symbol = entry & 0xff;
-    } else {
-        length = 10;
-        while (length <= 16 && (int)(v >> (64 - length)) > h->maxcode[length])
-            length++;
-        if (length > 16)
-            return -1;
-        symbol = h->symbols[h->offset[length] + (int)(v >> (64 - length))];
-    }
-    b->at += (size_t)length;
+    int length = 0;
+    int symbol = lookup_symbol(h, peek64(b), &length);
+    if (symbol >= 0)
+        b->at += (size_t)length;
     return symbol;
 }
 
@@ -419,21 +384,9 @@ static inline int parse_block(struct bits *b, const struct huffman *dc_table, co
             byte += 4;                                                                                                 \
         }                                                                                                              \
     } while (0)
-    int s;
-    unsigned short entry = dc_table->lookup[buffer >> (64 - 9)];
-    int length;
-    if (entry) {
-        length = entry >> 8;
-        s = entry & 0xff;
-    } else {
-        length = 10;
-        while (length <= 16 && (int)(buffer >> (64 - length)) > dc_table->maxcode[length])
-            length++;
-        if (length > 16)
-            return -1;
-        s = dc_table->symbols[dc_table->offset[length] + (int)(buffer >> (64 - length))];
-    }
-    if (s > 15)
+    int length = 0;
+    int s = lookup_symbol(dc_table, buffer, &length);
+    if (s < 0 || s > 15)
         return -1;
     buffer <<= length;
     valid -= length;
@@ -444,19 +397,9 @@ static inline int parse_block(struct bits *b, const struct huffman *dc_table, co
     size_t taken = (size_t)length + (size_t)s;
     for (int k = 1; k < DCTSIZE2; k++) {
         REFILL();
-        entry = ac_table->lookup[buffer >> (64 - 9)];
-        int rs;
-        if (entry) {
-            length = entry >> 8;
-            rs = entry & 0xff;
-        } else {
-            length = 10;
-            while (length <= 16 && (int)(buffer >> (64 - length)) > ac_table->maxcode[length])
-                length++;
-            if (length > 16)
-                return -1;
-            rs = ac_table->symbols[ac_table->offset[length] + (int)(buffer >> (64 - length))];
-        }
+        int rs = lookup_symbol(ac_table, buffer, &length);
+        if (rs < 0)
+            return -1;
         int r = rs >> 4;
         s = rs & 15;
         buffer <<= length + s;
@@ -546,15 +489,6 @@ struct coded_tile {
     int *first_dc, *last_dc; /* each MCU's first and last block's DC of each component */
 };
 
-struct splice_job {
-    Py_ssize_t count;
-    const unsigned char **data;
-    unsigned long *sizes;
-    int tile_width, tile_height, columns, x, y, width, height, quality, h_factor, v_factor;
-    unsigned char *out;
-    size_t out_size;
-    char message[JMSG_LENGTH_MAX + 64];
-};
 
 /* A tile's entropy-coded segment (from `from` to its EOI) without byte stuffing; 0 when it holds
  * another marker (restarts, a second scan) or no EOI. */
@@ -590,12 +524,10 @@ static int unstuff(const unsigned char *from, size_t size, struct coded_tile *ti
     return 0;
 }
 
-static int run_splice(struct splice_job *job)
+static int run_splice(struct job *job)
 {
     struct jpeg_decompress_struct tile;
     struct failure failure;
-    struct jpeg_compress_struct reference_maker;
-    struct failure reference_failure;
     volatile int status = 0;
     volatile Py_ssize_t index = 0;
     struct coded_tile *volatile coded = NULL;
@@ -603,22 +535,14 @@ static int run_splice(struct splice_job *job)
     struct writer w = {NULL, 0, 0, 0, 0};
     unsigned char *volatile header = NULL;
     volatile size_t header_size = 0;
-    volatile int reference_made = 0;
     JQUANT_TBL reference_tables[2];
     JQUANT_TBL *reference[2] = {&reference_tables[0], &reference_tables[1]};
 
     memset(&tile, 0, sizeof(tile));
-    memset(&reference_maker, 0, sizeof(reference_maker));
-    tile.err = jpeg_std_error(&failure.pub);
-    failure.pub.error_exit = fail_exit;
-    failure.pub.emit_message = fail_on_warning;
-    reference_maker.err = jpeg_std_error(&reference_failure.pub);
-    reference_failure.pub.error_exit = fail_exit;
-    reference_failure.pub.emit_message = fail_on_warning;
-    if (setjmp(reference_failure.escape)) {
-        snprintf(job->message, sizeof(job->message), "tables: %s", reference_failure.message);
-        status = FAILED;
-        goto done;
+    tile.err = refusing(&failure);
+    if (quality_tables(job->quality, reference_tables) < 0) {
+        snprintf(job->message, sizeof(job->message), "out of memory");
+        return FAILED;
     }
     if (setjmp(failure.escape)) {
         snprintf(job->message, sizeof(job->message), "tile %zd: %s", (Py_ssize_t)index, failure.message);
@@ -626,15 +550,6 @@ static int run_splice(struct splice_job *job)
         goto done;
     }
     jpeg_create_decompress(&tile);
-    jpeg_create_compress(&reference_maker);
-    reference_made = 1;
-    reference_maker.in_color_space = JCS_YCbCr;
-    reference_maker.input_components = 3;
-    jpeg_set_defaults(&reference_maker);
-    jpeg_set_quality(&reference_maker, job->quality, TRUE);
-    reference_tables[0] = *reference_maker.quant_tbl_ptrs[0];
-    reference_tables[1] = *reference_maker.quant_tbl_ptrs[1];
-
     coded = calloc((size_t)job->count, sizeof(*coded));
     tables = calloc(2 * MAX_COMPS_IN_SCAN, sizeof(*tables));
     if (coded == NULL || tables == NULL) {
@@ -904,8 +819,6 @@ done:
         job->out = NULL;
     }
     jpeg_destroy_decompress(&tile);
-    if (reference_made)
-        jpeg_destroy_compress(&reference_maker);
     return status;
 }
 
@@ -962,9 +875,7 @@ static int run_planes(struct planes_job *job)
     unsigned char *volatile scratch = NULL;
 
     memset(&tile, 0, sizeof(tile));
-    tile.err = jpeg_std_error(&failure.pub);
-    failure.pub.error_exit = fail_exit;
-    failure.pub.emit_message = fail_on_warning;
+    tile.err = refusing(&failure);
     if (setjmp(failure.escape)) {
         snprintf(job->message, sizeof(job->message), "tile %zd: %s", (Py_ssize_t)index, failure.message);
         status = FAILED;
@@ -1171,34 +1082,37 @@ out:
     return result;
 }
 
-static PyObject *splice(PyObject *module, PyObject *args, PyObject *kwargs)
+/* assemble and splice: the same arguments, the same answers (a JPEG, None or ValueError). */
+static PyObject *call_blocks(PyObject *args, PyObject *kwargs, const char *format, int (*runner)(struct job *))
 {
     static char *keywords[] = {"tiles", "tile_width", "tile_height", "columns", "x", "y",
                                "width", "height", "quality", "h_factor", "v_factor", NULL};
+    const char *name = format + strlen("Oiiiiiiiiii:");
     PyObject *tiles_in;
-    struct splice_job job;
+    struct job job;
     memset(&job, 0, sizeof(job));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oiiiiiiiiii:splice", keywords, &tiles_in, &job.tile_width,
-                                     &job.tile_height, &job.columns, &job.x, &job.y, &job.width, &job.height,
-                                     &job.quality, &job.h_factor, &job.v_factor))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, keywords, &tiles_in, &job.tile_width, &job.tile_height,
+                                     &job.columns, &job.x, &job.y, &job.width, &job.height, &job.quality,
+                                     &job.h_factor, &job.v_factor))
         return NULL;
     if (job.tile_width <= 0 || job.tile_height <= 0 || job.tile_width > 65500 || job.tile_height > 65500 ||
         job.columns <= 0 || job.x < 0 || job.y < 0 || job.width <= 0 || job.height <= 0 ||
         job.width > JPEG_MAX_DIMENSION || job.height > JPEG_MAX_DIMENSION || job.quality < 1 || job.quality > 100 ||
         job.h_factor < 1 || job.h_factor > 2 || job.v_factor < 1 || job.v_factor > 2) {
-        PyErr_SetString(PyExc_ValueError, "splice: geometry or quality out of range");
+        PyErr_Format(PyExc_ValueError, "%s: geometry or quality out of range", name);
         return NULL;
     }
-    PyObject *tiles = tile_pointers(tiles_in, "splice", &job.data, &job.sizes, &job.count);
+    /* A tuple of the bytes: the list cannot change under the released GIL, bytes cannot at all. */
+    PyObject *tiles = tile_pointers(tiles_in, name, &job.data, &job.sizes, &job.count);
     if (tiles == NULL)
         return NULL;
     PyObject *result = NULL;
     if (job.count == 0 || job.count % job.columns) {
-        PyErr_SetString(PyExc_ValueError, "splice: the tiles do not fill whole rows");
+        PyErr_Format(PyExc_ValueError, "%s: the tiles do not fill whole rows", name);
     } else {
         int status;
         Py_BEGIN_ALLOW_THREADS
-        status = run_splice(&job);
+        status = runner(&job);
         Py_END_ALLOW_THREADS
         if (status == NOT_APPLICABLE)
             result = Py_NewRef(Py_None);
@@ -1212,6 +1126,16 @@ static PyObject *splice(PyObject *module, PyObject *args, PyObject *kwargs)
     PyMem_Free(job.sizes);
     Py_DECREF(tiles);
     return result;
+}
+
+static PyObject *assemble(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    return call_blocks(args, kwargs, "Oiiiiiiiiii:assemble", run);
+}
+
+static PyObject *splice(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    return call_blocks(args, kwargs, "Oiiiiiiiiii:splice", run_splice);
 }
 
 static PyMethodDef methods[] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from iiifserver.image.probe import probe
 from iiifserver.image.request import parse_image_request
 from iiifserver.image.source_info import Level, SourceInfo, SourceVersion
 from iiifserver.image.tiff_directory import read_tile_index
+from iiifserver.image.tile_files import read_stored_tile
 from iiifserver.image.tile_grid import StoredTiles, TileGrid
 
 LIMITS = Limits(max_width=10_000, max_height=10_000, max_area=25_000_000)
@@ -56,6 +58,27 @@ def open_fd(path: Path) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def stored_tiles(pyramid: Pyramid, count: int, level: int = 0) -> list[bytes]:
+    """The first ``count`` stored tiles of a level, each as a complete JPEG (tables spliced in)."""
+    grid = pyramid.stored.levels[level]
+    assert grid is not None
+    with open_fd(pyramid.path) as fd:
+        return [read_stored_tile(fd, grid, i) for i in range(count)]
+
+
+def damaged_copies(data: bytes, count: int, seed: int, max_changes: int = 20) -> Iterator[bytes]:
+    """``count`` copies of ``data`` with 1 to ``max_changes`` random bytes changed past its first two,
+    three in ten of them also cut short: what a damaged copy of a file may hold."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, max_changes)):
+            damaged[rng.randrange(2, len(damaged))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            damaged = damaged[: rng.randrange(2, len(damaged))]
+        yield bytes(damaged)
 
 
 def tiffload(path: Path, level: Level) -> pyvips.Image:

@@ -29,7 +29,15 @@ from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.tile_files import read_stored_tile
 from iiifserver.image.tile_grid import TileGrid
 from iiifserver.image.tile_mosaic import MosaicError
-from tests.image.pyramids import Pyramid, assert_damage_reported_alike, open_fd, plan_for, vips_region
+from tests.image.pyramids import (
+    Pyramid,
+    assert_damage_reported_alike,
+    damaged_copies,
+    open_fd,
+    plan_for,
+    stored_tiles,
+    vips_region,
+)
 
 pytestmark = pytest.mark.skipif(not tile_mosaic.scales(), reason="libturbojpeg is not installed")
 
@@ -287,9 +295,7 @@ def test_a_file_changed_under_the_read_is_reported(q85_pages: Pyramid, tmp_path:
 
 
 def _tiles(pyramid: Pyramid, count: int) -> list[bytes]:
-    grid = _grid(pyramid)
-    with open_fd(pyramid.path) as fd:
-        return [read_stored_tile(fd, grid, i) for i in range(count)]
+    return stored_tiles(pyramid, count)
 
 
 def _assemble(tiles: object, **changes: int) -> bytes | None:
@@ -334,16 +340,10 @@ def test_the_extension_checks_its_arguments(q85_pages: Pyramid) -> None:
 
 def test_garbage_is_an_error_not_a_crash(q85_pages: Pyramid) -> None:
     tiles = _tiles(q85_pages, 2)
-    rng = random.Random(7)
     outcomes = set()
-    for _ in range(200):
-        tile = bytearray(tiles[1])
-        for _ in range(rng.randint(1, 20)):
-            tile[rng.randrange(2, len(tile))] = rng.randrange(256)
-        if rng.random() < 0.3:
-            tile = tile[: rng.randrange(2, len(tile))]
+    for tile in damaged_copies(tiles[1], 200, seed=7):
         try:
-            body = _assemble([tiles[0], bytes(tile)])
+            body = _assemble([tiles[0], tile])
             outcomes.add("none" if body is None else "jpeg")
         except ValueError as exc:
             outcomes.add("error" if str(exc).startswith("tile 1: ") else f"other error: {exc}")

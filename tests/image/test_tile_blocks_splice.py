@@ -14,8 +14,7 @@ import pyvips
 
 from iiifserver.image import tile_blocks, tile_codec
 from iiifserver.image.tile_files import read_stored_tile
-from iiifserver.image.tile_grid import TileGrid
-from tests.image.pyramids import Pyramid, open_fd
+from tests.image.pyramids import Pyramid, damaged_copies, open_fd, stored_tiles
 
 pytestmark = pytest.mark.skipif(not tile_blocks.available(), reason="the C extension is not built")
 
@@ -160,23 +159,14 @@ def test_damage_fails_the_splice_as_it_fails_assemble(q85_pages: Pyramid) -> Non
     """200 random damages of the second of two tiles: the splice fails (ValueError) whenever
     assemble does, and what both make decodes to the same samples: nothing libjpeg would
     warn about is copied into a response."""
-    grid: TileGrid | None = q85_pages.stored.levels[0]
-    assert grid is not None
-    with open_fd(q85_pages.path) as fd:
-        tiles = [read_stored_tile(fd, grid, i) for i in range(2)]
+    tiles = stored_tiles(q85_pages, 2)
     geometry = {"tile_width": 256, "tile_height": 256, "columns": 2, "x": 0, "y": 0, "width": 300, "height": 200}
-    rng = random.Random(5)
     outcomes = set()
-    for _ in range(200):
-        damaged = bytearray(tiles[1])
-        for _ in range(rng.randint(1, 20)):
-            damaged[rng.randrange(2, len(damaged))] = rng.randrange(256)
-        if rng.random() < 0.3:
-            damaged = damaged[: rng.randrange(2, len(damaged))]
+    for damaged in damaged_copies(tiles[1], 200, seed=5):
         results: list[bytes | str | None] = []
         for way in ("splice", "assemble"):
             try:
-                spliced, assembled = _both([tiles[0], bytes(damaged)], **geometry)
+                spliced, assembled = _both([tiles[0], damaged], **geometry)
                 results.append(spliced if way == "splice" else assembled)
             except ValueError:
                 results.append("error")
@@ -203,10 +193,7 @@ def test_damage_assemble_sees_is_seen_by_the_splice(q85_pages: Pyramid) -> None:
     and assemble is then the one that refuses it)."""
     from iiifserver.image import _jpeg_blocks  # type: ignore[attr-defined]
 
-    grid = q85_pages.stored.levels[0]
-    assert grid is not None
-    with open_fd(q85_pages.path) as fd:
-        tiles = [read_stored_tile(fd, grid, i) for i in range(2)]
+    tiles = stored_tiles(q85_pages, 2)
     args = {"tile_width": 256, "tile_height": 256, "columns": 2, "x": 0, "y": 0, "width": 300, "height": 200}
     args |= {"quality": 85, "h_factor": 2, "v_factor": 2}
     rng = random.Random(8)
@@ -231,10 +218,7 @@ def test_damage_assemble_sees_is_seen_by_the_splice(q85_pages: Pyramid) -> None:
 def test_the_splice_checks_its_arguments(q85_pages: Pyramid) -> None:
     from iiifserver.image import _jpeg_blocks  # type: ignore[attr-defined]
 
-    grid = q85_pages.stored.levels[0]
-    assert grid is not None
-    with open_fd(q85_pages.path) as fd:
-        tiles = [read_stored_tile(fd, grid, i) for i in range(2)]
+    tiles = stored_tiles(q85_pages, 2)
     args = {"tile_width": 256, "tile_height": 256, "columns": 2, "x": 0, "y": 0, "width": 300, "height": 200}
     args |= {"quality": 85, "h_factor": 2, "v_factor": 2}
     assert _jpeg_blocks.splice(tiles, **args) is not None

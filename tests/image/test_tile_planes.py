@@ -159,16 +159,16 @@ def _crops(grid: TileGrid, n: int, seed: int) -> list[Box]:
     return out
 
 
-@pytest.mark.parametrize(
-    ("sampling", "width", "height", "tile"),
-    [
-        (tile_codec.SAMPLING_420, 150, 100, 32),  # levels that end inside a tile
-        (tile_codec.SAMPLING_420, 128, 96, 32),  # levels that end on a tile's edge
-        (tile_codec.SAMPLING_420, 131, 77, 16),
-        (tile_codec.SAMPLING_444, 150, 100, 32),
-        (tile_codec.SAMPLING_GRAY, 150, 100, 32),
-    ],
-)
+SYNTHETIC_LEVELS = [  # sampling, level width and height, tile size
+    (tile_codec.SAMPLING_420, 150, 100, 32),  # levels that end inside a tile
+    (tile_codec.SAMPLING_420, 128, 96, 32),  # levels that end on a tile's edge
+    (tile_codec.SAMPLING_420, 131, 77, 16),
+    (tile_codec.SAMPLING_444, 150, 100, 32),
+    (tile_codec.SAMPLING_GRAY, 150, 100, 32),
+]
+
+
+@pytest.mark.parametrize(("sampling", "width", "height", "tile"), SYNTHETIC_LEVELS)
 def test_crop_planes_cut_exactly_the_crops_samples(sampling: int, width: int, height: int, tile: int) -> None:
     grid = _synthetic_grid(width, height, tile)
     level = _level_planes(grid, sampling)

@@ -6,7 +6,6 @@ sample, refuse what that way refuses, and never crash on what a damaged file hol
 from __future__ import annotations
 
 import functools
-import random
 from collections.abc import Callable
 
 import numpy as np
@@ -18,8 +17,8 @@ from iiifserver.image.tile_files import read_stored_tile
 from iiifserver.image.tile_grid import TileGrid
 from iiifserver.image.tile_mosaic import MosaicError
 from iiifserver.image.tile_planes import crop_planes, crop_planes_at_once
-from tests.image.pyramids import Pyramid, open_fd
-from tests.image.test_tile_planes import _crops, _level_planes, _synthetic_grid, _tiles_of
+from tests.image.pyramids import Pyramid, damaged_copies, open_fd
+from tests.image.test_tile_planes import SYNTHETIC_LEVELS, _crops, _level_planes, _synthetic_grid, _tiles_of
 
 pytestmark = pytest.mark.skipif(
     tile_planes._jpeg_blocks is None,
@@ -64,15 +63,7 @@ def _assert_same(at_once: tile_codec.Planes | None, per_tile: tile_codec.Planes 
 
 
 @pytest.mark.parametrize(
-    ("sampling", "width", "height", "tile"),
-    [
-        (tile_codec.SAMPLING_420, 150, 100, 32),  # levels that end inside a tile
-        (tile_codec.SAMPLING_420, 128, 96, 32),  # levels that end on a tile's edge
-        (tile_codec.SAMPLING_420, 131, 77, 16),
-        (tile_codec.SAMPLING_444, 150, 100, 32),
-        (tile_codec.SAMPLING_GRAY, 150, 100, 32),
-        (tile_codec.SAMPLING_GRAY, 77, 131, 16),
-    ],
+    ("sampling", "width", "height", "tile"), [*SYNTHETIC_LEVELS, (tile_codec.SAMPLING_GRAY, 77, 131, 16)]
 )
 def test_synthetic_levels_give_the_planes_of_tile_by_tile(sampling: int, width: int, height: int, tile: int) -> None:
     grid = _synthetic_grid(width, height, tile)
@@ -148,15 +139,9 @@ def test_damaged_tiles_fail_as_tile_by_tile(q85_pages: Pyramid) -> None:
     crop = Box(100, 50, 300, 200)
     with open_fd(q85_pages.path) as fd:
         tiles = {i: read_stored_tile(fd, grid, i) for i in (0, 1, grid.across, grid.across + 1)}
-    rng = random.Random(11)
     outcomes: set[str] = set()
-    for _ in range(200):
-        damaged = bytearray(tiles[1])
-        for _ in range(rng.randint(1, 20)):
-            damaged[rng.randrange(2, len(damaged))] = rng.randrange(256)
-        if rng.random() < 0.3:
-            damaged = damaged[: rng.randrange(2, len(damaged))]
-        read = {**tiles, 1: bytes(damaged)}.__getitem__
+    for damaged in damaged_copies(tiles[1], 200, seed=11):
+        read = {**tiles, 1: damaged}.__getitem__
         results: list[tile_codec.Planes | str | None] = []
         for way in (crop_planes_at_once, _per_tile):
             try:
