@@ -260,8 +260,14 @@ done:
 /* ---------------------------------------------------------------- splicing the coded blocks */
 
 /* A Huffman table for parsing: codes of up to 9 bits by lookup, longer ones by length. */
+#define SKIP_BITS 11
+
 struct huffman {
     unsigned short lookup[1 << 9]; /* (length << 8) | symbol; 0: longer than 9 bits */
+    /* For AC codes of up to SKIP_BITS bits: what the code and its value bits take together
+     * (bits 0-4) and how far it moves the coefficient index (bits 5-9; 0: end of block); bit 15
+     * set. A parse skips the values without reading them. */
+    unsigned short skip[1 << SKIP_BITS];
     int maxcode[18];               /* the largest code of each length, -1: none */
     int offset[17];                /* symbol index of a length's first code, minus that code */
     unsigned char symbols[256];
@@ -287,6 +293,13 @@ static int huffman_build(struct huffman *h, const JHUFF_TBL *table)
                 int shift = 9 - length;
                 for (int fill = 0; fill < (1 << shift); fill++)
                     h->lookup[(code << shift) | fill] = (unsigned short)((length << 8) | symbol);
+            }
+            if (length <= SKIP_BITS) {
+                int run = symbol >> 4, size = symbol & 15;
+                int advance = size ? run + 1 : run == 15 ? 16 : 0;
+                int shift = SKIP_BITS - length;
+                for (int fill = 0; fill < (1 << shift); fill++)
+                    h->skip[(code << shift) | fill] = (unsigned short)(0x8000 | (advance << 5) | (length + size));
             }
             count++;
             code++;
@@ -395,23 +408,28 @@ static inline int parse_block(struct bits *b, const struct huffman *dc_table, co
     valid -= s;
     *dc = s ? extend(v, s) : 0;
     size_t taken = (size_t)length + (size_t)s;
-    for (int k = 1; k < DCTSIZE2; k++) {
+    for (int k = 1; k < DCTSIZE2;) {
         REFILL();
-        int rs = lookup_symbol(ac_table, buffer, &length);
-        if (rs < 0)
-            return -1;
-        int r = rs >> 4;
-        s = rs & 15;
-        buffer <<= length + s;
-        valid -= length + s;
-        taken += (size_t)(length + s);
-        if (s) {
-            k += r;
+        unsigned short fast = ac_table->skip[buffer >> (64 - SKIP_BITS)];
+        int bits, advance;
+        if (fast) {
+            bits = fast & 31;
+            advance = (fast >> 5) & 31;
         } else {
-            if (r != 15)
-                break;
-            k += 15;
+            int rs = lookup_symbol(ac_table, buffer, &length);
+            if (rs < 0)
+                return -1;
+            int r = rs >> 4;
+            s = rs & 15;
+            bits = length + s;
+            advance = s ? r + 1 : r == 15 ? 16 : 0;
         }
+        buffer <<= bits;
+        valid -= bits;
+        taken += (size_t)bits;
+        if (advance == 0)
+            break; /* end of block */
+        k += advance;
     }
 #undef REFILL
     b->at += taken;
