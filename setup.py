@@ -2,8 +2,9 @@
 
 Everything else is in pyproject.toml. ``optional``: without a C compiler or libjpeg's headers
 (``apt-get install gcc libjpeg62-turbo-dev``; ``scripts/install.sh`` installs them when run as
-root) the package installs without it, and downloads and other block-aligned crops are made
-from the tiles' decoded planes instead (``image/tile_blocks.py``).
+root) the package installs without it: downloads and other block-aligned crops are then made
+from the tiles' decoded planes (``image/tile_blocks.py``), and regions at their own size decode
+their tiles one by one (``image/tile_planes.py``).
 """
 
 from setuptools import Extension, setup
