@@ -357,26 +357,16 @@ static inline int lookup_symbol(const struct huffman *h, unsigned long long wind
     return h->symbols[h->offset[n] + (int)(window >> (64 - n))];
 }
 
-/* The next Huffman symbol, or -1 (no such code). Past the end it reads the padding's zeros: the
- * caller checks the position after each block, before the padding could run out. */
-static inline int decode_symbol(struct bits *b, const struct huffman *h)
-{
-    int length = 0;
-    int symbol = lookup_symbol(h, peek64(b), &length);
-    if (symbol >= 0)
-        b->at += (size_t)length;
-    return symbol;
-}
-
 static inline int extend(int v, int s)
 {
     return v < (1 << (s - 1)) ? v - (1 << s) + 1 : v;
 }
 
 /* One block: its DC difference (into *dc) and its AC codes, as libjpeg's decode_mcu_slow reads
- * them. 0, or -1 when the data does not parse. The bits are kept in a register: each code and
+ * them; *ac_at: where its AC codes start. 0, or -1 when the data does not parse. The bits are kept in a register: each code and
  * its value take at most 31 bits, so 32 loaded bits always suffice for the next one. */
-static inline int parse_block(struct bits *b, const struct huffman *dc_table, const struct huffman *ac_table, int *dc)
+static inline int parse_block(struct bits *b, const struct huffman *dc_table, const struct huffman *ac_table, int *dc,
+                              size_t *ac_at)
 {
     const unsigned char *base = b->data;
     size_t byte = b->at >> 3;
@@ -408,6 +398,7 @@ static inline int parse_block(struct bits *b, const struct huffman *dc_table, co
     valid -= s;
     *dc = s ? extend(v, s) : 0;
     size_t taken = (size_t)length + (size_t)s;
+    *ac_at = b->at + taken;
     for (int k = 1; k < DCTSIZE2;) {
         REFILL();
         unsigned short fast = ac_table->skip[buffer >> (64 - SKIP_BITS)];
@@ -705,7 +696,8 @@ static int run_splice(struct job *job)
             for (int c = 0; c < components; c++) {
                 for (int k = 0; k < blocks_h[c] * blocks_v[c]; k++) {
                     int dc;
-                    if (parse_block(&b, &tables[2 * c], &tables[2 * c + 1], &dc) < 0) {
+                    size_t ac_at;
+                    if (parse_block(&b, &tables[2 * c], &tables[2 * c + 1], &dc, &ac_at) < 0) {
                         snprintf(job->message, sizeof(job->message), "tile %zd: corrupt data in block row %d",
                                  (Py_ssize_t)index, m / mcus_across);
                         status = FAILED;
@@ -747,30 +739,15 @@ static int run_splice(struct job *job)
             for (int c = 0; c < components; c++) {
                 const struct huffman *dc_table = &tables[2 * c];
                 for (int k = 0; k < blocks_h[c] * blocks_v[c]; k++) {
-                    size_t block_at = b.at;
+                    size_t block_at = b.at, ac_at;
                     int dc;
+                    (void)parse_block(&b, dc_table, &tables[2 * c + 1], &dc, &ac_at); /* parsed above */
                     if (k > 0) {
-                        (void)parse_block(&b, dc_table, &tables[2 * c + 1], &dc); /* parsed above */
                         if (!copy_bits(&w, &b, block_at, b.at))
                             goto no_memory;
                         continue;
                     }
-                    int s = decode_symbol(&b, dc_table);
-                    b.at += (size_t)s; /* the old difference's bits */
-                    size_t ac_at = b.at;
-                    /* Skip the AC codes: parse_block from here would read a DC first, so walk them. */
-                    for (int kk = 1; kk < DCTSIZE2; kk++) {
-                        int rs = decode_symbol(&b, &tables[2 * c + 1]);
-                        int r = rs >> 4, ss = rs & 15;
-                        if (ss) {
-                            kk += r;
-                            b.at += (size_t)ss;
-                        } else {
-                            if (r != 15)
-                                break;
-                            kk += 15;
-                        }
-                    }
+                    /* The first block: its DC difference coded against the block now before it. */
                     int diff = t->first_dc[m0 * components + c] - out_predictor[c];
                     int magnitude = diff < 0 ? -diff : diff, category = 0;
                     while (magnitude >> category)
