@@ -148,11 +148,11 @@ def _baseline_tree(commit: str, into: Path) -> Path:
 
 
 def _build_extension(source: Path) -> Path:
-    """``source`` compiled next to itself as the module setup.py makes of it (over libjpeg)."""
+    """``source`` compiled next to itself as the module setup.py makes of it (-O3, over libjpeg and libm)."""
     target = source.with_name(source.stem + str(sysconfig.get_config_var("EXT_SUFFIX")))
     compiler = str(sysconfig.get_config_var("CC") or "cc").split()[0]
-    command = [compiler, "-shared", "-fPIC", "-O2", f"-I{sysconfig.get_paths()['include']}", str(source)]
-    subprocess.run([*command, "-ljpeg", "-o", str(target)], check=True, capture_output=True)
+    command = [compiler, "-shared", "-fPIC", "-O3", f"-I{sysconfig.get_paths()['include']}", str(source)]
+    subprocess.run([*command, "-ljpeg", "-lm", "-o", str(target)], check=True, capture_output=True)
     return target
 
 

@@ -20,7 +20,16 @@ import numpy as np
 import pyvips
 
 from iiifserver.errors import SourceChanged, SourceDamaged
-from iiifserver.image import block_cache, jp2, resize_pipelines, tile_blocks, tile_codec, tile_mosaic, tile_planes
+from iiifserver.image import (
+    block_cache,
+    jp2,
+    plane_resize,
+    resize_pipelines,
+    tile_blocks,
+    tile_codec,
+    tile_mosaic,
+    tile_planes,
+)
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.planner import Plan, rotated_size
 from iiifserver.image.probe import (
@@ -114,6 +123,10 @@ def _render(
             body = _own_size_jpeg(path, plan, version, grid, plain)
             if body is not None:
                 return body
+        elif plain is not None and plane_resize.applies(plan.crop.w, plan.crop.h, plan.width, plan.height):
+            body = _resized_planes_jpeg(path, plan, version, grid, plain)
+            if body is not None:
+                return body
         image = _from_stored_tiles(path, plan, version, grid)
         if image is not None and plain is not None:
             # libjpeg-turbo encodes the pixels as libvips' encoder would (the same library and
@@ -175,6 +188,22 @@ def _own_size_jpeg(
         return tile_planes.crop_jpeg(path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling)
     except tile_mosaic.MosaicError as exc:
         log.info("stored tiles of %s not assembled or decodable to planes (%s); decoding to pixels", path, exc)
+        return None
+
+
+def _resized_planes_jpeg(
+    path: Path, plan: Plan, version: SourceVersion | None, grid: TileGrid, encoding: tile_codec.Encoding
+) -> bytes | None:
+    """A plain JPEG request at another size than its level's, from the stored tiles' Y, Cb, Cr
+    planes resampled by lanczos3 (``plane_resize``: no colour conversion, half the samples to
+    resample, no libvips pipeline), or None: decode to pixels."""
+    sampling = encoding.subsampling(grid.components == 1)
+    try:
+        return tile_planes.crop_jpeg(
+            path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling, size=(plan.width, plan.height)
+        )
+    except tile_mosaic.MosaicError as exc:
+        log.info("stored tiles of %s not decodable to planes (%s); decoding to pixels", path, exc)
         return None
 
 

@@ -35,7 +35,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from iiifserver.image import tile_codec
+from iiifserver.image import plane_resize, tile_codec
 from iiifserver.image.planner import Box
 from iiifserver.image.source_info import SourceVersion
 from iiifserver.image.tile_grid import TileGrid
@@ -91,11 +91,16 @@ def _factors(sampling: int) -> list[tuple[int, int]]:
 Span = tuple[tuple[int, int, bool], tuple[int, int, bool]]  # across, down: ``_span``'s
 
 
-def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None = None) -> tile_codec.Planes | None:
+def crop_planes(
+    decode: Decode, grid: TileGrid, crop: Box, *, want: int | None = None, centred: bool = True
+) -> tile_codec.Planes | None:
     """``crop`` of ``grid``'s level as planes sampled as the tiles are, from the stored tiles.
 
     ``decode(index)`` returns stored tile ``index``'s planes (``tile_codec.decode_planes``).
     ``want``: the sampling the caller can use; tiles sampled otherwise give None after the first.
+    ``centred``: chroma of a crop starting on an odd pixel averaged to sit on the crop's own
+    chroma grid, as an encoder needs it; without, the stored samples from the one before the
+    crop's first pixel (a resampler places them itself: ``plane_resize``).
     None: not for this path (a tile size the chroma does not divide, out of bounds, too large).
     ``MosaicError``: a tile failed to read or decode, or its tiles are sampled unlike each other.
     """
@@ -127,11 +132,11 @@ def crop_planes(decode: Decode, grid: TileGrid, crop: Box, *, want: int | None =
                 if a < b and c < d:
                     out[a - y0 : b - y0, c - x0 : d - x0] = plane[a - top : b - top, c - left : d - left]
                     reach[0], reach[1] = max(reach[0], d - x0), max(reach[1], b - y0)
-    return _finished(sampling, outs, spans, filled)
+    return _finished(sampling, outs, spans, filled, centred)
 
 
 def crop_planes_at_once(
-    read: Callable[[int], bytes], grid: TileGrid, crop: Box, *, want: int
+    read: Callable[[int], bytes], grid: TileGrid, crop: Box, *, want: int, centred: bool = True
 ) -> tile_codec.Planes | None:
     """``crop_planes`` of the tiles ``read(index)`` returns, decoded by the C extension in one call
     (``_jpeg_blocks.crop_planes``: each tile decoded straight into the crop's planes, its rows below
@@ -166,14 +171,14 @@ def crop_planes_at_once(
         raise MosaicError(str(exc)) from None
     if reached is None:
         return None
-    return _finished(want, outs, spans, [list(r) for r in reached])
+    return _finished(want, outs, spans, [list(r) for r in reached], centred)
 
 
 def _finished(
-    sampling: int, outs: list[npt.NDArray[np.uint8]], spans: list[Span], filled: list[list[int]]
+    sampling: int, outs: list[npt.NDArray[np.uint8]], spans: list[Span], filled: list[list[int]], centred: bool
 ) -> tile_codec.Planes:
     """The planes of a crop from its spans as the tiles filled them: the last sample repeated
-    where a span reaches past the level, and chroma halfway between samples averaged."""
+    where a span reaches past the level, and (``centred``) chroma halfway between samples averaged."""
     planes = []
     for out, ((_, nx, half_x), (_, ny, half_y)), (columns, rows) in zip(outs, spans, filled, strict=True):
         # Past the level's last tile (a crop ending there that needs one more chroma sample):
@@ -182,9 +187,9 @@ def _finished(
             out[:, columns:] = out[:, columns - 1 : columns]
         if rows < ny:
             out[rows:] = out[rows - 1 : rows]
-        if half_x:
+        if half_x and centred:
             out = ((out[:, :-1].astype(np.uint16) + out[:, 1:] + 1) >> 1).astype(np.uint8)
-        if half_y:
+        if half_y and centred:
             out = ((out[:-1].astype(np.uint16) + out[1:] + 1) >> 1).astype(np.uint8)
         planes.append(np.ascontiguousarray(out))
     return tile_codec.Planes(sampling, tuple(planes))
@@ -198,20 +203,29 @@ def _read(read: Callable[[int], bytes], index: int) -> bytes:
 
 
 def crop_jpeg(
-    path: Path, version: SourceVersion | None, grid: TileGrid, crop: Box, *, quality: int, sampling: int
+    path: Path,
+    version: SourceVersion | None,
+    grid: TileGrid,
+    crop: Box,
+    *,
+    quality: int,
+    sampling: int,
+    size: tuple[int, int] | None = None,
 ) -> bytes | None:
-    """``crop`` of ``grid``'s level at its own size as a JPEG sampled ``sampling``, from the stored
-    tiles' planes, or None: not for this path (the tiles are sampled otherwise, or see
-    ``crop_planes``). Blocking; ``SourceChanged`` and ``MosaicError`` as ``tile_mosaic.from_file``.
+    """``crop`` of ``grid``'s level as a JPEG sampled ``sampling``, from the stored tiles' planes:
+    at its own size, or resampled to ``size`` (width, height; ``plane_resize.applies`` must hold),
+    or None: not for this path (the tiles are sampled otherwise, or see ``crop_planes``).
+    Blocking; ``SourceChanged`` and ``MosaicError`` as ``tile_mosaic.from_file``.
     """
 
     def build(read: Callable[[int], bytes], kept: Kept | None) -> tile_codec.Planes | None:
         # The planes are not kept in ``decoded_tiles``: crops at their own size (cited regions,
         # downloads) rarely share stored tiles, and keeping them cost about 7 % of a region's
         # render in the mixed workload (the memory of each decode fresh, never the last one's).
+        centred = size is None  # a resampler places the stored chroma itself
         if _jpeg_blocks is not None:
-            return crop_planes_at_once(read, grid, crop, want=sampling)
-        return crop_planes(functools.partial(_decode, read), grid, crop, want=sampling)
+            return crop_planes_at_once(read, grid, crop, want=sampling, centred=centred)
+        return crop_planes(functools.partial(_decode, read), grid, crop, want=sampling, centred=centred)
 
     try:
         planes = with_tiles(path, version, grid, None, build)
@@ -219,6 +233,8 @@ def crop_jpeg(
         return None
     if planes is None:
         return None
+    if size is not None:
+        planes = plane_resize.resized(planes, crop, *size)
     try:
         return tile_codec.encode_planes(planes, quality=quality)
     except tile_codec.TurboError as exc:

@@ -54,14 +54,16 @@ def test_report_and_recorded_command_name_no_machine_paths() -> None:
 
 
 def test_a_baseline_tree_has_its_extension_built(tmp_path: Path) -> None:
-    """The baseline commit's C extension is compiled in its tree, so ``--baseline-commit`` measures
-    that commit as installed (downloads from the DCT blocks), not its fallback paths."""
+    """The baseline commit's C extensions are compiled in its tree, so ``--baseline-commit``
+    measures that commit as installed (downloads from the DCT blocks, regions resampled as
+    planes), not its fallback paths."""
     tree = first_open._baseline_tree("HEAD", tmp_path)
-    built = list((tree / "iiifserver" / "image").glob("_jpeg_blocks*.so"))
-    assert len(built) == 1
-    code = "import iiifserver.image._jpeg_blocks as m; print(m.__file__); print(hasattr(m, 'assemble'))"
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tree)}, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(built[0]), "True"]
+    for name, function in (("_jpeg_blocks", "assemble"), ("_lanczos", "resample")):
+        built = list((tree / "iiifserver" / "image").glob(f"{name}*.so"))
+        assert len(built) == 1, name
+        code = f"import iiifserver.image.{name} as m; print(m.__file__); print(hasattr(m, '{function}'))"
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tree)}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [str(built[0]), "True"]

@@ -41,7 +41,7 @@ from iiifserver import asgi_call
 from iiifserver.app import create_app
 from iiifserver.config import Settings
 from iiifserver.errors import BadRequest, SourceChanged
-from iiifserver.image import tile_mosaic
+from iiifserver.image import plane_resize, tile_mosaic
 from iiifserver.image.passthrough import level_grid
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
@@ -99,6 +99,13 @@ def _requests(pyramid: Pyramid, n: int, seed: int) -> list[str]:
 @pytest.fixture(autouse=True)
 def _empty_tile_memory() -> None:
     tile_mosaic.decoded_tiles.clear()
+
+
+@pytest.fixture(autouse=True)
+def _pixels_not_planes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain JPEG requests at other sizes are resampled from the tiles' planes first
+    (``test_plane_resize.py``): without that, every resized request here is decoded to pixels."""
+    monkeypatch.setattr(plane_resize, "_lanczos", None)
 
 
 @pytest.mark.parametrize("name", ["q85_pages", "q90_pages", "grey_pages", "odd_256", "odd_64", "q85_subifd"])
