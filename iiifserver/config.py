@@ -187,6 +187,13 @@ class Settings:
         "Open connections per worker process (at most the open-files limit less 256). At the cap the "
         "oldest idle connections are closed first; with none idle, new ones get 503 and are closed.",
     )
+    balance_connections: bool = _setting(
+        True,
+        "With several workers, one holding two or more keep-alive connections more than another "
+        "answers a few requests with 'connection: close', so that clients reconnect and the kernel "
+        "spreads the connections evenly again (a proxy's pool or a load generator otherwise stays "
+        "on one worker more than the other).",
+    )
     source_check_interval: float = _setting(
         1.0,
         "Seconds an identifier's file and version are trusted before they are checked again "

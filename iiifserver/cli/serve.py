@@ -7,6 +7,7 @@ configured (``server_config``), the run folder of the workers' metrics.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -59,10 +60,18 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
         where = config.object_root(settings.images) or settings.images
         click.echo(f"iiifserver on http://{settings.host}:{settings.port}/iiif/3/ (images: {where})", err=True)
         try:
-            serving.run(uvicorn_config, on_worker_exit=lambda pid: metrics.mark_process_dead(pid, Path(run_dir)))
+            serving.run(uvicorn_config, on_worker_exit=functools.partial(_worker_gone, Path(run_dir)))
         finally:
             # The folder goes with this block: nothing run later in this process may point at it.
             os.environ.pop(config.METRICS_DIR_ENV, None)
+
+
+def _worker_gone(run_dir: Path, pid: int) -> None:
+    """A worker process has gone: its live metrics and its count of connections go with it."""
+    from iiifserver.web import connection_balance, metrics
+
+    metrics.mark_process_dead(pid, run_dir)
+    connection_balance.forget(run_dir, pid)
 
 
 def _check_folders(settings: Settings) -> Settings:

@@ -22,6 +22,9 @@
 /* An output sample never draws on more source samples than this along one axis: a reduction
  * by up to 64 (the planner sends larger ones to a smaller level or libvips' resize). */
 #define MAX_TAPS 400 /* a multiple of 8 */
+/* Planes are at most this many samples a side (the server's are bounded far below it): sizes
+ * and offsets then fit an int. */
+#define MAX_SIDE 65536
 
 /* Where each output sample of one axis draws from: the first source sample and ``taps``
  * weights for it and the samples after it (the same count for every output sample: the
@@ -285,6 +288,11 @@ static PyObject *resample(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "empty planes");
         goto done;
     }
+    if (source.shape[0] > MAX_SIDE || source.shape[1] > MAX_SIDE || target.shape[0] > MAX_SIDE ||
+        target.shape[1] > MAX_SIDE) {
+        PyErr_SetString(PyExc_ValueError, "planes of more than 65536 samples a side");
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
     failed = axis_make(&down, in_rows, out_rows, y_origin, y_step) < 0 ||
              axis_make(&across, in_columns, out_columns, x_origin, x_step) < 0;
@@ -293,6 +301,8 @@ static PyObject *resample(PyObject *self, PyObject *args)
         middle = malloc((size_t)out_rows * (size_t)in_columns + (size_t)across.stride);
         acc = malloc(sizeof(int32_t) * (size_t)in_columns);
         failed = middle == NULL || acc == NULL;
+        if (!failed) /* read (times a zero weight) past the last row: defined bytes */
+            memset(middle + (size_t)out_rows * (size_t)in_columns, 0, (size_t)across.stride);
     }
     if (!failed) {
         pass_down(source.buf, source.strides[0], in_columns, &down, out_rows, middle, in_columns, acc);

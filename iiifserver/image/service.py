@@ -42,7 +42,7 @@ from iiifserver.image.tile_grid import TileGrid
 log = logging.getLogger(__name__)
 
 # Bump when the bytes served for a canonical request change, so old cache entries die.
-RENDER_VERSION = "5"
+RENDER_VERSION = "6"
 # Retry-After of a request that outlived ``render_timeout``: its render may still be running,
 # and a retry after it ends is a cache hit.
 RENDER_TIMEOUT_RETRY_AFTER = 5

@@ -23,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import os
 import resource
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from iiifserver.config import Settings
+from iiifserver.config import METRICS_DIR_ENV, Settings
+from iiifserver.web.connection_balance import Balance
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class ConnectionLimits:
     max_request_line: int
     max_header_bytes: int
     max_connections: int
+    balance: bool = False  # even out keep-alive connections across workers (``connection_balance``)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:
@@ -67,6 +71,7 @@ class ConnectionLimits:
             settings.max_request_line,
             settings.max_header_bytes,
             settings.max_connections,
+            settings.balance_connections,
         )
 
     @property
@@ -132,6 +137,7 @@ class Guard:
         self._counts: dict[str, int] = {}
         self._logged: dict[str, float] = {}
         self.quiet = False  # the start-up check's own conversations log nothing
+        self.balance = _balance(limits)
 
     def admit(self, protocol: ConnectionGuardMixin) -> bool:
         """Count a new connection in; False: it must be refused (the cap, nothing idle to close)."""
@@ -146,6 +152,8 @@ class Guard:
 
     def leave(self, protocol: ConnectionGuardMixin) -> None:
         self.connections.discard(protocol)
+        if not self.connections and self.balance is not None:
+            self.balance.publish(0)  # the sweep stops with the last connection
 
     def _evict(self) -> bool:
         """Close the oldest idle connections (a batch, so a flood does not scan on every accept)."""
@@ -180,6 +188,8 @@ class Guard:
             elif phase == DONE and age >= LINGER:
                 protocol._guard_close()
         self.flush(now)
+        if self.balance is not None:
+            self.balance.refresh(len(self.connections))
         self._timer = self.loop.call_later(self.interval, self.sweep) if self.connections else None
 
     def note(self, kind: str) -> None:
@@ -198,6 +208,26 @@ class Guard:
             log.warning("connection guard: %d x %s", self._counts[kind], EVENTS[kind])
         self._counts[kind] = 0
         self._logged[kind] = self.now
+
+
+def _balance(limits: ConnectionLimits) -> Balance | None:
+    """This worker's share in evening out connections, when asked for and the server runs with a
+    run folder (``serve``); None otherwise (a test's app, or the folder cannot be written)."""
+    folder = os.environ.get(METRICS_DIR_ENV)
+    if not limits.balance or not folder:
+        return None
+    key = (os.getpid(), folder)
+    balance = _balances.get(key)  # one per process and run: the start-up check's guard shares it
+    if balance is None:
+        try:
+            balance = _balances[key] = Balance(Path(folder), key[0])
+        except OSError as exc:
+            log.warning("connections are not evened out across workers: %s", exc)
+            return None
+    return balance
+
+
+_balances: dict[tuple[int, str], Balance] = {}
 
 
 _guards: weakref.WeakKeyDictionary[Any, Guard] = weakref.WeakKeyDictionary()

@@ -188,6 +188,8 @@ class HttpProtocol(ConnectionGuardMixin, HttpToolsProtocol):
             return False  # uvicorn sets up the same scope again and runs the app
         status, lines, body, way = reply
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        if keep_alive and self._guard.balance is not None and self._guard.balance.take():
+            keep_alive = False  # this worker holds more than its share: the client reconnects
         defaults = self.server_state.default_headers  # a new list each second (the date)
         if defaults is not self._defaults:
             self._defaults = defaults

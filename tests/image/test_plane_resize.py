@@ -180,6 +180,7 @@ def test_chroma_geometry() -> None:
         ((np.zeros((4, 4), np.uint16), np.zeros((2, 2), np.uint8), 0.5, 2.0, 0.5, 2.0), "2-D"),
         ((np.zeros((4, 8), np.uint8)[:, ::2], np.zeros((2, 2), np.uint8), 0.5, 2.0, 0.5, 2.0), "2-D"),
         ((np.zeros((4, 4), np.uint8), np.zeros((0, 2), np.uint8), 0.5, 2.0, 0.5, 2.0), "empty"),
+        ((np.zeros((4, 4), np.uint8), np.zeros((65537, 1), np.uint8), 0.5, 2.0, 0.5, 2.0), "65536"),
         ((np.zeros((4, 4), np.uint8), bytes(4), 0.5, 2.0, 0.5, 2.0), "writable"),  # read-only target
     ],
 )

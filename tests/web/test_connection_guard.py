@@ -4,6 +4,8 @@ and well-behaved clients (keep-alive, pipelining) do not notice them."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import contextlib
 import select
@@ -324,9 +326,11 @@ def test_the_app_carries_the_limits_from_the_settings(tmp_path: Path) -> None:
         max_request_line=2048,
         max_header_bytes=16384,
         max_connections=100,
+        balance_connections=False,
     )
     app = create_app(settings)
-    assert app.connection_limits == ConnectionLimits(3.0, 4.0, 2.0, 2048, 16384, 100)
+    assert app.connection_limits == ConnectionLimits(3.0, 4.0, 2.0, 2048, 16384, 100, False)
+    assert create_app(dataclasses.replace(settings, balance_connections=True)).connection_limits.balance
     assert connection_guard.ConnectionLimits.from_settings(Settings()).max_header_bytes == 32768
 
 
