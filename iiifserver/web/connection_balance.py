@@ -15,7 +15,9 @@ mixed workload at 64 connections. The workers share the CPU evenly, so the fulle
 wait nearly twice as long, and its requests make the tail of the latency. A worker over its share
 answers a few requests with ``connection: close``; the client opens new connections (HTTP/1.1
 clients and proxies do so by themselves) and the kernel places each one again, evenly on
-average, until the counts differ by at most one. Only connections with nothing else in flight
+average, until the counts differ by one or two (a few seconds: each second a worker closes
+about what it should lose, times the workers over the workers less one, since that share of
+the new connections comes back to it). Only connections with nothing else in flight
 are closed this way, after a complete response: no request is lost.
 
 How, cheaply: counts are exchanged through small files, written and read by the guard's sweep
@@ -76,16 +78,21 @@ class Balance:
         return counts
 
     def refresh(self, count: int, now: float | None = None) -> None:
-        """Publish ``count`` and set the budget: how many of this worker's connections exceed its
-        share (the total over the live workers, rounded up), when it holds at least two more than
-        the emptiest worker (one more is what an odd total leaves)."""
+        """Publish ``count`` and set the budget: enough connections to close that, as the kernel
+        places their successors at random, this worker is left with about its share (the total
+        over the live workers, rounded up), when it holds at least two more than the emptiest
+        worker (one more is what an odd total leaves)."""
         self.publish(count)
         others = self.others(now)
         if not others:
             self.budget = 0
             return
-        share = math.ceil((count + sum(others)) / (len(others) + 1))
-        self.budget = count - share if count - min(others) >= 2 else 0
+        workers = len(others) + 1
+        share = math.ceil((count + sum(others)) / workers)
+        excess = count - share if count - min(others) >= 2 else 0
+        # A closed connection's successor lands back here one time in ``workers``: closing
+        # excess * workers / (workers - 1) leaves about ``excess`` fewer (twice it for two workers).
+        self.budget = math.ceil(excess * workers / (workers - 1)) if excess > 0 else 0
         if self.closed and time.monotonic() - self._logged >= LOG_INTERVAL:
             log.info("closed %d keep-alive connections after their response to even out the workers", self.closed)
             self.closed = 0
