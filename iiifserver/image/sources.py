@@ -232,6 +232,7 @@ class VersionCache:
         self._random = random
         self._files: cachetools.LRUCache[str, tuple[float, SourceFile]] = cachetools.LRUCache(maxsize)
         self._due: dict[str, float] = {}
+        self._used: dict[str, float] = {}  # identifier -> when a lookup last found it (``in_use``)
 
     def get(self, identifier: str) -> SourceFile | None:
         if self.interval <= 0:
@@ -262,9 +263,30 @@ class VersionCache:
         if hit is None:
             return None, False
         now = self._clock()
+        self._used[identifier] = now
         if now - hit[0] > self.interval:
             return None, False
         return hit[1], now > self._due.get(identifier, hit[0] + self.interval / 2)
+
+    def in_use(self, window: float) -> list[str]:
+        """Identifiers a lookup found within the last ``window`` seconds whose file was last
+        checked half an interval ago or more (expired ones included): what a keeper re-checks
+        before a request finds them expired. Forgets the uses older than ``window``."""
+        now = self._clock()
+        due, idle = [], []
+        for identifier, used in self._used.items():
+            hit = self._files.get(identifier)
+            if hit is None or now - used > window:
+                idle.append(identifier)
+            elif now - hit[0] >= self.interval / 2:
+                due.append(identifier)
+        for identifier in idle:
+            del self._used[identifier]
+        return due
+
+    def in_use_count(self) -> int:
+        """Identifiers whose last use ``in_use`` has not forgotten yet."""
+        return len(self._used)
 
     def put(self, file: SourceFile) -> None:
         if self.interval > 0:
@@ -278,6 +300,8 @@ class VersionCache:
         if identifier is None:
             self._files.clear()
             self._due.clear()
+            self._used.clear()
         else:
             self._files.pop(identifier, None)
+            self._used.pop(identifier, None)
             self._due.pop(identifier, None)

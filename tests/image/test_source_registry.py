@@ -9,9 +9,11 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import pyvips
 
 from iiifserver.asgi_call import call
+from iiifserver.image import source_registry
 from tests.image.conftest import make_service
 
 TILE = "/iiif/3/pic/0,0,256,256/256,/0/default.jpg"
@@ -101,8 +103,53 @@ def test_a_known_source_is_answered_from_memory_until_its_trust_runs_out(picture
         assert known.stored is not None
         assert known.stored.has_passthrough
         await asyncio.sleep(0.6)
+        # In use: re-checked in the background before its trust ran out (a stat, no probe).
+        assert registry.find_if_known("pic") == known
+        assert counting.rechecks >= 1
+        assert counting.calls == 1 + counting.rechecks
+
+    asyncio.run(steps())
+
+
+def test_an_identifier_not_in_use_expires(picture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper re-checks only what was asked for within ``KEEP_FRESH``: an idle identifier's
+    trust runs out, and its next request checks it itself."""
+    monkeypatch.setattr(source_registry, "KEEP_FRESH", 0.1)
+    _, service, counting = make_service(picture.parent, tmp_path, 0.5)
+    registry = service.registry
+
+    async def steps() -> None:
+        await registry.find("pic")
+        assert registry.find_if_known("pic") is not None
+        await asyncio.sleep(0.7)
         assert registry.find_if_known("pic") is None
         assert registry.current_version("pic") is None
-        assert counting.calls == 1
+        await asyncio.sleep(0.3)
+        assert registry._keeper is None  # nothing in use: the keeper stopped
+        assert counting.rechecks <= 1  # at most once, while it was still in use
+
+    asyncio.run(steps())
+
+
+def test_the_keeper_notices_a_replaced_file_within_the_interval(picture: Path, tmp_path: Path) -> None:
+    """An image in use that is replaced on disk is served in its new version at most one
+    interval later, with no request having to check it."""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copyfile(picture, images / "pic.tif")
+    _, service, _ = make_service(images, tmp_path, 0.4)
+    registry = service.registry
+
+    async def steps() -> None:
+        old = await registry.find("pic")
+        assert registry.find_if_known("pic") == old
+        replacement = images / "new.tif"
+        shutil.copyfile(picture, replacement)
+        os.utime(replacement, (1_000_000_000, 1_000_000_000))
+        os.replace(replacement, images / "pic.tif")
+        await asyncio.sleep(0.5)
+        now = registry.find_if_known("pic")
+        assert now is not None
+        assert now.file.version != old.file.version
 
     asyncio.run(steps())

@@ -56,6 +56,30 @@ def test_version_cache_lookup_says_when_to_recheck_in_the_background() -> None:
     assert VersionCache(0.0).lookup("a") == (None, False)
 
 
+def test_version_cache_in_use_names_what_a_keeper_rechecks() -> None:
+    """Identifiers looked up within the window whose check is half an interval old (expired ones
+    too); uses older than the window are forgotten, and so are identifiers never found."""
+    clock = Clock()
+    cache = VersionCache(1.0, clock=clock)
+    for name in ("a", "b", "c"):
+        cache.put(file(name))
+    cache.lookup("a")
+    cache.lookup("b")
+    cache.lookup("nowhere")  # not cached: not a use
+    assert cache.in_use(10.0) == []  # checked just now
+    assert cache.in_use_count() == 2
+    clock.now += 0.5
+    assert sorted(cache.in_use(10.0)) == ["a", "b"]  # "c" was never asked for
+    cache.put(file("a"))  # re-checked
+    assert cache.in_use(10.0) == ["b"]
+    clock.now += 5.0
+    cache.lookup("a")  # expired, but asked for: still in use
+    assert sorted(cache.in_use(3.0)) == ["a"]  # "b" idle for 5.5 s: forgotten
+    assert cache.in_use_count() == 1
+    cache.forget("a")
+    assert cache.in_use_count() == 0
+
+
 @pytest.mark.parametrize(("draw", "due_after"), [(0.0, 0.5), (0.5, 0.7), (0.999, 0.8996)])
 def test_version_cache_spreads_due_times_over_half_to_nine_tenths(draw: float, due_after: float) -> None:
     clock = Clock()

@@ -4,10 +4,9 @@ and well-behaved clients (keep-alive, pipelining) do not notice them."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
 import contextlib
+import dataclasses
 import select
 import socket
 import threading
