@@ -211,6 +211,11 @@ def _renamed(file: SourceFile, identifier: str, lead: str) -> SourceFile:
     return SourceFile(identifier, file.path, file.version, lead + file.name if file.name else "")
 
 
+# Draws the spread of re-check times: a generator of its own, as the ``random`` module's state is
+# everyone's in the process (and watched by property-based tests).
+_DUE_SPREAD = random.Random()
+
+
 class VersionCache:
     """identifier -> SourceFile, trusted for ``interval`` seconds after its last stat.
 
@@ -225,7 +230,7 @@ class VersionCache:
         interval: float,
         maxsize: int = 65536,
         clock: Callable[[], float] = time.monotonic,
-        random: Callable[[], float] = random.random,
+        random: Callable[[], float] = _DUE_SPREAD.random,
     ) -> None:
         self.interval = interval
         self._clock = clock
