@@ -227,21 +227,10 @@ static void pass_across(const uint8_t *src, Py_ssize_t src_stride, int rows, con
     }
 }
 
-static int writable_plane(PyObject *obj, Py_buffer *view, const char *name)
+/* A view of ``obj`` as rows of bytes, each row contiguous (``flags``: PyBUF_WRITABLE for a target). */
+static int plane_view(PyObject *obj, Py_buffer *view, int flags, const char *name)
 {
-    if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES | PyBUF_WRITABLE) < 0)
-        return -1;
-    if (view->ndim != 2 || view->itemsize != 1 || view->strides[1] != 1 || view->strides[0] < view->shape[1]) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_ValueError, "%s: a 2-D array of bytes with contiguous rows is needed", name);
-        return -1;
-    }
-    return 0;
-}
-
-static int readable_plane(PyObject *obj, Py_buffer *view, const char *name)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES) < 0)
+    if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES | flags) < 0)
         return -1;
     if (view->ndim != 2 || view->itemsize != 1 || view->strides[1] != 1 || view->strides[0] < view->shape[1]) {
         PyBuffer_Release(view);
@@ -271,9 +260,9 @@ static PyObject *resample(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_buffer source, target;
-    if (readable_plane(source_obj, &source, "source") < 0)
+    if (plane_view(source_obj, &source, 0, "source") < 0)
         return NULL;
-    if (writable_plane(target_obj, &target, "target") < 0) {
+    if (plane_view(target_obj, &target, PyBUF_WRITABLE, "target") < 0) {
         PyBuffer_Release(&source);
         return NULL;
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,6 +115,44 @@ def assert_damage_reported_alike(path: Path, pyramid: Pyramid, plan: Plan, grid:
     else:
         assert outcomes[0] is not None
         assert np.array_equal(outcomes[0], outcomes[1])
+
+
+def decoded16(body: bytes) -> np.ndarray:
+    """A response's pixels (rows x columns [x bands]) as int16, ready for differences."""
+    with Image.open(io.BytesIO(body)) as image:
+        return np.asarray(image).astype(np.int16)
+
+
+def level_grid_of(pyramid: Pyramid, plan: Plan) -> TileGrid:
+    """The stored-tile grid of ``plan``'s level, as the source registry hands it to the renderer."""
+    from iiifserver.image.passthrough import level_grid
+
+    grid = level_grid(pyramid.stored, pyramid.info.levels, plan.level)
+    assert grid is not None
+    return grid
+
+
+def noisy_first_tile_copy(pyramid: Pyramid, folder: Path) -> Path:
+    """A copy of ``pyramid`` whose first stored tile of level 0 has half its bytes replaced by
+    noise from a third of the way in: libjpeg fails or warns on it."""
+    path = folder / "damaged.tif"
+    shutil.copyfile(pyramid.path, path)
+    grid = pyramid.stored.levels[0]
+    assert grid is not None
+    offset, count = grid.offsets[0], grid.bytecounts[0]
+    with path.open("r+b") as fh:
+        fh.seek(offset + count // 3)
+        fh.write(np.random.default_rng(3).integers(0, 255, count // 2, dtype=np.uint8).tobytes())
+    return path
+
+
+def errors_against_source(new: np.ndarray, old: np.ndarray, source: np.ndarray, slack: float) -> tuple[float, float]:
+    """Mean errors of two outputs of one request against the stored picture itself (``source``,
+    shaped as ``new``); asserts ``new`` is no further off than ``old`` plus ``slack`` of it (and
+    0.01 level: two identical quantisations may round apart)."""
+    error_new, error_old = float(np.abs(new - source).mean()), float(np.abs(old - source).mean())
+    assert error_new <= error_old * (1 + slack) + 0.01, (error_new, error_old)
+    return error_new, error_old
 
 
 def vips_pixels(data: bytes) -> np.ndarray:

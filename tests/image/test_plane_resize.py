@@ -31,7 +31,6 @@ from __future__ import annotations
 import io
 import math
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +39,20 @@ import pyvips
 from PIL import Image
 
 from iiifserver.image import plane_resize, tile_codec, tile_mosaic, tile_planes
-from iiifserver.image.passthrough import level_grid
 from iiifserver.image.planner import Plan
 from iiifserver.image.render import EncodeOptions, render
 from iiifserver.image.source_info import SourceVersion
-from iiifserver.image.tile_grid import TileGrid
 from iiifserver.image.tile_mosaic import MosaicError
-from tests.image.pyramids import Pyramid, assert_damage_reported_alike, plan_for, tiffload
+from tests.image.pyramids import (
+    Pyramid,
+    assert_damage_reported_alike,
+    decoded16,
+    errors_against_source,
+    level_grid_of,
+    noisy_first_tile_copy,
+    plan_for,
+    tiffload,
+)
 
 pytestmark = pytest.mark.skipif(
     not tile_mosaic.scales() or not plane_resize.available(),
@@ -212,15 +218,8 @@ def _empty_tile_memory() -> None:
     tile_mosaic.decoded_tiles.clear()
 
 
-def _pixels(body: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(body)) as image:
-        return np.asarray(image).astype(np.int16)
-
-
-def _grid(pyramid: Pyramid, plan: Plan) -> TileGrid:
-    grid = level_grid(pyramid.stored, pyramid.info.levels, plan.level)
-    assert grid is not None
-    return grid
+_pixels = decoded16
+_grid = level_grid_of
 
 
 def _both(
@@ -286,10 +285,7 @@ def test_resized_requests_come_from_the_planes(
         if plan.width * plan.height >= 32 * 32:  # on a few pixels, a mean is one block's noise
             assert diff.mean() < 6, (url, diff.mean())
             means.append(diff.mean())
-            source = _reference(pyramid, plan).reshape(a.shape)
-            error_new, error_old = np.abs(a - source).mean(), np.abs(b - source).mean()
-            assert error_new <= error_old * 1.02 + 0.01, (url, error_new, error_old)
-            errors.append((error_new, error_old))
+            errors.append(errors_against_source(a, b, _reference(pyramid, plan).reshape(a.shape), slack=0.02))
         if name == "grey_pages":
             with Image.open(io.BytesIO(new)) as image:
                 assert image.mode == "L"
@@ -355,14 +351,7 @@ def test_rgb_coded_tiles_keep_the_pixel_path(q90_pages: Pyramid, monkeypatch: py
 def test_a_damaged_tile_is_never_shown(q85_pages: Pyramid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tile that does not decode cleanly goes to the other paths, which say what they always
     said of it."""
-    path = tmp_path / "damaged.tif"
-    shutil.copyfile(q85_pages.path, path)
-    grid0 = q85_pages.stored.levels[0]
-    assert grid0 is not None
-    offset, count = grid0.offsets[0], grid0.bytecounts[0]
-    with path.open("r+b") as fh:
-        fh.seek(offset + count // 3)
-        fh.write(np.random.default_rng(3).integers(0, 255, count // 2, dtype=np.uint8).tobytes())
+    path = noisy_first_tile_copy(q85_pages, tmp_path)
     plan = plan_for(q85_pages, "0,0,300,200/200,/0/default.jpg")
     assert plan.level == q85_pages.info.levels[0]
     grid = _grid(q85_pages, plan)

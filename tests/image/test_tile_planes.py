@@ -28,7 +28,6 @@ from __future__ import annotations
 import array
 import io
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +37,22 @@ from PIL import Image
 
 from iiifserver.image import plane_resize, tile_blocks, tile_codec, tile_mosaic, tile_planes
 from iiifserver.image import render as render_module
-from iiifserver.image.passthrough import level_grid
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
 from iiifserver.image.source_info import Colour, SourceVersion
 from iiifserver.image.tile_grid import TileGrid
 from iiifserver.image.tile_mosaic import MosaicError
 from iiifserver.image.tile_planes import crop_planes
-from tests.image.pyramids import Pyramid, assert_damage_reported_alike, plan_for, vips_region
+from tests.image.pyramids import (
+    Pyramid,
+    assert_damage_reported_alike,
+    decoded16,
+    errors_against_source,
+    level_grid_of,
+    noisy_first_tile_copy,
+    plan_for,
+    vips_region,
+)
 
 pytestmark = pytest.mark.skipif(not tile_mosaic.scales(), reason="libturbojpeg is not installed")
 
@@ -64,15 +71,8 @@ def _planes_not_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tile_blocks, "_jpeg_blocks", None)
 
 
-def _pixels(body: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(body)) as image:
-        return np.asarray(image).astype(np.int16)
-
-
-def _grid(pyramid: Pyramid, plan: Plan) -> TileGrid:
-    grid = level_grid(pyramid.stored, pyramid.info.levels, plan.level)
-    assert grid is not None
-    return grid
+_pixels = decoded16
+_grid = level_grid_of
 
 
 def _both(pyramid: Pyramid, plan: Plan, path: Path | None = None) -> tuple[bytes, bytes]:
@@ -304,10 +304,7 @@ def test_regions_at_their_own_size_come_from_the_planes(
         # Against the stored picture itself (the level decoded by libvips), the planes' JPEG is
         # no further off than the pipeline's: the same quality, from fewer conversions.
         source = vips_region(pyramid, pyramid.info.levels.index(plan.level), plan.crop).astype(np.int16)
-        source = source.reshape(a.shape)
-        error_new, error_old = np.abs(a - source).mean(), np.abs(b - source).mean()
-        assert error_new <= error_old * 1.05 + 0.01, (url, error_new, error_old)
-        errors.append((error_new, error_old))
+        errors.append(errors_against_source(a, b, source.reshape(a.shape), slack=0.05))
         if name == "grey_pages":
             with Image.open(io.BytesIO(new)) as image:
                 assert image.mode == "L"
@@ -419,22 +416,10 @@ def test_planes_are_not_kept(q85_pages: Pyramid) -> None:
     assert not any(key[3] == "planes" for key in tile_mosaic.decoded_tiles._tiles)
 
 
-def _damaged(pyramid: Pyramid, tmp_path: Path) -> Path:
-    path = tmp_path / "damaged.tif"
-    shutil.copyfile(pyramid.path, path)
-    grid = pyramid.stored.levels[0]
-    assert grid is not None
-    offset, count = grid.offsets[0], grid.bytecounts[0]
-    with path.open("r+b") as fh:
-        fh.seek(offset + count // 3)
-        fh.write(np.random.default_rng(3).integers(0, 255, count // 2, dtype=np.uint8).tobytes())
-    return path
-
-
 def test_a_damaged_tile_is_never_shown(q85_pages: Pyramid, tmp_path: Path) -> None:
     """A tile that does not decode cleanly to planes goes to the other paths, which say what
     they always said of it; nothing of it is kept."""
-    path = _damaged(q85_pages, tmp_path)
+    path = noisy_first_tile_copy(q85_pages, tmp_path)
     plan = plan_for(q85_pages, "0,0,300,200/max/0/default.jpg")
     version = SourceVersion.of(path.stat())
     grid = _grid(q85_pages, plan)
