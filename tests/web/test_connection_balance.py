@@ -4,6 +4,7 @@ of two workers whose connections the kernel spread unevenly."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import subprocess
@@ -157,36 +158,38 @@ def test_the_guard_publishes_on_its_sweep_and_when_the_last_connection_leaves(
 # -- a real server ------------------------------------------------------------------------------
 
 
-def _established(pids: list[int], port: int) -> dict[int, int]:
-    """Established server-side connections on ``port`` held by each of ``pids`` (from /proc)."""
-    inodes = {}
+def _sockets(port: int, state: str) -> set[str]:
+    """Socket inodes (as /proc/PID/fd links name them) bound to local ``port`` in TCP ``state``
+    (``01`` established, ``0A`` listening)."""
+    found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as fh:
             for line in fh.readlines()[1:]:
                 fields = line.split()
-                local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
-                if local_port == port and state == "01":
-                    inodes[f"socket:[{inode}]"] = True
-    counts = {}
-    for pid in pids:
-        held = 0
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    held += 1
-            except OSError:
-                continue
-        counts[pid] = held
-    return counts
+                if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+                    found.add(f"socket:[{fields[9]}]")
+    return found
 
 
-def _workers(server: subprocess.Popen[bytes]) -> list[int]:
-    """The server's worker processes (its children, less multiprocessing's resource tracker)."""
-    out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(server.pid)], capture_output=True, text=True, check=True
-    )
-    rows = [line.split(None, 1) for line in out.stdout.splitlines() if line.strip()]
-    return [int(pid) for pid, args in rows if "resource_tracker" not in args]
+def _held(pid: int, sockets: set[str]) -> int:
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            held += os.readlink(f"/proc/{pid}/fd/{fd}") in sockets
+    return held
+
+
+def _established(pids: list[int], port: int) -> dict[int, int]:
+    """Established server-side connections on ``port`` held by each of ``pids``."""
+    sockets = _sockets(port, "01")
+    return {pid: _held(pid, sockets) for pid in pids}
+
+
+def _workers(server: subprocess.Popen[bytes], port: int) -> list[int]:
+    """The server's worker processes: its children that listen on ``port`` (each its own socket)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.pid)], capture_output=True, text=True, check=True)
+    listening = _sockets(port, "0A")
+    return [int(pid) for pid in out.stdout.split() if _held(int(pid), listening)]
 
 
 class _Client:
@@ -231,9 +234,9 @@ def test_a_real_server_evens_out_its_connections(tmp_path: Path, balanced: bool)
     clients: list[_Client] = []
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(_workers(server)) < 2:
+        while time.monotonic() < deadline and len(_workers(server, port)) < 2:
             time.sleep(0.1)
-        pids = _workers(server)
+        pids = _workers(server, port)
         assert len(pids) == 2
         clients = [_Client(port) for _ in range(40)]
         for _ in range(200):  # reopen a few until the kernel's placement is uneven
