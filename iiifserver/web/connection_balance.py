@@ -4,6 +4,8 @@ Owns: publishing this worker's count of open connections in the run folder (a fi
 process, ``connections/<pid>``), reading the other workers' counts, and the budget of keep-alive
 connections this worker closes after a response (``connection: close``) while it holds more
 than its share; and removing a gone worker's file (``forget``, from the supervisor).
+Also owns: finding the run folder (``serve`` names it in the environment) and keeping one
+``Balance`` per worker process (``for_this_process``).
 Must not know: IIIF, the app, HTTP beyond "close after this response" (``web.http_protocol``
 asks ``take``), the sweep that drives it (``web.connection_guard``).
 
@@ -34,6 +36,8 @@ import math
 import os
 import time
 from pathlib import Path
+
+from iiifserver.config import METRICS_DIR_ENV
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +132,24 @@ def forget(run_folder: Path, pid: int) -> None:
     """Remove a gone worker's count (the supervisor calls it for every worker that exits)."""
     with contextlib.suppress(OSError):
         (run_folder / FOLDER / str(pid)).unlink()
+
+
+_balances: dict[tuple[int, str], Balance] = {}
+
+
+def for_this_process() -> Balance | None:
+    """This worker process's ``Balance`` in the run folder ``serve`` made (one per process and
+    run: the start-up check's guard shares it), or None: no run folder (a test's app, a tool) or
+    one that cannot be written (logged)."""
+    folder = os.environ.get(METRICS_DIR_ENV)
+    if not folder:
+        return None
+    key = (os.getpid(), folder)
+    balance = _balances.get(key)
+    if balance is None:
+        try:
+            balance = _balances[key] = Balance(Path(folder), key[0])
+        except OSError as exc:
+            log.warning("connections are not evened out across workers: %s", exc)
+            return None
+    return balance

@@ -23,17 +23,15 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import os
 import resource
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from iiifserver.config import METRICS_DIR_ENV, Settings
-from iiifserver.web.connection_balance import Balance
+from iiifserver.config import Settings
+from iiifserver.web import connection_balance
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +135,7 @@ class Guard:
         self._counts: dict[str, int] = {}
         self._logged: dict[str, float] = {}
         self.quiet = False  # the start-up check's own conversations log nothing
-        self.balance = _balance(limits)
+        self.balance = connection_balance.for_this_process() if limits.balance else None
 
     def admit(self, protocol: ConnectionGuardMixin) -> bool:
         """Count a new connection in; False: it must be refused (the cap, nothing idle to close)."""
@@ -208,26 +206,6 @@ class Guard:
             log.warning("connection guard: %d x %s", self._counts[kind], EVENTS[kind])
         self._counts[kind] = 0
         self._logged[kind] = self.now
-
-
-def _balance(limits: ConnectionLimits) -> Balance | None:
-    """This worker's share in evening out connections, when asked for and the server runs with a
-    run folder (``serve``); None otherwise (a test's app, or the folder cannot be written)."""
-    folder = os.environ.get(METRICS_DIR_ENV)
-    if not limits.balance or not folder:
-        return None
-    key = (os.getpid(), folder)
-    balance = _balances.get(key)  # one per process and run: the start-up check's guard shares it
-    if balance is None:
-        try:
-            balance = _balances[key] = Balance(Path(folder), key[0])
-        except OSError as exc:
-            log.warning("connections are not evened out across workers: %s", exc)
-            return None
-    return balance
-
-
-_balances: dict[tuple[int, str], Balance] = {}
 
 
 _guards: weakref.WeakKeyDictionary[Any, Guard] = weakref.WeakKeyDictionary()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from iiifserver.config import METRICS_DIR_ENV
-from iiifserver.web import connection_balance, connection_guard
+from iiifserver.web import connection_balance
 from iiifserver.web.connection_balance import Balance
 from iiifserver.web.connection_guard import WAIT, ConnectionLimits, Guard
 
@@ -124,7 +124,7 @@ def test_the_guard_publishes_on_its_sweep_and_when_the_last_connection_leaves(
     import asyncio
 
     monkeypatch.setenv(METRICS_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(connection_guard, "_balances", {})
+    monkeypatch.setattr(connection_balance, "_balances", {})
     loop = asyncio.new_event_loop()
     try:
         assert Guard(_limits(False), loop).balance is None  # off: nothing written
