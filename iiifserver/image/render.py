@@ -119,12 +119,8 @@ def _render(
     image = None
     if isinstance(path, Path) and grid is not None and fmt is SourceFormat.TIFF:
         plain = _plain_jpeg(plan, options, grid)
-        if plain is not None and (plan.width, plan.height) == (plan.crop.w, plan.crop.h):
-            body = _own_size_jpeg(path, plan, version, grid, plain)
-            if body is not None:
-                return body
-        elif plain is not None and plane_resize.applies(plan.crop.w, plan.crop.h, plan.width, plan.height):
-            body = _resized_planes_jpeg(path, plan, version, grid, plain)
+        if plain is not None:
+            body = _jpeg_from_tiles(path, plan, version, grid, plain)
             if body is not None:
                 return body
         image = _from_stored_tiles(path, plan, version, grid)
@@ -174,36 +170,35 @@ def _plain_jpeg(plan: Plan, options: EncodeOptions, grid: TileGrid) -> tile_code
     return tile_codec.Encoding(options.jpeg_quality, options.jpeg_chroma_subsampling)
 
 
-def _own_size_jpeg(
+def _jpeg_from_tiles(
     path: Path, plan: Plan, version: SourceVersion | None, grid: TileGrid, encoding: tile_codec.Encoding
 ) -> bytes | None:
-    """A plain JPEG request at its level's own size, from the tiles' DCT blocks when its corner
-    lies on their MCU grid (``tile_blocks``), else from their Y, Cb, Cr planes as stored
-    (``tile_planes``: no colour conversion or chroma resampling), or None: decode to pixels."""
-    sampling = encoding.subsampling(grid.components == 1)
-    try:
-        blocks = tile_blocks.crop_jpeg(path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling)
-        if blocks is not None:
-            return blocks
-        return tile_planes.crop_jpeg(path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling)
-    except tile_mosaic.MosaicError as exc:
-        log.info("stored tiles of %s not assembled or decodable to planes (%s); decoding to pixels", path, exc)
-        return None
-
-
-def _resized_planes_jpeg(
-    path: Path, plan: Plan, version: SourceVersion | None, grid: TileGrid, encoding: tile_codec.Encoding
-) -> bytes | None:
-    """A plain JPEG request at another size than its level's, from the stored tiles' Y, Cb, Cr
+    """A plain JPEG request from the stored tiles without decoding them to pixels, or None:
+    decode to pixels. At the level's own size, from the tiles' DCT blocks when its corner lies on
+    their MCU grid (``tile_blocks``), else from their Y, Cb, Cr planes as stored (``tile_planes``:
+    no colour conversion or chroma resampling); at another size reduced by less than 4, from the
     planes resampled by lanczos3 (``plane_resize``: no colour conversion, half the samples to
-    resample, no libvips pipeline), or None: decode to pixels."""
+    resample, no libvips pipeline)."""
+    own_size = (plan.width, plan.height) == (plan.crop.w, plan.crop.h)
+    if not own_size and not plane_resize.applies(plan.crop.w, plan.crop.h, plan.width, plan.height):
+        return None
     sampling = encoding.subsampling(grid.components == 1)
     try:
+        if own_size:
+            blocks = tile_blocks.crop_jpeg(path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling)
+            if blocks is not None:
+                return blocks
         return tile_planes.crop_jpeg(
-            path, version, grid, plan.crop, quality=encoding.quality, sampling=sampling, size=(plan.width, plan.height)
+            path,
+            version,
+            grid,
+            plan.crop,
+            quality=encoding.quality,
+            sampling=sampling,
+            size=None if own_size else (plan.width, plan.height),
         )
     except tile_mosaic.MosaicError as exc:
-        log.info("stored tiles of %s not decodable to planes (%s); decoding to pixels", path, exc)
+        log.info("stored tiles of %s not assembled or decodable to planes (%s); decoding to pixels", path, exc)
         return None
 
 
