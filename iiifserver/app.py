@@ -481,6 +481,7 @@ def _cache_figures(service: ImageService) -> dict[str, int]:
     figures = {
         "renders": service.counters.renders,
         "renders_deferred": service.admission.deferred,
+        "stored_tiles_not_kept": service.doorkeeper.first_asks,
         "passthrough": service.counters.passthrough,
     }
     cache = service.cache

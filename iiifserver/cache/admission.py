@@ -1,8 +1,10 @@
-"""Which renders earn a place in the disk tier: those asked for again.
+"""Which responses earn a place in a cache tier: those asked for again.
 
 Owns: counting, per worker process and bounded in keys, how often each rendered response that is
 not yet in the lower tiers has been asked for (rendered, or found in the memory tier), and saying
-when it has been asked ``after`` times: then it is written.
+when it has been asked ``after`` times: then it is written (``Admission``, the disk tier); and
+remembering, in a fixed few hundred kilobytes, which keys were asked for lately, so that a
+response cheap to make again is kept in memory only from its second ask (``Doorkeeper``).
 Must not know: the tiers themselves, HTTP, rendering.
 
 Why: most renders of a scholarly workload are asked for once (a cited region, a download), and
@@ -18,6 +20,7 @@ which no count here sees, is what it is for.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Final
 
 # Keys counted at once: about 150 bytes each, so 10 MB per worker at most; the oldest is forgotten
 # first (a render asked for again after 65,536 other renders counts from one again).
@@ -72,3 +75,61 @@ class Admission:
         while len(self._counts) > self.max_keys:
             self._counts.popitem(last=False)
         return False
+
+
+# The doorkeeper's bits per generation (2**22: 512 KiB) and first sightings per generation: a
+# generation holds at most 2**18 keys, so at most 1 in 16 of its bits is set and a key never
+# seen passes as seen again at most 6 % of the time (it is then kept at once, as before).
+DOORKEEPER_BITS: Final = 1 << 22
+DOORKEEPER_GENERATION: Final = 1 << 18
+
+
+class Doorkeeper:
+    """``seen_again(key)``: True when ``key`` was seen lately, else False (and it is noted).
+
+    Why: a whole stored tile read from the page cache costs about a tenth of a millisecond to
+    answer again; keeping every one in the memory tier (and its answer in the protocol's memo)
+    made each cold tile allocate an entry that evicts another, which cost 3-11 % of the cold
+    deep-zoom throughput (the kernel's page faults on the allocator's fresh pages among it) for
+    tiles most of which nobody asks for again. Kept from the second ask, a tile many visitors
+    view is in memory after its second view; a viewer's own repeats are its browser's.
+
+    One bit per key (its ``hash`` modulo the bits), in two generations: the current one takes
+    new keys, and when it has taken ``generation`` of them it becomes the previous one and a
+    cleared one takes over. A key is seen again when its bit is set in either, so a repeat is
+    recognised within the last ``generation`` to ``2 * generation`` first sightings. Fixed
+    memory and no allocation per key: the point is to spare the allocator. A collision only
+    keeps a response at its first ask, never refuses one. Event loop only.
+    """
+
+    def __init__(self, bits: int = DOORKEEPER_BITS, generation: int = DOORKEEPER_GENERATION) -> None:
+        if bits < 8 or bits & (bits - 1):
+            raise ValueError("bits must be a power of two of at least 8")
+        self._mask = bits - 1
+        self._generation = max(1, generation)
+        self._current = bytearray(bits >> 3)
+        self._previous = bytearray(bits >> 3)
+        self._noted = 0  # first sightings in the current generation
+        self.first_asks = 0  # keys not seen lately, since start (what was not kept)
+
+    def seen_again(self, key: str) -> bool:
+        h = hash(key) & self._mask
+        byte, bit = h >> 3, 1 << (h & 7)
+        current = self._current
+        if current[byte] & bit:
+            return True
+        current[byte] |= bit  # a repeat from the previous generation is carried into this one
+        if self._previous[byte] & bit:
+            return True
+        self.first_asks += 1
+        self._noted += 1
+        if self._noted >= self._generation:
+            self._previous, self._current = current, bytearray(len(current))
+            self._noted = 0
+        return False
+
+    def forget(self) -> None:
+        """Nothing was seen (as when every cached response is purged)."""
+        self._current = bytearray(len(self._current))
+        self._previous = bytearray(len(self._previous))
+        self._noted = 0

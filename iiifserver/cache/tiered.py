@@ -57,6 +57,7 @@ class TileCache:
         # on the hot path of every tile request.
         self.get_memory: Callable[[str], Entry | None] = memory.get
         self.put_memory: Callable[[str, Entry], bool] = memory.put
+        self.in_memory: Callable[[str], bool] = memory.__contains__
 
     @property
     def has_disk(self) -> bool:

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from iiifserver.cache.admission import Admission
+from iiifserver.cache.admission import Admission, Doorkeeper
 from iiifserver.cache.entry import Entry
 from iiifserver.cache.singleflight import SingleFlight
 from iiifserver.cache.tiered import TileCache
 from iiifserver.concurrency import Lane
 from iiifserver.config import Settings
 from iiifserver.errors import ServiceUnavailable, SourceChanged, SourceDamaged
-from iiifserver.image import canonical, planner, tile_codec, tile_stretch
+from iiifserver.image import canonical, planner, tile_blocks, tile_codec, tile_stretch
 from iiifserver.image.object_store import ObjectPath
 from iiifserver.image.passthrough import TileRef, level_grid, stored_tile_for
 from iiifserver.image.request import ApiVersion, ImageRequest
@@ -42,7 +42,7 @@ from iiifserver.image.tile_grid import TileGrid
 log = logging.getLogger(__name__)
 
 # Bump when the bytes served for a canonical request change, so old cache entries die.
-RENDER_VERSION = "6"
+RENDER_VERSION = "7"
 # Retry-After of a request that outlived ``render_timeout``: its render may still be running,
 # and a retry after it ends is a cache hit.
 RENDER_TIMEOUT_RETRY_AFTER = 5
@@ -123,6 +123,7 @@ class ImageService:
         self._flights: SingleFlight[tuple[Entry, Origin]] = SingleFlight()
         self._disk_writes: set[asyncio.Task[None]] = set()  # referenced until done (else collectable)
         self.admission = Admission(settings.disk_cache_admission)
+        self.doorkeeper = Doorkeeper()  # whole stored tiles: kept in memory from their second ask
         self._tile_files = TileFiles()
         self.registry = SourceRegistry(
             source,
@@ -150,6 +151,7 @@ class ImageService:
         self.forget(identifier)
         if identifier is None:
             self.admission.forget()
+            self.doorkeeper.forget()
         if self.cache is None:
             return 0
         if identifier is None:
@@ -289,9 +291,22 @@ class ImageService:
         self._count_stored(ref)
         self.counters.passthrough_inline += 1
         entry = Entry(tile, prepared.media_type, file.cache_name)
-        if self.cache is not None:
-            self.cache.put_memory(prepared.key, entry)
+        self._keep_stored(prepared, entry)
         return entry
+
+    def _keep_stored(self, prepared: Prepared, entry: Entry) -> None:
+        """A stored tile into the memory tier: a cut or stretched one at once (they cost a decode),
+        a whole one from its second ask (``Doorkeeper``: reading it again costs less than keeping it)."""
+        if self.cache is None:
+            return
+        ref = prepared.passthrough
+        if ref is not None and not ref.is_edge and not self.doorkeeper.seen_again(prepared.key):
+            return
+        self.cache.put_memory(prepared.key, entry)
+
+    def in_memory(self, key: str) -> bool:
+        """Whether the memory tier holds ``key``'s body: a memo of its answer can replay it."""
+        return self.cache is not None and self.cache.in_memory(key)
 
     async def _produce(self, prepared: Prepared) -> tuple[Entry, Origin]:
         """A stored tile the page cache did not hold (or that failed its checks): read in a
@@ -317,7 +332,10 @@ class ImageService:
             # of this flight waits for a write), the disk tier a render only once it has been
             # asked for ``disk_cache_admission`` times (``Admission``). Stored tiles are already
             # on disk in the source, disk hits are there too: memory only.
-            self.cache.put_memory(prepared.key, entry)
+            if origin == "passthrough":
+                self._keep_stored(prepared, entry)
+            else:
+                self.cache.put_memory(prepared.key, entry)
             if rendered:
                 # The shared tier takes every render: another instance's next ask is its reason to be.
                 to_disk = self.cache.has_disk and self.admission.rendered(prepared.key)
@@ -371,7 +389,8 @@ class ImageService:
                 tile, ref.width, ref.height, ref.out_width, ref.out_height, gray=gray, encoding=self._encoding
             )
         if ref.is_edge:
-            return tile_codec.lossless_crop(tile, ref.width, ref.height)
+            cut = tile_blocks.edge_cut(tile, ref.grid, ref.width, ref.height)
+            return cut if cut is not None else tile_codec.lossless_crop(tile, ref.width, ref.height)
         return tile
 
     def _count_stored(self, ref: TileRef) -> None:

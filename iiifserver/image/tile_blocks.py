@@ -4,7 +4,8 @@ Owns: when a crop can be made that way (its corner on the tiles' MCU grid, the t
 as the response is to be, their quantisation tables the ones the encoder writes at
 ``jpeg_quality``), reading the tiles it covers, and calling the C extension ``_jpeg_blocks``
 that copies their blocks into one JPEG (``crop_jpeg``): still entropy-coded where it can
-(``splice``), else decoded to coefficients and coded again (``assemble``).
+(``splice``), else decoded to coefficients and coded again (``assemble``). Also an edge tile's
+valid area cut that way (``edge_cut``).
 Must not know: pyvips, plans beyond a crop box, HTTP, the tile cache of responses.
 
 Why: ``full/max`` of a photograph, or a ``pct:50`` that the half-size level answers, is a crop
@@ -129,3 +130,43 @@ def crop_jpeg(
         return result
 
     return with_tiles(path, version, grid, None, build)
+
+
+# Sampling factors to try for an edge tile, by component count: 4:2:0 first (libvips' default for
+# YCbCr pyramids), then 4:4:4. A sampling that does not match costs ``splice`` about 4 us to refuse.
+_EDGE_FACTORS: dict[int, tuple[tuple[int, int], ...]] = {3: ((2, 2), (1, 1)), 1: ((1, 1),)}
+
+
+def edge_cut(jpeg: bytes, grid: TileGrid, width: int, height: int) -> bytes | None:
+    """The top-left ``width`` x ``height`` of one stored tile of ``grid`` (a complete JPEG, as
+    ``jpeg_splice.splice_tile`` makes it), its MCUs copied as they are coded (``splice``).
+
+    Why: the padded edge tiles of a level are cut to their valid area for every first view of
+    an image; libjpeg-turbo's lossless crop (``tile_codec.lossless_crop``) decodes every block's
+    codes and codes the kept ones again, 0.22 ms for a 256 x 256 tile where copying the kept MCUs
+    takes 0.1 ms (Intel Xeon). The pixels are the same; where the cut ends inside an MCU (a
+    4:2:0 tile cut to 40 rows) the MCU's blocks below the edge are kept as stored, where the crop
+    codes them again, so the file is a few hundred bytes larger. None: not for this path (no
+    extension, tables other than libjpeg's at the grid's quality, another sampling); the caller
+    then cuts it with libjpeg-turbo. ``ValueError`` when the tile's data does not parse or ends
+    as libjpeg would warn about.
+    """
+    if _jpeg_blocks is None or grid.quality == 0:
+        return None
+    for across, down in _EDGE_FACTORS.get(grid.components, ()):
+        cut: bytes | None = _jpeg_blocks.splice(
+            [jpeg],
+            tile_width=grid.tile_width,
+            tile_height=grid.tile_height,
+            columns=1,
+            x=0,
+            y=0,
+            width=width,
+            height=height,
+            quality=grid.quality,
+            h_factor=across,
+            v_factor=down,
+        )
+        if cut is not None:
+            return cut
+    return None

@@ -139,7 +139,7 @@ class ImageEndpoint:
         tag, headers = _image_headers(self.version, base, prepared, self.settings)
         headers.append((b"content-type", entry.media_type.encode("latin-1")))
         lines = header_lines(headers)
-        if self.memo is not None:
+        if self.memo is not None and self.service.in_memory(prepared.key):  # else nothing to replay
             memo = Memo(identifier, prepared.version, tag.encode(), lines, key=prepared.key)
             self.memo.put(request.memo_key(self.memo), memo)
         return image_reply(200, lines, entry.body, Way.PROTOCOL_TILE, head=scope["method"] == "HEAD")
@@ -307,7 +307,7 @@ async def _image(
     entry, way = await _entry(service, prepared, request.receive)
     headers.append((b"content-type", entry.media_type.encode("latin-1")))
     lines = header_lines(headers)
-    if memo is not None:
+    if memo is not None and service.in_memory(prepared.key):  # else nothing to replay
         _remember(memo, request, identifier, prepared.version, tag, lines, key=prepared.key)
     return image_reply(200, lines, entry.body, way, head=request.head)
 

@@ -138,6 +138,11 @@ class Metrics:
             "Renders not written to the disk tier when made: asked for fewer than disk_cache_admission times.",
             registry=r,
         )
+        self.stored_tiles_not_kept = Counter(
+            "iiifserver_stored_tiles_not_kept",
+            "Whole stored tiles answered but not kept in the memory tier: their first ask lately.",
+            registry=r,
+        )
         self.render_seconds = Histogram(
             "iiifserver_render_duration_seconds",
             "Seconds one libvips render took, in its worker thread.",
@@ -281,6 +286,8 @@ class Metrics:
                 self.renders.inc(delta)
             elif name == "renders_deferred":
                 self.renders_deferred.inc(delta)
+            elif name == "stored_tiles_not_kept":
+                self.stored_tiles_not_kept.inc(delta)
             elif name in CACHE_FIGURES:
                 which, tier = CACHE_FIGURES[name]
                 (self.cache_hits if which == "hits" else self.cache_misses).labels(tier).inc(delta)

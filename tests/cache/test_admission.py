@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from iiifserver.cache.admission import Admission
+import pytest
+
+from iiifserver.cache.admission import Admission, Doorkeeper
 
 
 def test_with_one_ask_every_render_is_written_at_once() -> None:
@@ -81,3 +83,53 @@ def test_forget() -> None:
     admission.rendered("c")
     admission.forget()
     assert len(admission) == 0
+
+
+# -- the doorkeeper of the memory tier ------------------------------------------------------------
+
+
+def test_a_key_is_seen_again_from_its_second_ask() -> None:
+    door = Doorkeeper()
+    assert not door.seen_again("a")
+    assert door.seen_again("a")
+    assert door.seen_again("a")
+    assert not door.seen_again("b")
+    assert door.first_asks == 2
+
+
+def test_a_key_is_remembered_for_one_to_two_generations() -> None:
+    door = Doorkeeper(bits=1 << 20, generation=100)
+    assert not door.seen_again("kept")
+    for i in range(99):  # the rest of its generation
+        door.seen_again(f"other-{i}")
+    for i in range(99):  # a generation later (not yet full): it is in the previous one
+        door.seen_again(f"later-{i}")
+    assert door.seen_again("kept")  # and now carried into the current one
+    assert not door.seen_again("forgotten")
+    for i in range(200):  # two generations without it
+        door.seen_again(f"much-later-{i}")
+    assert not door.seen_again("forgotten")  # forgotten: a first ask again
+    assert door.seen_again("forgotten")
+
+
+def test_forget_clears_both_generations() -> None:
+    door = Doorkeeper(bits=1 << 16, generation=4)
+    for key in ("a", "b", "c", "d", "e"):  # "a" to "d" fill a generation, now the previous one
+        door.seen_again(key)
+    door.forget()
+    assert not door.seen_again("a")
+    assert not door.seen_again("e")
+
+
+def test_a_collision_only_admits_early() -> None:
+    """Every bit set (eight bits): any key passes as seen, which keeps it at once, as before."""
+    door = Doorkeeper(bits=8, generation=1_000)
+    for i in range(200):
+        door.seen_again(str(i))
+    assert all(door.seen_again(f"new-{i}") for i in range(50))
+
+
+@pytest.mark.parametrize("bits", [0, 4, 12, 1000])
+def test_the_bits_are_a_power_of_two(bits: int) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        Doorkeeper(bits=bits)

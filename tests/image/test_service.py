@@ -44,10 +44,26 @@ def test_at_once_variants_answer_from_memory_only(picture: Path, tmp_path: Path)
         assert service.cached(prepared) is None
         entry = service.entry_at_once(prepared)  # the stored tile, from the page cache
         assert entry is not None
-        assert service.cached(prepared) == entry  # and kept in the memory tier
+        assert service.cached(prepared) is None  # a whole stored tile's first ask: not kept
+        assert not service.in_memory(prepared.key)
         assert service.counters.passthrough_inline == 1
-        assert service.entry_at_once(prepared) == entry
-        assert service.counters.passthrough_inline == 1
+        assert service.entry_at_once(prepared) == entry  # read again, and kept this time
+        assert service.counters.passthrough_inline == 2
+        assert service.cached(prepared) == entry
+        assert service.in_memory(prepared.key)
+        assert service.entry_at_once(prepared) == entry  # from the memory tier
+        assert service.counters.passthrough_inline == 2
+        assert service.doorkeeper.first_asks == 1
+        edge_request = parse_tile_request(b"0,256,256,128/256,/0/default.jpg")
+        assert edge_request is not None
+        edge = service.prepare_if_known("pic", edge_request)
+        assert edge is not None
+        assert edge.passthrough is not None
+        assert edge.passthrough.is_edge
+        cut = service.entry_at_once(edge)  # a cut edge tile costs a decode: kept at its first ask
+        assert cut is not None
+        assert service.cached(edge) == cut
+        assert service.doorkeeper.first_asks == 1
         unaligned = parse_tile_request(b"10,10,256,256/256,/0/default.jpg")
         assert unaligned is not None
         rendered = service.prepare_if_known("pic", unaligned)

@@ -30,6 +30,7 @@ from iiifserver.image.tile_files import read_stored_tile
 from iiifserver.image.tile_grid import TileGrid
 from iiifserver.image.tile_mosaic import MosaicError
 from tests.image.pyramids import (
+    JPEG_PYRAMIDS,
     Pyramid,
     assert_damage_reported_alike,
     damaged_copies,
@@ -365,3 +366,96 @@ def test_another_quality_reads_no_tile(q85_pages: Pyramid, monkeypatch: pytest.M
     assert reads == []
     assert tile_blocks.crop_jpeg(q85_pages.path, None, grid, Box(0, 0, 512, 512), quality=85, sampling=Q420)
     assert len(reads) == 4
+
+
+# -- edge tiles cut from their coded MCUs ---------------------------------------------------------
+
+
+def _edge_tiles(pyramid: Pyramid) -> list[tuple[TileGrid, bytes, int, int]]:
+    """Every padded edge tile of every stored level: (grid, tile, valid width, valid height)."""
+    found = []
+    with open_fd(pyramid.path) as fd:
+        for grid in pyramid.stored.levels:
+            if grid is None:
+                continue
+            rows = -(-grid.height // grid.tile_height)
+            for index in range(grid.tile_count):
+                column, row = index % grid.across, index // grid.across
+                width = min(grid.tile_width, grid.width - column * grid.tile_width)
+                height = min(grid.tile_height, grid.height - row * grid.tile_height)
+                if (width, height) != (grid.tile_width, grid.tile_height) and row < rows:
+                    found.append((grid, read_stored_tile(fd, grid, index), width, height))
+    return found
+
+
+@pytest.mark.parametrize("name", JPEG_PYRAMIDS)
+def test_edge_cuts_are_the_lossless_crops_pixels(name: str, request: pytest.FixtureRequest) -> None:
+    """``edge_cut`` of every padded edge tile of every level: libjpeg-turbo's lossless crop, pixel
+    for pixel (RGB-coded tiles are declined and left to it)."""
+    pyramid: Pyramid = request.getfixturevalue(name)
+    edges = _edge_tiles(pyramid)
+    assert edges
+    cut_here = 0
+    for grid, tile, width, height in edges:
+        reference = tile_codec.lossless_crop(tile, width, height)
+        assert reference is not None
+        cut = tile_blocks.edge_cut(tile, grid, width, height)
+        if cut is None:
+            assert grid.adobe_rgb or grid.quality == 0, "a YCbCr or grey tile of libjpeg's tables was declined"
+            continue
+        cut_here += 1
+        assert _pixels(cut).shape[:2] == (height, width)
+        assert np.array_equal(_pixels(cut), _pixels(reference))
+    assert cut_here > 0 or all(grid.adobe_rgb for grid, *_ in edges)
+
+
+@pytest.mark.parametrize("subsample", ["on", "off"])
+def test_edge_cuts_of_any_size_are_the_lossless_crops_pixels(q85_pages: Pyramid, subsample: str) -> None:
+    """Every valid area on and off the MCU grid, in 4:2:0 and in 4:4:4 YCbCr."""
+    grid = _grid(q85_pages)
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (grid.tile_height, grid.tile_width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85, subsampling=2 if subsample == "on" else 0)
+    tile = out.getvalue()
+    sizes = [1, 7, 8, 9, 15, 16, 17, 40, 100, 200, 248, 255, 256]
+    for width in sizes:
+        for height in random.Random(width).sample(sizes, 4):
+            if (width, height) == (256, 256):
+                continue
+            cut = tile_blocks.edge_cut(tile, grid, width, height)
+            assert cut is not None, (width, height)
+            reference = tile_codec.lossless_crop(tile, width, height)
+            assert reference is not None
+            assert np.array_equal(_pixels(cut), _pixels(reference)), (width, height)
+
+
+def test_edge_cuts_decline_what_they_cannot_copy(q85_pages: Pyramid, monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = _grid(q85_pages)
+    grid, tile, width, height = next(edge for edge in _edge_tiles(q85_pages) if edge[0] == grid)
+    from dataclasses import replace
+
+    assert tile_blocks.edge_cut(tile, replace(grid, quality=0), width, height) is None  # tables unknown
+    assert tile_blocks.edge_cut(tile, replace(grid, quality=50), width, height) is None  # not these tables
+    monkeypatch.setattr(tile_blocks, "_jpeg_blocks", None)
+    assert tile_blocks.edge_cut(tile, grid, width, height) is None  # no extension
+
+
+def test_a_damaged_edge_tile_is_refused_as_libjpeg_turbo_refuses_it(q85_pages: Pyramid) -> None:
+    """Damage the lossless crop refuses is refused (``ValueError``, or declined to it); a copy
+    it cuts without a word is cut to the same pixels or refused, never shown otherwise."""
+    grid, tile, width, height = _edge_tiles(q85_pages)[0]
+    refused = 0
+    for damaged in damaged_copies(tile, 60, seed=11):
+        reference = tile_codec.lossless_crop(damaged, width, height)
+        try:
+            cut = tile_blocks.edge_cut(damaged, grid, width, height)
+        except ValueError:
+            refused += 1
+            continue
+        if reference is None:
+            assert cut is None, "a tile libjpeg-turbo refuses was cut"
+        elif cut is not None:
+            assert np.array_equal(_pixels(cut), _pixels(reference))
+    assert refused >= 10

@@ -72,18 +72,20 @@ def test_each_way_reports_once_with_its_status(image_root: ImageRoot, tmp_path: 
         assert last(4) == ("GET", b"/health", 200, 3, Way.FRAMEWORK)
         await over_protocol("/iiif/3/nothing/info.json")
         assert last(5) == ("GET", b"/iiif/3/nothing/info.json", 404, last(5)[3], Way.ENDPOINT)
+        out = await over_protocol(TILE)  # asked again: kept in memory, and its answer memoised
+        assert last(6) == ("GET", TILE.encode(), 200, len(tile), Way.PROTOCOL_TILE)
         # Through ASGI (uvicorn's stock protocol, or a connection with a request in flight).
         status, headers, replayed = await call(app, TILE, headers=[("host", "testserver")])
         assert (status, replayed) == (200, tile)
-        assert last(6) == ("GET", TILE.encode(), 200, len(tile), Way.MEMO)
+        assert last(7) == ("GET", TILE.encode(), 200, len(tile), Way.MEMO)
         etag = dict(headers)["etag"]
         status, _, _ = await call(app, TILE, method="HEAD", headers=[("host", "testserver"), ("if-none-match", etag)])
-        assert last(7) == ("HEAD", TILE.encode(), 304, 0, Way.MEMO)
+        assert last(8) == ("HEAD", TILE.encode(), 304, 0, Way.MEMO)
         status, _, _ = await call(app, "/iiif/3/sample/info.json?x=1", headers=[("host", "testserver")])
-        assert last(8)[2:] == (200, len(body), Way.ENDPOINT)
+        assert last(9)[2:] == (200, len(body), Way.ENDPOINT)
         assert observer.calls[-1][0].query_string == b"x=1"
         status, _, _ = await call(app, "/no/such/page")
-        assert last(9) == ("GET", b"/no/such/page", 404, last(9)[3], Way.FRAMEWORK)
+        assert last(10) == ("GET", b"/no/such/page", 404, last(10)[3], Way.FRAMEWORK)
         await app.state.image_service.drain()
 
     asyncio.run(run())
