@@ -67,6 +67,11 @@ class TileRef:
     def stretched(self) -> bool:
         return (self.out_width, self.out_height) != (self.width, self.height)
 
+    @property
+    def as_stored(self) -> bool:
+        """The response is the stored tile's bytes as they are: neither cut nor stretched."""
+        return not self.is_edge and not self.stretched
+
 
 # Largest stored tile that is stretched rather than rendered: decoding and encoding one of
 # 256 x 256 takes about half a millisecond, which is done where a lossless crop is.

@@ -300,7 +300,7 @@ class ImageService:
         if self.cache is None:
             return
         ref = prepared.passthrough
-        if ref is not None and not ref.is_edge and not self.doorkeeper.seen_again(prepared.key):
+        if ref is not None and ref.as_stored and not self.doorkeeper.seen_again(prepared.key):
             return
         self.cache.put_memory(prepared.key, entry)
 
@@ -388,10 +388,10 @@ class ImageService:
             return tile_stretch.stretched(
                 tile, ref.width, ref.height, ref.out_width, ref.out_height, gray=gray, encoding=self._encoding
             )
-        if ref.is_edge:
-            cut = tile_blocks.edge_cut(tile, ref.grid, ref.width, ref.height)
-            return cut if cut is not None else tile_codec.lossless_crop(tile, ref.width, ref.height)
-        return tile
+        if ref.as_stored:
+            return tile
+        cut = tile_blocks.edge_cut(tile, ref.grid, ref.width, ref.height)
+        return cut if cut is not None else tile_codec.lossless_crop(tile, ref.width, ref.height)
 
     def _count_stored(self, ref: TileRef) -> None:
         self.counters.passthrough += 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from iiifserver.image import tile_codec, tile_stretch
-from iiifserver.image.passthrough import edge_tile_for, passthrough_tile, stored_tile_for, tile_for
+from iiifserver.image.passthrough import TileRef, edge_tile_for, passthrough_tile, stored_tile_for, tile_for
 from iiifserver.image.planner import Box, Plan
 from iiifserver.image.render import EncodeOptions, render
 from iiifserver.image.request import Format, Quality
@@ -275,3 +275,13 @@ def test_stretched_tiles_show_what_the_renderer_shows(name: str, quality: int, r
             assert np.abs(pillow_pixels(wrong).astype(int) - rendered).mean() > 10, url  # measured 21-82
         compared += 1
     assert compared > 0
+
+
+def test_as_stored_is_a_tile_neither_cut_nor_stretched(q85_pages: Pyramid) -> None:
+    grid = q85_pages.stored.levels[0]
+    assert grid is not None
+    whole = TileRef(grid, 0, grid.tile_width, grid.tile_height, grid.tile_width, grid.tile_height)
+    assert whole.as_stored
+    assert not dataclasses.replace(whole, width=100, out_width=100).as_stored  # cut
+    assert not dataclasses.replace(whole, out_width=grid.tile_width + 1).as_stored  # a whole tile stretched
+    assert not dataclasses.replace(whole, width=100, out_width=101).as_stored  # cut and stretched

@@ -64,6 +64,19 @@ def test_at_once_variants_answer_from_memory_only(picture: Path, tmp_path: Path)
         assert cut is not None
         assert service.cached(edge) == cut
         assert service.doorkeeper.first_asks == 1
+        # A whole stored tile stretched by a pixel (the last full tile of a floor-rounded level)
+        # costs a decode too: kept at its first ask, like a cut one.
+        assert prepared.passthrough is not None
+        whole_stretched = replace(
+            prepared,
+            key=prepared.key + "-stretched",
+            passthrough=replace(prepared.passthrough, out_width=257),
+        )
+        assert not whole_stretched.passthrough.is_edge
+        stretched = service.entry_at_once(whole_stretched)
+        assert stretched is not None
+        assert service.cached(whole_stretched) == stretched
+        assert service.doorkeeper.first_asks == 1
         unaligned = parse_tile_request(b"10,10,256,256/256,/0/default.jpg")
         assert unaligned is not None
         rendered = service.prepare_if_known("pic", unaligned)
