@@ -1,7 +1,7 @@
 """The servers of the benchmark, each started and stopped by PID, listening on 127.0.0.1 only.
 
     python -m benchmarks.harness.servers iipsrv start --images DIR [--memcached] [--jpeg-quality 85]
-    python -m benchmarks.harness.servers iiifserver start --images DIR [--checkout DIR] [-- serve args]
+    python -m benchmarks.harness.servers iiifserver start --images DIR [--jpeg-quality 85] [--checkout DIR] [-- args]
     python -m benchmarks.harness.servers iipsrv|iiifserver stop|status|pids
     python -m benchmarks.harness.servers install      # apt-get: iipimage-server lighttpd spawn-fcgi memcached wrk
 
@@ -13,7 +13,7 @@
   ``MEMCACHED_SERVERS`` and would try localhost:11211 on every request when unset, so it is set
   empty when memcached is off.
 - **iiifserver** (under test): ``DIR/.venv/bin/iiifserver serve --host 127.0.0.1 --port 8083
-  --images IMAGES --cache RUN/cache --workers 2 ARGS`` from a checkout (default: this repository;
+  --images IMAGES --cache RUN/cache --workers 2 [--jpeg-quality Q] ARGS`` from a checkout (default: this repository;
   give another to benchmark a baseline commit), its cache emptied at every start so that a
   started server is cold.
 
@@ -408,8 +408,15 @@ def make(
 ) -> Server:  # fmt: skip
     """A server by configuration name: iipsrv, iipsrv-memcached, iiifserver, iiifserver-no-metrics
     (the same checkout with ``--no-metrics``: the metrics' cost, measured in the same run) or
-    iiifserver-baseline (``baseline_checkout``: another commit, measured in the same run)."""
+    iiifserver-baseline (``baseline_checkout``: another commit, measured in the same run).
+
+    ``jpeg_quality`` is the output quality of either server: iiifserver gets ``--jpeg-quality``
+    unless ``args`` give one (a server at another quality than its peer, or than the stored
+    tiles, measures another workload: no stored tile passes through, every download is decoded).
+    """
     run = run_dir or bench_root() / "run" / ("iiifserver" if kind in IIIFSERVER_CONFIGS else "iipsrv")
+    if kind in IIIFSERVER_CONFIGS:
+        args = with_quality(args, jpeg_quality)
     if kind == "iiifserver":
         return IiifServer(images, checkout=checkout, run_dir=run, args=args)
     if kind == "iiifserver-no-metrics":
@@ -423,6 +430,13 @@ def make(
     raise ValueError(f"unknown server {kind!r}")
 
 
+def with_quality(args: Sequence[str], jpeg_quality: int) -> list[str]:
+    """iiifserver's serve ``args`` with ``--jpeg-quality jpeg_quality`` first, unless they set it."""
+    if any(arg == "--jpeg-quality" or arg.startswith("--jpeg-quality=") for arg in args):
+        return list(args)
+    return ["--jpeg-quality", str(jpeg_quality), *args]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("server", choices=["iipsrv", "iipsrv-memcached", "iiifserver", "install"])
@@ -430,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--images", type=Path, default=bench_root() / "images")
     ap.add_argument("--run", type=Path, help="run folder (default $BENCH_ROOT/run/<server>)")
     ap.add_argument("--memcached", action="store_true", help="iipsrv: with memcached")
-    ap.add_argument("--jpeg-quality", type=int, default=80, help="iipsrv: output JPEG quality")
+    ap.add_argument("--jpeg-quality", type=int, default=80, help="output JPEG quality of either server")
     ap.add_argument("--checkout", type=Path, default=REPO, help="iiifserver: the checkout holding .venv")
     ap.add_argument("serve_args", nargs=argparse.REMAINDER, help="iiifserver: after --, extra serve arguments")
     a = ap.parse_args(argv)

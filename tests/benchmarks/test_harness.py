@@ -332,6 +332,22 @@ def test_iiifserver_command_uses_the_given_checkout(tmp_path: Path) -> None:
         servers.make("nginx", tmp_path)
 
 
+def test_both_servers_get_the_quality_asked_for(tmp_path: Path) -> None:
+    """``make``'s quality reaches iiifserver too: a server left at its default 80 beside a peer at
+    85 would re-encode every stored tile and decode every download (another workload)."""
+    ours = servers.make("iiifserver", tmp_path, run_dir=tmp_path / "run", jpeg_quality=85, args=["--workers", "1"])
+    peer = servers.make("iipsrv", tmp_path, run_dir=tmp_path / "run", jpeg_quality=85)
+    assert isinstance(ours, servers.IiifServer)
+    assert isinstance(peer, servers.Iipsrv)
+    assert ours.command()[-4:] == ["--jpeg-quality", "85", "--workers", "1"]  # later arguments win
+    assert peer.iipsrv_env()["JPEG_QUALITY"] == "85"
+    given = servers.make("iiifserver", tmp_path, jpeg_quality=85, args=["--jpeg-quality=90"])
+    assert given.command().count("--jpeg-quality") == 0
+    assert given.command()[-1] == "--jpeg-quality=90"
+    assert servers.with_quality(["--jpeg-quality", "70", "-x"], 85) == ["--jpeg-quality", "70", "-x"]
+    assert servers.with_quality([], 85) == ["--jpeg-quality", "85"]
+
+
 def test_metrics_off_and_baseline_configurations(tmp_path: Path) -> None:
     off = servers.make("iiifserver-no-metrics", tmp_path, run_dir=tmp_path / "run", args=["--jpeg-quality", "85"])
     assert isinstance(off, servers.IiifServer)
@@ -340,6 +356,7 @@ def test_metrics_off_and_baseline_configurations(tmp_path: Path) -> None:
     base = servers.make("iiifserver-baseline", tmp_path, baseline_checkout=tmp_path / "before")
     assert isinstance(base, servers.IiifServer)
     assert base.command()[0] == str(tmp_path / "before" / ".venv" / "bin" / "iiifserver")
+    assert base.command()[-2:] == ["--jpeg-quality", "80"]  # make's quality, the same as iipsrv's
     assert base.run_dir.name == "iiifserver"  # one iiifserver at a time: they share the run folder
     with pytest.raises(ValueError, match="baseline checkout"):
         servers.make("iiifserver-baseline", tmp_path)
