@@ -1144,6 +1144,29 @@ def mixed_kinds(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> 
     return "\n".join(lines)
 
 
+def mixed_slowest(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
+    """Which kinds the slowest 1 % of requests are (at or over the p99 of all), as shares of them,
+    counted over every repeat; runs without the count (older records) are left out."""
+    kinds = [*mix.KINDS]
+    lines = [
+        "| c | server | " + " | ".join(kinds) + " |",
+        "|---:|---|" + "---:|" * len(kinds),
+    ]
+    for c in MIX_CONC:
+        for cfg in ("iiifserver", "iipsrv"):
+            rs = [
+                r
+                for r in runs.get((cfg, "mixed", "mixed", c), [])
+                if "slowest" in r.get("request_latency", {}).get("all", {})
+            ]
+            total = sum(r["request_latency"]["all"]["slowest"] for r in rs)
+            if not total:
+                continue
+            counts = [sum(r["request_latency"].get(kind, {}).get("slowest", 0) for r in rs) for kind in kinds]
+            lines.append(f"| {c} | {cfg} | " + " | ".join(f"{n / total:.0%}" for n in counts) + " |")
+    return "\n".join(lines)
+
+
 def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta: dict[str, Any]) -> None:
     """The .md: how, where and on what the run was made, the targets table, and every run."""
     all_runs = summary.read_runs([jsonl]) if jsonl.exists() else []
@@ -1248,6 +1271,10 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
                 "Each request's own latency by kind, p50 / p99 ms:",
                 "",
                 mixed_kinds(load_runs(jsonl)),
+                "",
+                "The slowest 1 % of requests (at or over the p99 of all), by kind:",
+                "",
+                mixed_slowest(load_runs(jsonl)),
                 "",
             ]
             if any(r.get("mode") == "mixed" for r in records)

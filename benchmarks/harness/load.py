@@ -213,16 +213,19 @@ def read_latencies(path: Path, threads: int) -> list[tuple[int, float]]:
 
 def request_percentiles(timed: Sequence[tuple[int, float]], kinds: Sequence[str]) -> dict[str, dict[str, float]]:
     """p50, p90, p99 and max (ms) and the count of each request's own latency, over all (``all``)
-    and per kind (``kinds[line]``); nearest rank below, as ``quantile`` says."""
+    and per kind (``kinds[line]``); nearest rank below, as ``quantile`` says. ``slowest``: how many
+    of the group's requests took at least the p99 of all: which kinds the slowest 1 % are."""
     groups: dict[str, list[float]] = {"all": []}
     for line, ms in timed:
         groups["all"].append(ms)
         groups.setdefault(kinds[line % len(kinds)], []).append(ms)
+    cut = quantile(groups["all"], 0.99) if groups["all"] else 0.0
     return {
         name: {
             "n": len(values),
             **{f"p{q}": round(quantile(values, q / 100), 2) for q in (50, 90, 99)},
             "max": round(max(values), 2),
+            "slowest": sum(ms >= cut for ms in values),
         }
         for name, values in groups.items()
         if values

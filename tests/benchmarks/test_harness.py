@@ -502,6 +502,16 @@ def test_mixed_workload_rows_and_summary() -> None:
     by_kind = dict(zip(header.strip("| ").split(" | "), ours.strip("| ").split(" | "), strict=True))
     assert by_kind["region"] == "20.0 / 90.0"
     assert by_kind["viewer"] == "n/a / n/a"  # a kind the run did not time
+    assert sbs.mixed_slowest(runs).count("\n") == 1  # the records carry no count: header only
+    for rs in runs.values():
+        for r in rs:
+            r["request_latency"]["all"]["slowest"] = 4
+            r["request_latency"]["region"]["slowest"] = 3
+    slowest_md = sbs.mixed_slowest(runs)
+    row = next(line for line in slowest_md.splitlines() if line.startswith("| 64 | iipsrv |"))
+    shares = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert shares["region"] == "75%"
+    assert shares["viewer"] == "0%"
 
 
 def test_request_latencies_map_back_to_the_list() -> None:
@@ -516,8 +526,9 @@ def test_request_latencies_map_back_to_the_list() -> None:
     assert timed == [(0, 5.0), (1, 7.0), (2, 1.0), (5, 0.25)]
     kinds = ["tile", "region", "tile", "info", "tile", "region"]
     got = load.request_percentiles(timed, kinds)
-    assert got["all"] == {"n": 4, "p50": 5.0, "p90": 7.0, "p99": 7.0, "max": 7.0}
-    assert got["region"] == {"n": 2, "p50": 7.0, "p90": 7.0, "p99": 7.0, "max": 7.0}
+    assert got["all"] == {"n": 4, "p50": 5.0, "p90": 7.0, "p99": 7.0, "max": 7.0, "slowest": 1}
+    assert got["region"] == {"n": 2, "p50": 7.0, "p90": 7.0, "p99": 7.0, "max": 7.0, "slowest": 1}
+    assert got["tile"]["slowest"] == 0  # 5 and 1 ms: under the 7 ms p99 of all
     assert got["tile"]["n"] == 2
     assert got["tile"]["p50"] == 5.0
     assert "info" not in got  # nothing of that kind was timed
