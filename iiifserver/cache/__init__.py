@@ -6,7 +6,8 @@ Must not know: IIIF request grammar, HTTP frameworks, pyvips. Callers hand it op
 strings and encoded bytes.
 """
 
-from iiifserver.cache.disk import DiskCache, DiskStats, PurgeResult, ScanResult
+from iiifserver.cache.disk import DiskCache, DiskStats, PurgeResult
+from iiifserver.cache.disk_eviction import ScanResult
 from iiifserver.cache.entry import Entry
 from iiifserver.cache.keys import cache_key, identifier_digest
 from iiifserver.cache.memory import MemoryCache, MemoryStats

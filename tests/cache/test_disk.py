@@ -1,48 +1,26 @@
-"""Disk tier: atomic, validated, bounded, purgeable, and safe for several processes at once."""
+"""Disk tier: atomic, validated, bounded, purgeable, and safe for several processes at once.
+
+Scans and eviction are tested in ``test_disk_eviction.py``, the entry format in
+``test_disk_format.py``, the file helpers in ``test_disk_files.py``.
+"""
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import multiprocessing
 import os
 import shutil
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from iiifserver.cache import disk as disk_module
-from iiifserver.cache.disk import HEADER, DiskCache
+from iiifserver.cache.disk import DiskCache
 from iiifserver.cache.entry import Entry
-from iiifserver.cache.keys import identifier_digest
 from tests.cache import disk_worker
-
-HOUR = 3600
-
-
-def key(n: int) -> str:
-    return f"{n:040x}"
-
-
-def entry(size: int = 1_000, identifier: str = "img", fill: bytes = b"x") -> Entry:
-    return Entry((fill * size)[:size], "image/jpeg", identifier)
-
-
-def file_size(e: Entry) -> int:
-    return HEADER.size + len(e.media_type) + len(e.body)
-
-
-def entry_path(root: Path, identifier: str, k: str) -> Path:
-    digest = identifier_digest(identifier)
-    return root / "v2" / digest[:2] / digest / k
-
-
-def temp_files(root: Path) -> list[Path]:
-    return list(root.rglob("*.tmp"))
+from tests.cache.disk_helpers import DAMAGES, HOUR, Damage, entry, entry_path, file_size, key, temp_files
 
 
 @pytest.fixture
@@ -109,25 +87,11 @@ def test_survives_a_restart(tmp_path: Path) -> None:
     assert (result.entries, result.bytes, result.skipped) == (1, file_size(entry(500)), False)
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        pytest.param(lambda data: data[:-1], id="truncated-body"),
-        pytest.param(lambda data: data[:10], id="truncated-header"),
-        pytest.param(lambda data: b"", id="empty"),
-        pytest.param(lambda data: data + b"\0", id="trailing-bytes"),
-        pytest.param(lambda data: data[:-1] + bytes([data[-1] ^ 1]), id="flipped-bit"),
-        pytest.param(lambda data: b"JUNKJUNK" + data[8:], id="bad-magic"),
-        # What a crash can leave of a write renamed before its data reached the disk (writes are
-        # not fsynced): the file's full length, its blocks zeros.
-        pytest.param(lambda data: bytes(len(data)), id="all-zeros"),
-        pytest.param(lambda data: data[:100] + bytes(len(data) - 100), id="zeroed-body"),
-    ],
-)
-def test_damaged_entry_is_a_miss_and_removed(cache: DiskCache, tmp_path: Path, damage: object) -> None:
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_entry_is_a_miss_and_removed(cache: DiskCache, tmp_path: Path, damage: Damage) -> None:
     cache.put("img", key(1), entry(2_000))
     path = entry_path(tmp_path, "img", key(1))
-    path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+    path.write_bytes(damage(path.read_bytes()))
     assert cache.get("img", key(1)) is None
     assert not path.exists()
     assert cache.stats.corrupt == 1
@@ -146,7 +110,7 @@ def test_swapped_entries_are_misses_removed_and_logged(
     data_1, data_2 = path_1.read_bytes(), path_2.read_bytes()
     path_1.write_bytes(data_2)
     path_2.write_bytes(data_1)
-    with caplog.at_level(logging.WARNING, logger="iiifserver.cache.disk"):
+    with caplog.at_level(logging.WARNING, logger="iiifserver.cache.disk_format"):
         assert cache.get("img", key(1)) is None
         assert cache.get("img", key(2)) is None
     assert not path_1.exists()
@@ -174,101 +138,6 @@ def test_entries_of_the_previous_layout_are_ignored(cache: DiskCache, tmp_path: 
     cache.purge(None)
     assert cache.get("img", key(1)) is None
     assert old.exists()  # another layout's folder is never touched
-
-
-def test_scan_removes_stale_temp_files_but_keeps_live_ones(cache: DiskCache, tmp_path: Path) -> None:
-    cache.put("img", key(1), entry(700))
-    folder = entry_path(tmp_path, "img", key(1)).parent
-    stale = folder / f"{key(2)}.123.abcdef.tmp"
-    live = folder / f"{key(3)}.456.abcdef.tmp"
-    stale.write_bytes(b"partial")
-    live.write_bytes(b"being written")
-    old = time.time() - 120
-    os.utime(stale, (old, old))
-    result = cache.scan()
-    assert not stale.exists()
-    assert live.exists()
-    assert (result.entries, result.bytes, result.removed_temp) == (1, file_size(entry(700)), 1)
-
-
-def test_scan_resets_a_drifted_estimate(cache: DiskCache, tmp_path: Path) -> None:
-    cache.put("img", key(1), entry(700))
-    cache.put("img", key(2), entry(700))
-    entry_path(tmp_path, "img", key(2)).unlink()  # removed behind the cache's back
-    assert cache.stats.bytes == 2 * file_size(entry(700))
-    cache.scan()
-    assert cache.stats.bytes == file_size(entry(700))
-    assert DiskCache(tmp_path, 1_000_000).scan().bytes == file_size(entry(700))
-
-
-def test_scan_yields_to_another_process_holding_the_lock(cache: DiskCache, tmp_path: Path) -> None:
-    cache.put("img", key(1), entry())
-    with open(tmp_path / "v2" / ".evict.lock", "w") as other:
-        fcntl.flock(other, fcntl.LOCK_EX)
-        assert cache.scan().skipped
-        assert cache.evict() == 0
-    assert not cache.scan().skipped
-
-
-def test_eviction_removes_the_oldest_down_to_the_low_water_mark(tmp_path: Path) -> None:
-    size = file_size(entry())
-    cache = DiskCache(tmp_path, 10 * size, low_water=0.7, background_eviction=False)
-    now = time.time()
-    for n in range(10):
-        assert cache.put("img", key(n), entry())
-        # Entry n was last used (10 - n) * 2 hours ago: 0 is the oldest.
-        then = now - (10 - n) * 2 * HOUR
-        os.utime(entry_path(tmp_path, "img", key(n)), (then, then))
-    assert cache.stats.evicted == 0
-    assert cache.get("img", key(1)) is not None  # a hit makes 1 the most recently used
-    assert cache.put("img", key(10), entry())  # 11 entries > 10: evict down to 7
-    remaining = {n for n in range(11) if entry_path(tmp_path, "img", key(n)).exists()}
-    assert remaining == {1, 5, 6, 7, 8, 9, 10}
-    assert cache.stats.evicted == 4
-    assert cache.stats.bytes == 7 * size
-    assert cache.scan().bytes == 7 * size
-
-
-def test_eviction_within_one_bucket_frees_just_enough(tmp_path: Path) -> None:
-    size = file_size(entry())
-    cache = DiskCache(tmp_path, 10 * size, low_water=0.5, background_eviction=False)
-    for n in range(11):
-        cache.put(f"id{n}", key(n), entry(identifier=f"id{n}"))
-    assert cache.stats.evicted == 6
-    assert cache.scan().entries == 5
-    # Emptied identifier folders are removed, and a later put recreates its folder.
-    assert sum(1 for _ in (tmp_path / "v2").glob("??/*")) == 5
-    assert cache.put("id0", key(0), entry(identifier="id0"))
-
-
-def test_eviction_runs_in_a_background_thread_by_default(tmp_path: Path) -> None:
-    size = file_size(entry())
-    cache = DiskCache(tmp_path, 10 * size, low_water=0.5)
-    callers: set[str] = set()
-    evict = cache.evict
-
-    def recording_evict() -> int:
-        callers.add(threading.current_thread().name)
-        return evict()
-
-    cache.evict = recording_evict  # type: ignore[method-assign]
-    for n in range(30):
-        cache.put("img", key(n), entry())
-    cache.wait_for_eviction(10)
-    assert callers == {"disk-cache-eviction"}
-    assert cache.stats.evicted >= 20
-    assert cache.scan().bytes <= 10 * size
-
-
-def test_evicting_twice_at_once_is_harmless(tmp_path: Path) -> None:
-    size = file_size(entry())
-    for n in range(20):
-        DiskCache(tmp_path, 1_000_000).put("img", key(n), entry())
-    caches = [DiskCache(tmp_path, 10 * size, low_water=0.5) for _ in range(4)]
-    with ThreadPoolExecutor(4) as pool:
-        evicted = sum(pool.map(lambda c: c.evict(), caches))
-    assert evicted == 15
-    assert caches[0].scan().entries == 5
 
 
 def test_hit_refreshes_mtime_at_most_once_per_interval(cache: DiskCache, tmp_path: Path) -> None:
@@ -322,7 +191,7 @@ def test_write_errors_never_raise_leave_no_temp_and_pause_writes(
     cache.put("img", key(1), entry())  # the folder exists: the failure is the write itself
     fail = failing(code)
     if target == "write":
-        monkeypatch.setattr(disk_module, "_write_all", fail)
+        monkeypatch.setattr(disk_module, "write_all", fail)
     else:
         real = getattr(os, target)
 
@@ -350,7 +219,7 @@ def test_writes_resume_after_the_pause(
 ) -> None:
     cache = DiskCache(tmp_path, 1_000_000, backoff_seconds=0.05)
     with monkeypatch.context() as patch:
-        patch.setattr(disk_module, "_write_all", failing(errno.ENOSPC))
+        patch.setattr(disk_module, "write_all", failing(errno.ENOSPC))
         assert not cache.put("img", key(1), entry())
     time.sleep(0.06)
     with caplog.at_level(logging.WARNING, logger="iiifserver.cache.disk"):
@@ -384,15 +253,6 @@ def test_purge_everything(cache: DiskCache, tmp_path: Path) -> None:
     assert cache.scan().entries == 0
     assert cache.stats.bytes == 0
     assert cache.put("id0", key(0), entry(identifier="id0"))
-
-
-def test_interrupted_purge_is_finished_by_scan(cache: DiskCache, tmp_path: Path) -> None:
-    cache.put("img", key(1), entry())
-    trash = tmp_path / "v2" / ".trash"
-    trash.mkdir()
-    entry_path(tmp_path, "img", key(1)).parent.rename(trash / "leftover")
-    assert cache.scan().entries == 0
-    assert list(trash.iterdir()) == []
 
 
 def test_two_processes_share_one_tree(tmp_path: Path) -> None:

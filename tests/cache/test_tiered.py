@@ -138,7 +138,7 @@ def test_disk_write_failures_never_propagate(tmp_path: Path, monkeypatch: pytest
 
     async def main() -> None:
         tiered, blocking = make(tmp_path)
-        monkeypatch.setattr(disk_module, "_write_all", no_space)
+        monkeypatch.setattr(disk_module, "write_all", no_space)
         await tiered.put("img", key(1), entry())  # the disk is full
         blocking.fail_with = ServiceUnavailable("io lane full", retry_after=1)
         await tiered.put("img", key(2), entry())  # the lane refuses
