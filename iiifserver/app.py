@@ -51,9 +51,10 @@ from iiifserver.presentation.change_log import ChangeLog, default_path
 from iiifserver.presentation.changes import ChangeTracker
 from iiifserver.presentation.institutions import InstitutionsScanner
 from iiifserver.presentation.service import PresentationService
-from iiifserver.web import admin, health, image_routes, pages, presentation_routes
+from iiifserver.web import admin, auth_routes, health, image_routes, pages, presentation_routes
 from iiifserver.web.assets import Assets
-from iiifserver.web.auth import Auth, ManifestServices
+from iiifserver.web.auth import Auth
+from iiifserver.web.auth_manifests import ManifestServices
 from iiifserver.web.connection_guard import ConnectionLimits
 from iiifserver.web.errors import http_exception_handler, unexpected_error_handler
 from iiifserver.web.fast_path import FastPath, ResponseMemo
@@ -329,7 +330,7 @@ def create_app(settings: Settings, observer: Observer | None = None) -> IIIFAppl
             institutions=deployment.current if institutions_path is not None else None,
         ),
         *image_routes.routes(image_endpoints),
-        *auth.routes(service.find),
+        *auth_routes.routes(auth, service.find),
         *presentation_routes.routes(presentation, settings, changes, deployment.current),
     ]
     app = IIIFApplication(

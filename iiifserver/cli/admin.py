@@ -33,7 +33,7 @@ def users() -> None:
 @setting_options
 def users_add(name: str, users_file: Path | None, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Add user NAME (or set a new password): prompts for the password and writes its scrypt hash."""
-    from iiifserver.web.auth import add_user
+    from iiifserver.web.auth_users import add_user
 
     if users_file is None:
         configured = load(config_file, overrides).auth_users_file

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class ManifestAccess(Protocol):
-    """What manifests learn of access (``web.auth`` implements it: the services are its own)."""
+    """What manifests learn of access (``web.auth_manifests`` implements it: the services are ``web.auth``'s)."""
 
     def key(self, identifiers: Sequence[str]) -> str:
         """The rules of ``identifiers``, for the key of a built manifest (a rule change rebuilds it)."""

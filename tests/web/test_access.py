@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from iiifserver.web.auth import SESSION_COOKIE, add_user, hash_password, verify_password
+from iiifserver.web.auth import SESSION_COOKIE
+from iiifserver.web.auth_signing import Signer
+from iiifserver.web.auth_users import add_user
 from tests.presentation.conftest import make_image, write
 from tests.web.conftest import Http
 from tests.web.test_fast_path import uvicorn_scope
@@ -77,21 +79,6 @@ def message_of(page: str) -> dict[str, Any]:
     assert data is not None
     parsed: dict[str, Any] = json.loads(data.group(1))
     return parsed
-
-
-def test_users_file_hashes_with_scrypt(tmp_path: Path) -> None:
-    # A password no base64 text can contain (the space), so its absence from the hash is no luck.
-    stored = hash_password("pw pw")
-    assert stored.startswith("scrypt$")
-    assert "pw pw" not in stored
-    assert verify_password(stored, "pw pw")
-    assert not verify_password(stored, "pW pw")
-    assert not verify_password("garbage", "pw pw")
-    path = tmp_path / "u.toml"
-    add_user(path, "bob", "pw")
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-    with pytest.raises(ValueError, match="user names"):
-        add_user(path, "bad name", "pw")
 
 
 def test_open_image_unchanged(site: tuple[Http, Path, Path]) -> None:
@@ -184,8 +171,6 @@ def test_expired_token_and_session(site: tuple[Http, Path, Path]) -> None:  # F0
     old = auth.signer.sign("session", "ann", "sid", past)
     assert http.get(TILE, headers={"cookie": f"{SESSION_COOKIE}={old}"}).status_code == 401
     # Signed with another secret: forged.
-    from iiifserver.web.auth import Signer
-
     other = Signer("t" * 40).sign("session", "ann", "sid", str(int(time.time()) + 999))
     assert http.get(TILE, headers={"cookie": f"{SESSION_COOKIE}={other}"}).status_code == 401
 
@@ -492,27 +477,6 @@ def test_bad_rules_are_description_errors() -> None:
         parse_object({"pages": [{"image": "a", "degraded_max": -1}]}, "x.yaml")
     parsed = parse_object({"pages": [{"image": "a", "access": "restricted", "degraded_max": 300}]}, "x.yaml")
     assert (parsed.pages[0].access, parsed.pages[0].degraded_max) == ("restricted", 300)
-
-
-def test_cli_users_add(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from iiifserver.cli import main
-    from iiifserver.web.auth import UsersFile
-
-    path = tmp_path / "users.toml"
-    result = CliRunner().invoke(main, ["users", "add", "ann", "--file", str(path)], input="pw one\npw one\n")
-    assert result.exit_code == 0, result.output
-    assert "pw one" not in path.read_text()  # the space: no base64 hash can contain it by chance
-    check = UsersFile(path)
-    assert check("ann", "pw one") == "ann"
-    assert check("ann", "pw two") is None
-    assert check("bob", "pw one") is None
-    mismatch = CliRunner().invoke(main, ["users", "add", "bob", "--file", str(path)], input="a\nb\na\na\n")
-    assert mismatch.exit_code == 0  # asked again until both match
-    assert UsersFile(path)("bob", "a") == "bob"
-    refused = CliRunner().invoke(main, ["users", "add", "bad name", "--file", str(path)], input="a\na\n")
-    assert refused.exit_code == 2
 
 
 def test_manifests_carry_the_services(site: tuple[Http, Path, Path]) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, Request
 
-from iiifserver.web.auth import add_user
+from iiifserver.web.auth_users import add_user
 from tests.e2e.conftest import start_server, stop_server
 from tests.web.conftest import save_pyramid, solid
 
