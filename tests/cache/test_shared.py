@@ -39,31 +39,12 @@ def entry(identifier: str = "img", body: bytes = b"jpeg bytes " * 100) -> Entry:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def raw(redis_server: RedisServer) -> Iterator[Any]:
     client = redis.Redis.from_url(redis_server.url)
     try:
         yield client
     finally:
         client.close()
-
-
-@pytest.fixture
-def tier(redis_server: RedisServer) -> Iterator[SharedCache]:
-    cache = SharedCache(redis_server.url, timeout=0.2, prefix="t:")
-    try:
-        yield cache
-    finally:
-        cache.close()
 
 
 def test_round_trip(tier: SharedCache) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from iiifserver.web.assets import PACKAGES, Assets
+from iiifserver.web.pages import describe_service
 from tests.web.conftest import TRUSTED_PROXY, Http
 
 HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -173,6 +174,15 @@ def test_prefix_reaches_every_page_home_link(http: Http) -> None:
         assert r.status_code == 200, path
         assert 'href="/"' not in r.text, path
         assert config_of(r.text)["home"] == "http://testserver/museum/iiif/"
+
+
+def test_the_service_description_gives_each_api_its_path(http: Http) -> None:
+    described = describe_service()
+    assert set(described) == {"service", "image_api", "presentation_api", "change_discovery_api"}
+    assert described["image_api"]["2.1"] == "/iiif/2/{identifier}/info.json"
+    assert described["presentation_api"]["3.0"]["manifest"] == "/iiif/presentation/3/{object}/manifest"
+    assert described["change_discovery_api"] == {"1.0": "/iiif/discovery/activity/all-changes"}
+    assert http.get("/").json() == described  # what ``/`` answers a client that is not a browser
 
 
 def test_prefix_reaches_the_json_description(http: Http) -> None:
