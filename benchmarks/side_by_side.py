@@ -1122,8 +1122,12 @@ def mixed_summary(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -
     return "\n".join(lines)
 
 
-def mixed_kinds(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
-    """Each request's own latency per kind of the mixed list, p50 / p99 ms (median over repeats)."""
+def _kinds_table(
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]],
+    row: Callable[[list[dict[str, Any]], list[str]], list[str] | None],
+) -> str:
+    """A table of the mixed list's kinds, one row per concurrency and server: ``row(runs, kinds)``
+    gives its cells from that server's mixed runs at that concurrency (None: no row)."""
     kinds = [*mix.KINDS]
     lines = [
         "| c | server | " + " | ".join(kinds) + " |",
@@ -1131,40 +1135,41 @@ def mixed_kinds(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> 
     ]
     for c in MIX_CONC:
         for cfg in ("iiifserver", "iipsrv"):
-            rs = [r for r in runs.get((cfg, "mixed", "mixed", c), []) if r.get("request_latency")]
-            if not rs:
-                continue
-            cells = []
-            for kind in kinds:
-                p50, p99 = (
-                    value([{q: r["request_latency"].get(kind, {}).get(q)} for r in rs], q) for q in ("p50", "p99")
-                )
-                cells.append(f"{fmt(p50, '')} / {fmt(p99, '')}")
-            lines.append(f"| {c} | {cfg} | " + " | ".join(cells) + " |")
+            cells = row(runs.get((cfg, "mixed", "mixed", c), []), kinds)
+            if cells is not None:
+                lines.append(f"| {c} | {cfg} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def mixed_kinds(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
+    """Each request's own latency per kind of the mixed list, p50 / p99 ms (median over repeats)."""
+
+    def row(records: list[dict[str, Any]], kinds: list[str]) -> list[str] | None:
+        rs = [r for r in records if r.get("request_latency")]
+        if not rs:
+            return None
+        cells = []
+        for kind in kinds:
+            p50, p99 = (value([{q: r["request_latency"].get(kind, {}).get(q)} for r in rs], q) for q in ("p50", "p99"))
+            cells.append(f"{fmt(p50, '')} / {fmt(p99, '')}")
+        return cells
+
+    return _kinds_table(runs, row)
 
 
 def mixed_slowest(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
     """Which kinds the slowest 1 % of requests are (at or over the p99 of all), as shares of them,
     counted over every repeat; runs without the count (older records) are left out."""
-    kinds = [*mix.KINDS]
-    lines = [
-        "| c | server | " + " | ".join(kinds) + " |",
-        "|---:|---|" + "---:|" * len(kinds),
-    ]
-    for c in MIX_CONC:
-        for cfg in ("iiifserver", "iipsrv"):
-            rs = [
-                r
-                for r in runs.get((cfg, "mixed", "mixed", c), [])
-                if "slowest" in r.get("request_latency", {}).get("all", {})
-            ]
-            total = sum(r["request_latency"]["all"]["slowest"] for r in rs)
-            if not total:
-                continue
-            counts = [sum(r["request_latency"].get(kind, {}).get("slowest", 0) for r in rs) for kind in kinds]
-            lines.append(f"| {c} | {cfg} | " + " | ".join(f"{n / total:.0%}" for n in counts) + " |")
-    return "\n".join(lines)
+
+    def row(records: list[dict[str, Any]], kinds: list[str]) -> list[str] | None:
+        rs = [r for r in records if "slowest" in r.get("request_latency", {}).get("all", {})]
+        total = sum(r["request_latency"]["all"]["slowest"] for r in rs)
+        if not total:
+            return None
+        counts = [sum(r["request_latency"].get(kind, {}).get("slowest", 0) for r in rs) for kind in kinds]
+        return [f"{n / total:.0%}" for n in counts]
+
+    return _kinds_table(runs, row)
 
 
 def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta: dict[str, Any]) -> None:
