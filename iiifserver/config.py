@@ -119,7 +119,11 @@ class Settings:
     upscale_max_to_limits: bool = _setting(
         False, "Make '^max' scale the region up to the limits; off: '^max' is the same as 'max'."
     )
-    jpeg_quality: int = _setting(80, "JPEG output quality (1-100).")
+    jpeg_quality: int = _setting(
+        85,
+        "JPEG output quality (1-100). At the stored tiles' quality (85: what 'iiifserver convert' writes) "
+        "a region or download at a level's own size is copied from the stored blocks, not re-encoded.",
+    )
     webp_quality: int = _setting(80, "WebP output quality (1-100).")
     jpeg_chroma_subsampling: bool = _setting(
         True,

