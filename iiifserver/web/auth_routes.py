@@ -108,16 +108,16 @@ def routes(auth: Auth, find: Callable[[str], Awaitable[Any]]) -> list[Route]:
             known = await find(identifier)
             rule = await auth.rule(known.file.path)
         except IIIFError as exc:
-            return _json({**result, "status": exc.status}, cors=True)
+            return _json({**result, "status": exc.status})
         session = auth.token_session(headers)
         if rule is None or session is not None or auth.proxy_user(request.scope, headers) is not None:
-            return _json({**result, "status": 200}, cors=True)
+            return _json({**result, "status": 200})
         result.update(status=401, heading={"en": [TEXT["heading"]]}, note={"en": [TEXT["note"]]})
         if rule.degraded_max is not None:
             root = scope_base(request.scope, auth.settings)
             degraded = encode_identifier(identifier + DEGRADED_SUFFIX)
             result["substitute"] = [{"id": f"{root}/iiif/3/{degraded}", "type": "ImageService3"}]
-        return _json(result, cors=True)
+        return _json(result)
 
     async def logout(request: Request) -> Response:
         headers = _headers(request)
@@ -170,7 +170,7 @@ def _error(version: str, profile: str, message_id: str) -> dict[str, Any]:
     return {"error": names.get(profile, "invalidRequest"), "description": profile, "messageId": message_id}
 
 
-def _json(body: dict[str, Any], status: int = 200, *, cors: bool = False) -> Response:
+def _json(body: dict[str, Any], status: int = 200) -> Response:
     headers = {"cache-control": "no-store"}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
