@@ -1172,6 +1172,35 @@ def mixed_slowest(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -
     return _kinds_table(runs, row)
 
 
+def mixed_windows(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
+    """Each request's p99 by the part of the run it ended in (median over repeats), and that part's
+    share of the slowest 1 % (at or over the p99 of all, counted over every repeat); runs without
+    the windows (older records) are left out."""
+    spans: list[tuple[float, float]] = []
+    for rs in runs.values():
+        for r in rs:
+            if len(r.get("request_windows") or []) > len(spans):
+                spans = [(w["from"], w["to"]) for w in r["request_windows"]]
+    lines = [
+        "| c | server | " + " | ".join(f"{a:g}-{b:g} s" for a, b in spans) + " |",
+        "|---:|---|" + "---:|" * len(spans),
+    ]
+    for c in MIX_CONC:
+        for cfg in ("iiifserver", "iipsrv"):
+            rs = [r["request_windows"] for r in runs.get((cfg, "mixed", "mixed", c), []) if r.get("request_windows")]
+            total = sum(w["slowest"] for ws in rs for w in ws)
+            if not rs or not total:
+                continue
+            cells = []
+            for k in range(len(spans)):
+                p99s = [ws[k]["p99"] for ws in rs if k < len(ws) and ws[k]["n"]]
+                slowest = sum(ws[k]["slowest"] for ws in rs if k < len(ws))
+                p99 = statistics.median(p99s) if p99s else None
+                cells.append(f"{fmt(p99, '')} ({slowest / total:.0%})")
+            lines.append(f"| {c} | {cfg} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta: dict[str, Any]) -> None:
     """The .md: how, where and on what the run was made, the targets table, and every run."""
     all_runs = summary.read_runs([jsonl]) if jsonl.exists() else []
@@ -1280,6 +1309,11 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
                 "The slowest 1 % of requests (at or over the p99 of all), by kind:",
                 "",
                 mixed_slowest(load_runs(jsonl)),
+                "",
+                "Each request's p99 (ms) by the part of the run it ended in, and in brackets that part's "
+                "share of the slowest 1 %: a start that fills caches and opens images shows here.",
+                "",
+                mixed_windows(load_runs(jsonl)),
                 "",
             ]
             if any(r.get("mode") == "mixed" for r in records)

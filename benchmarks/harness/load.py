@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -230,6 +231,43 @@ def request_percentiles(timed: Sequence[tuple[int, float]], kinds: Sequence[str]
         for name, values in groups.items()
         if values
     }
+
+
+def window_percentiles(
+    timed: Sequence[tuple[int, float]], threads: int, duration: float, window: float = 5.0
+) -> list[dict[str, float]]:
+    """Each request's own latency by when it ended: for each ``window`` seconds of the run, how many
+    requests ended then (``n``), their p99, and how many took at least the p99 of all
+    (``slowest``): whether the slowest 1 % come from one part of the run (a start, while caches
+    and opened images fill) or from all of it.
+
+    A request ends at the sum of its thread's latencies up to it (``tile_load.lua`` times from one
+    ``request()`` to the next, and a thread sends its next request at once); a thread's untimed
+    requests count nothing. Requests ending after ``duration`` count in the last window.
+    """
+    if not timed or threads < 1 or duration <= 0 or window <= 0:
+        return []
+    by_thread: dict[int, list[tuple[int, float]]] = {}
+    for line, ms in timed:
+        by_thread.setdefault(line % threads, []).append((line, ms))
+    last = max(0, math.ceil(duration / window) - 1)
+    buckets: list[list[float]] = [[] for _ in range(last + 1)]
+    for rows in by_thread.values():
+        clock = 0.0
+        for _, ms in sorted(rows):  # a thread's lines in the order it sent them
+            clock += ms
+            buckets[min(last, int(clock / 1000 / window))].append(ms)
+    cut = quantile([ms for _, ms in timed], 0.99)
+    return [
+        {
+            "from": k * window,
+            "to": min(duration, (k + 1) * window),
+            "n": len(values),
+            "p99": round(quantile(values, 0.99), 2) if values else 0.0,
+            "slowest": sum(ms >= cut for ms in values),
+        }
+        for k, values in enumerate(buckets)
+    ]
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -499,7 +537,8 @@ def run(
 
     ``kinds`` (one label per line of ``work.urls``): also time each request on its own (one
     connection per wrk thread, ``tile_load.lua``) and add ``request_latency``: its percentiles
-    over all requests and per label (``request_percentiles``).
+    over all requests and per label (``request_percentiles``), and by 5-second window of the run
+    (``request_windows``, ``window_percentiles``).
     """
     origin = check_loopback(base)
     wrk_bin = shutil.which("wrk")
@@ -583,6 +622,7 @@ def run(
     )
     if kinds is not None:
         record["request_latency"] = request_percentiles(timed, kinds)
+        record["request_windows"] = window_percentiles(timed, threads, duration)
         overall = record["request_latency"].get("all", {})
         record.update(request_p50_ms=overall.get("p50"), request_p99_ms=overall.get("p99"))
     if check:

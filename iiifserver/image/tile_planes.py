@@ -139,9 +139,11 @@ def crop_planes_at_once(
     read: Callable[[int], bytes], grid: TileGrid, crop: Box, *, want: int, centred: bool = True
 ) -> tile_codec.Planes | None:
     """``crop_planes`` of the tiles ``read(index)`` returns, decoded by the C extension in one call
-    (``_jpeg_blocks.crop_planes``: each tile decoded straight into the crop's planes, its rows below
-    the crop not decoded at all, no Python per tile but the read). The same planes, sample for
-    sample; None as ``crop_planes`` (and when the extension is not built).
+    (``_jpeg_blocks.crop_planes``: each tile decoded straight into the crop's planes, no Python
+    per tile but the read). Every tile is decoded to its end, as ``crop_planes`` decodes it: a
+    tile damaged from some point on can decode to wrong pixels without a warning until the end
+    of its stream. The same planes, sample for sample; None as ``crop_planes`` (and when the
+    extension is not built).
     """
     covered = _covered(grid, crop)
     if covered is None or _jpeg_blocks is None:

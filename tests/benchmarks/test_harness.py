@@ -569,3 +569,57 @@ def test_a_result_of_the_same_day_is_never_overwritten(tmp_path: Path) -> None:
     assert (tmp_path / f"{first}.md").read_text() == "first\n"
     assert json.loads((tmp_path / f"{second}.json").read_text()) == {"run": 2}
     assert (tmp_path / f"{third}.md").read_text() == "third\n"
+
+
+def test_window_percentiles_place_each_request_where_it_ended() -> None:
+    """A request ends at the sum of its thread's latencies up to it; the windows count each
+    request once, their p99s are their own, and ``slowest`` (at or over the p99 of all) says
+    which part of the run the slowest 1 % came from."""
+    threads = 2
+    # thread 0: 100 requests of 40 ms (ends at 0.04 ... 4.0 s): all in the first 5-second window
+    # thread 1: one of 3,000 ms, then 150 of 60 ms (ending at 3.06 ... 12.0 s)
+    timed = [(k * threads, 40.0) for k in range(100)]
+    timed += [(1, 3000.0)] + [((k + 1) * threads + 1, 60.0) for k in range(150)]
+    windows = load.window_percentiles(timed, threads, duration=10.0)
+    assert [(w["from"], w["to"]) for w in windows] == [(0.0, 5.0), (5.0, 10.0)]
+    assert sum(w["n"] for w in windows) == len(timed)  # each request once, the late ones in the last
+    first, second = windows
+    assert first["n"] == 100 + 1 + 33  # thread 1's 3 s request, then 60 ms ones ending up to 4.98 s
+    assert second["n"] == 150 - 33
+    assert second["p99"] == 60.0
+    assert first["p99"] == 60.0  # 134 requests: the 3 s one is over their own 99th percentile
+    cut = load.quantile([ms for _, ms in timed], 0.99)
+    assert cut == 60.0
+    assert first["slowest"] == 1 + 33  # at or over 60 ms: the 3 s request and the 60 ms ones
+    assert second["slowest"] == 150 - 33
+    assert load.window_percentiles([], threads, 10.0) == []
+    assert load.window_percentiles(timed, threads, 0.0) == []
+    # Untimed requests of a thread count nothing: its clock runs on the timed ones alone.
+    gaps = load.window_percentiles([(0, 6000.0), (4, 1000.0)], 2, duration=10.0)
+    assert [w["n"] for w in gaps] == [0, 2]
+    assert gaps[0]["p99"] == 0.0
+
+
+def test_mixed_windows_table_gives_each_part_of_the_run() -> None:
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    windows = {  # config: per repeat, (p99, n, slowest) of the two windows
+        "iiifserver": [[(300.0, 90, 8), (200.0, 110, 2)], [(320.0, 80, 6), (210.0, 120, 4)]],
+        "iipsrv": [[(250.0, 50, 3), (240.0, 50, 3)]],
+    }
+    for config, repeats in windows.items():
+        records = []
+        for repeat in repeats:
+            record = _run(config, "mixed", "mixed", 64, 1000.0, 2000.0)
+            record["request_windows"] = [
+                {"from": 5.0 * k, "to": 5.0 * (k + 1), "n": n, "p99": p99, "slowest": slowest}
+                for k, (p99, n, slowest) in enumerate(repeat)
+            ]
+            records.append(record)
+        runs[(config, "mixed", "mixed", 64)] = records
+    runs[("iipsrv", "mixed", "mixed", 8)] = [_run("iipsrv", "mixed", "mixed", 8, 1000.0, 2000.0)]  # no windows
+    table = sbs.mixed_windows(runs)
+    lines = table.splitlines()
+    assert lines[0] == "| c | server | 0-5 s | 5-10 s |"
+    assert "| 64 | iiifserver | 310.0 (70%) | 205.0 (30%) |" in lines  # medians; 14 of the 20 slowest first
+    assert "| 64 | iipsrv | 250.0 (50%) | 240.0 (50%) |" in lines
+    assert not any(line.startswith("| 8 |") for line in lines)  # a run without windows: no row
