@@ -14,12 +14,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
 import tomllib
 from pathlib import Path
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 USER_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,128}", re.ASCII)  # also the names a trusted proxy may give
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # about 16 MiB and 50 ms per check: slow enough, and stdlib
@@ -89,7 +92,20 @@ class UsersFile:
 
 
 def read_users(path: Path) -> dict[str, str]:
-    """The ``[users]`` table of the file at ``path``: name -> stored hash."""
+    """The ``[users]`` table of the file at ``path``: name -> stored hash, for names within
+    ``USER_NAME``. Another name (a hand-edited file) is left out, with a warning: it cannot log
+    in, as a session signed for it would not read back (a ``|`` splits a signed value's fields)."""
+    users = {}
+    for name, value in _users_table(path).items():
+        if USER_NAME.fullmatch(name):
+            users[name] = value
+        else:
+            log.warning("users file %s: user %r left out (names are 1 to 128 of A-Z a-z 0-9 . _ @ + -)", path, name)
+    return users
+
+
+def _users_table(path: Path) -> dict[str, str]:
+    """The ``[users]`` table as the file has it, every name."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
     users = data.get("users", {})
@@ -100,7 +116,7 @@ def add_user(path: Path, user: str, password: str) -> None:
     """Add or replace ``user`` in the users file (created with mode 0600)."""
     if not USER_NAME.fullmatch(user):
         raise ValueError("user names are 1 to 128 of A-Z a-z 0-9 . _ @ + -")
-    users = read_users(path) if path.exists() else {}
+    users = _users_table(path) if path.exists() else {}  # a name left out at login stays in the file
     users[user] = hash_password(password)
     lines = ["# iiifserver login users (iiifserver users add NAME); scrypt password hashes", "[users]"]
     lines += [f'"{name}" = "{value}"' for name, value in sorted(users.items())]

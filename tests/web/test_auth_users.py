@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +108,31 @@ def test_read_users_without_a_users_table(tmp_path: Path) -> None:
     assert read_users(path) == {}
     path.write_text("[other]\nann = 1\n")
     assert read_users(path) == {}
+
+
+def test_a_name_outside_the_rule_cannot_log_in_and_stays_in_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand-edited users file may hold a name ``users add`` refuses: a ``|`` in it would split the
+    signed session value made at login into other fields, so the session would never open. Such a
+    user cannot log in (warned, by name); the entry stays in the file when another user is added."""
+    path = tmp_path / "users.toml"
+    add_user(path, "ann", "a")
+    stored = hash_password("pw")
+    with path.open("a") as f:
+        f.write(f'"a|b" = "{stored}"\n"{"x" * 129}" = "{stored}"\n')
+    check = UsersFile(path)
+    with caplog.at_level(logging.WARNING, logger="iiifserver.web.auth_users"):
+        assert check("a|b", "pw") is None
+    assert set(check.users()) == {"ann"}
+    assert check("ann", "a") == "ann"
+    warned = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(warned) == 2
+    assert "'a|b'" in warned[0]
+    add_user(path, "bob", "b")
+    text = path.read_text()
+    assert f'"a|b" = "{stored}"' in text  # nothing the operator wrote is lost
+    assert set(read_users(path)) == {"ann", "bob"}
 
 
 def test_add_user_keeps_the_others_and_replaces_in_place(tmp_path: Path) -> None:
