@@ -1,4 +1,5 @@
-"""The compiled parts: image/_jpeg_blocks.c, over the system's libjpeg (libjpeg-turbo), and
+"""The compiled parts: image/_jpeg_blocks.c (with its parts in image/jpeg_blocks/), over the
+system's libjpeg (libjpeg-turbo), and
 image/_lanczos.c (lanczos3 resampling of a region's Y, Cb, Cr planes).
 
 Everything else is in pyproject.toml. ``optional``: without a C compiler or libjpeg's headers
@@ -16,7 +17,13 @@ setup(
     ext_modules=[
         Extension(
             "iiifserver.image._jpeg_blocks",
-            sources=["iiifserver/image/_jpeg_blocks.c"],
+            sources=["iiifserver/image/_jpeg_blocks.c"],  # includes its parts: one translation unit
+            depends=[
+                "iiifserver/image/jpeg_blocks/common.h",
+                "iiifserver/image/jpeg_blocks/assemble.c",
+                "iiifserver/image/jpeg_blocks/planes.c",
+                "iiifserver/image/jpeg_blocks/splice.c",
+            ],
             libraries=["jpeg"],
             extra_compile_args=["-O3", "-Wall"],
             optional=True,

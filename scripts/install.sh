@@ -72,7 +72,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 # Reinstall only when the declared dependencies or the C extension's sources change.
-stamp=".venv/.iiifserver-install-$(cat pyproject.toml setup.py iiifserver/image/*.c | sha256sum | cut -c1-16)${extras:+-test}"
+stamp=".venv/.iiifserver-install-$(cat pyproject.toml setup.py iiifserver/image/*.c iiifserver/image/jpeg_blocks/* | sha256sum | cut -c1-16)${extras:+-test}"
 if [ ! -f "$stamp" ]; then
   echo "install: installing iiifserver${extras} into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
