@@ -327,6 +327,38 @@ def test_tier_bypass(site: tuple[Http, Path, Path]) -> None:  # F07
     assert http.app.state.memo.stats()["entries"] == 0
 
 
+def test_no_route_hands_out_the_source_file(site: tuple[Http, Path, Path]) -> None:  # F13
+    """No URL returns a source file as stored: not the file's own path under the server, not the
+    identifier with its extension, not a static route; a TIFF output of a restricted image is as
+    restricted as any other format, and even authorised it is a render, not the file."""
+    http, images, _ = site
+    source = (images / "book" / "p1.tif").read_bytes()
+    for path in (
+        "/book/p1.tif",
+        "/images/book/p1.tif",
+        "/iiif/3/book%2Fp1.tif",
+        "/iiif/3/book/p1.tif",
+        "/static/..%2F..%2Fbook%2Fp1.tif",
+        "/iiif/3/open.tif",
+        "/open.tif",
+    ):
+        r = http.get(path)
+        if r.status_code in (301, 302, 303, 307, 308):  # the base URI of an image: its info.json
+            r = http.get(r.headers["location"].removeprefix("http://testserver"))
+            assert r.headers["content-type"].startswith("application/ld+json"), path
+        else:
+            assert r.status_code in (400, 401, 404), (path, r.status_code)
+        assert not r.headers.get("content-type", "").startswith("image/"), path
+        assert r.content != source
+    restricted_tiff = "/iiif/3/book%2Fp1/full/max/0/default.tif"
+    assert http.get(restricted_tiff).status_code == 401
+    authorised = http.get(restricted_tiff, headers={"cookie": login(http)})
+    assert authorised.status_code == 200
+    assert authorised.headers["content-type"] == "image/tiff"
+    assert authorised.content != source  # encoded anew from the pixels, whatever the request
+    assert http.get("/iiif/3/open/full/max/0/default.tif").content != (images / "open.tif").read_bytes()
+
+
 def test_keys_carry_the_tier(site: tuple[Http, Path, Path], client: Callable[..., Http]) -> None:  # F07
     """Every tier keeps restricted entries apart: a fresh app on the same disk tier, with the
     image made open, renders anew (it never finds the restricted entry under the open key)."""
