@@ -1,6 +1,9 @@
-"""Attack and fault cases C12, D02, D09, D11 and E12 (attack-cases.md) over HTTP, in process.
+"""Attack and fault cases C12, C13, D02, D09, D10, D11 and E12 (attack-cases.md) over HTTP, in process.
 
-C12: a Range header of thousands of ranges costs nothing and changes nothing (no 206). D02: bit
+C12: a Range header of thousands of ranges costs nothing and changes nothing (no 206). C13: a
+header of a few hundred bytes claiming 60000x60000 pixels is refused at open, never decoded.
+D10: extreme aspect ratios are described and answered where valid, 400 where a size rounds to no
+pixel, refused past libvips' largest coordinate. D02: bit
 rot inside one deflate or LZW tile fails the requests that read that tile (a 500 naming the
 source, never silently wrong pixels, nothing cached), and only those. D09: a source the server
 may not read is a 403, every time, naming no path, and served as soon as it is readable again.
@@ -13,21 +16,25 @@ The worker crash of G03 needs real processes: ``tests/e2e/test_worker_crash.py``
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tifffile
+from PIL import Image
 
 from tests.web.conftest import Http, ImageRoot, _gradient, save_pyramid
 from tests.web.test_attack_cases import check_response
@@ -60,6 +67,95 @@ def test_c12_many_ranges_are_ignored_at_no_cost(http: Http, image_root: ImageRoo
         assert r.content == whole.content
         assert "content-range" not in r.headers
         check_response(r, image_root, path)
+
+
+# --- C13 and D10: headers that claim huge or extreme dimensions ------------------------------------
+
+
+def crafted_tiff(path: Path, width: int, height: int, *, filled: bool = False) -> None:
+    """A TIFF of a few hundred bytes whose header claims ``width`` x ``height`` RGB pixels in one
+    deflate strip (a decompression bomb if anything decoded it); ``filled``: the strip holds them
+    all (black), a valid image."""
+    strip = zlib.compress(bytes(width * height * 3 if filled else 300))
+    bits_at = 8 + 2 + 10 * 12 + 4  # after the header and the directory of 10 entries
+    strip_at = bits_at + 6
+    entries = [  # tag, type (3 SHORT, 4 LONG), count, value or offset; ascending, as TIFF wants
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 3, bits_at),
+        (259, 3, 1, 8),  # deflate
+        (262, 3, 1, 2),  # RGB
+        (273, 4, 1, strip_at),
+        (277, 3, 1, 3),
+        (278, 4, 1, height),
+        (279, 4, 1, len(strip)),
+        (284, 3, 1, 1),
+    ]
+    directory = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries) + bytes(4)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + directory + struct.pack("<HHH", 8, 8, 8) + strip)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "reason"),
+    [
+        (60_000, 60_000, "is a 60000x60000 image without a tiled pyramid; convert it"),  # over plain_max_pixels
+        (70_000, 70_000, "is 70000x70000 pixels, more than this server accepts"),  # over max_source_pixels
+    ],
+)
+def test_c13_a_bomb_header_is_refused_at_open(
+    make_http: Any, image_root: ImageRoot, width: int, height: int, reason: str
+) -> None:
+    name = f"bomb-{width}"
+    crafted_tiff(image_root.root / f"{name}.tif", width, height)
+    try:
+        http = make_http()
+        for tail in ("info.json", "full/100,/0/default.jpg", "0,0,256,256/256,/0/default.jpg"):
+            started = time.monotonic()
+            r = http.raw(f"/iiif/3/{name}/{tail}")
+            assert time.monotonic() - started < 0.5  # refused from the header: nothing was decoded
+            assert r.status_code == 501
+            assert reason in r.text
+            check_response(r, image_root, tail)
+    finally:
+        (image_root.root / f"{name}.tif").unlink()
+
+
+def test_d10_extreme_aspect_ratios_answer_what_is_valid(make_http: Any, image_root: ImageRoot) -> None:
+    """A 20,000,000 x 1 or 1 x 20,000,000 source is described and rendered where a request is
+    valid; sizes that round to no pixel are a 400; one past libvips' largest coordinate (100,000,000
+    since 8.16) is refused as damaged: never a crash, never a decode of the claimed pixels."""
+    http = make_http()
+    names = {"wide": (20_000_000, 1), "tall": (1, 20_000_000), "wider": (200_000_000, 1)}
+    for name, (width, height) in names.items():
+        crafted_tiff(image_root.root / f"{name}.tif", width, height, filled=name != "wider")
+    try:
+        for name in ("wide", "tall"):
+            info = http.raw(f"/iiif/3/{name}/info.json")
+            assert info.status_code == 200
+            assert (info.json()["width"], info.json()["height"]) == names[name]
+        assert http.raw("/iiif/3/wide/full/100,/0/default.jpg").status_code == 400  # 100 x 0
+        assert http.raw("/iiif/3/tall/full/,100/0/default.jpg").status_code == 400  # 0 x 100
+        for path, size in (
+            ("/iiif/3/wide/0,0,1000,1/max/0/default.jpg", (1000, 1)),
+            ("/iiif/3/tall/0,0,1,1000/max/0/default.jpg", (1, 1000)),
+            ("/iiif/3/wide/full/max/0/default.jpg", None),  # max: as wide as the limits allow
+        ):
+            r = http.raw(path)
+            assert r.status_code == 200, (path, r.text[:200])
+            with Image.open(io.BytesIO(r.content)) as picture:
+                if size is None:  # the width the limits allow, one pixel high
+                    assert picture.size[0] >= 1000, picture.size
+                    assert picture.size[1] == 1, picture.size
+                else:
+                    assert picture.size == size
+        for tail in ("info.json", "full/100,/0/default.jpg"):
+            r = http.raw(f"/iiif/3/wider/{tail}")
+            assert r.status_code == 500
+            assert "the source 'wider' is damaged" in r.text
+            check_response(r, image_root, tail)
+    finally:
+        for name in names:
+            (image_root.root / f"{name}.tif").unlink()
 
 
 # --- D02: bit rot inside a deflate or LZW tile ------------------------------------------------------
