@@ -1,11 +1,12 @@
 """The wiring of ``create_app``: this worker's figures reach its stats file (while the app runs)
-and ``/admin/stats``, the fast path's among them."""
+and ``/admin/stats``, the fast path's among them; the start clears a killed writer's debris."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import orjson
@@ -58,3 +59,46 @@ def test_admin_stats_show_the_fast_path_beside_the_service(tmp_path: Path) -> No
     assert stats["fast_path"] == {"entries": 1, "hits": 1, "tiles_in_protocol": 0}
     assert "block_cache" not in stats
     assert {"cache", "service", "lanes", "workers", "total"} <= set(stats)
+
+
+def test_the_lifespan_clears_a_killed_writers_debris_before_the_first_request(tmp_path: Path) -> None:
+    """Attack case E01: a worker killed while it wrote a disk-tier entry leaves a temporary file
+    (the entry's own name is only ever given to a complete file, by a rename). The next start
+    removes it before the first request, keeps the complete entries, and serves them."""
+    pyvips.Image.black(600, 400, bands=3).tiffsave(str(tmp_path / "img.tif"), tile=True, pyramid=True)
+    settings = Settings(images=tmp_path, cache=tmp_path / "cache", manifests=tmp_path / "none", disk_cache_admission=1)
+    region = "/iiif/3/img/10,10,300,200/150,/0/default.jpg"
+
+    async def first_run() -> bytes:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            status, _, body = await call(app, region)
+            assert status == 200
+            async with asyncio.timeout(10):  # the background write of the render
+                while not _entries(settings.cache):
+                    await asyncio.sleep(0.02)
+        return body
+
+    rendered = asyncio.run(first_run())
+    (entry,) = _entries(settings.cache)
+    debris = entry.with_name(f"{'0' * 40}.4242.deadbeef0001.tmp")  # as ``DiskCache.put`` names its temp files
+    debris.write_bytes(entry.read_bytes()[:100])  # a write cut short
+    an_hour_ago = time.time() - 3600
+    os.utime(debris, (an_hour_ago, an_hour_ago))
+
+    async def second_run() -> tuple[bool, int, bytes]:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            gone_at_start = not debris.exists()
+            status, _, body = await call(app, region)
+        return gone_at_start, status, body
+
+    gone_at_start, status, body = asyncio.run(second_run())
+    assert gone_at_start
+    assert entry.exists()
+    assert (status, body) == (200, rendered)
+
+
+def _entries(cache: Path) -> list[Path]:
+    """The disk tier's entry files (named by their 40-hex-digit key)."""
+    return [p for p in cache.rglob("*") if p.is_file() and len(p.name) == 40 and p.name.isalnum()]
