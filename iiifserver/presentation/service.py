@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 import cachetools
 import orjson
 
-from iiifserver.errors import IIIFError, NotFound, SourceDamaged
+from iiifserver.errors import IIIFError, NotFound, ServiceUnavailable, SourceDamaged
 from iiifserver.image import info as info_doc
 from iiifserver.image.planner import max_size
 from iiifserver.image.service import ImageService
@@ -40,6 +40,10 @@ RunBlocking = Callable[..., Awaitable[Any]]
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 BUILT_FROM_FOLDERS = ("folder", "image")  # catalogue origins whose pages nobody chose by hand
 SUB_COLLECTION_THUMBNAIL_TRIES = 8  # objects tried for a sub-collection's thumbnail
+# Images of one document looked up at once. Each unknown one is a job of the I/O lane (a stat and a
+# probe): a manifest of thousands of pages asked for all at once filled the lane's queue, and the
+# overflow, a 503 for the viewers' requests too, failed the manifest. The lane has at least 4 threads.
+FIND_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,9 +271,7 @@ class PresentationService:
         self, entry: ObjectEntry, identifiers: Sequence[str], fields: Sequence[str], *, drop_damaged: bool = False
     ) -> tuple[dict[str, builder.ImageFacts], list[str], int]:
         """Facts of each image; a damaged one is left out when ``drop_damaged`` (unless all are)."""
-        results = await asyncio.gather(
-            *(self._images.find(identifier) for identifier in identifiers), return_exceptions=True
-        )
+        results = await self._find_all(identifiers)
         facts: dict[str, builder.ImageFacts] = {}
         versions: list[str] = []
         mtime = 0
@@ -282,6 +284,8 @@ class PresentationService:
                 continue
             if isinstance(result, NotFound):
                 raise DescriptionError(_source(entry), field_name, f"no image {identifier!r} in the image folder")
+            if isinstance(result, ServiceUnavailable):
+                raise result  # the server is busy now (a 503 to retry), not a bad description
             if isinstance(result, IIIFError):
                 raise DescriptionError(_source(entry), field_name, f"image {identifier!r}: {result.detail}")
             if isinstance(result, BaseException):
@@ -290,6 +294,16 @@ class PresentationService:
             versions.append(f"{identifier}\0{result.file.version.token}")
             mtime = max(mtime, result.file.version.mtime_ns)
         return facts, versions, mtime
+
+    async def _find_all(self, identifiers: Sequence[str]) -> list[KnownSource | BaseException]:
+        """``find`` of each identifier (its error in its place), ``FIND_CONCURRENCY`` at a time."""
+        limit = asyncio.Semaphore(FIND_CONCURRENCY)
+
+        async def one(identifier: str) -> KnownSource:
+            async with limit:
+                return await self._images.find(identifier)
+
+        return await asyncio.gather(*(one(identifier) for identifier in identifiers), return_exceptions=True)
 
     def _image_facts(self, identifier: str, known: KnownSource) -> builder.ImageFacts:
         info = known.info

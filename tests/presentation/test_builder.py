@@ -4,12 +4,17 @@ the output, collection paging, and every document valid against the Presentation
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
+from iiifserver.errors import ServiceUnavailable
+from iiifserver.image import probe as probe_module
+from iiifserver.image.source_registry import SourceRegistry
 from tests.presentation.conftest import make_image, schema_errors, write
 from tests.web.conftest import Http
 
@@ -253,3 +258,58 @@ def test_broken_objects_are_left_out_of_collections(tree: tuple[Path, Path], cli
     http = client(images, manifests)
     top = _get(http, f"{P}/collection")
     assert [i["id"].rsplit("/", 2)[1] for i in top["items"]] == ["ok"]
+
+
+def test_a_manifest_of_thousands_of_canvases_opens_each_source_once(
+    tree: tuple[Path, Path], client: Callable[..., Http], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack case C14: a folder of 2,000 scans (a register) is one manifest of 2,000 canvases;
+    building it reads each file's header once (no pixels), and it is built again from what is
+    known (no file opened twice)."""
+    images, manifests = tree
+    first = make_image(images / "register" / "f0000.tif", 64, 48)
+    for n in range(1, 2000):  # distinct files, as a collection is, not links to one
+        shutil.copyfile(first, images / "register" / f"f{n:04d}.tif")
+    opened: list[str] = []
+    real_probe = probe_module.probe
+
+    def counting_probe(path: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        return real_probe(path, **kwargs)
+
+    monkeypatch.setattr(probe_module, "probe", counting_probe)
+    http = client(images, manifests)
+    manifest = _get(http, f"{P}/register/manifest")
+    assert len(manifest["items"]) == 2000
+    assert {(c["width"], c["height"]) for c in manifest["items"]} == {(64, 48)}
+    assert len(opened) == 2000
+    assert len(set(opened)) == 2000  # each source once
+    again = _get(http, f"{P}/register/manifest")
+    assert again == manifest
+    assert len(opened) == 2000  # built again without opening a file
+
+
+def test_a_busy_server_while_a_manifest_is_built_is_a_503_not_a_bad_description(
+    tree: tuple[Path, Path], client: Callable[..., Http], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image the server is too busy to look up now (its I/O queue full) makes the manifest a 503
+    to retry, not a 500 blaming the description; the next ask builds it."""
+    images, manifests = tree
+    for n in range(3):
+        make_image(images / "book" / f"p{n}.tif", 64, 48)
+    real_find = SourceRegistry.find
+    busy = {"book/p1"}
+
+    async def find(self: SourceRegistry, identifier: str) -> Any:
+        if identifier in busy:
+            raise ServiceUnavailable("server busy (io queue full)", retry_after=1)
+        return await real_find(self, identifier)
+
+    monkeypatch.setattr(SourceRegistry, "find", find)
+    http = client(images, manifests)
+    r = http.get(f"{P}/book/manifest")
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert "description" not in r.text
+    busy.clear()
+    assert len(_get(http, f"{P}/book/manifest")["items"]) == 3
