@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -119,7 +120,9 @@ def add_user(path: Path, user: str, password: str) -> None:
     users = _users_table(path) if path.exists() else {}  # a name left out at login stays in the file
     users[user] = hash_password(password)
     lines = ["# iiifserver login users (iiifserver users add NAME); scrypt password hashes", "[users]"]
-    lines += [f'"{name}" = "{value}"' for name, value in sorted(users.items())]
+    # JSON's string escapes are TOML's basic-string ones: a hand-written name with a quote or a
+    # backslash is written back as it was read.
+    lines += [f"{json.dumps(name)} = {json.dumps(value)}" for name, value in sorted(users.items())]
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import os
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,19 +121,21 @@ def test_a_name_outside_the_rule_cannot_log_in_and_stays_in_the_file(
     add_user(path, "ann", "a")
     stored = hash_password("pw")
     with path.open("a") as f:
-        f.write(f'"a|b" = "{stored}"\n"{"x" * 129}" = "{stored}"\n')
+        f.write(f'"a|b" = "{stored}"\n"{"x" * 129}" = "{stored}"\n"q\\"uote\\\\d" = "{stored}"\n')
     check = UsersFile(path)
     with caplog.at_level(logging.WARNING, logger="iiifserver.web.auth_users"):
         assert check("a|b", "pw") is None
     assert set(check.users()) == {"ann"}
     assert check("ann", "a") == "ann"
     warned = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-    assert len(warned) == 2
+    assert len(warned) == 3
     assert "'a|b'" in warned[0]
     add_user(path, "bob", "b")
     text = path.read_text()
     assert f'"a|b" = "{stored}"' in text  # nothing the operator wrote is lost
     assert set(read_users(path)) == {"ann", "bob"}
+    with path.open("rb") as f:  # and the file is still TOML, the odd names as they were
+        assert set(tomllib.load(f)["users"]) == {"ann", "bob", "a|b", "x" * 129, 'q"uote\\d'}
 
 
 def test_add_user_keeps_the_others_and_replaces_in_place(tmp_path: Path) -> None:
