@@ -1122,23 +1122,32 @@ def mixed_summary(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -
     return "\n".join(lines)
 
 
+def _mixed_table(
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]],
+    columns: list[str],
+    row: Callable[[list[dict[str, Any]]], list[str] | None],
+) -> str:
+    """A table of the mixed runs, one row per concurrency and server: ``row(records)`` gives its
+    cells under ``columns`` from that server's mixed runs at that concurrency (None: no row)."""
+    lines = [
+        "| c | server | " + " | ".join(columns) + " |",
+        "|---:|---|" + "---:|" * len(columns),
+    ]
+    for c in MIX_CONC:
+        for cfg in ("iiifserver", "iipsrv"):
+            cells = row(runs.get((cfg, "mixed", "mixed", c), []))
+            if cells is not None:
+                lines.append(f"| {c} | {cfg} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _kinds_table(
     runs: dict[tuple[str, str, str, int], list[dict[str, Any]]],
     row: Callable[[list[dict[str, Any]], list[str]], list[str] | None],
 ) -> str:
-    """A table of the mixed list's kinds, one row per concurrency and server: ``row(runs, kinds)``
-    gives its cells from that server's mixed runs at that concurrency (None: no row)."""
+    """``_mixed_table`` with a column per kind of the mixed list: ``row(records, kinds)``."""
     kinds = [*mix.KINDS]
-    lines = [
-        "| c | server | " + " | ".join(kinds) + " |",
-        "|---:|---|" + "---:|" * len(kinds),
-    ]
-    for c in MIX_CONC:
-        for cfg in ("iiifserver", "iipsrv"):
-            cells = row(runs.get((cfg, "mixed", "mixed", c), []), kinds)
-            if cells is not None:
-                lines.append(f"| {c} | {cfg} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return _mixed_table(runs, kinds, lambda records: row(records, kinds))
 
 
 def mixed_kinds(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
@@ -1181,24 +1190,20 @@ def mixed_windows(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -
         for r in rs:
             if len(r.get("request_windows") or []) > len(spans):
                 spans = [(w["from"], w["to"]) for w in r["request_windows"]]
-    lines = [
-        "| c | server | " + " | ".join(f"{a:g}-{b:g} s" for a, b in spans) + " |",
-        "|---:|---|" + "---:|" * len(spans),
-    ]
-    for c in MIX_CONC:
-        for cfg in ("iiifserver", "iipsrv"):
-            rs = [r["request_windows"] for r in runs.get((cfg, "mixed", "mixed", c), []) if r.get("request_windows")]
-            total = sum(w["slowest"] for ws in rs for w in ws)
-            if not rs or not total:
-                continue
-            cells = []
-            for k in range(len(spans)):
-                p99s = [ws[k]["p99"] for ws in rs if k < len(ws) and ws[k]["n"]]
-                slowest = sum(ws[k]["slowest"] for ws in rs if k < len(ws))
-                p99 = statistics.median(p99s) if p99s else None
-                cells.append(f"{fmt(p99, '')} ({slowest / total:.0%})")
-            lines.append(f"| {c} | {cfg} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def row(records: list[dict[str, Any]]) -> list[str] | None:
+        rs = [r["request_windows"] for r in records if r.get("request_windows")]
+        total = sum(w["slowest"] for ws in rs for w in ws)
+        if not total:
+            return None
+        cells = []
+        for k in range(len(spans)):
+            p99s = [ws[k]["p99"] for ws in rs if k < len(ws) and ws[k]["n"]]
+            slowest = sum(ws[k]["slowest"] for ws in rs if k < len(ws))
+            cells.append(f"{fmt(statistics.median(p99s) if p99s else None, '')} ({slowest / total:.0%})")
+        return cells
+
+    return _mixed_table(runs, [f"{a:g}-{b:g} s" for a, b in spans], row)
 
 
 def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta: dict[str, Any]) -> None:
