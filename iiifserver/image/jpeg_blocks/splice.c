@@ -197,37 +197,39 @@ static int reserve(struct writer *w, size_t bytes)
     return 1;
 }
 
-/* n (at most 32) bits; the caller reserved room for them. */
+/* n (1 to 56) bits; the caller reserved room for them and 8 bytes more. Stores a whole word:
+ * the bytes past the completed ones are written again by the next store. */
 static inline void put_reserved(struct writer *w, unsigned long long value, int n)
 {
-    w->pending = (w->pending << n) | (value & ((1ULL << n) - 1));
-    w->pending_bits += n;
-    while (w->pending_bits >= 8) {
-        w->pending_bits -= 8;
-        w->data[w->size++] = (unsigned char)(w->pending >> w->pending_bits);
-    }
+    unsigned long long pending = (w->pending << n) | (value & ((1ULL << n) - 1));
+    int total = w->pending_bits + n; /* at most 7 + 56 */
+    unsigned long long word = BIG_ENDIAN_64(pending << (64 - total));
+    memcpy(w->data + w->size, &word, sizeof(word));
+    w->size += (size_t)(total >> 3);
+    w->pending_bits = total & 7;
+    w->pending = pending & ((1ULL << w->pending_bits) - 1);
 }
 
 static int put(struct writer *w, unsigned long long value, int n) /* n <= 32 */
 {
     if (n == 0)
         return 1;
-    if (!reserve(w, 8))
+    if (!reserve(w, 16))
         return 0;
     put_reserved(w, value, n);
     return 1;
 }
 
-/* Bits [from, to) of b, as they are. */
+/* Bits [from, to) of b, as they are, 56 at a time (peek64 holds at least 57). */
 static int copy_bits(struct writer *w, const struct bits *b, size_t from, size_t to)
 {
     struct bits at = *b;
     at.at = from;
-    if (!reserve(w, (to - from) / 8 + 8))
+    if (!reserve(w, (to - from) / 8 + 16))
         return 0;
-    while (to - at.at >= 32) {
-        put_reserved(w, peek64(&at) >> 32, 32);
-        at.at += 32;
+    while (to - at.at >= 56) {
+        put_reserved(w, peek64(&at) >> 8, 56);
+        at.at += 56;
     }
     size_t rest = to - at.at;
     if (rest)
