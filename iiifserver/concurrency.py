@@ -78,6 +78,11 @@ class Lane:
     def busy(self) -> int:
         return self._busy
 
+    @property
+    def has_free_thread(self) -> bool:
+        """A job submitted now starts at once, waiting behind none."""
+        return self._free > 0 and not self._queue
+
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         """Run ``fn`` in a thread of this lane; await the result. 503 when the lane is saturated.
 

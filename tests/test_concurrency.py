@@ -58,6 +58,7 @@ def test_full_queue_is_a_503_with_retry_after() -> None:
         waiters = [asyncio.create_task(_awaited(lane.run(lambda: "done"))) for _ in range(2)]
         await asyncio.sleep(0.05)
         assert lane.waiting == 2
+        assert not lane.has_free_thread
         with pytest.raises(ServiceUnavailable) as caught:
             await lane.run(lambda: "refused")
         assert caught.value.status == 503
@@ -66,6 +67,24 @@ def test_full_queue_is_a_503_with_retry_after() -> None:
         return list(await asyncio.gather(running, *waiters))
 
     assert asyncio.run(go()) == [True, "done", "done"]
+    assert lane.has_free_thread
+
+
+def test_a_free_thread_with_nobody_queued_is_a_free_thread() -> None:
+    """``has_free_thread``: a job submitted now would start at once."""
+    lane = Lane("tile", 1, 5, 5.0)
+    release = threading.Event()
+    assert lane.has_free_thread
+
+    async def go() -> None:
+        running = asyncio.create_task(_awaited(lane.run(release.wait, 5)))
+        await asyncio.sleep(0.05)
+        assert not lane.has_free_thread
+        release.set()
+        await running
+        assert lane.has_free_thread
+
+    asyncio.run(go())
 
 
 def test_queue_timeout_is_a_503() -> None:

@@ -67,6 +67,11 @@ class TileCache:
     def has_shared(self) -> bool:
         return self.shared is not None
 
+    @property
+    def has_lower(self) -> bool:
+        """A disk or shared tier: a body may be found below the memory tier."""
+        return self.disk is not None or self.shared is not None
+
     def get_disk_blocking(self, identifier: str, key: str) -> Entry | None:
         """The disk tier only, in the caller's thread (a worker thread: it blocks); never raises.
 

@@ -2,8 +2,9 @@
 
 Owns: known source (``SourceRegistry``) -> resolved request -> canonical form and cache key ->
 memory tier (no thread hop) -> stored tile from the page cache (on the loop) -> single-flight:
-stored tile read in a worker thread, else disk tier and render in one hop into a bounded lane ->
-cache put; which lane a request runs in; the service's counters.
+stored tile read in a worker thread, else disk tier and render in one hop into a bounded lane (with
+renders queued, the disk and shared tiers are read first in the I/O lane, so a cached body never
+waits behind renders) -> cache put; which lane a request runs in; the service's counters.
 Must not know: the web framework, pyvips (render and tile reading are functions it is given, and
 run in worker threads), how identifiers are resolved and trusted (the registry's business).
 
@@ -247,12 +248,22 @@ class ImageService:
             async with deadline:
                 if prepared.passthrough is not None:
                     return await self._flights.run(prepared.key, lambda: self._produce(prepared))
+                lane = self._lane(prepared.plan)
+                if not lane.has_free_thread and self.cache is not None and self.cache.has_lower:
+                    # Renders are queued: a body the disk or shared tier holds is read in the I/O
+                    # lane now instead of waiting behind them (a cache-busting flood must not
+                    # hold up cached thumbnails). Twins read it each: cheaper than a flight.
+                    found = await self.lanes.io.run(
+                        self.cache.get_lower_blocking, prepared.source.file.cache_name, prepared.key
+                    )
+                    if found is not None:
+                        return self._kept(prepared, found)
                 # One thread hop for the disk lookup and the render: under load every hop back
                 # to the loop costs a loop iteration or more, and a first view's small renders
                 # are its slowest tiles.
                 return await self._flights.run_in(
                     prepared.key,
-                    self._lane(prepared.plan),
+                    lane,
                     functools.partial(self._disk_or_render, prepared),
                     functools.partial(self._kept, prepared),
                     functools.partial(self._failed, prepared),

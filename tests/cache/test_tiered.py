@@ -95,12 +95,14 @@ def test_blocking_disk_lookup_reads_the_disk_tier_only(tmp_path: Path) -> None:
     DiskCache(tmp_path, 10_000_000).put("img", key(1), entry())
     tiered, blocking = make(tmp_path)
     assert tiered.has_disk
+    assert tiered.has_lower
     assert tiered.get_disk_blocking("img", key(1)) == entry()
     assert tiered.get_disk_blocking("img", key(2)) is None
     assert tiered.get_memory(key(1)) is None
     assert blocking.calls == []
     memory_only, _ = make(tmp_path, disk=False)
     assert not memory_only.has_disk
+    assert not memory_only.has_lower
     assert memory_only.get_disk_blocking("img", key(1)) is None
 
 

@@ -217,3 +217,69 @@ def test_a_queued_render_whose_deadline_passed_is_dropped_before_it_starts(two_s
         assert len(render.calls) == 1
 
     asyncio.run(steps())
+
+
+def test_a_body_on_disk_is_not_queued_behind_renders(two_sources: Path, tmp_path: Path) -> None:
+    """C06: with the tile lane's thread busy and its queue full (a flood of distinct renders), a
+    render kept in the disk tier is read in the I/O lane and answered, while a new render is
+    still shed with 503; with a thread free it takes the one-hop way (disk lookup and render
+    in the lane's thread) as before."""
+    settings: dict[str, Any] = {"disk_cache_mb": 64, "disk_cache_admission": 1, "max_waiting": 2}
+    cached_url = "0,0,256,256/256,/0/default.jpg"
+
+    async def keep_on_disk() -> None:
+        service = fake_service(two_sources, tmp_path, GatedRender(), **settings)
+        assert (await service.fetch(await service.prepare("pic", tile(cached_url)))).body == b"rendered pic.tif"
+        await service.drain()
+
+    asyncio.run(keep_on_disk())
+
+    render = GatedRender("pic.tif")
+    service = fake_service(two_sources, tmp_path, render, **settings)  # memory tier empty, same disk
+
+    async def steps() -> None:
+        cached = await service.prepare("pic", tile(cached_url))
+        flood = [await service.prepare("pic", tile(f"{x},128,128,128/128,/0/default.jpg")) for x in (0, 128, 256)]
+        tasks = [asyncio.create_task(service.fetch(p)) for p in flood]
+        await until(lambda: service.lanes.tile.busy == 1 and service.lanes.tile.waiting == 2)
+        async with asyncio.timeout(5):
+            entry, origin = await service.fetch_with_origin(cached)
+        assert (entry.body, origin) == (b"rendered pic.tif", "disk")
+        assert not any(task.done() for task in tasks)
+        shed = await service.prepare("pic", tile("384,256,128,128/128,/0/default.jpg"))
+        with pytest.raises(ServiceUnavailable, match="queue full"):
+            await service.fetch(shed)  # renders beyond the queue are still shed
+        render.open()
+        assert [e.body for e in await asyncio.gather(*tasks)] == [b"rendered pic.tif"] * 3
+        assert len(render.calls) == 3  # the cached one was not rendered again
+
+    asyncio.run(steps())
+
+
+def test_with_a_render_thread_free_the_disk_lookup_rides_the_render_hop(two_sources: Path, tmp_path: Path) -> None:
+    """No queue: the disk tier is looked up in the render lane's thread (one hop), the I/O lane unused."""
+    settings: dict[str, Any] = {"disk_cache_mb": 64, "disk_cache_admission": 1}
+    url = "0,0,256,256/256,/0/default.jpg"
+
+    async def keep_on_disk() -> None:
+        service = fake_service(two_sources, tmp_path, GatedRender(), **settings)
+        await service.fetch(await service.prepare("pic", tile(url)))
+        await service.drain()
+
+    asyncio.run(keep_on_disk())
+    service = fake_service(two_sources, tmp_path, GatedRender(), **settings)
+    io_jobs: list[object] = []
+    run_io = service.lanes.io.run
+
+    def counting(fn: Any, *args: Any) -> Any:
+        io_jobs.append(fn)
+        return run_io(fn, *args)
+
+    async def steps() -> None:
+        prepared = await service.prepare("pic", tile(url))
+        service.lanes.io.run = counting  # type: ignore[method-assign]
+        entry, origin = await service.fetch_with_origin(prepared)
+        assert (entry.body, origin) == (b"rendered pic.tif", "disk")
+        assert io_jobs == []
+
+    asyncio.run(steps())
