@@ -106,6 +106,11 @@ MIN_DISTINCT_FILES = 150  # distinct files (copies) under every cold and unalign
 MIX_SMALL = 1000  # 4000x3000 photographs in the mixed workload's collection, besides the scans
 MIX_REQUESTS_PER_S = 5_000  # the most mixed requests/s a run may need URLs for
 MIX_CONC = (8, 64)
+# Open-loop runs of the mixed list (``--open-rates``): a Poisson stream at a fixed rate that both
+# servers sustain (iipsrv serves about 750-800 of these requests/s on 2 cores), over this many
+# connections, each request timed from its scheduled moment.
+MIX_OPEN_RATES = (600.0,)
+MIX_OPEN_CONC = 64
 
 
 @dataclass
@@ -123,6 +128,7 @@ class Plan:
     baseline_checkout: str | None = None  # the iiifserver-baseline config's checkout
     mix_small: int = MIX_SMALL
     mix_urls: int = 0
+    open_rates: tuple[float, ...] = MIX_OPEN_RATES
 
     @classmethod
     def make(
@@ -157,7 +163,7 @@ class Plan:
         matrix = 2 * (len(self.configs) * (modes * len(self.conc) * self.repeats * per + info))
         unaligned = 2 * 2 * self.repeats * per if "unaligned" in self.only else 0
         giga = 2 * self.repeats * per if "giga" in self.only else 0
-        mixed = 2 * len(MIX_CONC) * self.repeats * per if "mixed" in self.only else 0
+        mixed = 2 * (len(MIX_CONC) + len(self.open_rates)) * self.repeats * per if "mixed" in self.only else 0
         return (matrix + unaligned + giga + mixed) / 60
 
 
@@ -684,6 +690,17 @@ def parse_qualities(text: str) -> tuple[int, ...]:
     return qualities
 
 
+def parse_rates(text: str) -> tuple[float, ...]:
+    """``--open-rates``: positive requests/s, comma-separated; empty for none."""
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text!r}") from None
+    if any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError("rates must be positive")
+    return rates
+
+
 def parse_configs(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in ALL_CONFIGS]
@@ -730,6 +747,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-install", action="store_true", help="never apt-get; fail if something is missing")
     ap.add_argument("--seed", type=int, default=1, help="seed of the unaligned and the mixed requests")
     ap.add_argument(
+        "--open-rates",
+        type=parse_rates,
+        default=MIX_OPEN_RATES,
+        help="requests/s of the mixed workload's open-loop runs, comma-separated ('' for none; default "
+        + ",".join(f"{r:g}" for r in MIX_OPEN_RATES)
+        + ")",
+    )
+    ap.add_argument(
         "--report",
         type=Path,
         metavar="JSONL",
@@ -773,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = Plan.make(args.quick, args.duration, args.repeats, args.only, configs)
     plan.baseline_checkout = str(baseline) if baseline else None
+    plan.open_rates = args.open_rates
     base_args = shlex.split(os.environ.get("IIIFSERVER_ARGS", ""))
 
     day = datetime.now().strftime("%Y-%m-%d")
@@ -981,9 +1007,12 @@ def mixed(
     urls_file = jsonl.with_name(f"{jsonl.stem}.mixed.txt")
     urls_file.write_text("".join(r.line() + "\n" for r in requests))
     ids = sorted({r.path.split("/", 1)[0] for r in requests})
+    # (concurrency, open-loop rate or None, the label's image field): closed loops, then open ones
+    shapes = [(c, None, "mixed") for c in MIX_CONC]
+    shapes += [(MIX_OPEN_CONC, rate, open_name(rate)) for rate in plan.open_rates]
     try:
         for rep in range(1, plan.repeats + 1):
-            for c in MIX_CONC:
+            for c, rate, name in shapes:
                 for config in [name for name in ("iiifserver", "iipsrv") if name in plan.configs]:
                     server = servers.make(config, images, jpeg_quality=85, checkout=checkout, args=serve)
                     try:
@@ -994,7 +1023,7 @@ def mixed(
                         work = load.make_workload(server.base, "mixed", ids, urls_file=urls_file)
                         record = load.run(
                             server.base, work, concurrency=c, duration=plan.duration, pids=server.pids,
-                            label=f"{config}/mixed/r{rep}", check=20, kinds=[r.kind for r in requests],
+                            label=f"{config}/{name}/r{rep}", check=20, kinds=[r.kind for r in requests], rate=rate,
                         )  # fmt: skip
                         load.append_jsonl(jsonl, record)
                         log(load.describe(record))
@@ -1099,6 +1128,39 @@ def unaligned(
                     server.stop()
     finally:
         urls_file.unlink(missing_ok=True)
+
+
+def open_name(rate: float) -> str:
+    """The image field of an open-loop mixed run's label (``load_runs`` keys runs by it)."""
+    return f"mixed-open-{rate:g}"
+
+
+def mixed_open(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
+    """The open-loop mixed runs (none: ""): per rate and server, requests/s answered, each request's p50,
+    p90 and p99 from its scheduled moment, the p99 of each kind, errors (medians over repeats)."""
+    rates = sorted({r["rate"] for records in runs.values() for r in records if r.get("rate")})
+    if not rates:
+        return ""
+    kinds = list(mix.KINDS)
+    lines = [
+        "| rate | server | req/s | p50 ms | p90 ms | p99 ms | " + " | ".join(f"p99 {k}" for k in kinds) + " | errors |",
+        "|---:|---|" + "---:|" * (4 + len(kinds) + 1),
+    ]
+    for rate in rates:
+        for cfg in ("iiifserver", "iipsrv"):
+            records = runs.get((cfg, open_name(rate), "mixed", MIX_OPEN_CONC), [])
+            if not records:
+                continue
+
+            def latency(group: str, q: str, records: list[dict[str, Any]] = records) -> float | None:
+                got = [r["request_latency"][group][q] for r in records if group in r.get("request_latency", {})]
+                return statistics.median(got) if got else None
+
+            cells = [fmt(value(records, "rps_ok"), ""), *(fmt(latency("all", q), "") for q in ("p50", "p90", "p99"))]
+            cells += [fmt(latency(k, "p99"), "") for k in kinds]
+            errors = sum(r.get("errors", 0) for r in records)
+            lines.append(f"| {rate:g}/s | {cfg} | {' | '.join(cells)} | {errors} |")
+    return "\n".join(lines)
 
 
 def mixed_summary(runs: dict[tuple[str, str, str, int], list[dict[str, Any]]]) -> str:
@@ -1322,6 +1384,22 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
                 "",
             ]
             if any(r.get("mode") == "mixed" for r in records)
+            else []
+        ),
+        *(
+            [
+                "## The mixed workload in an open loop",
+                "",
+                f"The same list sent as a Poisson stream at a fixed rate over {MIX_OPEN_CONC} connections, "
+                "whatever the server does (`--open-rates`; `tile_load.lua` with `RATE_PER_THREAD`), each "
+                "request timed from its scheduled moment to its response's end: the latency visitors see "
+                "at that load. The closed loop above keeps every connection busy, so a saturated server "
+                'only chooses which requests wait (docs/performance.md, "Closed and open loops").',
+                "",
+                mixed_open(load_runs(jsonl)),
+                "",
+            ]
+            if mixed_open(load_runs(jsonl))
             else []
         ),
         *(

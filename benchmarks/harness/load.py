@@ -532,6 +532,7 @@ def run(
     timeout: int = 30,
     seed: int = 1,
     kinds: Sequence[str] | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """One bounded wrk run of work against base; the result record (see result_record).
 
@@ -539,7 +540,15 @@ def run(
     connection per wrk thread, ``tile_load.lua``) and add ``request_latency``: its percentiles
     over all requests and per label (``request_percentiles``), and by 5-second window of the run
     (``request_windows``, ``window_percentiles``).
+
+    ``rate`` (requests/s, with ``kinds``): an open loop instead. The ``concurrency`` connections
+    send a Poisson stream of that rate whatever the server does, and each request is timed from
+    its scheduled moment (``tile_load.lua``): the latency visitors see at that load, where a closed
+    loop measures how a saturated server shares its waiting. No windows (a request's end is not
+    the sum of its thread's latencies then).
     """
+    if rate is not None and (kinds is None or rate <= 0):
+        raise ValueError("an open-loop run needs kinds and a positive rate")
     origin = check_loopback(base)
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
@@ -562,6 +571,9 @@ def run(
         env["URLS_SPLIT"] = "1"
     if kinds is not None:
         env["LATENCIES_FILE"] = f"{f.name}.latencies"
+    env.pop("RATE_PER_THREAD", None)
+    if rate is not None:
+        env["RATE_PER_THREAD"] = f"{rate / threads:.6f}"
     try:
         server_pids = sorted(set(pids()))
         before = {p: cpu_ticks(p) for p in server_pids}
@@ -622,7 +634,9 @@ def run(
     )
     if kinds is not None:
         record["request_latency"] = request_percentiles(timed, kinds)
-        record["request_windows"] = window_percentiles(timed, threads, duration)
+        record["request_windows"] = window_percentiles(timed, threads, duration) if rate is None else []
+        if rate is not None:
+            record["rate"] = rate
         overall = record["request_latency"].get("all", {})
         record.update(request_p50_ms=overall.get("p50"), request_p99_ms=overall.get("p99"))
     if check:

@@ -13,6 +13,13 @@
 -- a connection's mean interval, made-up samples at that interval below it), so a 400 ms download
 -- counts ~50 times at c=8; these are each request once. done() writes "thread cursor microseconds"
 -- lines there (cursor: the position in the thread's lines, 1-based; the last request is not timed).
+--
+-- $RATE_PER_THREAD set too (requests/s): open loop. Each thread sends at exponential intervals of
+-- that mean (a Poisson stream; the threads' sum is the run's rate, whatever the server does) and
+-- times each request from its scheduled moment to its response's end (wrk calls delay() right
+-- after a response): a request scheduled while the previous one is still out is sent late, and
+-- its wait counts, as a visitor's would (coordinated omission corrected as wrk2 does). A request
+-- sent on time (delay() is in whole milliseconds) is timed from its sending.
 local ffi = require("ffi")
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_nsec; } tile_load_timespec;
@@ -55,10 +62,37 @@ function init(args)
   timed = os.getenv("LATENCIES_FILE") ~= nil
   latencies = {} -- cursor, microseconds, cursor, microseconds, ...
   last_start = nil
+  math.randomseed(1000 + index)
+end
+
+local rate = tonumber(os.getenv("RATE_PER_THREAD") or "")
+local scheduled, sent -- open loop: the current request's moment in the schedule, and its sending
+
+local function next_gap_us()
+  return -math.log(1 - math.random()) / rate * 1000000
+end
+
+if rate then
+  function delay()
+    if not sent then -- before a connection's first request (wrk asks on connecting too)
+      return 0
+    end
+    local now = now_us()
+    local from = sent - scheduled <= 1500 and sent or scheduled
+    latencies[#latencies + 1] = cursor
+    latencies[#latencies + 1] = math.floor(now - from)
+    sent = nil
+    scheduled = scheduled + next_gap_us()
+    local wait_ms = (scheduled - now) / 1000
+    return wait_ms > 0 and math.ceil(wait_ms) or 0
+  end
 end
 
 function request()
-  if timed then
+  if rate then
+    sent = now_us()
+    scheduled = scheduled or sent -- the schedule starts at the first request
+  elseif timed then
     local now = now_us()
     if last_start then
       latencies[#latencies + 1] = cursor

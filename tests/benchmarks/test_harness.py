@@ -4,6 +4,7 @@ the side-by-side plan. No server is started and no load is run here."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import pytest
 from benchmarks import side_by_side as sbs
 from benchmarks import viewer_sessions as vs
 from benchmarks.harness import images as img
-from benchmarks.harness import load, servers, summary
+from benchmarks.harness import load, mix, servers, summary
 from benchmarks.harness import matrix as mx
 
 # ---------------------------------------------------------------- URLs
@@ -403,7 +404,10 @@ def test_plan_for_some_workloads() -> None:
         assert plan.copies_big >= sbs.MIN_DISTINCT_FILES  # issue 17: at least 150 distinct files
     assert quick_pair.copies_big == 150 < full.copies_big == 176  # 20 s at 20,000 tiles/s
     mixed = sbs.Plan.make(True, None, None, only=("mixed",))
-    assert mixed.minutes() == pytest.approx(2 * 2 * 15 / 60)  # two servers at c=8 and c=64
+    # two servers at c=8, c=64 and in an open loop at the default rate
+    assert mixed.minutes() == pytest.approx(2 * 3 * 15 / 60)
+    mixed.open_rates = ()
+    assert mixed.minutes() == pytest.approx(2 * 2 * 15 / 60)
     assert mixed.mix_urls == sbs.MIX_REQUESTS_PER_S * 10
 
 
@@ -623,3 +627,38 @@ def test_mixed_windows_table_gives_each_part_of_the_run() -> None:
     assert "| 64 | iiifserver | 310.0 (70%) | 205.0 (30%) |" in lines  # medians; 14 of the 20 slowest first
     assert "| 64 | iipsrv | 250.0 (50%) | 240.0 (50%) |" in lines
     assert not any(line.startswith("| 8 |") for line in lines)  # a run without windows: no row
+
+
+def test_open_rates_option() -> None:
+    assert sbs.parse_rates("600") == (600.0,)
+    assert sbs.parse_rates("400, 600.5") == (400.0, 600.5)
+    assert sbs.parse_rates("") == ()
+    for bad in ("fast", "0", "-5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            sbs.parse_rates(bad)
+
+
+def test_mixed_open_table_per_rate_and_server() -> None:
+    """Open-loop runs apart from the closed ones (their label's image field), medians over repeats."""
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    assert sbs.mixed_open(runs) == ""
+    for config, p99s in (("iiifserver", (40.0, 50.0)), ("iipsrv", (90.0,))):
+        records = []
+        for p99 in p99s:
+            record = _run(config, sbs.open_name(600), "mixed", sbs.MIX_OPEN_CONC, 600.0, 2000.0)
+            record["rate"] = 600.0
+            record["request_latency"] = {
+                "all": {"p50": 1.0, "p90": 10.0, "p99": p99},
+                "region": {"p50": 8.0, "p90": 20.0, "p99": 2 * p99},
+            }
+            records.append(record)
+        runs[(config, sbs.open_name(600), "mixed", sbs.MIX_OPEN_CONC)] = records
+    runs[("iiifserver", "mixed", "mixed", 64)] = [_run("iiifserver", "mixed", "mixed", 64, 1500.0, 2000.0)]
+    lines = sbs.mixed_open(runs).splitlines()
+    assert lines[0].startswith("| rate | server | req/s | p50 ms | p90 ms | p99 ms | p99 viewer |")
+    ours = next(line for line in lines if "| iiifserver |" in line).split(" | ")
+    assert ours[:6] == ["| 600/s", "iiifserver", "600.0", "1.00", "10.0", "45.0"]
+    assert ours[6 + list(mix.KINDS).index("region")] == "90.0"
+    assert ours[6] == "n/a"  # no viewer requests in these runs
+    assert sum("| iipsrv |" in line for line in lines) == 1
+    assert len(lines) == 4  # header, rule, two servers: the closed-loop run is not here

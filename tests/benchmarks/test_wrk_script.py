@@ -61,6 +61,36 @@ def test_each_request_is_timed_once_by_kind(origin: str) -> None:
     assert record["p50_ms"] > got["all"]["p50"]
 
 
+def test_an_open_loop_sends_at_its_rate_and_times_from_the_schedule(origin: str) -> None:
+    """``rate``: a Poisson stream whatever the server does; below what the server can answer
+    each request costs its own time, above it the waits for the late ones count (a closed loop
+    would report the 40 ms of each request and send fewer)."""
+    paths = [f"/slow/{i}" if i % 5 == 0 else f"/fast/{i}" for i in range(400)]
+    work = load.Workload("cold", [(p, None, None) for p in paths], from_file=True)
+    kinds = ["slow" if p.startswith("/slow") else "fast" for p in paths]
+    record = load.run(origin, work, concurrency=4, duration=3, check=0, kinds=kinds, rate=40)
+    got = record["request_latency"]
+    assert 60 <= record["requests"] <= 190  # 120 expected: a Poisson stream of 40/s for 3 s
+    assert record["rate"] == 40
+    assert record["request_windows"] == []
+    assert got["fast"]["p50"] < 15
+    assert SLOW_S * 1000 <= got["slow"]["p50"] < SLOW_S * 1000 + 30
+
+    slow = load.Workload("cold", [(f"/slow/{i}", None, None) for i in range(400)], from_file=True)
+    # one connection asked for 100/s of 40 ms requests: it answers 25/s, the schedule runs ahead
+    record = load.run(origin, slow, concurrency=1, duration=2, check=0, kinds=["slow"] * 400, rate=100)
+    assert record["requests"] <= 2 / SLOW_S + 2
+    assert record["request_latency"]["all"]["p99"] > 10 * SLOW_S * 1000  # late by the queue behind it
+
+
+def test_an_open_loop_needs_kinds_and_a_positive_rate(origin: str) -> None:
+    work = load.Workload("cold", [("/fast/1", None, None)], from_file=True)
+    with pytest.raises(ValueError, match="open-loop"):
+        load.run(origin, work, concurrency=1, duration=1, check=0, rate=10)
+    with pytest.raises(ValueError, match="open-loop"):
+        load.run(origin, work, concurrency=1, duration=1, check=0, kinds=["x"], rate=0)
+
+
 def test_without_kinds_one_wrk_thread_and_no_request_latency(origin: str) -> None:
     work = load.Workload("cold", [(f"/fast/{i}", None, None) for i in range(50)], from_file=True)
     record = load.run(origin, work, concurrency=2, duration=1, check=0)
