@@ -404,8 +404,8 @@ def test_plan_for_some_workloads() -> None:
         assert plan.copies_big >= sbs.MIN_DISTINCT_FILES  # issue 17: at least 150 distinct files
     assert quick_pair.copies_big == 150 < full.copies_big == 176  # 20 s at 20,000 tiles/s
     mixed = sbs.Plan.make(True, None, None, only=("mixed",))
-    # two servers at c=8, c=64 and in an open loop at the default rate
-    assert mixed.minutes() == pytest.approx(2 * 3 * 15 / 60)
+    # two servers at c=8, c=64 and in an open loop at the two default rates
+    assert mixed.minutes() == pytest.approx(2 * 4 * 15 / 60)
     mixed.open_rates = ()
     assert mixed.minutes() == pytest.approx(2 * 2 * 15 / 60)
     assert mixed.mix_urls == sbs.MIX_REQUESTS_PER_S * 10
@@ -485,9 +485,13 @@ def test_mixed_workload_rows_and_summary() -> None:
         record["request_latency"] = {"all": {"n": 10, "p50": rps / 1000, "p99": own_p99, "max": own_p99}}
         record["request_latency"]["region"] = {"n": 3, "p50": 20.0 if config == "iiifserver" else 10.0, "p99": 90.0}
         runs[(config, "mixed", "mixed", c)] = [record]
+    open_loop = _run("iiifserver", sbs.open_name(600), "mixed", sbs.MIX_OPEN_CONC, 600.0, 2000.0)
+    open_loop.update(rate=600.0, request_latency={"all": {"n": 9, "p50": 1.0, "p99": 50.0, "max": 60.0}})
+    open_loop["request_latency"]["region"] = {"n": 1, "p50": 9.0, "p99": 9.0}
+    runs[("iiifserver", sbs.open_name(600), "mixed", sbs.MIX_OPEN_CONC)] = [open_loop]
     tbl, passed, total = sbs.table(runs, True)
     lines = {line.split(" | ")[0].lstrip("| "): line for line in tbl.splitlines()}
-    assert total == 6  # only the mixed rows: nothing else was measured
+    assert total == 6  # only the mixed rows (an open loop adds none): nothing else was measured
     assert "| 1.80x | >= 1.5x | PASS |" in lines["mixed viewer-and-scholar req/s, c=8"]
     assert "| 0.80x | <= 1x | PASS |" in lines["p99 latency of each request, mixed, c=8"]
     wrk_c8 = "p99 latency as wrk reports it (corrected for coordinated omission), mixed, c=8"
