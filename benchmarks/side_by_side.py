@@ -5,7 +5,7 @@
     python benchmarks/side_by_side.py --quick          # c=8 only, 10 s runs, one repeat: about 7 minutes
     python benchmarks/side_by_side.py --quick --only cold,hot --label before   # a quick before/after pair
     python benchmarks/side_by_side.py --server-checkout ../baseline --label baseline   # another commit
-    python benchmarks/side_by_side.py --only mixed     # the mixed viewer-and-scholar workload, c=8 and 64
+    python benchmarks/side_by_side.py --only mixed     # the mixed viewer-and-scholar workload, c=8, 64, open loops
 
 Run it from the repository as root on Debian (it may apt-get), with nothing else CPU-heavy
 meanwhile. It uses the project's harness in ``benchmarks/harness/`` (see benchmarks/README.md):
@@ -28,7 +28,8 @@ meanwhile. It uses the project's harness in ``benchmarks/harness/`` (see benchma
 5. runs iiifserver cold at c=8 on the 1-gigapixel pyramid and on its 10-megapixel block;
 6. runs the mixed viewer-and-scholar workload (``harness/mix.py``: viewer sessions, thumbnails,
    info.json, cited regions, downloads) for iiifserver and iipsrv at c=8 and c=64, each run on a
-   fresh server, with the servers' peak memory;
+   fresh server, with the servers' peak memory; then in an open loop at each of ``--open-rates``
+   requests/s (a Poisson stream over 64 connections, each request timed from its scheduled moment);
    before each server's cold, unaligned and mixed run its image files are read once (page cache warm for all);
    every server is left to finish its start-up work before a run (``servers.settle``);
 7. prints one markdown table: every target, both sides' figures, the ratio and PASS/FAIL.
