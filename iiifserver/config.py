@@ -216,7 +216,9 @@ class Settings:
     )
     memory_cache_mb: int = _setting(64, "Tile cache in memory, per worker process, in MiB (0: off).")
     disk_cache_mb: int = _setting(
-        4096, "Tile cache on disk under the cache folder, shared by the workers, in MiB (0: off)."
+        4096,
+        "Tile cache on disk under the cache folder, shared by the workers, in MiB (0: off). Each entry "
+        "counts in whole 4 KiB blocks, as the filesystem stores it: at most 256 files per MiB.",
     )
     disk_cache_admission: int = _setting(
         2,

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from iiifserver.cache.disk_eviction import Eviction, ScanResult
+from iiifserver.cache.disk_eviction import Eviction, ScanResult, charged
 from iiifserver.cache.disk_files import (
     O_CLOEXEC,
     O_NOFOLLOW,
@@ -326,7 +326,7 @@ class DiskCache:
         generation = self._bump_generation()
         removed = freed = 0
         for target in moved:
-            entries, size = remove_tree(target, is_entry_name)
+            entries, size = remove_tree(target, is_entry_name, charged)
             removed += entries
             freed += size
         if freed:

@@ -9,6 +9,11 @@ work (it only empties ``.trash``, where a purge leaves what it has not deleted y
 
 Why an estimate: a walk of the tree takes time in proportion to its size, so a put only adds its
 bytes to a shared 8-byte counter, and only a survey (a scan, an eviction) reads the tree itself.
+
+Why whole blocks: an entry takes at least a filesystem block (and an inode) whatever its length,
+so each counts as its length rounded up to ``BLOCK`` (``charged``). The limit is then what the
+disk really gives, and it bounds the number of files too (``max_bytes / BLOCK``): a flood of tiny
+entries (attack case E11) cannot use up a small filesystem's inodes under a limit in bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from iiifserver.cache.disk_files import lstat, open_creating, remove_tree, rmdir
 from iiifserver.cache.disk_layout import EVICT_LOCK, TEMP_SUFFIX, TRASH, USAGE, identifier_dirs, is_entry_name
 
 log = logging.getLogger(__name__)
+
+BLOCK = 4096  # the common filesystem block (ext4, XFS): the least an entry occupies
+
+
+def charged(size: int) -> int:
+    """What an entry of ``size`` bytes counts against the limit: whole blocks, at least one."""
+    return max(1, -(-size // BLOCK)) * BLOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +92,12 @@ class Eviction:
     # --- the shared estimate -----------------------------------------------------------------
 
     def added(self, size: int) -> None:
-        """Count ``size`` bytes written; past ``max_bytes``, start an eviction."""
-        if self._update_usage(lambda current: current + size) > self.max_bytes:
+        """Count an entry of ``size`` bytes written (``charged``); past ``max_bytes``, start an eviction."""
+        if self._update_usage(lambda current: current + charged(size)) > self.max_bytes:
             self._request_eviction()
 
     def removed(self, size: int) -> None:
-        """Count ``size`` bytes removed (a purge)."""
+        """Count ``size`` bytes removed (a purge: the sum of the removed entries' ``charged`` sizes)."""
         self._update_usage(lambda current: current - size)
 
     def _set_usage(self, surveyed: int, before: int) -> None:
@@ -186,9 +198,9 @@ class Eviction:
                         survey.removed_temp += 1
                 elif is_entry_name(item.name):
                     survey.entries += 1
-                    survey.bytes += st.st_size
+                    survey.bytes += charged(st.st_size)
                     if histogram is not None:
-                        histogram[st.st_mtime_ns // self._bucket_ns] += st.st_size
+                        histogram[st.st_mtime_ns // self._bucket_ns] += charged(st.st_size)
         return survey
 
     def _remove_oldest(self, cutoff_bucket: int, partial: int) -> tuple[int, int]:
@@ -212,9 +224,9 @@ class Eviction:
                     continue  # another process removed it first
                 evicted += 1
                 removed_here += 1
-                freed += st.st_size
+                freed += charged(st.st_size)
                 if bucket == cutoff_bucket:
-                    partial -= st.st_size
+                    partial -= charged(st.st_size)
             if removed_here and not kept_here:
                 # Safe against a concurrent put: rmdir fails on a folder holding its temp file, and a
                 # put that finds the folder gone recreates it.
@@ -224,7 +236,7 @@ class Eviction:
     def _empty_trash(self) -> None:
         """Delete leftovers of purges that were interrupted (a crash between rename and delete)."""
         for item in scandir(os.path.join(self._base, TRASH)):
-            remove_tree(item.path, is_entry_name)
+            remove_tree(item.path, is_entry_name, charged)
 
     @contextmanager
     def _exclusive(self) -> Iterator[bool]:

@@ -101,19 +101,20 @@ def is_dir(item: os.DirEntry[str]) -> bool:
         return False
 
 
-def remove_tree(path: str, counts: Callable[[str], bool]) -> tuple[int, int]:
-    """Delete a folder and everything below it; returns the number and bytes of the files removed
-    whose names ``counts`` accepts (the entries, as opposed to temp files)."""
+def remove_tree(path: str, counts: Callable[[str], bool], measure: Callable[[int], int]) -> tuple[int, int]:
+    """Delete a folder and everything below it; returns the number of the files removed whose names
+    ``counts`` accepts (the entries, as opposed to temp files) and the sum of ``measure`` of their
+    lengths."""
     entries = size = 0
     for item in scandir(path):
         if is_dir(item):
-            sub_entries, sub_size = remove_tree(item.path, counts)
+            sub_entries, sub_size = remove_tree(item.path, counts, measure)
             entries += sub_entries
             size += sub_size
             continue
         st = lstat(item)
         if unlink_quietly(item.path) and st is not None and counts(item.name):
             entries += 1
-            size += st.st_size
+            size += measure(st.st_size)
     rmdir_quietly(path)
     return entries, size

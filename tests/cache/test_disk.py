@@ -18,6 +18,7 @@ import pytest
 
 from iiifserver.cache import disk as disk_module
 from iiifserver.cache.disk import DiskCache
+from iiifserver.cache.disk_eviction import charged
 from iiifserver.cache.entry import Entry
 from tests.cache import disk_worker
 from tests.cache.disk_helpers import DAMAGES, HOUR, Damage, entry, entry_path, file_size, key, temp_files
@@ -36,7 +37,7 @@ def test_round_trip(cache: DiskCache, tmp_path: Path) -> None:
     assert temp_files(tmp_path) == []
     stats = cache.stats
     assert (stats.writes, stats.hits, stats.misses) == (1, 1, 0)
-    assert stats.bytes == file_size(stored)
+    assert stats.bytes == charged(file_size(stored))  # whole blocks
 
 
 def test_temp_file_is_unique_and_beside_the_entry(
@@ -84,7 +85,7 @@ def test_survives_a_restart(tmp_path: Path) -> None:
     restarted = DiskCache(tmp_path, 1_000_000)
     assert restarted.get("img", key(1)) == entry(500)
     result = restarted.scan()
-    assert (result.entries, result.bytes, result.skipped) == (1, file_size(entry(500)), False)
+    assert (result.entries, result.bytes, result.skipped) == (1, charged(file_size(entry(500))), False)
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -237,7 +238,7 @@ def test_purge_one_identifier(cache: DiskCache, tmp_path: Path) -> None:
     assert all(cache.get("drop", key(n)) is None for n in range(3))
     assert cache.get("keep", key(9)) == entry(identifier="keep")
     assert cache.generation() == 1
-    assert cache.stats.bytes == file_size(entry(identifier="keep"))
+    assert cache.stats.bytes == charged(file_size(entry(identifier="keep")))
     assert list((tmp_path / "v2" / ".trash").iterdir()) == []
     assert cache.purge("drop") == 0
     assert cache.generation() == 2

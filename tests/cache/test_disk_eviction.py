@@ -14,7 +14,7 @@ import pytest
 
 from iiifserver.cache import disk_eviction
 from iiifserver.cache.disk import DiskCache
-from iiifserver.cache.disk_eviction import Eviction, cutoff
+from iiifserver.cache.disk_eviction import BLOCK, Eviction, charged, cutoff
 from tests.cache.disk_helpers import HOUR, entry, entry_path, file_size, key
 
 
@@ -35,17 +35,17 @@ def test_scan_removes_stale_temp_files_but_keeps_live_ones(cache: DiskCache, tmp
     result = cache.scan()
     assert not stale.exists()
     assert live.exists()
-    assert (result.entries, result.bytes, result.removed_temp) == (1, file_size(entry(700)), 1)
+    assert (result.entries, result.bytes, result.removed_temp) == (1, charged(file_size(entry(700))), 1)
 
 
 def test_scan_resets_a_drifted_estimate(cache: DiskCache, tmp_path: Path) -> None:
     cache.put("img", key(1), entry(700))
     cache.put("img", key(2), entry(700))
     entry_path(tmp_path, "img", key(2)).unlink()  # removed behind the cache's back
-    assert cache.stats.bytes == 2 * file_size(entry(700))
+    assert cache.stats.bytes == 2 * charged(file_size(entry(700)))
     cache.scan()
-    assert cache.stats.bytes == file_size(entry(700))
-    assert DiskCache(tmp_path, 1_000_000).scan().bytes == file_size(entry(700))
+    assert cache.stats.bytes == charged(file_size(entry(700)))
+    assert DiskCache(tmp_path, 1_000_000).scan().bytes == charged(file_size(entry(700)))
 
 
 def test_scan_yields_to_another_process_holding_the_lock(cache: DiskCache, tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_scan_yields_to_another_process_holding_the_lock(cache: DiskCache, tmp_p
 
 
 def test_eviction_removes_the_oldest_down_to_the_low_water_mark(tmp_path: Path) -> None:
-    size = file_size(entry())
+    size = charged(file_size(entry()))
     cache = DiskCache(tmp_path, 10 * size, low_water=0.7, background_eviction=False)
     now = time.time()
     for n in range(10):
@@ -77,7 +77,7 @@ def test_eviction_removes_the_oldest_down_to_the_low_water_mark(tmp_path: Path) 
 
 
 def test_eviction_within_one_bucket_frees_just_enough(tmp_path: Path) -> None:
-    size = file_size(entry())
+    size = charged(file_size(entry()))
     cache = DiskCache(tmp_path, 10 * size, low_water=0.5, background_eviction=False)
     for n in range(11):
         cache.put(f"id{n}", key(n), entry(identifier=f"id{n}"))
@@ -89,7 +89,7 @@ def test_eviction_within_one_bucket_frees_just_enough(tmp_path: Path) -> None:
 
 
 def test_eviction_runs_in_a_background_thread_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    size = file_size(entry())
+    size = charged(file_size(entry()))
     cache = DiskCache(tmp_path, 10 * size, low_water=0.5)
     callers: set[str] = set()
     evict = Eviction.evict
@@ -109,7 +109,7 @@ def test_eviction_runs_in_a_background_thread_by_default(tmp_path: Path, monkeyp
 
 
 def test_evicting_twice_at_once_is_harmless(tmp_path: Path) -> None:
-    size = file_size(entry())
+    size = charged(file_size(entry()))
     for n in range(20):
         DiskCache(tmp_path, 1_000_000).put("img", key(n), entry())
     caches = [DiskCache(tmp_path, 10 * size, low_water=0.5) for _ in range(4)]
@@ -145,14 +145,14 @@ def keeper(base: Path, max_bytes: int = 1_000, *, background: bool = False) -> E
 
 def test_the_estimate_is_shared_through_the_usage_file(tmp_path: Path) -> None:
     base = tmp_path / "v2"
-    one, other = keeper(base), keeper(base)  # as two worker processes would hold them
-    one.added(300)
-    other.added(200)
-    assert int.from_bytes((base / ".usage").read_bytes(), "little") == 500
-    assert other.estimate == 500
-    one.removed(100)
-    assert one.estimate == 400
-    other.removed(10_000)  # more than counted (files removed by hand): never below zero
+    one, other = keeper(base, 1_000_000), keeper(base, 1_000_000)  # as two worker processes would hold them
+    one.added(300)  # an entry counts whole blocks: one
+    other.added(BLOCK + 1)  # two
+    assert int.from_bytes((base / ".usage").read_bytes(), "little") == 3 * BLOCK
+    assert other.estimate == 3 * BLOCK
+    one.removed(BLOCK)  # a purge gives the sum it counted
+    assert one.estimate == 2 * BLOCK
+    other.removed(100 * BLOCK)  # more than counted (files removed by hand): never below zero
     assert other.estimate == 0
 
 
@@ -161,14 +161,14 @@ def test_an_unusable_tree_falls_back_to_this_process_estimate(tmp_path: Path) ->
     size_keeper = keeper(tmp_path / "file" / "v2")  # the usage file can never be created
     size_keeper.added(300)
     size_keeper.added(200)
-    assert size_keeper.estimate == 500
-    size_keeper.removed(800)
+    assert size_keeper.estimate == 2 * BLOCK
+    size_keeper.removed(3 * BLOCK)
     assert size_keeper.estimate == 0
     assert size_keeper.scan().skipped  # nothing to lock, so nothing to scan
 
 
 def test_adding_past_the_bound_evicts_in_the_calling_thread(tmp_path: Path) -> None:
-    size = file_size(entry())
+    size = charged(file_size(entry()))
     other_process = DiskCache(tmp_path, 1_000_000)  # writes real entries, adds to the shared estimate
     size_keeper = keeper(tmp_path / "v2", max_bytes=4 * size)
     for n in range(4):
@@ -182,7 +182,7 @@ def test_adding_past_the_bound_evicts_in_the_calling_thread(tmp_path: Path) -> N
 
 
 def test_eviction_keeps_a_folder_holding_a_write_in_progress(tmp_path: Path) -> None:
-    size = file_size(entry())
+    size = charged(file_size(entry()))
     cache = DiskCache(tmp_path, 10 * size, low_water=0.5, background_eviction=False)
     two_hours_ago = time.time() - 2 * HOUR
     for identifier, k in (("busy", key(1)), ("idle", key(2))):
@@ -225,9 +225,29 @@ def test_cutoff_frees_at_least_the_excess_from_the_oldest_buckets() -> None:
 
 
 def test_eviction_logs_what_it_removed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    size = file_size(entry())
+    size = charged(file_size(entry()))
     cache = DiskCache(tmp_path, 10 * size, low_water=0.5, background_eviction=False)
     with caplog.at_level(logging.INFO, logger=disk_eviction.__name__):
         for n in range(11):
             cache.put("img", key(n), entry())
     assert [r.getMessage() for r in caplog.records] == [f"disk cache evicted 6 entries ({6 * size} bytes)"]
+
+
+@pytest.mark.parametrize(("size", "blocks"), [(0, 1), (1, 1), (BLOCK, 1), (BLOCK + 1, 2), (10 * BLOCK - 1, 10)])
+def test_an_entry_counts_whole_blocks_at_least_one(size: int, blocks: int) -> None:
+    assert charged(size) == blocks * BLOCK
+
+
+def test_a_flood_of_tiny_entries_is_bounded_in_files_too(tmp_path: Path) -> None:
+    """E11: entries of a few dozen bytes each take a block and an inode; a limit in bytes that
+    counted their lengths alone would let 1,000 of them into 16 blocks' room."""
+    cache = DiskCache(tmp_path, 16 * BLOCK, low_water=0.5, background_eviction=False)
+    tiny = entry(10)
+    assert file_size(tiny) < 100
+    for n in range(1_000):
+        assert cache.put("img", key(n), tiny)
+        assert cache.stats.bytes <= 16 * BLOCK
+    files = cache.scan()
+    assert 8 <= files.entries <= 16
+    assert files.bytes == files.entries * BLOCK
+    assert len(list((tmp_path / "v2").glob("??/*/*"))) == files.entries

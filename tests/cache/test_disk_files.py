@@ -95,8 +95,8 @@ def test_remove_tree_counts_what_the_predicate_accepts(tmp_path: Path) -> None:
     (tree / "abcd" / key(2)).write_bytes(b"x" * 50)
     (tree / "abcd" / f"{key(3)}.1.abcdef.tmp").write_bytes(b"x" * 1_000)  # removed, not counted
     (tree / key(4)).write_bytes(b"x" * 7)
-    removed = remove_tree(os.fspath(tree), lambda name: len(name) == 40)
-    assert removed == (3, 157)
+    removed = remove_tree(os.fspath(tree), lambda name: len(name) == 40, lambda size: size + 1)
+    assert removed == (3, 160)  # each counted entry measured: 101 + 51 + 8
     assert not tree.exists()
     assert (tmp_path / "trash").is_dir()  # only the folder named
-    assert remove_tree(os.fspath(tree), lambda name: True) == (0, 0)  # gone already
+    assert remove_tree(os.fspath(tree), lambda name: True, lambda size: size) == (0, 0)  # gone already
