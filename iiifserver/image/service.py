@@ -16,6 +16,7 @@ replaced in between is a 503 (retry), never a wrong entry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -252,10 +253,13 @@ class ImageService:
                 if not lane.has_free_thread and self.cache is not None and self.cache.has_lower:
                     # Renders are queued: a body the disk or shared tier holds is read in the I/O
                     # lane now instead of waiting behind them (a cache-busting flood must not
-                    # hold up cached thumbnails). Twins read it each: cheaper than a flight.
-                    found = await self.lanes.io.run(
-                        self.cache.get_lower_blocking, prepared.source.file.cache_name, prepared.key
-                    )
+                    # hold up cached thumbnails). Twins read it each: cheaper than a flight. An
+                    # I/O lane as busy as that is no reason to refuse: the render lane looks again.
+                    found = None
+                    with contextlib.suppress(ServiceUnavailable):
+                        found = await self.lanes.io.run(
+                            self.cache.get_lower_blocking, prepared.source.file.cache_name, prepared.key
+                        )
                     if found is not None:
                         return self._kept(prepared, found)
                 # One thread hop for the disk lookup and the render: under load every hop back

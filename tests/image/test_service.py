@@ -283,3 +283,26 @@ def test_with_a_render_thread_free_the_disk_lookup_rides_the_render_hop(two_sour
         assert io_jobs == []
 
     asyncio.run(steps())
+
+
+def test_a_busy_io_lane_does_not_refuse_a_queued_render(two_sources: Path, tmp_path: Path) -> None:
+    """Renders queued and the I/O lane full: the disk lookup is skipped, not turned into a 503; the
+    request waits its turn in the render lane, whose job looks in the disk tier itself."""
+    render = GatedRender("pic.tif")
+    service = fake_service(two_sources, tmp_path, render, disk_cache_mb=64, max_waiting=4)
+
+    async def full(*args: Any, **kwargs: Any) -> Any:
+        raise ServiceUnavailable("server busy (io queue full)", retry_after=2)
+
+    async def steps() -> None:
+        first = await service.prepare("pic", tile("0,0,256,256/256,/0/default.jpg"))
+        second = await service.prepare("pic", tile("256,0,256,128/256,/0/default.jpg"))
+        running = asyncio.create_task(service.fetch(first))
+        await until(lambda: service.lanes.tile.busy == 1)
+        service.lanes.io.run = full  # type: ignore[method-assign]
+        queued = asyncio.create_task(service.fetch(second))
+        await until(lambda: service.lanes.tile.waiting == 1)
+        render.open()
+        assert [e.body for e in await asyncio.gather(running, queued)] == [b"rendered pic.tif"] * 2
+
+    asyncio.run(steps())
