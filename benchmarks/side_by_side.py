@@ -1277,6 +1277,7 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
     tracebacks = log_text.count("Traceback")
     errors = sum(1 for line in log_text.splitlines() if " ERROR " in line)
     records = [r for rs in load_runs(jsonl).values() for r in rs]
+    open_loops = mixed_open(load_runs(jsonl))
     when = min((r["time"] for r in records), default=now_iso())[:16].replace("T", " ")
     busy = [
         f"{r['label']} {r['mode']} c={r['concurrency']}" for r in records if (r.get("other_cpu_pct") or 0) > BUSY_PCT
@@ -1397,10 +1398,10 @@ def write_report(md: Path, jsonl: Path, tbl: str, passed: int, total: int, meta:
                 "at that load. The closed loop above keeps every connection busy, so a saturated server "
                 'only chooses which requests wait (docs/performance.md, "Closed and open loops").',
                 "",
-                mixed_open(load_runs(jsonl)),
+                open_loops,
                 "",
             ]
-            if mixed_open(load_runs(jsonl))
+            if open_loops
             else []
         ),
         *(

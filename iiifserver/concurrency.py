@@ -123,14 +123,14 @@ class Lane:
         long; then ``deliver`` is never called). Call it from the event loop.
         """
         loop = asyncio.get_running_loop()
-        if self._free > 0 and not self._queue:
+        if self.has_free_thread:
             self._free -= 1
             self._start(loop, fn, deliver)
             return None
         return self._queued(loop, fn, deliver)
 
     async def _queued(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], T], deliver: Deliver[T]) -> None:
-        if self._free > 0 and not self._queue:  # a thread came free since ``submit`` was called
+        if self.has_free_thread:  # a thread came free since ``submit`` was called
             self._free -= 1
             self._start(loop, fn, deliver)
             return

@@ -197,10 +197,11 @@ class Eviction:
                     if st.st_mtime < stale_before and unlink_quietly(item.path):
                         survey.removed_temp += 1
                 elif is_entry_name(item.name):
+                    size = charged(st.st_size)
                     survey.entries += 1
-                    survey.bytes += charged(st.st_size)
+                    survey.bytes += size
                     if histogram is not None:
-                        histogram[st.st_mtime_ns // self._bucket_ns] += charged(st.st_size)
+                        histogram[st.st_mtime_ns // self._bucket_ns] += size
         return survey
 
     def _remove_oldest(self, cutoff_bucket: int, partial: int) -> tuple[int, int]:
@@ -224,9 +225,10 @@ class Eviction:
                     continue  # another process removed it first
                 evicted += 1
                 removed_here += 1
-                freed += charged(st.st_size)
+                size = charged(st.st_size)
+                freed += size
                 if bucket == cutoff_bucket:
-                    partial -= charged(st.st_size)
+                    partial -= size
             if removed_here and not kept_here:
                 # Safe against a concurrent put: rmdir fails on a folder holding its temp file, and a
                 # put that finds the folder gone recreates it.

@@ -113,7 +113,7 @@ class TileCache:
         render.
         """
         entry = self.memory.get(key)
-        if entry is not None or (self.disk is None and self.shared is None):
+        if entry is not None or not self.has_lower:
             return entry
         lookup = self._lower_promoting if self.shared is not None else self.disk.get  # type: ignore[union-attr]
         found: Entry | None = await self._run_blocking(lookup, identifier, key)
